@@ -1,0 +1,3 @@
+from lora_sched.cli import main
+
+raise SystemExit(main())

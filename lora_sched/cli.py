@@ -1,0 +1,106 @@
+"""`lora-sched` / `python -m lora_sched`: the command line.
+
+Exit codes: 0 ok, 1 invalid config (message on stderr), 2 usage error. Each verb's handler lives
+in the layer that owns it and is imported only when that verb runs, so `validate` and `preview`
+start without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from lora_sched.errors import ConfigError
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _handler(path: str):
+    module, _, func = path.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lora-sched",
+        description="Learning-rate schedules for LoRA fine-tuning: validate, preview, export, train.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    verb("list", "lora_sched.cli_catalogue:cmd_list", "list every schedule with its aliases and one-line doc")
+
+    p = verb("describe", "lora_sched.cli_catalogue:cmd_describe",
+             "parameters, defaults, bounds, formula, reference and gotchas of one schedule")
+    p.add_argument("name", help="schedule name or alias")
+
+    p = verb("validate", "lora_sched.config.commands:cmd_validate", "check config files; exit 1 on any error")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument("--trust-scheduler-code", action="store_true",
+                   help="allow lr_scheduler_type to import modules outside torch and lora_sched")
+
+    p = verb("preview", "lora_sched.config.commands:cmd_preview",
+             "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--png", metavar="OUT", help="write a plot of the LR per group")
+    p.add_argument("--csv", metavar="OUT", help="write step,lr per group for every step")
+    p.add_argument("--steps", action="store_true", help="print the LR of every step")
+    p.add_argument("--trust-scheduler-code", action="store_true")
+
+    p = verb("export", "lora_sched.torch.export:cmd_export", "write a TOML that stock sd-scripts runs")
+    p.add_argument("--kohya", required=True, metavar="FILE", help="the config to export")
+    p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout)")
+    p.add_argument("--num-processes", type=int, default=1,
+                   help="processes sd-scripts will run with (it multiplies its step counts by this)")
+
+    verb("schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect")
+
+    p = verb("bound", "lora_sched.analysis.commands:cmd_bound",
+             "convex-optimization bound of schedules, their bound-optimal LR and LR transfer")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--D", type=float, default=1.0, help="distance from start to optimum (default 1)")
+    p.add_argument("--G", type=float, default=1.0, help="gradient-norm bound (default 1)")
+    p.add_argument("--png", metavar="OUT", help="plot the curves and the bound over steps")
+    p.add_argument("--transfer", action="store_true", help="LR for the same schedule run for --steps steps")
+    p.add_argument("--steps", type=int, help="run length to transfer the LR to")
+
+    p = verb("train", "lora_sched.train.commands:cmd_train", "run a LoRA fine-tune driven by the config")
+    p.add_argument("file", metavar="FILE", nargs="?", help="config (default: the built-in quick start)")
+    p.add_argument("--resume", metavar="DIR", help="checkpoint directory, or 'latest'")
+    p.add_argument("--output-dir", metavar="DIR", help="override output_dir")
+    p.add_argument("--max-train-steps", type=int, help="override max_train_steps")
+    p.add_argument("--trust-scheduler-code", action="store_true")
+    return parser
+
+
+def _version() -> str:
+    from lora_sched import __version__
+
+    return f"lora-sched {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(_handler(args.handler)(args) or EXIT_OK)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Errors users can act on: every config problem names where, what was expected and what was found.
+
+A `Problem` is one finding (error, warning or notice). A `ConfigError` carries every error found in
+one pass, so a file with three mistakes reports all three at once. The schedule layer raises
+problems keyed by the flat kohya key (``lr_warmup_steps``, ``lr_scheduler_args.gamma``); the config
+layer fills in the file, the line and the section path before showing them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Severity = Literal["error", "warning", "notice"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a config value."""
+
+    key: str
+    expected: str
+    found: str
+    hint: str = ""
+    severity: Severity = "error"
+    file: str | None = None
+    line: int | None = None
+
+    def located(self, file: str | None = None, line: int | None = None, key: str | None = None) -> Problem:
+        """A copy with the location filled in (existing values win over None arguments)."""
+        return replace(
+            self,
+            file=file if file is not None else self.file,
+            line=line if line is not None else self.line,
+            key=key if key is not None else self.key,
+        )
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        label = "" if self.severity == "error" else f"{self.severity}: "
+        text = f"{where}{label}{self.key}: expected {self.expected}, got {self.found}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+class ConfigError(ValueError):
+    """One or more config problems; `str()` lists them all, one per paragraph."""
+
+    def __init__(self, problems: Problem | Sequence[Problem]) -> None:
+        self.problems: list[Problem] = [problems] if isinstance(problems, Problem) else list(problems)
+        if not self.problems:
+            raise ValueError("ConfigError needs at least one problem")
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+    def located(self, file: str | None = None) -> ConfigError:
+        return ConfigError([p.located(file=file) for p in self.problems])
+
+
+def problem(key: str, expected: str, found: object, hint: str = "", severity: Severity = "error") -> Problem:
+    """Build a Problem; `found` is shown with repr-like formatting that users recognise from TOML."""
+    return Problem(key=key, expected=expected, found=describe_value(found), hint=hint, severity=severity)
+
+
+def describe_value(value: object) -> str:
+    """How a found value is shown: TOML-ish literal plus its type where the type is the mistake."""
+    if isinstance(value, str) and value.startswith("\0"):
+        return value[1:]  # pre-formatted description
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        return f'"{value}" (a string)'
+    if isinstance(value, float):
+        return f"{value!r} (a float)"
+    if isinstance(value, int):
+        return f"{value} (an int)"
+    if isinstance(value, (list, tuple)):
+        return f"{list(value)!r} (a list)"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def raw(text: str) -> str:
+    """Mark a `found` text as already formatted (no type suffix added)."""
+    return "\0" + text
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 1) -> str:
+    """A 'did you mean X?' hint, or '' when nothing is close."""
+    pool = list(candidates)
+    matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+    if not matches:
+        lowered = {c.lower(): c for c in pool}
+        if word.lower() in lowered:
+            matches = [lowered[word.lower()]]
+    if not matches:
+        return ""
+    return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"

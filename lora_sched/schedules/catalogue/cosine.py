@@ -1,0 +1,91 @@
+"""Cosine decays and the one-cycle policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_sched._lazy import np
+from lora_sched.schedules.catalogue._params import min_lr_ratio, num_cycles_float
+from lora_sched.schedules.evaluate import floor_scale, progress
+from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
+
+
+def cosine_curve(s: Any, rs: Any) -> Any:
+    """m(s) = r + (1 - r) 0.5 (1 + cos(pi n p)), n = num_cycles"""
+    x = progress(s, rs)
+    x *= np.pi * rs.params["num_cycles"]
+    np.cos(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return floor_scale(x, rs.params["min_lr_ratio"])
+
+
+_CYCLES_GOTCHA = ("num_cycles counts half-cosine decays as sd-scripts does: 1 is one decay; "
+                  "diffusers' and transformers' own num_cycles is half of it (0.5).")
+
+register(ScheduleSpec(
+    name="cosine",
+    summary="half-cosine decay from the base LR to the floor at the horizon",
+    params=(num_cycles_float(), min_lr_ratio()),
+    curve=cosine_curve,
+    reference="diffusers get_cosine_schedule_with_warmup (num_cycles = n / 2); transformers cosine_with_min_lr",
+    aliases={"cosine_schedule_with_warmup": {"min_lr_ratio": 0.1}},
+    gotchas=(_CYCLES_GOTCHA,
+             "diffusers' cosine climbs back up after the horizon; here it holds its final value.",
+             "kohya-colab's XL notebook drops the warmup for cosine; here the warmup always applies.",
+             "The SambaFlow alias cosine_schedule_with_warmup ends at 0.1 x the base LR by default."),
+    kohya_name="cosine",
+    family="cosine",
+))
+
+register(ScheduleSpec(
+    name="cosine_with_min_lr",
+    summary="cosine decay to a required floor ratio",
+    params=(num_cycles_float(), min_lr_ratio(default=REQUIRED)),
+    curve=cosine_curve,
+    reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes it)",
+    gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),
+    kohya_name="cosine_with_min_lr",
+    family="cosine",
+))
+
+
+def one_cycle_curve(s: Any, rs: Any) -> Any:
+    """Two phases (torch OneCycleLR, three_phase = False), with a = pct_start T - 1:
+    s <= a: anneal from 1 / div_factor to 1 over s / a;
+    s > a: anneal from 1 to 1 / (div_factor final_div_factor) over (s - a) / (T - 1 - a), clipped at 1.
+    anneal = cos: end + (start - end) 0.5 (1 + cos(pi x)); linear: start + (end - start) x"""
+    prm = rs.params
+    initial = 1.0 / prm["div_factor"]
+    final = initial / prm["final_div_factor"]
+    a = prm["pct_start"] * rs.horizon - 1.0
+    b = rs.horizon - 1.0
+    rising = s <= a
+    x = np.where(rising, s / a if a > 0 else 1.0, (s - a) / (b - a) if b > a else 1.0)
+    np.clip(x, 0.0, 1.0, out=x)
+    start = np.where(rising, initial, 1.0)
+    end = np.where(rising, 1.0, final)
+    if prm["anneal_strategy"] == "cos":
+        return end + (start - end) / 2.0 * (np.cos(np.pi * x) + 1.0)
+    return (end - start) * x + start
+
+
+register(ScheduleSpec(
+    name="one_cycle",
+    summary="one cycle: rise from base/div_factor to the base LR, then anneal far below it",
+    params=(
+        Param("pct_start", "float", "fraction of the horizon spent rising", default=0.3, low=0.0, low_open=True,
+              high=1.0, high_open=True),
+        Param("div_factor", "float", "the cycle starts at base LR / div_factor", default=25.0, low=1.0),
+        Param("final_div_factor", "float", "the cycle ends at base LR / (div_factor x final_div_factor)",
+              default=1e4, low=1.0),
+        Param("anneal_strategy", "choice", "shape of both phases", default="cos", choices=("cos", "linear")),
+    ),
+    curve=one_cycle_curve,
+    reference="torch OneCycleLR (max_lr = the base LR, three_phase = False)",
+    accepts_warmup=False,
+    warmup_note="one_cycle warms up by itself over pct_start; set lr_warmup_steps = 0",
+    gotchas=("The base LR is the peak (torch's max_lr); the run starts 25x lower by default.",
+             "torch raises past total_steps; here the final value holds."),
+    family="cyclic",
+))

@@ -1,0 +1,159 @@
+"""Schedules that restart: cosine with hard restarts, REX with restarts, torch's warm restarts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_sched._lazy import np
+from lora_sched.errors import Problem, problem
+from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr_ratio, num_cycles_int, restart_decay
+from lora_sched.schedules.evaluate import progress
+from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
+
+
+def _cycle_value(shape: Any, offset: Any, length: Any, k: Any, rs: Any) -> Any:
+    """r + (1 - r) g^k * (warmup ramp over the first cycle_warmup steps of a cycle, else shape)."""
+    prm = rs.params
+    peak = prm["restart_decay"] ** k if prm["restart_decay"] != 1.0 else 1.0
+    cw = prm["cycle_warmup"]
+    if cw > 0:
+        shape = np.where(offset < cw, offset / cw, shape)
+    r = prm["min_lr_ratio"]
+    return r + (1.0 - r) * peak * shape
+
+
+def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
+    """m(s) = r + (1 - r) g^k 0.5 (1 + cos(pi u)) for p < 1, and r at p >= 1, where
+    k = floor(n p) is the cycle index, u = (n p) mod 1 the position in the cycle (after the cycle's
+    own warmup of cycle_warmup steps, if any), g = restart_decay, n = num_cycles"""
+    prm = rs.params
+    n = prm["num_cycles"]
+    p = progress(s, rs)
+    x = n * p
+    k = np.floor(x)
+    u = np.mod(x, 1.0)
+    length = (rs.horizon - rs.warmup) / n
+    cw = prm["cycle_warmup"]
+    if cw > 0:
+        offset = u * length
+        u = np.clip((offset - cw) / (length - cw), 0.0, 1.0)
+    else:
+        offset = u
+    m = _cycle_value(0.5 * (1.0 + np.cos(np.pi * u)), offset, length, k, rs)
+    return np.where(p >= 1.0, prm["min_lr_ratio"], m)
+
+
+def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
+    length = (rs.horizon - rs.warmup) / params["num_cycles"]
+    if params.get("cycle_steps"):
+        length = params["cycle_steps"]
+    if params["cycle_warmup"] >= length and params["cycle_warmup"] > 0:
+        return [problem("cycle_warmup", f"fewer steps than one cycle ({length:g})", params["cycle_warmup"])]
+    if length < 1:
+        return [problem("num_cycles", f"at most {rs.horizon - rs.warmup} cycles (one step each)", params["num_cycles"])]
+    return []
+
+
+register(ScheduleSpec(
+    name="cosine_with_restarts",
+    summary="num_cycles cosine decays with hard restarts to the peak",
+    params=(
+        num_cycles_int("number of cosine cycles (3 cycles = 2 restarts)"),
+        min_lr_ratio(),
+        restart_decay(),
+        cycle_warmup(),
+    ),
+    curve=cosine_with_restarts_curve,
+    reference="diffusers get_cosine_with_hard_restarts_schedule_with_warmup (restart_decay = 1, min_lr_ratio = 0)",
+    gotchas=("num_cycles = 3 means three cosine cycles, i.e. two restarts, not three.",
+             "diffusers drops to 0 after the horizon; here the final value (the floor) holds."),
+    check=_check_cycle_warmup,
+    kohya_name="cosine_with_restarts",
+    family="cyclic",
+))
+
+
+def rex_curve(s: Any, rs: Any) -> Any:
+    """m(s) = r + (1 - r) g^k (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
+    cycles last L = cycle_steps or floor((T - W) / num_cycles) steps, k = floor((s - W) / L),
+    q = progress through cycle k after its own warmup of cycle_warmup steps, g = restart_decay"""
+    prm = rs.params
+    d = prm["d"]
+    length = prm["cycle_steps"] or max(1, (rs.horizon - rs.warmup) // prm["num_cycles"])
+    j = np.maximum(s - rs.warmup, 0.0)
+    k = np.floor(j / length)
+    offset = j - k * length
+    cw = prm["cycle_warmup"]
+    q = np.clip((offset - cw) / max(1, length - cw), 0.0, 1.0)
+    left = 1.0 - q
+    m = _cycle_value(left / ((1.0 - d) + d * left), offset, length, k, rs)
+    return np.where(s >= rs.horizon, prm["min_lr_ratio"], m)
+
+
+register(ScheduleSpec(
+    name="rex",
+    summary="REX decay (reflected exponential), optionally in restarting cycles with per-cycle warmup",
+    params=(
+        Param("d", "float", "curvature: 0 is linear, towards 1 holds high then drops", default=0.9, low=0.0,
+              high=1.0, high_open=True),
+        min_lr_ratio(),
+        num_cycles_int("number of REX cycles (3 cycles = 2 restarts)"),
+        restart_decay(),
+        cycle_warmup(),
+        Param("cycle_steps", "duration", "length of each cycle in steps (overrides num_cycles)", default=None,
+              aliases=("first_cycle_max_steps",), default_doc="(T - W) // num_cycles"),
+    ),
+    curve=rex_curve,
+    reference="REX, arXiv 2107.04197; LoRA_Easy RexAnnealingWarmRestarts (kohya-colab's \"rex\"); "
+              "pytorch_optimizer REXScheduler (d = 0.5)",
+    gotchas=("kohya-colab's \"rex\" is num_cycles = 3, restart_decay = 0.9, d = 0.9 and a 5% per-cycle warmup; "
+             "its integer cycles can start a short extra cycle in the last steps, as that class does.",),
+    check=_check_cycle_warmup,
+    family="cyclic",
+))
+
+
+def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
+    """m(s) = r + (1 - r) 0.5 (1 + cos(pi t_cur / t_i)), with cycle lengths t_i = t_0 t_mult^i
+    counted from the end of the warmup and t_cur the steps into the current cycle"""
+    prm = rs.params
+    t0, tm = prm["t_0"], prm["t_mult"]
+    j = np.maximum(s - rs.warmup, 0.0)
+    if tm == 1:
+        t_cur, t_i = np.mod(j, t0), float(t0)
+    else:
+        k = np.floor(np.log(j * (tm - 1) / t0 + 1.0) / np.log(tm))
+
+        def start(c: Any) -> Any:
+            return t0 * (tm**c - 1.0) / (tm - 1)
+
+        k = np.where(start(k + 1) <= j, k + 1, k)  # guard both ways against log rounding
+        k = np.where(start(k) > j, k - 1, k)
+        t_cur, t_i = j - start(k), t0 * tm**k
+    m = 0.5 * (1.0 + np.cos(np.pi * t_cur / t_i))
+    r = prm["min_lr_ratio"]
+    return r + (1.0 - r) * m
+
+
+def _check_t0(params: dict, rs: Any) -> list[Problem]:
+    if params["t_0"] < 1:
+        return [problem("t_0", "a first cycle of at least 1 step", params["t_0"], "it resolved to 0 steps")]
+    return []
+
+
+register(ScheduleSpec(
+    name="cosine_annealing_warm_restarts",
+    summary="cosine cycles of length t_0, t_0 t_mult, ... (SGDR)",
+    params=(
+        Param("t_0", "duration", "length of the first cycle", default=REQUIRED, aliases=("T_0",)),
+        Param("t_mult", "int", "growth factor of each next cycle (an int, as torch requires)", default=1, low=1,
+              high=1000, aliases=("T_mult",)),
+        min_lr_ratio(doc="floor as a fraction of the base LR (torch's eta_min / base LR)"),
+    ),
+    curve=cosine_annealing_warm_restarts_curve,
+    reference="torch CosineAnnealingWarmRestarts; Composer CosineAnnealingWarmRestartsScheduler",
+    gotchas=("t_mult must be an int (torch rejects 1.5 at runtime: pytorch #95122); here it is checked up front.",
+             "The floor is a ratio of the base LR, not torch's absolute eta_min."),
+    check=_check_t0,
+    family="cyclic",
+))

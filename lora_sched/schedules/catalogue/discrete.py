@@ -1,0 +1,118 @@
+"""Piecewise constant and exponential decays. Their boundaries are absolute steps, not shifted by warmup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_sched._lazy import np
+from lora_sched.schedules.catalogue._params import gamma
+from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
+
+
+def parse_step_rules(text: str) -> tuple[list[int], list[float], float]:
+    """diffusers' step_rules "v1:b1,v2:b2,...,v_last" -> (boundaries, values, last value)."""
+    items = [item.strip() for item in text.split(",")]
+    bounds, values = [], []
+    for item in items[:-1]:
+        if item.count(":") != 1:
+            raise ValueError(f'"{item}" is not "value:step"')
+        value_text, step_text = item.split(":")
+        bounds.append(int(step_text))
+        values.append(float(value_text))
+    return bounds, values, float(items[-1])
+
+
+def _check_step_rules(text: str) -> str | None:
+    try:
+        bounds, values, last = parse_step_rules(text)
+    except ValueError as exc:
+        return f'step_rules is "value:step,...,last_value", e.g. "1:100,0.1:200,0.01" ({exc})'
+    if any(b < 0 for b in bounds):
+        return "steps in step_rules cannot be negative"
+    if len(set(bounds)) != len(bounds):
+        return "each step in step_rules may appear once"
+    if any(not (0 <= v < float("inf")) for v in (*values, last)):
+        return "values in step_rules must be finite and >= 0"
+    return None
+
+
+def piecewise_constant_curve(s: Any, rs: Any) -> Any:
+    """m(s) = value of the first rule (sorted by step) whose step > s, else the last value"""
+    bounds, values, last = parse_step_rules(rs.params["step_rules"])
+    order = np.argsort(bounds, kind="stable")
+    table = np.append(np.asarray(values, dtype=np.float64)[order], last)
+    return table[np.searchsorted(np.asarray(bounds, dtype=np.float64)[order], s, side="right")]
+
+
+register(ScheduleSpec(
+    name="piecewise_constant",
+    summary='piecewise constant multipliers from rules "value:step,...,last_value"',
+    params=(Param("step_rules", "str", 'rules "value:until_step,...,final_value", steps absolute',
+                  default="1", check=_check_step_rules),),
+    curve=piecewise_constant_curve,
+    reference="diffusers get_piecewise_constant_schedule",
+    gotchas=("Each rule's value holds until (not including) its step; steps count from 0, warmup included.",),
+    kohya_name="piecewise_constant",
+    family="discrete",
+))
+
+
+def step_curve(s: Any, rs: Any) -> Any:
+    """m(s) = gamma^floor(s / step_size)"""
+    return rs.params["gamma"] ** np.floor(s / rs.params["step_size"])
+
+
+def _check_positive(name: str):
+    def check(params: dict, rs: Any) -> list:
+        from lora_sched.errors import problem
+
+        if params[name] < 1:
+            return [problem(name, "a duration of at least 1 step", params[name], "it resolved to 0 steps")]
+        return []
+
+    return check
+
+
+register(ScheduleSpec(
+    name="step",
+    summary="multiply the LR by gamma every step_size steps",
+    params=(Param("step_size", "duration", "steps between decays", default=REQUIRED), gamma()),
+    curve=step_curve,
+    reference="torch StepLR; Composer StepScheduler",
+    check=_check_positive("step_size"),
+    family="discrete",
+))
+
+
+def multistep_curve(s: Any, rs: Any) -> Any:
+    """m(s) = gamma^(number of milestones <= s)"""
+    milestones = np.asarray(rs.params["milestones"], dtype=np.float64)
+    return rs.params["gamma"] ** np.searchsorted(milestones, s, side="right").astype(np.float64)
+
+
+register(ScheduleSpec(
+    name="multistep",
+    summary="multiply the LR by gamma at each milestone",
+    params=(Param("milestones", "durations", "steps at which the LR drops (absolute, not shifted by warmup)",
+                  default=REQUIRED), gamma()),
+    curve=multistep_curve,
+    reference="torch MultiStepLR; Composer MultiStepScheduler / MultiStepWithWarmupScheduler",
+    family="discrete",
+))
+
+
+def exponential_curve(s: Any, rs: Any) -> Any:
+    """m(s) = gamma^(s / decay_period)"""
+    return rs.params["gamma"] ** (s / rs.params["decay_period"])
+
+
+register(ScheduleSpec(
+    name="exponential",
+    summary="multiply the LR by gamma every decay_period steps, continuously",
+    params=(gamma(REQUIRED, "decay factor per decay_period"),
+            Param("decay_period", "duration", "steps per factor of gamma", default=1)),
+    curve=exponential_curve,
+    reference="torch ExponentialLR; Composer ExponentialScheduler",
+    check=_check_positive("decay_period"),
+    family="discrete",
+))

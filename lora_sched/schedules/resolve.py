@@ -1,0 +1,342 @@
+"""From what the user wrote to a fully resolved schedule in integer steps.
+
+Order (DESIGN.md section 3): run length and horizon -> scale schedule ratio -> warmup and every
+duration in steps -> parameter checks. The `ResolvedSchedule` is what previews, exports, the
+bound and the torch adapter consume, and what a checkpoint records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lora_sched.errors import ConfigError, Problem, did_you_mean, problem
+from lora_sched.schedules.durations import (
+    MAX_STEPS,
+    TimeContext,
+    parse_duration,
+    resolve_duration,
+)
+from lora_sched.schedules.spec import ScheduleSpec, lookup, schedules_taking
+
+WarmupType = Literal["linear", "cosine"]
+WARMUP_TYPES = ("linear", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainingShape:
+    """Facts about the run that durations in epochs or samples need."""
+
+    steps_per_epoch: int | None = None
+    samples_per_step: int | None = None
+
+
+@dataclass
+class ScheduleRequest:
+    """The schedule as the user wrote it (values unparsed), before resolution.
+
+    arg_keys maps a param name to the config key it came from, so errors name what the user
+    wrote (``lr_scheduler_num_cycles`` rather than ``lr_scheduler_args.num_cycles``).
+    """
+
+    name: str = "constant"
+    args: dict[str, Any] = field(default_factory=dict)
+    warmup: Any = 0
+    warmup_start: float = 0.0
+    warmup_type: str = "linear"
+    max_train_steps: Any = None
+    max_train_epochs: Any = None
+    schedule_steps: Any = None
+    hold_after_horizon: bool = False
+    scale_schedule_ratio: float = 1.0
+    scale_warmup: bool = False
+    base_lr: float = 1.0
+    arg_keys: dict[str, str] = field(default_factory=dict)
+
+    def key_for(self, param: str) -> str:
+        return self.arg_keys.get(param, f"lr_scheduler_args.{param}")
+
+
+@dataclass(frozen=True)
+class ResolvedSchedule:
+    """A schedule fixed in integer steps: the single source of truth for every consumer.
+
+    name: canonical schedule name (requested_name keeps the alias the user wrote).
+    params: resolved parameter values (durations in steps), JSON-serialisable.
+    warmup (W), horizon (T), run_length: steps. base_lr: the optimizer's default LR
+    (polynomial's lr_end and REX's absolute floor are relative to it).
+    """
+
+    name: str
+    params: Mapping[str, Any]
+    warmup: int
+    horizon: int
+    run_length: int
+    warmup_start: float = 0.0
+    warmup_type: str = "linear"
+    hold_after_horizon: bool = False
+    base_lr: float = 1.0
+    requested_name: str = ""
+
+    @property
+    def spec(self) -> ScheduleSpec:
+        return lookup(self.name)[0]
+
+    def multipliers(self, steps: Any = None) -> Any:
+        """m(s) as a NumPy array, for `steps` (default: every step of the run, 0..run_length-1)."""
+        from lora_sched.schedules.evaluate import multipliers
+
+        return multipliers(self, steps)
+
+    def multiplier(self, step: int) -> float:
+        """m(s) for one step, as a Python float (what a torch scheduler needs per step)."""
+        return float(self.multipliers([step])[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/TOML-friendly record (what checkpoints and `ss_*` metadata store)."""
+        return {
+            "name": self.name,
+            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params.items()},
+            "warmup": self.warmup,
+            "horizon": self.horizon,
+            "run_length": self.run_length,
+            "warmup_start": self.warmup_start,
+            "warmup_type": self.warmup_type,
+            "hold_after_horizon": self.hold_after_horizon,
+            "base_lr": self.base_lr,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResolvedSchedule:
+        params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(data["params"]).items()}
+        return cls(
+            name=data["name"],
+            params=params,
+            warmup=int(data["warmup"]),
+            horizon=int(data["horizon"]),
+            run_length=int(data["run_length"]),
+            warmup_start=float(data.get("warmup_start", 0.0)),
+            warmup_type=str(data.get("warmup_type", "linear")),
+            hold_after_horizon=bool(data.get("hold_after_horizon", False)),
+            base_lr=float(data.get("base_lr", 1.0)),
+            requested_name=str(data.get("name")),
+        )
+
+    def curve_changes(self, other: ResolvedSchedule) -> list[str]:
+        """What differs between the curves of two schedules, as 'what: old -> new' lines.
+
+        The run length is not part of the curve: a longer run over the same horizon is the same
+        schedule (only hold_after_horizon decides what happens past it).
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        changes = []
+        for key in ("name", "warmup", "horizon", "warmup_start", "warmup_type", "hold_after_horizon", "base_lr"):
+            if mine[key] != theirs[key]:
+                changes.append(f"{key}: {mine[key]!r} -> {theirs[key]!r}")
+        for key in sorted(set(mine["params"]) | set(theirs["params"])):
+            old, new = mine["params"].get(key), theirs["params"].get(key)
+            if old != new:
+                changes.append(f"params.{key}: {old!r} -> {new!r}")
+        return changes
+
+
+def _positive_int(value: Any, key: str, problems: list[Problem]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        hint = f"write {int(value)}" if isinstance(value, float) and math.isfinite(value) and value.is_integer() else ""
+        problems.append(problem(key, "an int >= 1", value, hint))
+        return None
+    if value < 1 or value > MAX_STEPS:
+        problems.append(problem(key, f"an int in [1, {MAX_STEPS:,}]", value))
+        return None
+    return value
+
+
+def _ratio(value: Any, key: str, problems: list[Problem], low: float, high: float, low_open: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value > high or value < low or (low_open and value == low)):
+        ok = False
+    if not ok:
+        bracket = "(" if low_open else "["
+        problems.append(problem(key, f"a number in {bracket}{low:g}, {high:g}]", value))
+        return low if not low_open else 1.0
+    return float(value)
+
+
+def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> ResolvedSchedule:
+    """Resolve a request into integer steps; every problem found is raised in one ConfigError."""
+    shape = shape or TrainingShape()
+    problems: list[Problem] = []
+    spec, alias_defaults = lookup(request.name)
+
+    ssr = _ratio(request.scale_schedule_ratio, "scale_schedule_ratio", problems, 0.0, 1000.0, low_open=True)
+    warmup_start = _ratio(request.warmup_start, "warmup_start", problems, 0.0, 1.0, low_open=False)
+    if request.warmup_type not in WARMUP_TYPES:
+        problems.append(problem("warmup_type", 'one of "linear", "cosine"', request.warmup_type,
+                                did_you_mean(str(request.warmup_type), WARMUP_TYPES)))
+    for flag in ("hold_after_horizon", "scale_warmup"):
+        if not isinstance(getattr(request, flag), bool):
+            problems.append(problem(flag, "true or false", getattr(request, flag)))
+    base_lr = request.base_lr
+    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not math.isfinite(base_lr) or base_lr <= 0:
+        problems.append(problem("learning_rate", "a number > 0", base_lr))
+        base_lr = 1.0
+
+    run_length = _run_length(request, shape, problems)
+    horizon = run_length
+    if request.schedule_steps is not None and run_length is not None:
+        horizon = _horizon(request.schedule_steps, shape, problems)
+    if problems or run_length is None or horizon is None:
+        raise ConfigError(problems or [problem("max_train_steps", "an int >= 1", None)])
+
+    run_length = math.floor(run_length * ssr)
+    horizon = math.floor(horizon * ssr)
+    if horizon < 1 or run_length < 1:
+        raise ConfigError(
+            problem("scale_schedule_ratio", "a ratio that leaves at least one step",
+                    request.scale_schedule_ratio, f"the run would have {run_length} steps and the horizon {horizon}")
+        )
+    if run_length > horizon and not request.hold_after_horizon:
+        problems.append(
+            problem("schedule_steps", f"a horizon of at least the run length ({run_length} steps)", horizon,
+                    "set hold_after_horizon = true to hold the last LR past the horizon, or raise schedule_steps")
+        )
+
+    ctx = TimeContext(
+        horizon=horizon,
+        ssr=ssr,
+        scale_warmup=bool(request.scale_warmup),
+        steps_per_epoch=shape.steps_per_epoch,
+        samples_per_step=shape.samples_per_step,
+    )
+    warmup = 0
+    try:
+        warmup = resolve_duration(parse_duration(request.warmup, "lr_warmup_steps"), ctx, "lr_warmup_steps",
+                                  is_warmup=True)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if warmup > 0 and not spec.accepts_warmup:
+        problems.append(problem("lr_warmup_steps", f"0 ({spec.name} takes no warmup)", warmup, spec.warmup_note))
+    elif warmup >= horizon and warmup > 0:
+        problems.append(
+            problem("lr_warmup_steps", f"a warmup shorter than the horizon ({horizon} steps)", request.warmup,
+                    f"it resolves to {warmup} steps")
+        )
+
+    params = _resolve_params(spec, alias_defaults, request, ctx, warmup, problems)
+    if not problems and spec.check is not None:
+        probe = ResolvedSchedule(spec.name, params, warmup, horizon, run_length, warmup_start,
+                                 request.warmup_type, request.hold_after_horizon, float(base_lr), request.name)
+        for p in spec.check(params, probe):
+            problems.append(p.located(key=request.key_for(p.key)) if p.key in spec.param_names else p)
+    if problems:
+        raise ConfigError(problems)
+    return ResolvedSchedule(
+        name=spec.name,
+        params=params,
+        warmup=warmup,
+        horizon=horizon,
+        run_length=run_length,
+        warmup_start=warmup_start,
+        warmup_type=request.warmup_type,
+        hold_after_horizon=request.hold_after_horizon,
+        base_lr=float(base_lr),
+        requested_name=request.name,
+    )
+
+
+def _run_length(request: ScheduleRequest, shape: TrainingShape, problems: list[Problem]) -> int | None:
+    steps = _positive_int(request.max_train_steps, "max_train_steps", problems)
+    epochs = _positive_int(request.max_train_epochs, "max_train_epochs", problems)
+    if epochs is not None:
+        if shape.steps_per_epoch is None:
+            problems.append(problem("max_train_epochs", "max_train_steps, or epochs with a known dataset size",
+                                    request.max_train_epochs, "set train_data_dir, or give max_train_steps"))
+            return None
+        return epochs * shape.steps_per_epoch  # kohya: epochs override max_train_steps
+    if steps is None and request.max_train_steps is None:
+        problems.append(problem("max_train_steps", "an int >= 1 (or max_train_epochs)", None))
+    return steps
+
+
+def _horizon(value: Any, shape: TrainingShape, problems: list[Problem]) -> int | None:
+    try:
+        duration = parse_duration(value, "schedule_steps", allow_fraction=False)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    ctx = TimeContext(horizon=0, steps_per_epoch=shape.steps_per_epoch, samples_per_step=shape.samples_per_step)
+    try:
+        steps = resolve_duration(duration, ctx, "schedule_steps")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    if steps < 1:
+        problems.append(problem("schedule_steps", "a horizon of at least 1 step", value))
+        return None
+    return steps
+
+
+def _resolve_params(
+    spec: ScheduleSpec,
+    alias_defaults: Mapping[str, Any],
+    request: ScheduleRequest,
+    ctx: TimeContext,
+    warmup: int,
+    problems: list[Problem],
+) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    for raw_name, value in request.args.items():
+        param = spec.param(raw_name)
+        if param is None:
+            problems.append(_unknown_arg(spec, raw_name, value, request.key_for(raw_name)))
+            continue
+        if param.name in given:
+            problems.append(problem(request.key_for(raw_name), f"`{param.name}` given once", value,
+                                    f"`{raw_name}` is another name for `{param.name}`"))
+            continue
+        given[param.name] = (raw_name, value)
+
+    params: dict[str, Any] = {}
+    for param in spec.params:
+        if param.name in given:
+            raw_name, value = given[param.name]
+            key = request.key_for(raw_name)
+        elif param.name in alias_defaults:
+            value, key = alias_defaults[param.name], request.key_for(param.name)
+        elif param.required:
+            problems.append(problem(request.key_for(param.name), f"{spec.name} needs `{param.name}`: {param.expected()}",
+                                    "\0nothing", param.doc))
+            continue
+        else:
+            value, key = param.default, request.key_for(param.name)
+        if value is None:
+            params[param.name] = None
+            continue
+        try:
+            parsed = param.parse(value, key)
+            if param.kind == "duration":
+                parsed = resolve_duration(parsed, ctx, key, is_warmup=param.is_warmup)
+            elif param.kind == "durations":
+                parsed = tuple(sorted(resolve_duration(d, ctx, key, is_warmup=param.is_warmup) for d in parsed))
+            params[param.name] = parsed
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return params
+
+
+def _unknown_arg(spec: ScheduleSpec, name: str, value: Any, key: str) -> Problem:
+    hint = did_you_mean(name, [n for p in spec.params for n in (p.name, *p.aliases)])
+    if not hint:
+        others = schedules_taking(name)
+        if others:
+            hint = f"did you mean {' or '.join(others[:3])}? ({spec.name} takes no `{name}`)"
+        elif spec.params:
+            hint = f"{spec.name} takes: " + ", ".join(p.name for p in spec.params)
+        else:
+            hint = f"{spec.name} takes no arguments"
+    expected = f"an argument of {spec.name}" if spec.params else f"no arguments ({spec.name} takes none)"
+    return problem(key, expected, f"\0`{name}` = {value!r}", hint)
