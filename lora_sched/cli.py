@@ -37,18 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("list", "lora_sched.cli_catalogue:cmd_list", "list every schedule with its aliases and one-line doc")
 
-    p = verb("describe", "lora_sched.cli_catalogue:cmd_describe",
-             "parameters, defaults, bounds, formula, reference and gotchas of one schedule")
+    p = verb(
+        "describe",
+        "lora_sched.cli_catalogue:cmd_describe",
+        "parameters, defaults, bounds, formula, reference and gotchas of one schedule",
+    )
     p.add_argument("name", help="schedule name or alias")
 
     p = verb("validate", "lora_sched.config.commands:cmd_validate", "check config files; exit 1 on any error")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
-    p.add_argument("--trust-scheduler-code", action="store_true",
-                   help="allow lr_scheduler_type to import modules outside torch and lora_sched")
+    p.add_argument(
+        "--trust-scheduler-code",
+        action="store_true",
+        help="allow lr_scheduler_type to import modules outside torch and lora_sched",
+    )
 
-    p = verb("preview", "lora_sched.config.commands:cmd_preview",
-             "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV")
+    p = verb(
+        "preview",
+        "lora_sched.config.commands:cmd_preview",
+        "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV",
+    )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--png", metavar="OUT", help="write a plot of the LR per group")
     p.add_argument("--csv", metavar="OUT", help="write step,lr per group for every step")
@@ -58,13 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("export", "lora_sched.torch.export:cmd_export", "write a TOML that stock sd-scripts runs")
     p.add_argument("--kohya", required=True, metavar="FILE", help="the config to export")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout)")
-    p.add_argument("--num-processes", type=int, default=1,
-                   help="processes sd-scripts will run with (it multiplies its step counts by this)")
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        help="processes sd-scripts will run with (it multiplies its step counts by this)",
+    )
 
     verb("schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect")
 
-    p = verb("bound", "lora_sched.analysis.commands:cmd_bound",
-             "convex-optimization bound of schedules, their bound-optimal LR and LR transfer")
+    p = verb(
+        "bound",
+        "lora_sched.analysis.commands:cmd_bound",
+        "convex-optimization bound of schedules, their bound-optimal LR and LR transfer",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--D", type=float, default=1.0, help="distance from start to optimum (default 1)")
     p.add_argument("--G", type=float, default=1.0, help="gradient-norm bound (default 1)")

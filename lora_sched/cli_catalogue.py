@@ -43,8 +43,14 @@ def describe_text(spec: ScheduleSpec, alias_defaults: dict | None = None) -> str
         lines.append(f"  {p.name} ({p.kind}): {p.doc}")
         lines.append(f"      {'; '.join(extra)}")
     lines.append("")
-    lines.append("warmup: " + ("lr_warmup_steps, rising from warmup_start to the curve's value at W"
-                               if spec.accepts_warmup else f"none ({spec.warmup_note})"))
+    lines.append(
+        "warmup: "
+        + (
+            "lr_warmup_steps, rising from warmup_start to the curve's value at W"
+            if spec.accepts_warmup
+            else f"none ({spec.warmup_note})"
+        )
+    )
     lines.append("")
     lines.append("formula (s step, W warmup, T horizon, p = (s - W) / max(1, T - W) in [0, 1], r floor):")
     lines.extend("  " + line for line in spec.formula.splitlines())

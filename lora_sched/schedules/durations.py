@@ -26,7 +26,9 @@ Unit = Literal["ba", "ep", "sp", "dur"]
 #: Largest step count accepted anywhere: a billion updates is far beyond any LoRA run.
 MAX_STEPS = 1_000_000_000
 
-DURATION_EXPECTED = 'steps (an int), a fraction in [0, 1), "5%", or a time string like "100ba", "2ep", "512sp", "0.3dur"'
+DURATION_EXPECTED = (
+    'steps (an int), a fraction in [0, 1), "5%", or a time string like "100ba", "2ep", "512sp", "0.3dur"'
+)
 
 _TIME_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(ba|ep|sp|dur|tok|%)\s*$")
 
@@ -144,15 +146,23 @@ def resolve_duration(duration: Duration, ctx: TimeContext, key: str, *, is_warmu
     elif duration.unit == "ep":
         if ctx.steps_per_epoch is None:
             raise ConfigError(
-                problem(key, "a duration in steps (epochs need the dataset size)", str(duration),
-                        "give max_train_epochs with a dataset, or write the duration in steps")
+                problem(
+                    key,
+                    "a duration in steps (epochs need the dataset size)",
+                    str(duration),
+                    "give max_train_epochs with a dataset, or write the duration in steps",
+                )
             )
         steps = int(duration.value) * ctx.steps_per_epoch
     else:  # samples
         if ctx.samples_per_step is None:
             raise ConfigError(
-                problem(key, "a duration in steps (samples need the batch size)", str(duration),
-                        "set train_batch_size, or write the duration in steps")
+                problem(
+                    key,
+                    "a duration in steps (samples need the batch size)",
+                    str(duration),
+                    "set train_batch_size, or write the duration in steps",
+                )
             )
         steps = int(duration.value) // ctx.samples_per_step
     if is_warmup and not ctx.scale_warmup:

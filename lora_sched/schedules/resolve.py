@@ -175,8 +175,14 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     ssr = _ratio(request.scale_schedule_ratio, "scale_schedule_ratio", problems, 0.0, 1000.0, low_open=True)
     warmup_start = _ratio(request.warmup_start, "warmup_start", problems, 0.0, 1.0, low_open=False)
     if request.warmup_type not in WARMUP_TYPES:
-        problems.append(problem("warmup_type", 'one of "linear", "cosine"', request.warmup_type,
-                                did_you_mean(str(request.warmup_type), WARMUP_TYPES)))
+        problems.append(
+            problem(
+                "warmup_type",
+                'one of "linear", "cosine"',
+                request.warmup_type,
+                did_you_mean(str(request.warmup_type), WARMUP_TYPES),
+            )
+        )
     for flag in ("hold_after_horizon", "scale_warmup"):
         if not isinstance(getattr(request, flag), bool):
             problems.append(problem(flag, "true or false", getattr(request, flag)))
@@ -196,13 +202,21 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     horizon = math.floor(horizon * ssr)
     if horizon < 1 or run_length < 1:
         raise ConfigError(
-            problem("scale_schedule_ratio", "a ratio that leaves at least one step",
-                    request.scale_schedule_ratio, f"the run would have {run_length} steps and the horizon {horizon}")
+            problem(
+                "scale_schedule_ratio",
+                "a ratio that leaves at least one step",
+                request.scale_schedule_ratio,
+                f"the run would have {run_length} steps and the horizon {horizon}",
+            )
         )
     if run_length > horizon and not request.hold_after_horizon:
         problems.append(
-            problem("schedule_steps", f"a horizon of at least the run length ({run_length} steps)", horizon,
-                    "set hold_after_horizon = true to hold the last LR past the horizon, or raise schedule_steps")
+            problem(
+                "schedule_steps",
+                f"a horizon of at least the run length ({run_length} steps)",
+                horizon,
+                "set hold_after_horizon = true to hold the last LR past the horizon, or raise schedule_steps",
+            )
         )
 
     ctx = TimeContext(
@@ -214,22 +228,37 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     )
     warmup = 0
     try:
-        warmup = resolve_duration(parse_duration(request.warmup, "lr_warmup_steps"), ctx, "lr_warmup_steps",
-                                  is_warmup=True)
+        warmup = resolve_duration(
+            parse_duration(request.warmup, "lr_warmup_steps"), ctx, "lr_warmup_steps", is_warmup=True
+        )
     except ConfigError as exc:
         problems.extend(exc.problems)
     if warmup > 0 and not spec.accepts_warmup:
         problems.append(problem("lr_warmup_steps", f"0 ({spec.name} takes no warmup)", warmup, spec.warmup_note))
     elif warmup >= horizon and warmup > 0:
         problems.append(
-            problem("lr_warmup_steps", f"a warmup shorter than the horizon ({horizon} steps)", request.warmup,
-                    f"it resolves to {warmup} steps")
+            problem(
+                "lr_warmup_steps",
+                f"a warmup shorter than the horizon ({horizon} steps)",
+                request.warmup,
+                f"it resolves to {warmup} steps",
+            )
         )
 
     params = _resolve_params(spec, alias_defaults, request, ctx, warmup, problems)
     if not problems and spec.check is not None:
-        probe = ResolvedSchedule(spec.name, params, warmup, horizon, run_length, warmup_start,
-                                 request.warmup_type, request.hold_after_horizon, float(base_lr), request.name)
+        probe = ResolvedSchedule(
+            spec.name,
+            params,
+            warmup,
+            horizon,
+            run_length,
+            warmup_start,
+            request.warmup_type,
+            request.hold_after_horizon,
+            float(base_lr),
+            request.name,
+        )
         for p in spec.check(params, probe):
             problems.append(p.located(key=request.key_for(p.key)) if p.key in spec.param_names else p)
     if problems:
@@ -253,8 +282,14 @@ def _run_length(request: ScheduleRequest, shape: TrainingShape, problems: list[P
     epochs = _positive_int(request.max_train_epochs, "max_train_epochs", problems)
     if epochs is not None:
         if shape.steps_per_epoch is None:
-            problems.append(problem("max_train_epochs", "max_train_steps, or epochs with a known dataset size",
-                                    request.max_train_epochs, "set train_data_dir, or give max_train_steps"))
+            problems.append(
+                problem(
+                    "max_train_epochs",
+                    "max_train_steps, or epochs with a known dataset size",
+                    request.max_train_epochs,
+                    "set train_data_dir, or give max_train_steps",
+                )
+            )
             return None
         return epochs * shape.steps_per_epoch  # kohya: epochs override max_train_steps
     if steps is None and request.max_train_steps is None:
@@ -295,8 +330,14 @@ def _resolve_params(
             problems.append(_unknown_arg(spec, raw_name, value, request.key_for(raw_name)))
             continue
         if param.name in given:
-            problems.append(problem(request.key_for(raw_name), f"`{param.name}` given once", value,
-                                    f"`{raw_name}` is another name for `{param.name}`"))
+            problems.append(
+                problem(
+                    request.key_for(raw_name),
+                    f"`{param.name}` given once",
+                    value,
+                    f"`{raw_name}` is another name for `{param.name}`",
+                )
+            )
             continue
         given[param.name] = (raw_name, value)
 
@@ -308,8 +349,14 @@ def _resolve_params(
         elif param.name in alias_defaults:
             value, key = alias_defaults[param.name], request.key_for(param.name)
         elif param.required:
-            problems.append(problem(request.key_for(param.name), f"{spec.name} needs `{param.name}`: {param.expected()}",
-                                    "\0nothing", param.doc))
+            problems.append(
+                problem(
+                    request.key_for(param.name),
+                    f"{spec.name} needs `{param.name}`: {param.expected()}",
+                    "\0nothing",
+                    param.doc,
+                )
+            )
             continue
         else:
             value, key = param.default, request.key_for(param.name)

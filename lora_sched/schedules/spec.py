@@ -105,7 +105,7 @@ class Param:
             return parse_duration(value, key)
         if kind == "durations":
             if not isinstance(value, (list, tuple)):
-                raise ConfigError(problem(key, "a list of durations, e.g. [100, 200] or [\"0.3dur\", \"0.6dur\"]", value))
+                raise ConfigError(problem(key, 'a list of durations, e.g. [100, 200] or ["0.3dur", "0.6dur"]', value))
             return tuple(parse_duration(v, f"{key}[{i}]") for i, v in enumerate(value))
         if kind == "bool":
             if not isinstance(value, bool):

@@ -7,14 +7,29 @@ from lora_sched.schedules.spec import Param
 
 def min_lr_ratio(default: float | object = 0.0, doc: str = "floor as a fraction of the base LR") -> Param:
     return Param(
-        "min_lr_ratio", "float", doc, default=default, low=0.0, high=1.0, high_open=True,
-        kohya_key="lr_scheduler_min_lr_ratio", aliases=("min_lr_rate", "end_lr_ratio"),
+        "min_lr_ratio",
+        "float",
+        doc,
+        default=default,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        kohya_key="lr_scheduler_min_lr_ratio",
+        aliases=("min_lr_rate", "end_lr_ratio"),
     )
 
 
 def num_cycles_float(doc: str = "number of half-cosine decays (1 = one decay to the floor)") -> Param:
-    return Param("num_cycles", "float", doc, default=1.0, low=0.0, low_open=True, high=10_000.0,
-                 kohya_key="lr_scheduler_num_cycles")
+    return Param(
+        "num_cycles",
+        "float",
+        doc,
+        default=1.0,
+        low=0.0,
+        low_open=True,
+        high=10_000.0,
+        kohya_key="lr_scheduler_num_cycles",
+    )
 
 
 def num_cycles_int(doc: str) -> Param:
@@ -22,13 +37,27 @@ def num_cycles_int(doc: str) -> Param:
 
 
 def restart_decay() -> Param:
-    return Param("restart_decay", "float", "peak multiplier per restart: cycle k peaks at restart_decay^k",
-                 default=1.0, low=0.0, low_open=True, high=1.0, aliases=("gamma",))
+    return Param(
+        "restart_decay",
+        "float",
+        "peak multiplier per restart: cycle k peaks at restart_decay^k",
+        default=1.0,
+        low=0.0,
+        low_open=True,
+        high=1.0,
+        aliases=("gamma",),
+    )
 
 
 def cycle_warmup() -> Param:
-    return Param("cycle_warmup", "duration", "linear warmup from the floor at the start of every cycle",
-                 default=0, is_warmup=True, aliases=("warmup_steps",))
+    return Param(
+        "cycle_warmup",
+        "duration",
+        "linear warmup from the floor at the start of every cycle",
+        default=0,
+        is_warmup=True,
+        aliases=("warmup_steps",),
+    )
 
 
 def gamma(default: float | object = 0.1, doc: str = "multiplicative decay factor") -> Param:

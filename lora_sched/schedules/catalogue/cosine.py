@@ -20,34 +20,42 @@ def cosine_curve(s: Any, rs: Any) -> Any:
     return floor_scale(x, rs.params["min_lr_ratio"])
 
 
-_CYCLES_GOTCHA = ("num_cycles counts half-cosine decays as sd-scripts does: 1 is one decay; "
-                  "diffusers' and transformers' own num_cycles is half of it (0.5).")
+_CYCLES_GOTCHA = (
+    "num_cycles counts half-cosine decays as sd-scripts does: 1 is one decay; "
+    "diffusers' and transformers' own num_cycles is half of it (0.5)."
+)
 
-register(ScheduleSpec(
-    name="cosine",
-    summary="half-cosine decay from the base LR to the floor at the horizon",
-    params=(num_cycles_float(), min_lr_ratio()),
-    curve=cosine_curve,
-    reference="diffusers get_cosine_schedule_with_warmup (num_cycles = n / 2); transformers cosine_with_min_lr",
-    aliases={"cosine_schedule_with_warmup": {"min_lr_ratio": 0.1}},
-    gotchas=(_CYCLES_GOTCHA,
-             "diffusers' cosine climbs back up after the horizon; here it holds its final value.",
-             "kohya-colab's XL notebook drops the warmup for cosine; here the warmup always applies.",
-             "The SambaFlow alias cosine_schedule_with_warmup ends at 0.1 x the base LR by default."),
-    kohya_name="cosine",
-    family="cosine",
-))
+register(
+    ScheduleSpec(
+        name="cosine",
+        summary="half-cosine decay from the base LR to the floor at the horizon",
+        params=(num_cycles_float(), min_lr_ratio()),
+        curve=cosine_curve,
+        reference="diffusers get_cosine_schedule_with_warmup (num_cycles = n / 2); transformers cosine_with_min_lr",
+        aliases={"cosine_schedule_with_warmup": {"min_lr_ratio": 0.1}},
+        gotchas=(
+            _CYCLES_GOTCHA,
+            "diffusers' cosine climbs back up after the horizon; here it holds its final value.",
+            "kohya-colab's XL notebook drops the warmup for cosine; here the warmup always applies.",
+            "The SambaFlow alias cosine_schedule_with_warmup ends at 0.1 x the base LR by default.",
+        ),
+        kohya_name="cosine",
+        family="cosine",
+    )
+)
 
-register(ScheduleSpec(
-    name="cosine_with_min_lr",
-    summary="cosine decay to a required floor ratio",
-    params=(num_cycles_float(), min_lr_ratio(default=REQUIRED)),
-    curve=cosine_curve,
-    reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes it)",
-    gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),
-    kohya_name="cosine_with_min_lr",
-    family="cosine",
-))
+register(
+    ScheduleSpec(
+        name="cosine_with_min_lr",
+        summary="cosine decay to a required floor ratio",
+        params=(num_cycles_float(), min_lr_ratio(default=REQUIRED)),
+        curve=cosine_curve,
+        reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes)",
+        gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),
+        kohya_name="cosine_with_min_lr",
+        family="cosine",
+    )
+)
 
 
 def one_cycle_curve(s: Any, rs: Any) -> Any:
@@ -70,22 +78,39 @@ def one_cycle_curve(s: Any, rs: Any) -> Any:
     return (end - start) * x + start
 
 
-register(ScheduleSpec(
-    name="one_cycle",
-    summary="one cycle: rise from base/div_factor to the base LR, then anneal far below it",
-    params=(
-        Param("pct_start", "float", "fraction of the horizon spent rising", default=0.3, low=0.0, low_open=True,
-              high=1.0, high_open=True),
-        Param("div_factor", "float", "the cycle starts at base LR / div_factor", default=25.0, low=1.0),
-        Param("final_div_factor", "float", "the cycle ends at base LR / (div_factor x final_div_factor)",
-              default=1e4, low=1.0),
-        Param("anneal_strategy", "choice", "shape of both phases", default="cos", choices=("cos", "linear")),
-    ),
-    curve=one_cycle_curve,
-    reference="torch OneCycleLR (max_lr = the base LR, three_phase = False)",
-    accepts_warmup=False,
-    warmup_note="one_cycle warms up by itself over pct_start; set lr_warmup_steps = 0",
-    gotchas=("The base LR is the peak (torch's max_lr); the run starts 25x lower by default.",
-             "torch raises past total_steps; here the final value holds."),
-    family="cyclic",
-))
+register(
+    ScheduleSpec(
+        name="one_cycle",
+        summary="one cycle: rise from base/div_factor to the base LR, then anneal far below it",
+        params=(
+            Param(
+                "pct_start",
+                "float",
+                "fraction of the horizon spent rising",
+                default=0.3,
+                low=0.0,
+                low_open=True,
+                high=1.0,
+                high_open=True,
+            ),
+            Param("div_factor", "float", "the cycle starts at base LR / div_factor", default=25.0, low=1.0),
+            Param(
+                "final_div_factor",
+                "float",
+                "the cycle ends at base LR / (div_factor x final_div_factor)",
+                default=1e4,
+                low=1.0,
+            ),
+            Param("anneal_strategy", "choice", "shape of both phases", default="cos", choices=("cos", "linear")),
+        ),
+        curve=one_cycle_curve,
+        reference="torch OneCycleLR (max_lr = the base LR, three_phase = False)",
+        accepts_warmup=False,
+        warmup_note="one_cycle warms up by itself over pct_start; set lr_warmup_steps = 0",
+        gotchas=(
+            "The base LR is the peak (torch's max_lr); the run starts 25x lower by default.",
+            "torch raises past total_steps; here the final value holds.",
+        ),
+        family="cyclic",
+    )
+)

@@ -54,23 +54,27 @@ def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
-register(ScheduleSpec(
-    name="cosine_with_restarts",
-    summary="num_cycles cosine decays with hard restarts to the peak",
-    params=(
-        num_cycles_int("number of cosine cycles (3 cycles = 2 restarts)"),
-        min_lr_ratio(),
-        restart_decay(),
-        cycle_warmup(),
-    ),
-    curve=cosine_with_restarts_curve,
-    reference="diffusers get_cosine_with_hard_restarts_schedule_with_warmup (restart_decay = 1, min_lr_ratio = 0)",
-    gotchas=("num_cycles = 3 means three cosine cycles, i.e. two restarts, not three.",
-             "diffusers drops to 0 after the horizon; here the final value (the floor) holds."),
-    check=_check_cycle_warmup,
-    kohya_name="cosine_with_restarts",
-    family="cyclic",
-))
+register(
+    ScheduleSpec(
+        name="cosine_with_restarts",
+        summary="num_cycles cosine decays with hard restarts to the peak",
+        params=(
+            num_cycles_int("number of cosine cycles (3 cycles = 2 restarts)"),
+            min_lr_ratio(),
+            restart_decay(),
+            cycle_warmup(),
+        ),
+        curve=cosine_with_restarts_curve,
+        reference="diffusers get_cosine_with_hard_restarts_schedule_with_warmup (restart_decay = 1, min_lr_ratio = 0)",
+        gotchas=(
+            "num_cycles = 3 means three cosine cycles, i.e. two restarts, not three.",
+            "diffusers drops to 0 after the horizon; here the final value (the floor) holds.",
+        ),
+        check=_check_cycle_warmup,
+        kohya_name="cosine_with_restarts",
+        family="cyclic",
+    )
+)
 
 
 def rex_curve(s: Any, rs: Any) -> Any:
@@ -90,27 +94,44 @@ def rex_curve(s: Any, rs: Any) -> Any:
     return np.where(s >= rs.horizon, prm["min_lr_ratio"], m)
 
 
-register(ScheduleSpec(
-    name="rex",
-    summary="REX decay (reflected exponential), optionally in restarting cycles with per-cycle warmup",
-    params=(
-        Param("d", "float", "curvature: 0 is linear, towards 1 holds high then drops", default=0.9, low=0.0,
-              high=1.0, high_open=True),
-        min_lr_ratio(),
-        num_cycles_int("number of REX cycles (3 cycles = 2 restarts)"),
-        restart_decay(),
-        cycle_warmup(),
-        Param("cycle_steps", "duration", "length of each cycle in steps (overrides num_cycles)", default=None,
-              aliases=("first_cycle_max_steps",), default_doc="(T - W) // num_cycles"),
-    ),
-    curve=rex_curve,
-    reference="REX, arXiv 2107.04197; LoRA_Easy RexAnnealingWarmRestarts (kohya-colab's \"rex\"); "
-              "pytorch_optimizer REXScheduler (d = 0.5)",
-    gotchas=("kohya-colab's \"rex\" is num_cycles = 3, restart_decay = 0.9, d = 0.9 and a 5% per-cycle warmup; "
-             "its integer cycles can start a short extra cycle in the last steps, as that class does.",),
-    check=_check_cycle_warmup,
-    family="cyclic",
-))
+register(
+    ScheduleSpec(
+        name="rex",
+        summary="REX decay (reflected exponential), optionally in restarting cycles with per-cycle warmup",
+        params=(
+            Param(
+                "d",
+                "float",
+                "curvature: 0 is linear, towards 1 holds high then drops",
+                default=0.9,
+                low=0.0,
+                high=1.0,
+                high_open=True,
+            ),
+            min_lr_ratio(),
+            num_cycles_int("number of REX cycles (3 cycles = 2 restarts)"),
+            restart_decay(),
+            cycle_warmup(),
+            Param(
+                "cycle_steps",
+                "duration",
+                "length of each cycle in steps (overrides num_cycles)",
+                default=None,
+                aliases=("first_cycle_max_steps",),
+                default_doc="(T - W) // num_cycles",
+            ),
+        ),
+        curve=rex_curve,
+        reference='REX, arXiv 2107.04197; LoRA_Easy RexAnnealingWarmRestarts (kohya-colab\'s "rex"); '
+        "pytorch_optimizer REXScheduler (d = 0.5)",
+        gotchas=(
+            'kohya-colab\'s "rex" is num_cycles = 3, restart_decay = 0.9, d = 0.9 and a 5% per-cycle warmup; '
+            "its integer cycles can start a short extra cycle in the last steps, as that class does.",
+        ),
+        check=_check_cycle_warmup,
+        family="cyclic",
+    )
+)
 
 
 def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
@@ -141,19 +162,30 @@ def _check_t0(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
-register(ScheduleSpec(
-    name="cosine_annealing_warm_restarts",
-    summary="cosine cycles of length t_0, t_0 t_mult, ... (SGDR)",
-    params=(
-        Param("t_0", "duration", "length of the first cycle", default=REQUIRED, aliases=("T_0",)),
-        Param("t_mult", "int", "growth factor of each next cycle (an int, as torch requires)", default=1, low=1,
-              high=1000, aliases=("T_mult",)),
-        min_lr_ratio(doc="floor as a fraction of the base LR (torch's eta_min / base LR)"),
-    ),
-    curve=cosine_annealing_warm_restarts_curve,
-    reference="torch CosineAnnealingWarmRestarts; Composer CosineAnnealingWarmRestartsScheduler",
-    gotchas=("t_mult must be an int (torch rejects 1.5 at runtime: pytorch #95122); here it is checked up front.",
-             "The floor is a ratio of the base LR, not torch's absolute eta_min."),
-    check=_check_t0,
-    family="cyclic",
-))
+register(
+    ScheduleSpec(
+        name="cosine_annealing_warm_restarts",
+        summary="cosine cycles of length t_0, t_0 t_mult, ... (SGDR)",
+        params=(
+            Param("t_0", "duration", "length of the first cycle", default=REQUIRED, aliases=("T_0",)),
+            Param(
+                "t_mult",
+                "int",
+                "growth factor of each next cycle (an int, as torch requires)",
+                default=1,
+                low=1,
+                high=1000,
+                aliases=("T_mult",),
+            ),
+            min_lr_ratio(doc="floor as a fraction of the base LR (torch's eta_min / base LR)"),
+        ),
+        curve=cosine_annealing_warm_restarts_curve,
+        reference="torch CosineAnnealingWarmRestarts; Composer CosineAnnealingWarmRestartsScheduler",
+        gotchas=(
+            "t_mult must be an int (torch rejects 1.5 at runtime: pytorch #95122); here it is checked up front.",
+            "The floor is a ratio of the base LR, not torch's absolute eta_min.",
+        ),
+        check=_check_t0,
+        family="cyclic",
+    )
+)

@@ -16,27 +16,31 @@ def constant_curve(s: Any, rs: Any) -> Any:
     return np.ones_like(s)
 
 
-register(ScheduleSpec(
-    name="constant",
-    summary="the base LR throughout (a warmup makes it constant_with_warmup)",
-    params=(),
-    curve=constant_curve,
-    reference="diffusers get_constant_schedule; SambaFlow fixed_lr",
-    aliases={"fixed_lr": {}},
-    gotchas=("sd-scripts refuses a warmup with `constant`: the kohya export writes constant_with_warmup instead.",),
-    kohya_name="constant",
-    family="constant",
-))
+register(
+    ScheduleSpec(
+        name="constant",
+        summary="the base LR throughout (a warmup makes it constant_with_warmup)",
+        params=(),
+        curve=constant_curve,
+        reference="diffusers get_constant_schedule; SambaFlow fixed_lr",
+        aliases={"fixed_lr": {}},
+        gotchas=("sd-scripts refuses a warmup with `constant`: the kohya export writes constant_with_warmup instead.",),
+        kohya_name="constant",
+        family="constant",
+    )
+)
 
-register(ScheduleSpec(
-    name="constant_with_warmup",
-    summary="linear warmup, then the base LR",
-    params=(),
-    curve=constant_curve,
-    reference="diffusers get_constant_schedule_with_warmup",
-    kohya_name="constant_with_warmup",
-    family="constant",
-))
+register(
+    ScheduleSpec(
+        name="constant_with_warmup",
+        summary="linear warmup, then the base LR",
+        params=(),
+        curve=constant_curve,
+        reference="diffusers get_constant_schedule_with_warmup",
+        kohya_name="constant_with_warmup",
+        family="constant",
+    )
+)
 
 
 def linear_curve(s: Any, rs: Any) -> Any:
@@ -44,16 +48,18 @@ def linear_curve(s: Any, rs: Any) -> Any:
     return floor_scale(1.0 - progress(s, rs), rs.params["min_lr_ratio"])
 
 
-register(ScheduleSpec(
-    name="linear",
-    summary="linear decay from the base LR to the floor at the horizon",
-    params=(min_lr_ratio(doc="end value as a fraction of the base LR"),),
-    curve=linear_curve,
-    reference="diffusers get_linear_schedule_with_warmup; SambaFlow polynomial_decay_schedule_with_warmup",
-    aliases={"polynomial_decay_schedule_with_warmup": {}},
-    gotchas=("SambaFlow calls this 'polynomial' decay although it is linear.",),
-    kohya_name="linear",
-))
+register(
+    ScheduleSpec(
+        name="linear",
+        summary="linear decay from the base LR to the floor at the horizon",
+        params=(min_lr_ratio(doc="end value as a fraction of the base LR"),),
+        curve=linear_curve,
+        reference="diffusers get_linear_schedule_with_warmup; SambaFlow polynomial_decay_schedule_with_warmup",
+        aliases={"polynomial_decay_schedule_with_warmup": {}},
+        gotchas=("SambaFlow calls this 'polynomial' decay although it is linear.",),
+        kohya_name="linear",
+    )
+)
 
 
 def polynomial_curve(s: Any, rs: Any) -> Any:
@@ -68,26 +74,44 @@ def polynomial_curve(s: Any, rs: Any) -> Any:
 
 def _check_polynomial(params: dict, rs: Any) -> list[Problem]:
     if params["lr_end"] >= rs.base_lr:
-        return [problem("lr_end", f"an absolute LR below learning_rate ({rs.base_lr:g})", params["lr_end"],
-                        "lr_end is an absolute LR, not a ratio")]
+        return [
+            problem(
+                "lr_end",
+                f"an absolute LR below learning_rate ({rs.base_lr:g})",
+                params["lr_end"],
+                "lr_end is an absolute LR, not a ratio",
+            )
+        ]
     return []
 
 
-register(ScheduleSpec(
-    name="polynomial",
-    summary="polynomial decay from the base LR to an absolute end LR",
-    params=(
-        Param("power", "float", "exponent of the decay (1 = linear)", default=1.0, low=0.0, low_open=True,
-              high=1000.0, kohya_key="lr_scheduler_power"),
-        Param("lr_end", "float", "absolute LR reached at the horizon", default=1e-7, low=0.0),
-    ),
-    curve=polynomial_curve,
-    reference="diffusers get_polynomial_decay_schedule_with_warmup (as sd-scripts calls it)",
-    gotchas=("lr_end is an absolute LR (not a ratio) and must be below learning_rate.",
-             "In kohya GUIs the same number field means `power` here and cycles elsewhere."),
-    check=_check_polynomial,
-    kohya_name="polynomial",
-))
+register(
+    ScheduleSpec(
+        name="polynomial",
+        summary="polynomial decay from the base LR to an absolute end LR",
+        params=(
+            Param(
+                "power",
+                "float",
+                "exponent of the decay (1 = linear)",
+                default=1.0,
+                low=0.0,
+                low_open=True,
+                high=1000.0,
+                kohya_key="lr_scheduler_power",
+            ),
+            Param("lr_end", "float", "absolute LR reached at the horizon", default=1e-7, low=0.0),
+        ),
+        curve=polynomial_curve,
+        reference="diffusers get_polynomial_decay_schedule_with_warmup (as sd-scripts calls it)",
+        gotchas=(
+            "lr_end is an absolute LR (not a ratio) and must be below learning_rate.",
+            "In kohya GUIs the same number field means `power` here and cycles elsewhere.",
+        ),
+        check=_check_polynomial,
+        kohya_name="polynomial",
+    )
+)
 
 
 def composer_polynomial_curve(s: Any, rs: Any) -> Any:
@@ -96,18 +120,35 @@ def composer_polynomial_curve(s: Any, rs: Any) -> Any:
     return floor_scale(m, rs.params["alpha_f"])
 
 
-register(ScheduleSpec(
-    name="composer_polynomial",
-    summary="Composer's polynomial decay to a floor ratio alpha_f",
-    params=(
-        Param("power", "float", "exponent of the decay", default=2.0, low=0.0, low_open=True, high=1000.0,
-              kohya_key="lr_scheduler_power"),
-        Param("alpha_f", "float", "final value as a fraction of the base LR", default=0.0, low=0.0, high=1.0,
-              high_open=True),
-    ),
-    curve=composer_polynomial_curve,
-    reference="Composer PolynomialWithWarmupScheduler",
-))
+register(
+    ScheduleSpec(
+        name="composer_polynomial",
+        summary="Composer's polynomial decay to a floor ratio alpha_f",
+        params=(
+            Param(
+                "power",
+                "float",
+                "exponent of the decay",
+                default=2.0,
+                low=0.0,
+                low_open=True,
+                high=1000.0,
+                kohya_key="lr_scheduler_power",
+            ),
+            Param(
+                "alpha_f",
+                "float",
+                "final value as a fraction of the base LR",
+                default=0.0,
+                low=0.0,
+                high=1.0,
+                high_open=True,
+            ),
+        ),
+        curve=composer_polynomial_curve,
+        reference="Composer PolynomialWithWarmupScheduler",
+    )
+)
 
 
 def inverse_sqrt_curve(s: Any, rs: Any) -> Any:
@@ -124,17 +165,28 @@ def _default_timescale(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
-register(ScheduleSpec(
-    name="inverse_sqrt",
-    summary="inverse square-root decay after the warmup (never reaches zero)",
-    params=(Param("timescale", "int", "steps over which the LR halves by a factor sqrt(2)", default=None, low=1,
-                  high=1_000_000_000, kohya_key="lr_scheduler_timescale",
-                  default_doc="the warmup steps, or 10000 without warmup"),),
-    curve=inverse_sqrt_curve,
-    reference="transformers get_inverse_sqrt_schedule",
-    check=_default_timescale,
-    kohya_name="inverse_sqrt",
-))
+register(
+    ScheduleSpec(
+        name="inverse_sqrt",
+        summary="inverse square-root decay after the warmup (never reaches zero)",
+        params=(
+            Param(
+                "timescale",
+                "int",
+                "steps over which the LR halves by a factor sqrt(2)",
+                default=None,
+                low=1,
+                high=1_000_000_000,
+                kohya_key="lr_scheduler_timescale",
+                default_doc="the warmup steps, or 10000 without warmup",
+            ),
+        ),
+        curve=inverse_sqrt_curve,
+        reference="transformers get_inverse_sqrt_schedule",
+        check=_default_timescale,
+        kohya_name="inverse_sqrt",
+    )
+)
 
 
 def _cooldown(m: Any, s: Any, rs: Any, start_value: Any) -> Any:
@@ -163,18 +215,22 @@ def wsd_curve(s: Any, rs: Any) -> Any:
 
 _DECAY = Param("decay", "duration", "length D of the final decay", default=0.2, kohya_key="lr_decay_steps")
 
-register(ScheduleSpec(
-    name="warmup_stable_decay",
-    summary="warmup, hold the base LR, then decay over the last D steps",
-    params=(_DECAY, decay_type("linear"), min_lr_ratio()),
-    curve=wsd_curve,
-    reference="transformers get_wsd_schedule; the `scheduled` package's WSDSchedule",
-    aliases={"wsd": {}},
-    gotchas=("The default decay is the last 20% of the horizon (a fraction, like every float duration).",
-             "transformers starts its warmup at min_lr_ratio; set warmup_start to match it."),
-    check=_check_decay_fits,
-    kohya_name="warmup_stable_decay",
-))
+register(
+    ScheduleSpec(
+        name="warmup_stable_decay",
+        summary="warmup, hold the base LR, then decay over the last D steps",
+        params=(_DECAY, decay_type("linear"), min_lr_ratio()),
+        curve=wsd_curve,
+        reference="transformers get_wsd_schedule; the `scheduled` package's WSDSchedule",
+        aliases={"wsd": {}},
+        gotchas=(
+            "The default decay is the last 20% of the horizon (a fraction, like every float duration).",
+            "transformers starts its warmup at min_lr_ratio; set warmup_start to match it.",
+        ),
+        check=_check_decay_fits,
+        kohya_name="warmup_stable_decay",
+    )
+)
 
 
 def sqrt_curve(s: Any, rs: Any) -> Any:
@@ -187,13 +243,19 @@ def sqrt_curve(s: Any, rs: Any) -> Any:
     return m
 
 
-register(ScheduleSpec(
-    name="sqrt",
-    summary="1/sqrt(t) decay after the warmup, with an optional cooldown",
-    params=(Param("decay", "duration", "length D of the final cooldown (0 = none)", default=0,
-                  kohya_key="lr_decay_steps"),
-            decay_type("linear", ("linear", "1-sqrt")), min_lr_ratio()),
-    curve=sqrt_curve,
-    reference="the `scheduled` package's SqrtSchedule",
-    check=_check_decay_fits,
-))
+register(
+    ScheduleSpec(
+        name="sqrt",
+        summary="1/sqrt(t) decay after the warmup, with an optional cooldown",
+        params=(
+            Param(
+                "decay", "duration", "length D of the final cooldown (0 = none)", default=0, kohya_key="lr_decay_steps"
+            ),
+            decay_type("linear", ("linear", "1-sqrt")),
+            min_lr_ratio(),
+        ),
+        curve=sqrt_curve,
+        reference="the `scheduled` package's SqrtSchedule",
+        check=_check_decay_fits,
+    )
+)

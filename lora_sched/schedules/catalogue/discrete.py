@@ -44,17 +44,26 @@ def piecewise_constant_curve(s: Any, rs: Any) -> Any:
     return table[np.searchsorted(np.asarray(bounds, dtype=np.float64)[order], s, side="right")]
 
 
-register(ScheduleSpec(
-    name="piecewise_constant",
-    summary='piecewise constant multipliers from rules "value:step,...,last_value"',
-    params=(Param("step_rules", "str", 'rules "value:until_step,...,final_value", steps absolute',
-                  default="1", check=_check_step_rules),),
-    curve=piecewise_constant_curve,
-    reference="diffusers get_piecewise_constant_schedule",
-    gotchas=("Each rule's value holds until (not including) its step; steps count from 0, warmup included.",),
-    kohya_name="piecewise_constant",
-    family="discrete",
-))
+register(
+    ScheduleSpec(
+        name="piecewise_constant",
+        summary='piecewise constant multipliers from rules "value:step,...,last_value"',
+        params=(
+            Param(
+                "step_rules",
+                "str",
+                'rules "value:until_step,...,final_value", steps absolute',
+                default="1",
+                check=_check_step_rules,
+            ),
+        ),
+        curve=piecewise_constant_curve,
+        reference="diffusers get_piecewise_constant_schedule",
+        gotchas=("Each rule's value holds until (not including) its step; steps count from 0, warmup included.",),
+        kohya_name="piecewise_constant",
+        family="discrete",
+    )
+)
 
 
 def step_curve(s: Any, rs: Any) -> Any:
@@ -73,15 +82,17 @@ def _check_positive(name: str):
     return check
 
 
-register(ScheduleSpec(
-    name="step",
-    summary="multiply the LR by gamma every step_size steps",
-    params=(Param("step_size", "duration", "steps between decays", default=REQUIRED), gamma()),
-    curve=step_curve,
-    reference="torch StepLR; Composer StepScheduler",
-    check=_check_positive("step_size"),
-    family="discrete",
-))
+register(
+    ScheduleSpec(
+        name="step",
+        summary="multiply the LR by gamma every step_size steps",
+        params=(Param("step_size", "duration", "steps between decays", default=REQUIRED), gamma()),
+        curve=step_curve,
+        reference="torch StepLR; Composer StepScheduler",
+        check=_check_positive("step_size"),
+        family="discrete",
+    )
+)
 
 
 def multistep_curve(s: Any, rs: Any) -> Any:
@@ -90,15 +101,24 @@ def multistep_curve(s: Any, rs: Any) -> Any:
     return rs.params["gamma"] ** np.searchsorted(milestones, s, side="right").astype(np.float64)
 
 
-register(ScheduleSpec(
-    name="multistep",
-    summary="multiply the LR by gamma at each milestone",
-    params=(Param("milestones", "durations", "steps at which the LR drops (absolute, not shifted by warmup)",
-                  default=REQUIRED), gamma()),
-    curve=multistep_curve,
-    reference="torch MultiStepLR; Composer MultiStepScheduler / MultiStepWithWarmupScheduler",
-    family="discrete",
-))
+register(
+    ScheduleSpec(
+        name="multistep",
+        summary="multiply the LR by gamma at each milestone",
+        params=(
+            Param(
+                "milestones",
+                "durations",
+                "steps at which the LR drops (absolute, not shifted by warmup)",
+                default=REQUIRED,
+            ),
+            gamma(),
+        ),
+        curve=multistep_curve,
+        reference="torch MultiStepLR; Composer MultiStepScheduler / MultiStepWithWarmupScheduler",
+        family="discrete",
+    )
+)
 
 
 def exponential_curve(s: Any, rs: Any) -> Any:
@@ -106,13 +126,17 @@ def exponential_curve(s: Any, rs: Any) -> Any:
     return rs.params["gamma"] ** (s / rs.params["decay_period"])
 
 
-register(ScheduleSpec(
-    name="exponential",
-    summary="multiply the LR by gamma every decay_period steps, continuously",
-    params=(gamma(REQUIRED, "decay factor per decay_period"),
-            Param("decay_period", "duration", "steps per factor of gamma", default=1)),
-    curve=exponential_curve,
-    reference="torch ExponentialLR; Composer ExponentialScheduler",
-    check=_check_positive("decay_period"),
-    family="discrete",
-))
+register(
+    ScheduleSpec(
+        name="exponential",
+        summary="multiply the LR by gamma every decay_period steps, continuously",
+        params=(
+            gamma(REQUIRED, "decay factor per decay_period"),
+            Param("decay_period", "duration", "steps per factor of gamma", default=1),
+        ),
+        curve=exponential_curve,
+        reference="torch ExponentialLR; Composer ExponentialScheduler",
+        check=_check_positive("decay_period"),
+        family="discrete",
+    )
+)
