@@ -42,7 +42,8 @@ class Problem:
         if self.file is not None:
             where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
         label = "" if self.severity == "error" else f"{self.severity}: "
-        text = f"{where}{label}{self.key}: expected {self.expected}, got {self.found}"
+        key = f"{self.key}: " if self.key else ""  # file-level problems (invalid TOML) name no key
+        text = f"{where}{label}{key}expected {self.expected}, got {self.found}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text

@@ -193,15 +193,16 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
 
     run_length = _run_length(request, shape, problems)
     horizon = run_length
-    if request.schedule_steps is not None and run_length is not None:
+    if request.schedule_steps is not None:
         horizon = _horizon(request.schedule_steps, shape, problems)
-    if problems or run_length is None or horizon is None:
+    if run_length is None or horizon is None:
+        _check_without_horizon(spec, alias_defaults, request, problems)
         raise ConfigError(problems or [problem("max_train_steps", "an int >= 1", None)])
 
     run_length = math.floor(run_length * ssr)
     horizon = math.floor(horizon * ssr)
     if horizon < 1 or run_length < 1:
-        raise ConfigError(
+        problems.append(
             problem(
                 "scale_schedule_ratio",
                 "a ratio that leaves at least one step",
@@ -209,6 +210,8 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
                 f"the run would have {run_length} steps and the horizon {horizon}",
             )
         )
+        _check_without_horizon(spec, alias_defaults, request, problems)
+        raise ConfigError(problems)
     if run_length > horizon and not request.hold_after_horizon:
         problems.append(
             problem(
@@ -277,6 +280,18 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     )
 
 
+def _check_without_horizon(
+    spec: ScheduleSpec, alias_defaults: Mapping[str, Any], request: ScheduleRequest, problems: list[Problem]
+) -> None:
+    """With no usable horizon, durations cannot become steps: still check the warmup and every
+    argument's form, so one pass reports every problem of the request."""
+    try:
+        parse_duration(request.warmup, "lr_warmup_steps")
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    _resolve_params(spec, alias_defaults, request, None, 0, problems)
+
+
 def _run_length(request: ScheduleRequest, shape: TrainingShape, problems: list[Problem]) -> int | None:
     steps = _positive_int(request.max_train_steps, "max_train_steps", problems)
     epochs = _positive_int(request.max_train_epochs, "max_train_epochs", problems)
@@ -319,10 +334,11 @@ def _resolve_params(
     spec: ScheduleSpec,
     alias_defaults: Mapping[str, Any],
     request: ScheduleRequest,
-    ctx: TimeContext,
+    ctx: TimeContext | None,
     warmup: int,
     problems: list[Problem],
 ) -> dict[str, Any]:
+    """Parse every argument (and resolve durations to steps unless ctx is None); collect problems."""
     given: dict[str, Any] = {}
     for raw_name, value in request.args.items():
         param = spec.param(raw_name)
@@ -365,7 +381,9 @@ def _resolve_params(
             continue
         try:
             parsed = param.parse(value, key)
-            if param.kind == "duration":
+            if ctx is None:
+                pass  # no horizon to resolve durations against: their form is checked
+            elif param.kind == "duration":
                 parsed = resolve_duration(parsed, ctx, key, is_warmup=param.is_warmup)
             elif param.kind == "durations":
                 parsed = tuple(sorted(resolve_duration(d, ctx, key, is_warmup=param.is_warmup) for d in parsed))

@@ -5,4 +5,4 @@ formula. Notation: s step, W warmup steps, T horizon, p = (s - W) / max(1, T - W
 [0, 1], r the floor ratio (min_lr_ratio).
 """
 
-from lora_sched.schedules.catalogue import cosine, cyclic, decay, discrete  # noqa: F401
+from lora_sched.schedules.catalogue import adafactor, cosine, cyclic, decay, discrete  # noqa: F401

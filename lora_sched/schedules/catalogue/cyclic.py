@@ -11,15 +11,18 @@ from lora_sched.schedules.evaluate import progress
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
-def _cycle_value(shape: Any, offset: Any, length: Any, k: Any, rs: Any) -> Any:
-    """r + (1 - r) g^k * (warmup ramp over the first cycle_warmup steps of a cycle, else shape)."""
+def _cycle_value(shape: Any, offset: Any, k: Any, rs: Any, *, peak_above_floor: bool = False) -> Any:
+    """r + span * (warmup ramp over the first cycle_warmup steps of a cycle, else shape), where
+    span = (1 - r) g^k (the floor scales with the peak), or with peak_above_floor
+    span = max(g^k - r, 0) (the cycle falls from its own peak g^k to the same floor r)."""
     prm = rs.params
     peak = prm["restart_decay"] ** k if prm["restart_decay"] != 1.0 else 1.0
     cw = prm["cycle_warmup"]
     if cw > 0:
         shape = np.where(offset < cw, offset / cw, shape)
     r = prm["min_lr_ratio"]
-    return r + (1.0 - r) * peak * shape
+    span = np.maximum(peak - r, 0.0) if peak_above_floor else (1.0 - r) * peak
+    return r + span * shape
 
 
 def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
@@ -39,7 +42,7 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
         u = np.clip((offset - cw) / (length - cw), 0.0, 1.0)
     else:
         offset = u
-    m = _cycle_value(0.5 * (1.0 + np.cos(np.pi * u)), offset, length, k, rs)
+    m = _cycle_value(0.5 * (1.0 + np.cos(np.pi * u)), offset, k, rs)
     return np.where(p >= 1.0, prm["min_lr_ratio"], m)
 
 
@@ -78,9 +81,11 @@ register(
 
 
 def rex_curve(s: Any, rs: Any) -> Any:
-    """m(s) = r + (1 - r) g^k (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
+    """m(s) = r + max(g^k - r, 0) (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
     cycles last L = cycle_steps or floor((T - W) / num_cycles) steps, k = floor((s - W) / L),
-    q = progress through cycle k after its own warmup of cycle_warmup steps, g = restart_decay"""
+    q = progress through cycle k after its own warmup of cycle_warmup steps (a linear rise from r
+    to the peak g^k), g = restart_decay; every cycle falls to the same floor r, as LoRA_Easy's
+    RexAnnealingWarmRestarts does (r + (1 - r) g^k ... when g = 1 or r = 0)"""
     prm = rs.params
     d = prm["d"]
     length = prm["cycle_steps"] or max(1, (rs.horizon - rs.warmup) // prm["num_cycles"])
@@ -90,7 +95,7 @@ def rex_curve(s: Any, rs: Any) -> Any:
     cw = prm["cycle_warmup"]
     q = np.clip((offset - cw) / max(1, length - cw), 0.0, 1.0)
     left = 1.0 - q
-    m = _cycle_value(left / ((1.0 - d) + d * left), offset, length, k, rs)
+    m = _cycle_value(left / ((1.0 - d) + d * left), offset, k, rs, peak_above_floor=True)
     return np.where(s >= rs.horizon, prm["min_lr_ratio"], m)
 
 
@@ -125,8 +130,11 @@ register(
         reference='REX, arXiv 2107.04197; LoRA_Easy RexAnnealingWarmRestarts (kohya-colab\'s "rex"); '
         "pytorch_optimizer REXScheduler (d = 0.5)",
         gotchas=(
-            'kohya-colab\'s "rex" is num_cycles = 3, restart_decay = 0.9, d = 0.9 and a 5% per-cycle warmup; '
-            "its integer cycles can start a short extra cycle in the last steps, as that class does.",
+            'kohya-colab\'s "rex" is num_cycles = 3, restart_decay = 0.9, d = 0.9, min_lr 1e-9 (absolute: '
+            "min_lr_ratio = 1e-9 / learning_rate) and a per-cycle warmup of round(steps x warmup ratio) // 3 "
+            "steps (16 for 1000 steps at 5%); its integer cycles can start a short extra cycle in the last "
+            "steps, as that class does.",
+            "Every cycle falls to the same floor r from its own peak restart_decay^k (LoRA_Easy's class).",
         ),
         check=_check_cycle_warmup,
         family="cyclic",

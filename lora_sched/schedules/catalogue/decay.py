@@ -190,12 +190,15 @@ register(
 
 
 def _cooldown(m: Any, s: Any, rs: Any, start_value: Any) -> Any:
-    """Replace m on the last `decay` steps by a decay from start_value to the floor r."""
+    """Replace m on the last `decay` steps by a decay from start_value to the floor r.
+
+    q = (s - (T - D)) / D; with D = 0 the decay is a drop to r at s = T (as transformers' WSD does).
+    """
     decay, r = rs.params["decay"], rs.params["min_lr_ratio"]
     begin = rs.horizon - decay
     in_decay = s >= begin
     if in_decay.any():
-        q = (s[in_decay] - begin) / max(1, decay)
+        q = (s[in_decay] - begin) / decay if decay > 0 else np.ones(int(in_decay.sum()))
         m[in_decay] = r + (start_value - r) * decay_shape(q, rs.params["decay_type"])
     return m
 
@@ -208,7 +211,7 @@ def _check_decay_fits(params: dict, rs: Any) -> list[Problem]:
 
 
 def wsd_curve(s: Any, rs: Any) -> Any:
-    """m(s) = 1 for s < T - D, then r + (1 - r) f(q), q = (s - (T - D)) / max(1, D),
+    """m(s) = 1 for s < T - D, then r + (1 - r) f(q), q = (s - (T - D)) / D (q = 1 at s = T if D = 0),
     f = 1 - q (linear), 0.5 (1 + cos pi q) (cosine) or 1 - sqrt(q) (1-sqrt)"""
     return _cooldown(np.ones_like(s), s, rs, 1.0)
 
@@ -235,7 +238,7 @@ register(
 
 def sqrt_curve(s: Any, rs: Any) -> Any:
     """m(s) = 1 / sqrt(s - W + 1), then over the last D steps (if decay > 0) a cooldown
-    r + (m(T - D) - r) f(q), q = (s - (T - D)) / max(1, D), f linear 1 - q or 1-sqrt"""
+    r + (m(T - D) - r) f(q), q = (s - (T - D)) / D, f linear 1 - q or 1-sqrt"""
     m = 1.0 / np.sqrt(np.maximum(s - rs.warmup, 0.0) + 1.0)
     if rs.params["decay"] > 0:
         start = 1.0 / np.sqrt(rs.horizon - rs.params["decay"] - rs.warmup + 1.0)
