@@ -7,14 +7,19 @@ start without torch.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from lora_sched.errors import ConfigError
 
+if TYPE_CHECKING:
+    import argparse
+
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+VALIDATE_HANDLER = "lora_sched.config.commands:cmd_validate"
 
 
 def _handler(path: str):
@@ -22,7 +27,17 @@ def _handler(path: str):
     return getattr(importlib.import_module(module), func)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _SkippedVerb:
+    """Stands in for the sub-parser of a verb not being run (argparse parsers are slow to build)."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that verb's sub-parser is built (a fast start for validate)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="lora-sched",
         description="Learning-rate schedules for LoRA fine-tuning: validate, preview, export, train.",
@@ -31,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     def verb(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return _SkippedVerb()  # type: ignore[return-value]
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
         return p
@@ -44,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="schedule name or alias")
 
-    p = verb("validate", "lora_sched.config.commands:cmd_validate", "check config files; exit 1 on any error")
+    p = verb("validate", VALIDATE_HANDLER, "check config files; exit 1 on any error")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.add_argument(
@@ -73,8 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes sd-scripts will run with (it multiplies its step counts by this)",
     )
+    p.add_argument("--trust-scheduler-code", action="store_true")
 
-    verb("schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect")
+    p = verb("schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect")
+    p.add_argument("-o", "--output", metavar="OUT", help="write it to a file (e.g. lora_sched.schema.json)")
 
     p = verb(
         "bound",
@@ -93,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="checkpoint directory, or 'latest'")
     p.add_argument("--output-dir", metavar="DIR", help="override output_dir")
     p.add_argument("--max-train-steps", type=int, help="override max_train_steps")
+    p.add_argument(
+        "--allow-schedule-change",
+        action="store_true",
+        help="resume even though the schedule changed: keep the step, use the new curve from there",
+    )
     p.add_argument("--trust-scheduler-code", action="store_true")
     return parser
 
@@ -103,9 +127,36 @@ def _version() -> str:
     return f"lora-sched {__version__}"
 
 
+def _plain_validate(argv: list[str]) -> SimpleNamespace | None:
+    """`validate FILE... [--strict] [--trust-scheduler-code]` read without argparse, whose import and
+    set-up cost more than validating a file (DESIGN.md section 12); None for anything else (help,
+    other or abbreviated options, no file), which argparse then handles."""
+    flags = {"--strict": "strict", "--trust-scheduler-code": "trust_scheduler_code"}
+    if not argv or argv[0] != "validate":
+        return None
+    options = dict.fromkeys(flags.values(), False)
+    files = []
+    for arg in argv[1:]:
+        if arg in flags:
+            options[flags[arg]] = True
+        elif arg.startswith("-"):
+            return None
+        else:
+            files.append(arg)
+    if not files:
+        return None
+    return SimpleNamespace(verb="validate", handler=VALIDATE_HANDLER, files=files, **options)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _plain_validate(argv)
+    if args is None:
+        first = argv[0] if argv and not argv[0].startswith("-") else None
+        parser = build_parser(only=first)
+        if first is not None and first not in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
+            parser = build_parser()  # an unknown verb: the full parser lists the valid ones
+        args = parser.parse_args(argv)
     try:
         return int(_handler(args.handler)(args) or EXIT_OK)
     except ConfigError as exc:

@@ -8,7 +8,6 @@ layer fills in the file, the line and the section path before showing them.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -96,6 +95,8 @@ def raw(text: str) -> str:
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 1) -> str:
     """A 'did you mean X?' hint, or '' when nothing is close."""
+    import difflib  # imported on first use: a valid config never needs it
+
     pool = list(candidates)
     matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
     if not matches:

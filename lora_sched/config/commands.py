@@ -1,0 +1,97 @@
+"""`lora-sched validate`, `preview` and `schema` (DESIGN.md section 9).
+
+validate imports neither NumPy nor torch (unless lr_scheduler_type names a custom class);
+preview needs NumPy only. Exit codes: 0 ok, 1 invalid config (messages on stderr).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from lora_sched.config.loader import load_config
+from lora_sched.config.model import LoraConfig
+from lora_sched.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def summary(cfg: LoraConfig) -> str:
+    """One line about the schedule a config runs: name, steps, warmup, base LRs."""
+    rs = cfg.resolve()
+    lrs = cfg.group_lrs()
+    name = f"custom {cfg.scheduler_type}" if cfg.scheduler_type else rs.name
+    if rs.requested_name and rs.requested_name != rs.name and not cfg.scheduler_type:
+        name += f" (as {rs.requested_name})"
+    parts = [name, f"{rs.run_length} steps"]
+    if rs.horizon != rs.run_length:
+        parts.append(f"horizon {rs.horizon}")
+    parts.append(f"warmup {rs.warmup}")
+    lr = f"LR {lrs['unet']:g}"
+    if lrs["text_encoder"] != lrs["unet"]:
+        lr = f"LR unet {lrs['unet']:g}, text encoder {lrs['text_encoder']:g}"
+    parts.append(lr)
+    return ", ".join(parts)
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        print(str(p), file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.files:
+        try:
+            cfg = load_config(path, trust_scheduler_code=getattr(args, "trust_scheduler_code", False))
+        except ConfigError as exc:
+            _print_problems(exc.problems)
+            failed = True
+            continue
+        warnings = [p for p in cfg.warnings if p.severity == "warning"]
+        if args.strict and warnings:
+            _print_problems([Problem(**{**p.__dict__, "severity": "error"}) for p in warnings])
+            _print_problems([p for p in cfg.warnings if p.severity != "warning"])
+            print(f"{path}: invalid (--strict: {len(warnings)} warning(s) count as errors)", file=sys.stderr)
+            failed = True
+            continue
+        _print_problems(cfg.warnings)
+        print(f"{path}: ok ({summary(cfg)})")
+    return 1 if failed else 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from lora_sched.config import preview
+
+    cfg = load_config(args.file, trust_scheduler_code=getattr(args, "trust_scheduler_code", False))
+    _print_problems(cfg.warnings)
+    m = preview.curve(cfg)
+    print(f"{args.file}: {summary(cfg)}")
+    print(preview.sparkline(m))
+    print()
+    if args.steps:
+        print(preview.table(cfg, m, [(s, "") for s in range(m.size)]))
+    else:
+        print(preview.table(cfg, m, preview.key_steps(cfg, m)))
+    if args.csv:
+        preview.write_csv(cfg, m, args.csv)
+        print(f"wrote {args.csv} ({m.size} steps)")
+    if args.png:
+        preview.write_png(cfg, m, args.png)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from lora_sched.config.schema import schema_text
+
+    text = schema_text()
+    output = getattr(args, "output", None)
+    if output:
+        from lora_sched.config.writer import atomic_write_text
+
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+    return 0

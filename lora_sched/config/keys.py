@@ -1,0 +1,470 @@
+"""The declarative table of every config key lora_sched reads (DESIGN.md section 4).
+
+One `Key` per flat kohya name: its kind, default, bounds, the section we write it under and a
+one-line doc. Validation, the writer's order and sections, the JSON Schema and the config
+reference in the docs are all generated from this table. Schedule parameters are not here: they
+come from the schedule specs (`lr_scheduler_args`, and the kohya global keys via Param.kohya_key).
+Nothing here imports NumPy.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from typing import Any, Literal
+
+from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
+from lora_sched.errors import Problem, did_you_mean, problem, raw
+from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_STEPS
+
+KeyKind = Literal[
+    "float", "int", "bool", "str", "choice", "duration", "resolution", "kv_list", "sched_args", "optimizer", "path"
+]
+
+#: The sections we write, in order; any section name is accepted on read.
+SECTIONS = (
+    "model_arguments",
+    "network_arguments",
+    "optimizer_arguments",
+    "training_arguments",
+    "saving_arguments",
+    "dataset_arguments",
+    "lora_sched",
+)
+
+#: Optimizers sd-scripts knows by name (case-insensitive there); any torch.optim class or dotted path also loads.
+KNOWN_OPTIMIZERS = (
+    "AdamW",
+    "AdamW8bit",
+    "PagedAdamW",
+    "PagedAdamW8bit",
+    "PagedAdamW32bit",
+    "Lion",
+    "Lion8bit",
+    "PagedLion8bit",
+    "SGDNesterov",
+    "SGDNesterov8bit",
+    "DAdaptation",
+    "DAdaptAdam",
+    "DAdaptAdaGrad",
+    "DAdaptAdan",
+    "DAdaptAdanIP",
+    "DAdaptLion",
+    "DAdaptSGD",
+    "DadaptAdam",
+    "DadaptLion",
+    "Prodigy",
+    "AdaFactor",
+    "Adafactor",
+    "Came",
+)
+TORCH_OPTIMIZERS = (
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "ASGD",
+    "LBFGS",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "SGD",
+    "SparseAdam",
+    "Muon",
+)
+
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+class Key:
+    """One config key.
+
+    kind: value type (``duration`` = every duration form; ``resolution`` = int or "W,H";
+    ``kv_list`` = kohya list of "key=value" strings; ``sched_args`` = lr_scheduler_args, list or table).
+    low / high: inclusive bounds unless low_open / high_open. multiple_of: ints must divide by it.
+    """
+
+    # A plain class rather than a dataclass: this table loads on every `validate`, whose start-up
+    # time is budgeted (DESIGN.md section 12), and a dataclass costs more to create than to use.
+    __slots__ = (
+        "allow_empty",
+        "choices",
+        "default",
+        "default_doc",
+        "doc",
+        "high",
+        "high_open",
+        "kind",
+        "low",
+        "low_open",
+        "multiple_of",
+        "name",
+        "nullable",
+        "section",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: KeyKind,
+        section: str,
+        doc: str,
+        default: Any = None,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+        choices: tuple[str, ...] = (),
+        multiple_of: int | None = None,
+        nullable: bool = True,
+        allow_empty: bool = False,
+        default_doc: str | None = None,
+    ) -> None:
+        self.name, self.kind, self.section, self.doc, self.default = name, kind, section, doc, default
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.choices, self.multiple_of, self.nullable = choices, multiple_of, nullable
+        self.allow_empty, self.default_doc = allow_empty, default_doc
+
+    def __repr__(self) -> str:
+        return f"Key({self.name!r}, {self.kind!r}, default={self.default!r})"
+
+    def range_text(self) -> str:
+        low, high = _num(self.low), _num(self.high)
+        if self.low is None and self.high is None:
+            return ""
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+    def expected(self) -> str:
+        base = {
+            "float": "a number",
+            "int": "an int",
+            "bool": "true or false",
+            "str": "a string" if self.allow_empty else "a non-empty string",
+            "path": "a non-empty string (a path)",
+            "choice": "one of " + ", ".join(f'"{c}"' for c in self.choices),
+            "duration": DURATION_EXPECTED,
+            "resolution": 'an int (square) or "W,H"',
+            "kv_list": 'a list of "key=value" strings',
+            "sched_args": 'a list of "key=value" strings or a table',
+            "optimizer": "an optimizer name (AdamW, AdamW8bit, Lion, Prodigy, ...) or a dotted class path",
+        }[self.kind]
+        extra = self.range_text()
+        if self.multiple_of and self.kind in ("int", "resolution"):
+            extra = f"{extra}, a multiple of {self.multiple_of}".lstrip(", ")
+        return f"{base} {extra}".strip()
+
+    def check(self, value: Any) -> Problem | None:
+        """A Problem if `value` does not fit this key (keyed by the flat name), else None.
+
+        Durations and lr_scheduler_args are left to the schedule layer (resolve) and args.py.
+        """
+        kind = self.kind
+        if isinstance(value, (datetime.date, datetime.time)):
+            return problem(self.name, self.expected(), raw(f"{value.isoformat()} (a TOML date/time)"))
+        if kind in ("duration", "sched_args"):
+            return None
+        if kind == "bool":
+            return None if isinstance(value, bool) else problem(self.name, "true or false", value)
+        if kind in ("str", "path", "choice", "optimizer"):
+            if not isinstance(value, str):
+                return problem(self.name, self.expected(), value)
+            if kind == "choice" and value not in self.choices:
+                return problem(self.name, self.expected(), value, did_you_mean(value, self.choices))
+            if kind == "optimizer":
+                return _check_optimizer(self, value)
+            if not value.strip() and not self.allow_empty:
+                return problem(self.name, self.expected(), value)
+            return None
+        if kind == "kv_list":
+            if not isinstance(value, list):
+                return problem(self.name, self.expected(), value, 'e.g. ["weight_decay=0.1", "betas=[0.9,0.99]"]')
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
+                    return problem(f"{self.name}[{i}]", 'a "key=value" string', item)
+            return None
+        if kind == "resolution":
+            return _check_resolution(self, value)
+        return _check_number(self, value)
+
+
+def _num(x: float | None) -> str:
+    """A bound as people read it: 1,000,000,000 rather than 1e+09; 0.0001 stays 0.0001."""
+    if x is None:
+        return ""
+    if float(x).is_integer() and abs(x) >= 10_000:
+        return f"{int(x):,}"
+    return f"{x:g}"
+
+
+def _check_optimizer(key: Key, value: str) -> Problem | None:
+    lowered = {n.lower() for n in (*KNOWN_OPTIMIZERS, *TORCH_OPTIMIZERS)}
+    if value.lower() in lowered or _DOTTED.match(value):
+        return None
+    hint = did_you_mean(value, (*KNOWN_OPTIMIZERS, *TORCH_OPTIMIZERS)) or "or a dotted path like torch.optim.AdamW"
+    return problem(key.name, key.expected(), value, hint)
+
+
+def _check_resolution(key: Key, value: Any) -> Problem | None:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            return problem(key.name, key.expected(), value, 'write 512 or "512,768"')
+        sizes = [int(p) for p in parts]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        sizes = [value]
+    else:
+        hint = f"write {int(value)}" if isinstance(value, float) and math.isfinite(value) and value.is_integer() else ""
+        return problem(key.name, key.expected(), value, hint)
+    for size in sizes:
+        if not (key.low <= size <= key.high) or size % (key.multiple_of or 1):  # type: ignore[operator]
+            return problem(key.name, key.expected(), value)
+    return None
+
+
+def _check_number(key: Key, value: Any) -> Problem | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = f"remove the quotes: {value.strip()}"
+            except ValueError:
+                pass
+        return problem(key.name, key.expected(), value, hint)
+    if key.kind == "int" and isinstance(value, float):
+        hint = f"write {int(value)}" if math.isfinite(value) and value.is_integer() and abs(value) < 1e18 else ""
+        return problem(key.name, key.expected(), value, hint)
+    if isinstance(value, float) and not math.isfinite(value):
+        return problem(key.name, key.expected(), value, "NaN and infinity are not allowed")
+    low_bad = key.low is not None and (value < key.low or (key.low_open and value == key.low))
+    high_bad = key.high is not None and (value > key.high or (key.high_open and value == key.high))
+    if low_bad or high_bad:
+        hint = "negative values are not allowed" if value < 0 and key.low is not None and key.low >= 0 else ""
+        return problem(key.name, key.expected(), value, hint)
+    if key.multiple_of and isinstance(value, int) and value % key.multiple_of:
+        return problem(key.name, key.expected(), value)
+    return None
+
+
+def _k(*args: Any, **kwargs: Any) -> Key:
+    return Key(*args, **kwargs)
+
+
+M, N, O, T, S, D, L = SECTIONS  # noqa: E741
+
+#: Every key lora_sched uses, in the order we write them.
+KEYS: tuple[Key, ...] = (
+    _k(
+        "pretrained_model_name_or_path",
+        "path",
+        M,
+        "base model: a local diffusers folder, or builtin:tiny-sd (a small model built offline)",
+        BUILTIN_MODEL,
+        nullable=False,
+    ),
+    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=1024, nullable=False),
+    _k(
+        "network_alpha",
+        "float",
+        N,
+        "LoRA alpha; the update is scaled by alpha / dim",
+        1.0,
+        low=0,
+        low_open=True,
+        high=100_000,
+        nullable=False,
+    ),
+    _k(
+        "learning_rate",
+        "float",
+        O,
+        "base LR; also the UNet LR unless unet_lr is set",
+        1e-4,
+        low=0,
+        low_open=True,
+        high=10,
+        nullable=False,
+    ),
+    _k("unet_lr", "float", O, "UNet LoRA base LR", None, low=0, high=10, default_doc="learning_rate"),
+    _k(
+        "text_encoder_lr",
+        "float",
+        O,
+        "text-encoder LoRA base LR; 0 trains the UNet only",
+        None,
+        low=0,
+        high=10,
+        default_doc="learning_rate",
+    ),
+    _k(
+        "optimizer_type",
+        "optimizer",
+        O,
+        "optimizer name (sd-scripts names, torch.optim classes or a dotted path)",
+        "AdamW",
+        nullable=False,
+    ),
+    _k(
+        "optimizer_args", "kv_list", O, 'optimizer keyword arguments, kohya form ["key=value", ...]', [], nullable=False
+    ),
+    _k("max_grad_norm", "float", O, "gradient clipping norm (0 = off)", 1.0, low=0, high=1e6, nullable=False),
+    _k("lr_scheduler", "str", O, "schedule name or alias from `lora-sched list`", "constant", nullable=False),
+    _k("lr_warmup_steps", "duration", O, "warmup length", 0, nullable=False),
+    _k(
+        "lr_scheduler_type",
+        "str",
+        O,
+        "a torch LR scheduler class (CosineAnnealingLR or a dotted path) instead of lr_scheduler",
+        None,
+    ),
+    _k(
+        "lr_scheduler_args",
+        "sched_args",
+        O,
+        "schedule-specific arguments (see `lora-sched describe NAME`)",
+        {},
+        nullable=False,
+    ),
+    _k(
+        "lr_scheduler_num_cycles",
+        "float",
+        O,
+        "kohya global key: cycles of the schedules that have num_cycles",
+        None,
+        low=0,
+        low_open=True,
+        high=100_000,
+        default_doc="1 (sd-scripts)",
+    ),
+    _k(
+        "lr_scheduler_power",
+        "float",
+        O,
+        "kohya global key: power of the polynomial schedules",
+        None,
+        low=0,
+        low_open=True,
+        high=1000,
+        default_doc="1 (sd-scripts)",
+    ),
+    _k(
+        "lr_scheduler_min_lr_ratio",
+        "float",
+        O,
+        "kohya global key: floor as a fraction of the base LR",
+        None,
+        low=0,
+        high=1,
+        high_open=True,
+    ),
+    _k("lr_scheduler_timescale", "int", O, "kohya global key: inverse_sqrt timescale", None, low=1, high=MAX_STEPS),
+    _k("lr_decay_steps", "duration", O, "kohya global key: decay length (warmup_stable_decay, sqrt)", None),
+    _k(
+        "max_train_steps",
+        "int",
+        T,
+        "run length in optimizer steps (ignored when max_train_epochs is set)",
+        1600,
+        low=1,
+        high=MAX_STEPS,
+        nullable=False,
+    ),
+    _k("max_train_epochs", "int", T, "run length in epochs (overrides max_train_steps)", None, low=1, high=1_000_000),
+    _k("train_batch_size", "int", T, "images per batch per process", 1, low=1, high=65_536, nullable=False),
+    _k("gradient_accumulation_steps", "int", T, "batches per optimizer update", 1, low=1, high=65_536, nullable=False),
+    _k("seed", "int", T, "random seed", 42, low=0, high=2**32 - 1, nullable=False),
+    _k("mixed_precision", "choice", T, "mixed precision", "no", choices=("no", "fp16", "bf16"), nullable=False),
+    _k("resume", "path", T, "checkpoint directory to resume from, or latest", None),
+    _k("output_dir", "path", S, "where checkpoints and the LoRA go", "output", nullable=False),
+    _k("output_name", "str", S, "file name of the LoRA (without .safetensors)", "lora", nullable=False),
+    _k("save_every_n_steps", "int", S, "checkpoint every N optimizer steps", None, low=1, high=MAX_STEPS),
+    _k(
+        "train_data_dir",
+        "path",
+        D,
+        "images in kohya layout (N_concept/ folders with .txt captions) or builtin:shapes",
+        BUILTIN_DATA,
+        nullable=False,
+    ),
+    _k(
+        "resolution",
+        "resolution",
+        D,
+        'training resolution: an int or "W,H"',
+        BUILTIN_RESOLUTION,
+        low=8,
+        high=8192,
+        multiple_of=8,
+        nullable=False,
+    ),
+    _k("caption_extension", "str", D, "extension of the caption files", ".txt", nullable=False, allow_empty=True),
+    _k(
+        "schedule_steps",
+        "duration",
+        L,
+        "horizon T the schedule is drawn over (default: the run length)",
+        None,
+        default_doc="the run length",
+    ),
+    _k("hold_after_horizon", "bool", L, "hold the last LR for steps past the horizon", False, nullable=False),
+    _k(
+        "warmup_start",
+        "float",
+        L,
+        "multiplier the warmup starts from (0 = LR 0 on the first update)",
+        0.0,
+        low=0,
+        high=1,
+        nullable=False,
+    ),
+    _k("warmup_type", "choice", L, "shape of the warmup", "linear", choices=("linear", "cosine"), nullable=False),
+    _k(
+        "scale_schedule_ratio",
+        "float",
+        L,
+        "Composer's SSR: scales run length, horizon and durations",
+        1.0,
+        low=0,
+        low_open=True,
+        high=1000,
+        nullable=False,
+    ),
+    _k("scale_warmup", "bool", L, "scale the warmup by scale_schedule_ratio too", False, nullable=False),
+    _k(
+        "plateau_every",
+        "int",
+        L,
+        "steps between loss readings fed to ReduceLROnPlateau",
+        10,
+        low=1,
+        high=MAX_STEPS,
+        nullable=False,
+    ),
+)
+
+KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+
+#: kohya's global scheduler keys and the value sd-scripts uses when they are absent.
+GLOBAL_SCHEDULER_KEYS: dict[str, Any] = {
+    "lr_scheduler_num_cycles": 1,
+    "lr_scheduler_power": 1,
+    "lr_scheduler_timescale": None,
+    "lr_scheduler_min_lr_ratio": None,
+    "lr_decay_steps": None,
+}
+#: Values a GUI writes for "unset" besides sd-scripts' default (sd-scripts' own lr_decay_steps default is 0).
+GLOBAL_UNSET_ALSO: dict[str, tuple[Any, ...]] = {"lr_decay_steps": (0,)}
+
+
+def defaults() -> dict[str, Any]:
+    """Every key with its default (None for keys without one); mutable defaults copied."""
+    return {k.name: (type(k.default)(k.default) if isinstance(k.default, (list, dict)) else k.default) for k in KEYS}

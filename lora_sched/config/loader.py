@@ -1,0 +1,491 @@
+"""Reading the kohya-ss TOML dialect into a validated `LoraConfig` (DESIGN.md section 4).
+
+Order: bytes -> UTF-8 -> tomllib -> flatten the sections (a key in two sections is an error) ->
+sort keys into ours / sd-scripts' unused ones (a notice) / unknown (an error with did-you-mean) ->
+check each value against the key table -> build the schedule request (kohya global keys feed the
+schedule's params; kohya-colab's REX class maps to `rex`) -> resolve it with the schedule layer,
+which checks every scheduler argument. All problems are collected, then located (file, line,
+section.key) and raised together. Nothing here imports NumPy or torch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import replace
+from typing import Any
+
+from lora_sched.config.args import parse_scheduler_args
+from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, GLOBAL_UNSET_ALSO, KEY_BY_NAME, KEYS, defaults
+from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS
+from lora_sched.config.model import LoraConfig
+from lora_sched.errors import ConfigError, Problem, did_you_mean, problem, raw
+from lora_sched.schedules.resolve import ScheduleRequest
+from lora_sched.schedules.spec import ScheduleSpec, all_specs, lookup
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: kohya-colab's REX class (LoRA_Easy_Training_scripts' RexAnnealingWarmRestarts) -> our `rex`.
+REX_CLASS_SUFFIX = "RexAnnealingWarmRestarts"
+_REX_ARG_NAMES = {"gamma": "restart_decay", "first_cycle_max_steps": "cycle_steps", "warmup_steps": "cycle_warmup"}
+
+#: Keys whose values feed the schedule: when one of them is invalid, resolution is skipped
+#: (its own messages would only repeat the same mistake).
+_SCHEDULE_INPUTS = {
+    "learning_rate",
+    "unet_lr",
+    "lr_scheduler",
+    "lr_warmup_steps",
+    "lr_scheduler_type",
+    "lr_scheduler_args",
+    "max_train_steps",
+    "max_train_epochs",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "train_data_dir",
+    "schedule_steps",
+    "hold_after_horizon",
+    "warmup_start",
+    "warmup_type",
+    "scale_schedule_ratio",
+    "scale_warmup",
+    *GLOBAL_SCHEDULER_KEYS,
+}
+
+
+def load_config(path: str | os.PathLike[str], *, trust_scheduler_code: bool = False) -> LoraConfig:
+    """Read and validate a TOML config; raise ConfigError listing every problem with file:line."""
+    name = os.fspath(path)
+    try:
+        data = open(name, "rb").read()  # noqa: SIM115
+    except FileNotFoundError:
+        raise ConfigError(Problem("", "an existing file", "no such file", file=name)) from None
+    except IsADirectoryError:
+        raise ConfigError(Problem("", "a file", "a directory", file=name)) from None
+    except OSError as exc:
+        raise ConfigError(Problem("", "a readable file", exc.strerror or str(exc), file=name)) from None
+    return loads_config(data, source=name, trust_scheduler_code=trust_scheduler_code)
+
+
+def loads_config(text: str | bytes, source: str = "<string>", *, trust_scheduler_code: bool = False) -> LoraConfig:
+    """Validate TOML text (str or bytes); `source` names it in messages."""
+    if isinstance(text, bytes):
+        text = _decode(text, source)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_problem(exc, source, text)) from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(Problem("", "valid TOML", "a document nested too deeply", file=source)) from None
+    return _Loader(text, doc, source, trust_scheduler_code).run()
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        found = f"byte 0x{data[exc.start]:02x} at offset {exc.start} (a binary file, or not UTF-8)"
+        raise ConfigError(
+            Problem("", "a UTF-8 text file", found, "save the file as UTF-8", file=source, line=line)
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _toml_problem(exc: Exception, source: str, text: str) -> Problem:
+    message = str(exc)
+    line = None
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        line = int(match.group(1))
+        message = message[: match.start()].rstrip() + f" (column {match.group(2)})"
+    elif "(at end of document)" in message:  # an unclosed array or table: point at the last line
+        message = message.replace("(at end of document)", "(at the end of the file)")
+        line = text.rstrip("\n").count("\n") + 1  # the last line with text (TOML lines end at \n only)
+    hint = "strings need quotes; sections look like [optimizer_arguments]; one key = value per line"
+    if "overwrite" in message or "declare" in message:
+        hint = "a key or a table is defined twice in the same table"
+    return Problem("", "valid TOML", message, hint, file=source, line=line)
+
+
+class _Loader:
+    def __init__(self, text: str, doc: dict[str, Any], source: str, trust: bool) -> None:
+        self.text, self.doc, self.source, self.trust = text, doc, source, trust
+        self._lines: dict[tuple, int] | None = None
+        self.problems: list[Problem] = []
+        self.notes: list[Problem] = []
+        self.given: dict[str, Any] = {}  # flat key -> value as written
+        self.where: dict[str, tuple[str | None, tuple]] = {}  # flat key -> (section, path in the document)
+        self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
+        self.extras: dict[str, tuple[str | None, Any]] = {}
+
+    # ---- locating -------------------------------------------------------------------------
+    @property
+    def lines(self) -> dict[tuple, int]:
+        """Key paths -> lines, scanned on first need (a clean file never needs them)."""
+        if self._lines is None:
+            from lora_sched.config.locate import key_lines
+
+            self._lines = key_lines(self.text)
+        return self._lines
+
+    def line_of(self, path: tuple) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def locate(self, problems: list[Problem]) -> list[Problem]:
+        return [self._locate_one(p) for p in problems]
+
+    def _locate_one(self, p: Problem) -> Problem:
+        if p.file is not None:
+            return p
+        if p.expected.startswith("\0"):  # raw() belongs to `found`; tolerate it in `expected`
+            p = replace(p, expected=p.expected[1:])
+        flat, rest = _split_key(p.key)
+        if flat not in self.where:
+            line = None
+            if flat == "lr_scheduler_args":  # a missing required arg: point at the schedule
+                line = self.line_of(self.where.get("lr_scheduler", (None, ()))[1])
+            return p.located(file=self.source, line=line)
+        section, path = self.where[flat]
+        shown = p.key if _BARE_KEY.match(flat) else _quoted(flat) + p.key[len(flat) :]
+        display = shown if section is None else f"{_bare_or_quoted(section)}.{shown}"
+        doc_path = path + rest
+        if flat == "lr_scheduler_args" and rest and self.args_items:
+            name = rest[0]
+            if name in self.args_items:
+                doc_path = (*path, self.args_items[name])
+                display = f"{_bare_or_quoted(section) + '.' if section else ''}lr_scheduler_args.{name}"
+        return p.located(file=self.source, line=self.line_of(doc_path), key=display)
+
+    # ---- steps ----------------------------------------------------------------------------
+    def run(self) -> LoraConfig:
+        self.flatten()
+        values = self.check_values()
+        config = self.build(values)
+        errors = [p for p in self.problems if p.severity == "error"]
+        if errors:  # warnings ride along: they may explain the errors
+            raise ConfigError(_by_line(_dedupe(self.locate([p for p in self.problems if p.severity != "notice"]))))
+        config.warnings = _by_line(_dedupe(self.locate(self.problems + self.notes)))
+        return config
+
+    def flatten(self) -> None:
+        if not self.doc:
+            self.notes.append(
+                Problem(
+                    "",
+                    "at least one setting",
+                    "an empty file",
+                    "every key takes its default: constant LR 1e-4 for 1600 steps on builtin:shapes",
+                    severity="notice",
+                    file=self.source,
+                )
+            )
+        for top, value in self.doc.items():
+            if isinstance(value, dict) and top != "lr_scheduler_args":  # a table is a section, but this key
+                for key, inner in value.items():
+                    self.add(key, inner, top, (top, key))
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                self.problems.append(
+                    Problem(
+                        _bare_or_quoted(top),
+                        "a [section] table",
+                        f"an array of tables [[{top}]]",
+                        f"write [{top}] with single brackets",
+                        file=self.source,
+                        line=self.line_of((top,)),
+                    )
+                )
+            else:
+                self.add(top, value, None, (top,))
+
+    def add(self, key: str, value: Any, section: str | None, path: tuple) -> None:
+        if key in self.where:
+            first_section, first_path = self.where[key]
+            first = f"{_bare_or_quoted(first_section) + '.' if first_section else ''}{_bare_or_quoted(key)}"
+            self.problems.append(
+                Problem(
+                    f"{_bare_or_quoted(section) + '.' if section else ''}{_bare_or_quoted(key)}",
+                    "each key once in the whole file (kohya flattens the sections)",
+                    f"a second `{key}`; the first is {first} at line {self.line_of(first_path)}",
+                    "kohya silently keeps the last one; remove one of them",
+                    file=self.source,
+                    line=self.line_of(path),
+                )
+            )
+            return
+        self.where[key] = (section, path)
+        self.given[key] = value
+
+    def check_values(self) -> dict[str, Any]:
+        values = defaults()
+        unused: list[str] = []
+        for key, value in self.given.items():
+            if key in KEY_BY_NAME:
+                spec = KEY_BY_NAME[key]
+                if isinstance(value, dict) and spec.kind != "sched_args":
+                    self.problems.append(
+                        problem(key, spec.expected(), raw("a table"), "sections nest one level: write key = value")
+                    )
+                    continue
+                found = spec.check(value)
+                if found is not None:
+                    self.problems.append(found)
+                    continue
+                values[key] = float(value) if spec.kind == "float" and key not in GLOBAL_SCHEDULER_KEYS else value
+            elif key in UNUSED_KOHYA_KEYS:
+                unused.append(key)
+                self.extras[key] = (self.where[key][0], value)
+            else:
+                self.problems.append(self.unknown(key, value))
+        if unused:
+            first = self.line_of(self.where[unused[0]][1])
+            self.notes.append(
+                Problem(
+                    "",
+                    "keys lora_sched uses",
+                    f"{len(unused)} sd-scripts option(s) it does not use: " + ", ".join(unused),
+                    "they stay in the file for sd-scripts",
+                    severity="notice",
+                    file=self.source,
+                    line=first,
+                )
+            )
+        args, arg_problems, self.args_items = parse_scheduler_args(values["lr_scheduler_args"])
+        self.problems.extend(arg_problems)
+        values["lr_scheduler_args"] = args
+        return values
+
+    def unknown(self, key: str, value: Any) -> Problem:
+        ours = [k.name for k in KEYS]
+        hint = did_you_mean(key, ours) or did_you_mean(key, sorted(UNUSED_KOHYA_KEYS))
+        if not hint:
+            takers = [s.name for s in all_specs() if s.param(key) is not None]
+            if takers:
+                hint = f'`{key}` is a schedule argument: put it in lr_scheduler_args (e.g. ["{key}=..."])'
+            else:
+                hint = "see `lora-sched schema` or the config reference for every key"
+        if isinstance(value, dict):
+            hint = f"[{key}] is a table inside a section; sections nest one level. " + hint
+        return problem(key, "a lora_sched or sd-scripts key", raw(f"unknown key {_quoted(key)}"), hint)
+
+    # ---- the schedule ---------------------------------------------------------------------
+    def build(self, values: dict[str, Any]) -> LoraConfig:
+        bad_inputs = {_split_key(p.key)[0] for p in self.problems} & _SCHEDULE_INPUTS
+        for key in self.given:  # a misspelt schedule key (max_train_stepz) leaves its default in place
+            if key not in KEY_BY_NAME and key not in UNUSED_KOHYA_KEYS:
+                import difflib  # only for files with unknown keys
+
+                bad_inputs.update(difflib.get_close_matches(key, _SCHEDULE_INPUTS, n=1, cutoff=0.8))
+        config = LoraConfig(values=values, path=self.source, extras=self.extras, locator=self.locate)
+        config.trust_scheduler_code = self.trust
+        if "train_data_dir" in self.given and "train_data_dir" not in bad_inputs and config.num_samples() is None:
+            self.notes.append(
+                problem(
+                    "train_data_dir",
+                    "a folder of images (kohya layout: N_concept/ folders with captions) or builtin:shapes",
+                    values["train_data_dir"],
+                    "not found or no image here; training needs it where it runs",
+                    severity="notice",
+                )
+            )
+        if values["max_train_epochs"] is not None and "train_data_dir" not in self.given:
+            self.notes.append(
+                problem(
+                    "max_train_epochs",
+                    "train_data_dir to count the steps of an epoch",
+                    values["max_train_epochs"],
+                    f"no train_data_dir: epochs are counted on {values['train_data_dir']} "
+                    f"({config.num_samples()} samples); kohya-colab keeps the data set in a separate file",
+                    severity="notice",
+                )
+            )
+        config.sections = {k: s for k, (s, _) in self.where.items()}
+        type_path = values["lr_scheduler_type"]
+        args = dict(values["lr_scheduler_args"])
+        arg_keys: dict[str, str] = {}
+        spec: ScheduleSpec | None = None
+        name = values["lr_scheduler"]
+        if type_path and type_path.split(".")[-1] == REX_CLASS_SUFFIX:
+            name, args, arg_keys = self.map_rex(values, args)
+            values.update(lr_scheduler="rex", lr_scheduler_type=None, lr_scheduler_args=dict(args))
+            type_path = None
+        if type_path:
+            config.scheduler_type, config.scheduler_type_args = type_path, args
+            self.check_custom(type_path, args)
+            name, args = "constant", {}
+        try:
+            spec = lookup(name)[0]
+        except Exception as exc:  # ConfigError for an unknown name
+            self.problems.extend(getattr(exc, "problems", []))
+            bad_inputs.add("lr_scheduler")
+        self.global_keys(spec, type_path, values, args, arg_keys)
+        if not {_split_key(p.key)[0] for p in self.problems} & {"optimizer_type", "optimizer_args"}:
+            self.check_optimizer_pairing(values, type_path or (spec.name if spec else name), args)
+        config.request = ScheduleRequest(
+            name=name,
+            args=args,
+            warmup=values["lr_warmup_steps"],
+            warmup_start=values["warmup_start"],
+            warmup_type=values["warmup_type"],
+            max_train_steps=values["max_train_steps"],
+            max_train_epochs=values["max_train_epochs"],
+            schedule_steps=values["schedule_steps"],
+            hold_after_horizon=values["hold_after_horizon"],
+            scale_schedule_ratio=values["scale_schedule_ratio"],
+            scale_warmup=values["scale_warmup"],
+            base_lr=values["learning_rate"],
+            arg_keys=arg_keys,
+        )
+        if not bad_inputs:
+            try:
+                config.resolve()
+            except ConfigError as exc:
+                self.problems.extend(exc.problems)
+        return config
+
+    def map_rex(self, values: dict[str, Any], args: dict[str, Any]) -> tuple[str, dict, dict]:
+        """kohya-colab's RexAnnealingWarmRestarts args -> our rex (min_lr absolute -> min_lr_ratio)."""
+        base = values["unet_lr"] if values["unet_lr"] is not None else values["learning_rate"]
+        mapped: dict[str, Any] = {}
+        keys: dict[str, str] = {}
+        for raw_name, value in args.items():
+            ours = _REX_ARG_NAMES.get(raw_name, raw_name)
+            if raw_name == "min_lr":
+                ours = "min_lr_ratio"
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if not number or not 0 <= value < base:
+                    self.problems.append(
+                        problem(
+                            "lr_scheduler_args.min_lr",
+                            f"an absolute LR >= 0 and below the base LR ({base:g})",
+                            value,
+                            "kohya-colab's REX class takes min_lr as an LR, e.g. min_lr=1e-9",
+                        )
+                    )
+                    continue
+                value = value / base
+            mapped[ours] = value
+            keys[ours] = f"lr_scheduler_args.{raw_name}"
+        if "min_lr" not in args:
+            mapped.setdefault("min_lr_ratio", 0.0)
+        self.notes.append(
+            problem(
+                "lr_scheduler_type",
+                "a catalogue schedule",
+                raw("kohya-colab's RexAnnealingWarmRestarts, read as lora_sched's `rex`"),
+                "min_lr -> min_lr_ratio = min_lr / base LR, gamma -> restart_decay, "
+                "first_cycle_max_steps -> cycle_steps, warmup_steps -> cycle_warmup",
+                severity="notice",
+            )
+        )
+        return "rex", mapped, keys
+
+    def check_optimizer_pairing(self, values: dict[str, Any], schedule: str, args: dict[str, Any]) -> None:
+        """The torch layer's pure-Python rule: `adafactor` <-> Adafactor(relative_step=True)."""
+        if schedule != "adafactor" and "adafactor" not in str(values["optimizer_type"]).lower():
+            return  # the rule concerns neither (and its module need not load)
+        from lora_sched.torch.checks import check_adafactor  # no torch import
+
+        self.problems.extend(check_adafactor(values["optimizer_type"], values["optimizer_args"], schedule, args))
+
+    def check_custom(self, type_path: str, args: dict[str, Any]) -> None:
+        try:
+            from lora_sched.torch import custom  # may import torch: only for a custom class
+        except ImportError:
+            return  # the torch adapter is not installed: the class is checked when training starts
+        check = getattr(custom, "check_scheduler_type", None)
+        if check is not None:
+            self.problems.extend(check(type_path, args, trust=self.trust))
+
+    def global_keys(
+        self,
+        spec: ScheduleSpec | None,
+        type_path: str | None,
+        values: dict[str, Any],
+        args: dict[str, Any],
+        arg_keys: dict[str, str],
+    ) -> None:
+        """kohya's global scheduler keys: feed the schedule's param, or warn when unused and not default."""
+        for key, kohya_default in GLOBAL_SCHEDULER_KEYS.items():
+            if key not in self.given or values[key] is None:
+                continue
+            value = values[key]
+            param = None
+            if spec is not None and not type_path:
+                param = next((p for p in spec.params if p.kohya_key == key), None)
+            if param is not None:
+                clash = [n for n in (param.name, *param.aliases) if n in args]
+                if clash:
+                    self.problems.append(
+                        problem(
+                            key,
+                            f"`{param.name}` set once",
+                            value,
+                            f"lr_scheduler_args also sets `{clash[0]}`; remove one of them",
+                        )
+                    )
+                    continue
+                args[param.name] = value
+                arg_keys[param.name] = key
+                continue
+            if value == kohya_default or value in GLOBAL_UNSET_ALSO.get(key, ()):
+                continue
+            schedule = type_path or (spec.name if spec else values["lr_scheduler"])
+            users = [s.name for s in all_specs() if any(p.kohya_key == key for p in s.params)]
+            self.problems.append(
+                problem(
+                    key,
+                    f"no {key} ({schedule} does not use it)",
+                    value,
+                    f"it is ignored; remove it, or pick a schedule that uses it: {', '.join(users)}",
+                    severity="warning",
+                )
+            )
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _quoted(key: str) -> str:
+    """A key as TOML writes it when it is not bare: '"léarning rate"'."""
+    import json
+
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _bare_or_quoted(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _quoted(key)
+
+
+def _split_key(key: str) -> tuple[str, tuple]:
+    """'lr_scheduler_args.milestones[1]' -> ('lr_scheduler_args', ('milestones', 1))."""
+    parts: list[Any] = []
+    for piece in key.split("."):
+        m = re.match(r"^(.*?)((?:\[\d+\])*)$", piece)
+        name, indexes = (m.group(1), m.group(2)) if m else (piece, "")
+        parts.append(name)
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", indexes))
+    return parts[0], tuple(parts[1:])
+
+
+def _by_line(problems: list[Problem]) -> list[Problem]:
+    """File order: problems without a line (file-level, or keys not written) first."""
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set = set()
+    out = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out

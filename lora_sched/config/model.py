@@ -1,0 +1,101 @@
+"""`LoraConfig`: one validated config, whichever way it came in (TOML file, form, flags).
+
+Every layer reads the config through this object: flat kohya keys with defaults applied
+(`values` / `get`), the schedule as requested (`schedule_request`) and resolved in integer steps
+(`resolve`), the run's shape (`training_shape`) and the per-group base LRs (`group_lrs`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lora_sched.config.args import parse_kv_list
+from lora_sched.config.dataset import count_samples
+from lora_sched.config.keys import KEY_BY_NAME
+from lora_sched.errors import ConfigError, Problem
+from lora_sched.schedules.durations import steps_per_epoch
+from lora_sched.schedules.resolve import ResolvedSchedule, ScheduleRequest, TrainingShape, resolve
+
+
+@dataclass
+class LoraConfig:
+    """A validated config.
+
+    values: every key of the key table (lora_sched.config.keys) with defaults applied;
+    lr_scheduler_args as a dict. extras: sd-scripts keys we do not use, as (section, value),
+    kept so a config written back stays portable. scheduler_type / scheduler_type_args: a custom
+    torch class path and its args, or None (kohya-colab's REX class is mapped to `rex` instead).
+    For a custom class, `schedule_request()` / `resolve()` describe the frame it runs in: the
+    warmup in front and the run length, with a constant curve (the class supplies the rest).
+    """
+
+    values: dict[str, Any]
+    path: str | None = None
+    warnings: list[Problem] = field(default_factory=list)
+    extras: dict[str, tuple[str | None, Any]] = field(default_factory=dict)
+    scheduler_type: str | None = None
+    scheduler_type_args: dict[str, Any] | None = None
+    request: ScheduleRequest = field(default_factory=ScheduleRequest)
+    sections: dict[str, str | None] = field(default_factory=dict)
+    trust_scheduler_code: bool = False
+    locator: Callable[[list[Problem]], list[Problem]] | None = field(default=None, repr=False)
+
+    def get(self, key: str) -> Any:
+        """One validated value (with its default)."""
+        if key not in self.values:
+            raise KeyError(f"{key!r} is not a lora_sched config key")
+        return self.values[key]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def schedule_request(self) -> ScheduleRequest:
+        """The schedule as written (a copy: callers may change it)."""
+        return copy.deepcopy(self.request)
+
+    def num_samples(self) -> int | None:
+        """Samples per epoch of train_data_dir (images x repeats), None if it cannot be counted."""
+        return count_samples(self.values["train_data_dir"])
+
+    def training_shape(self, num_processes: int = 1, num_samples: int | None = None) -> TrainingShape:
+        """Steps per epoch and samples per step; num_samples defaults to counting train_data_dir."""
+        batch = self.values["train_batch_size"]
+        accum = self.values["gradient_accumulation_steps"]
+        samples = num_samples if num_samples is not None else self.num_samples()
+        per_epoch = steps_per_epoch(samples, batch, accum, num_processes) if samples else None
+        return TrainingShape(steps_per_epoch=per_epoch, samples_per_step=batch * accum * num_processes)
+
+    def resolve(self, shape: TrainingShape | None = None) -> ResolvedSchedule:
+        """The schedule in integer steps; shape None = computed from the data folder, 1 process."""
+        try:
+            return resolve(self.request, shape if shape is not None else self.training_shape())
+        except ConfigError as exc:
+            raise ConfigError(self.locate(exc.problems)) from None
+
+    def locate(self, problems: list[Problem]) -> list[Problem]:
+        """Problems keyed by flat kohya names, with this file's name, line and section path filled in."""
+        return self.locator(problems) if self.locator else problems
+
+    def group_lrs(self) -> dict[str, float]:
+        """Base LR per param group: unet_lr / text_encoder_lr, each falling back to learning_rate."""
+        lr = float(self.values["learning_rate"])
+        unet, te = self.values["unet_lr"], self.values["text_encoder_lr"]
+        return {"unet": lr if unet is None else float(unet), "text_encoder": lr if te is None else float(te)}
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
+        """optimizer_args ("key=value" list, already validated) as keyword arguments."""
+        return parse_kv_list(self.values["optimizer_args"], "optimizer_args")[0]
+
+    @property
+    def schedule_name(self) -> str:
+        return self.scheduler_type or self.request.name
+
+    def section_of(self, key: str) -> str:
+        """The section a key was read from, or the one we write it under."""
+        written = self.sections.get(key)
+        if written:
+            return written
+        return KEY_BY_NAME[key].section if key in KEY_BY_NAME else "training_arguments"

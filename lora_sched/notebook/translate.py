@@ -1,0 +1,407 @@
+"""The translator behind the notebook form: form values -> flat kohya keys -> validated config -> TOML.
+
+Plain functions, no widgets: the form, the Colab quick-settings cell and the tests all go through
+here. The TOML text is produced by the config layer's writer (tomli-w, the same one the CLI uses)
+and validated by reading that very text back, so what the form shows as valid is exactly what a
+`lora-sched validate` of the saved file accepts, and an error shows the same `ConfigError` text.
+
+Form values are a plain dict (see `DEFAULTS` for every key):
+
+* ``lr_scheduler`` and ``args`` (schedule parameter name -> value as entered);
+* ``warmup_mode`` "steps" (``warmup_steps``) or "percent" (``warmup_percent``, written as the
+  fraction kohya reads: 5 % -> ``lr_warmup_steps = 0.05``);
+* ``length_mode`` "steps" (``max_train_steps``) or "epochs" (``max_train_epochs``; the preview
+  counts ceil(images x repeats / batch) / accumulation updates per epoch);
+* learning rates and training keys under their kohya names.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import shlex
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION, BUILTIN_SHAPES_SIZE
+from lora_sched.errors import ConfigError, problem
+from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, all_specs, lookup
+
+if TYPE_CHECKING:
+    from lora_sched.config import LoraConfig
+    from lora_sched.schedules import TrainingShape
+
+#: Training keys the form edits, with the form's starting values (kohya names).
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "pretrained_model_name_or_path": BUILTIN_MODEL,
+    "train_data_dir": BUILTIN_DATA,
+    "output_dir": "output",
+    "output_name": "lora",
+    "resolution": str(BUILTIN_RESOLUTION),
+    "network_dim": 4,
+    "network_alpha": 1.0,
+    "train_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "seed": 42,
+    "mixed_precision": "no",
+    "optimizer_type": "AdamW",
+    "optimizer_args": "",
+}
+
+#: Training keys typed into text fields and read with `parse_text` (resolution is 64 or "512,768").
+TEXT_PARSED_KEYS = ("resolution",)
+
+DEFAULTS: dict[str, Any] = {
+    "lr_scheduler": "cosine",
+    "args": {},
+    "warmup_mode": "steps",
+    "warmup_steps": 0,
+    "warmup_percent": 5.0,
+    "length_mode": "steps",
+    "max_train_steps": 1600,
+    "max_train_epochs": 10,
+    "num_images": BUILTIN_SHAPES_SIZE,
+    "num_repeats": 1,
+    "learning_rate": "1e-4",
+    "unet_lr": "",
+    "text_encoder_lr": "",
+    **TRAINING_DEFAULTS,
+    "extra": {},
+}
+
+#: Flat keys the form edits itself (everything else in a loaded file passes through unchanged).
+FORM_KEYS = frozenset(
+    {
+        *TRAINING_DEFAULTS,
+        "lr_scheduler",
+        "lr_scheduler_args",
+        "learning_rate",
+        "unet_lr",
+        "text_encoder_lr",
+        "lr_warmup_steps",
+        "max_train_steps",
+        "max_train_epochs",
+    }
+)
+
+#: Keys whose text field may be left blank (blank = not set, the config default applies).
+OPTIONAL_TEXT_KEYS = ("unet_lr", "text_encoder_lr")
+
+
+def parse_text(text: Any) -> Any:
+    """A value typed into a text field, read the way TOML would hold it.
+
+    "" -> None (not set); "100" -> 100; "0.05" / "1e-4" -> float; "true"/"false" -> bool;
+    "[100, 200]" -> a list; anything else stays a string (the validator then names the type error).
+    """
+    if not isinstance(text, str):
+        return text
+    stripped = text.strip()
+    if not stripped:
+        return None
+    if stripped in ("true", "false"):
+        return stripped == "true"
+    try:
+        return int(stripped)
+    except ValueError:
+        pass
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    if stripped.startswith("["):
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError):
+            return text
+        return list(value) if isinstance(value, (list, tuple)) else text
+    return text
+
+
+def parse_list(text: Any) -> Any:
+    """A comma-separated list field ("100, 200" or "0.3dur, 0.6dur") -> list of parsed items."""
+    if not isinstance(text, str):
+        return text
+    stripped = text.strip()
+    if not stripped:
+        return None
+    if stripped.startswith("["):
+        return parse_text(stripped)
+    return [parse_text(item) for item in stripped.split(",")]
+
+
+def parse_optimizer_args(text: Any) -> Any:
+    """kohya GUIs' optimizer_args field: space-separated "key=value" items (quote items with spaces)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        items = shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(problem("optimizer_args", 'space-separated "key=value" items', text, str(exc))) from None
+    return items or None
+
+
+def optimizer_args_text(items: Any) -> str:
+    """The inverse of `parse_optimizer_args`."""
+    return " ".join(shlex.quote(str(item)) for item in items or ())
+
+
+def param_field_kind(param: Param) -> str:
+    """Which widget a parameter gets: float / int / bool / choice / text / list.
+
+    Numbers without a concrete default (required, or chosen from context) are text fields, so they
+    can be left blank; durations are text because they accept "100", "0.05", "5%" or "2ep".
+    """
+    if param.kind == "durations":
+        return "list"
+    if param.kind in ("duration", "str"):
+        return "text"
+    if param.kind in ("float", "int") and (param.default is REQUIRED or param.default is None):
+        return "text"
+    return param.kind
+
+
+def param_field_value(param: Param, value: Any) -> Any:
+    """A parameter value as its form field holds it (the inverse of `param_value`)."""
+    kind = param_field_kind(param)
+    if kind == "list":
+        if value is None or value is REQUIRED:
+            return ""
+        return ", ".join(_field_text(v) for v in value) if isinstance(value, (list, tuple)) else _field_text(value)
+    if kind == "text":
+        return "" if value is None or value is REQUIRED else _field_text(value)
+    return value
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return str(value)
+
+
+def param_value(param: Param, field_value: Any) -> Any:
+    """What a parameter's form field holds, as the value written to the config (None = not set)."""
+    kind = param_field_kind(param)
+    if kind == "list":
+        return parse_list(field_value)
+    if kind == "text":
+        return parse_text(field_value)
+    return field_value
+
+
+def param_defaults(spec: ScheduleSpec, alias_defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The form field values a schedule starts with (its spec defaults, or the alias's)."""
+    alias_defaults = alias_defaults or {}
+    return {p.name: param_field_value(p, alias_defaults.get(p.name, p.default)) for p in spec.params}
+
+
+def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Form values -> flat kohya keys (unvalidated; None = not set)."""
+    v = {**DEFAULTS, **values}
+    spec, _ = lookup(v["lr_scheduler"])
+    flat: dict[str, Any] = dict(v.get("extra") or {})
+    flat.update({key: v[key] for key in TRAINING_DEFAULTS})
+    for key in TEXT_PARSED_KEYS:
+        flat[key] = parse_text(v[key])
+    flat["optimizer_args"] = parse_optimizer_args(v["optimizer_args"])
+    flat["lr_scheduler"] = spec.name
+    flat["learning_rate"] = parse_text(v["learning_rate"])
+    for key in OPTIONAL_TEXT_KEYS:
+        flat[key] = parse_text(v[key])
+    if v["warmup_mode"] == "percent":
+        percent = v["warmup_percent"]
+        ok = isinstance(percent, (int, float)) and not isinstance(percent, bool) and math.isfinite(percent)
+        if not ok or not 0 <= percent < 100:
+            raise ConfigError(problem("lr_warmup_steps", "a warmup percentage in [0, 100)", percent))
+        # round away float noise (7 % must be written 0.07, not 0.07000000000000001)
+        flat["lr_warmup_steps"] = round(percent / 100.0, 12)
+    else:
+        flat["lr_warmup_steps"] = v["warmup_steps"]
+    if v["length_mode"] == "epochs":
+        flat["max_train_epochs"] = v["max_train_epochs"]
+    else:
+        flat["max_train_steps"] = v["max_train_steps"]
+    table: dict[str, Any] = {}
+    args = v.get("args") or {}
+    for param in spec.params:
+        if param.name not in args:
+            continue
+        value = param_value(param, args[param.name])
+        if value is None:
+            continue
+        if param.kohya_key:
+            flat[param.kohya_key] = value
+        else:
+            table[param.name] = value
+    if table:
+        flat["lr_scheduler_args"] = table
+    return {k: val for k, val in flat.items() if val is not None}
+
+
+def dataset_samples(values: Mapping[str, Any]) -> int | None:
+    """images x repeats in epochs mode (the preview's dataset size), else None."""
+    v = {**DEFAULTS, **values}
+    if v["length_mode"] != "epochs":
+        return None
+    images, repeats = v["num_images"], v["num_repeats"]
+    for key, n in (("num_images", images), ("num_repeats", repeats)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(problem(key, "an int >= 1 (dataset size for epochs)", n))
+    return images * repeats
+
+
+def to_toml(values: Mapping[str, Any]) -> str:
+    """Form values -> TOML text, through the config layer's writer (not yet validated)."""
+    from lora_sched.config import dumps_config
+
+    return dumps_config(form_to_flat(values))
+
+
+def translate(values: Mapping[str, Any], source: str = "<form>") -> tuple[LoraConfig, str]:
+    """Form values -> (validated config, the TOML text it was read from).
+
+    Raises ConfigError with every problem, located in `source` (the file the form would write).
+    """
+    from lora_sched.config import loads_config
+
+    text = to_toml(values)
+    cfg = loads_config(text, source=source)
+    samples = dataset_samples(values)
+    cfg.resolve(shape=preview_shape(cfg, samples))  # resolution problems count as invalid too
+    return cfg, text
+
+
+def preview_shape(cfg: LoraConfig, num_samples: int | None) -> TrainingShape | None:
+    """The training shape the preview uses: from images x repeats in epochs mode, else the config's."""
+    if num_samples is None:
+        return None
+    return cfg.training_shape(num_samples=num_samples)
+
+
+def preview_curves(cfg: LoraConfig, num_samples: int | None = None) -> dict[str, Any]:
+    """LR per param group at every step: the catalogue's m(s) x the group's base LR."""
+    resolved = cfg.resolve(shape=preview_shape(cfg, num_samples))
+    m = resolved.multipliers()
+    return {group: m * lr for group, lr in cfg.group_lrs().items()}
+
+
+def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat kohya keys (e.g. a loaded config's values) -> form values (the inverse of form_to_flat).
+
+    Scheduler args come from ``lr_scheduler_args`` (a table or kohya's "key=value" list) and the
+    kohya global keys of the chosen schedule; an alias's own defaults fill what is not given.
+    """
+    spec, alias_defaults = lookup(flat.get("lr_scheduler", DEFAULTS["lr_scheduler"]))
+    values: dict[str, Any] = {**DEFAULTS, "lr_scheduler": spec.name}
+    for key in TRAINING_DEFAULTS:
+        if flat.get(key) is not None:
+            values[key] = _field_text(flat[key]) if key in TEXT_PARSED_KEYS else flat[key]
+    values["optimizer_args"] = optimizer_args_text(flat.get("optimizer_args"))
+    handled = {*FORM_KEYS, *(p.kohya_key for s in all_specs() for p in s.params if p.kohya_key)}
+    key_defaults = config_defaults()
+    values["extra"] = {
+        k: val
+        for k, val in flat.items()
+        if k not in handled and val is not None and (k not in key_defaults or val != key_defaults[k])
+    }
+    values["learning_rate"] = _field_text(flat.get("learning_rate", 1e-4))
+    for key in OPTIONAL_TEXT_KEYS:
+        values[key] = "" if flat.get(key) is None else _field_text(flat[key])
+    warmup = flat.get("lr_warmup_steps", 0)
+    if isinstance(warmup, float) and 0 <= warmup < 1:
+        values.update(warmup_mode="percent", warmup_percent=round(warmup * 100.0, 10))
+    elif isinstance(warmup, str) and warmup.strip().endswith("%"):
+        values.update(warmup_mode="percent", warmup_percent=float(warmup.strip()[:-1]))
+    elif isinstance(warmup, int) and not isinstance(warmup, bool):
+        values.update(warmup_mode="steps", warmup_steps=warmup)
+    else:
+        raise ConfigError(
+            problem("lr_warmup_steps", "steps or a fraction (the form has no field for time strings)", warmup)
+        )
+    if flat.get("max_train_epochs") is not None:
+        values.update(length_mode="epochs", max_train_epochs=flat["max_train_epochs"])
+    else:
+        values.update(length_mode="steps", max_train_steps=flat.get("max_train_steps", DEFAULTS["max_train_steps"]))
+    if flat.get("lr_scheduler_type"):  # a custom torch class: its args belong to it, not to a catalogue spec
+        if flat.get("lr_scheduler_args"):
+            values["extra"]["lr_scheduler_args"] = flat["lr_scheduler_args"]
+        values["args"] = param_defaults(spec, alias_defaults)
+        return values
+    given = _scheduler_args(flat.get("lr_scheduler_args"))
+    args = param_defaults(spec, alias_defaults)
+    for param in spec.params:
+        names = (param.name, *param.aliases)
+        found = [given[n] for n in names if n in given]
+        if found:
+            args[param.name] = param_field_value(param, found[0])
+        elif param.kohya_key and flat.get(param.kohya_key) is not None:
+            args[param.name] = param_field_value(param, flat[param.kohya_key])
+    values["args"] = args
+    return values
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every config key's default (keys equal to it need not be carried through the form)."""
+    from lora_sched.config.keys import defaults
+
+    return defaults()
+
+
+def _scheduler_args(value: Any) -> dict[str, Any]:
+    if not value:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    out = {}
+    for item in value:
+        key, _, text = str(item).partition("=")
+        try:
+            out[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = text.strip()
+    return out
+
+
+def quick_settings(
+    scheduler: str,
+    *,
+    warmup_ratio: float = 0.0,
+    num_cycles: float = 1,
+    power: float = 1.0,
+    learning_rate: float = 1e-4,
+    unet_lr: float | None = None,
+    text_encoder_lr: float | None = None,
+    run_length_unit: str = "steps",
+    max_train_steps: int = 1600,
+    max_train_epochs: int = 10,
+) -> dict[str, Any]:
+    """Colab `#@param` fields -> form values.
+
+    Cycles and power are separate fields (kohya GUIs share one number field between them): each is
+    used only when the chosen schedule has that parameter, so a cycles value never becomes a power.
+    """
+    spec, alias_defaults = lookup(scheduler)
+    args = param_defaults(spec, alias_defaults)
+    for name, value in (("num_cycles", num_cycles), ("power", power)):
+        param = spec.param(name)
+        if param is not None:
+            if param.kind == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            args[name] = param_field_value(param, value)
+    warmup_percent = round(warmup_ratio * 100.0, 10)
+    return {
+        **DEFAULTS,
+        "lr_scheduler": spec.name,
+        "args": args,
+        "warmup_mode": "percent" if warmup_ratio else "steps",
+        "warmup_steps": 0,
+        "warmup_percent": warmup_percent,
+        "learning_rate": _field_text(learning_rate),
+        "unet_lr": "" if unet_lr is None else _field_text(unet_lr),
+        "text_encoder_lr": "" if text_encoder_lr is None else _field_text(text_encoder_lr),
+        "length_mode": run_length_unit,
+        "max_train_steps": max_train_steps,
+        "max_train_epochs": max_train_epochs,
+    }

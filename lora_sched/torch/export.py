@@ -1,0 +1,266 @@
+"""`lora-sched export --kohya`: a TOML that stock sd-scripts runs with the same LR curve.
+
+sd-scripts' get_scheduler_fix (library/train_util.py), the facts this export is built on:
+
+* it builds the scheduler for ``max_train_steps x N`` steps (N processes), because accelerate steps a
+  prepared scheduler N times per optimizer update; an int ``lr_warmup_steps`` / ``lr_decay_steps``
+  is used as given (not multiplied) and a float one is a ratio of ``max_train_steps x N``;
+* built-in names call transformers' schedules (diffusers' for piecewise_constant) with
+  ``lr_scheduler_num_cycles`` for cosine_with_restarts, ``lr_scheduler_power`` for polynomial,
+  ``lr_scheduler_timescale`` for inverse_sqrt, ``num_cycles / 2`` and ``lr_scheduler_min_lr_ratio``
+  for cosine_with_min_lr and warmup_stable_decay, plus every ``lr_scheduler_args`` item as a keyword;
+* warmup is refused for constant, adafactor and custom classes (``lr_scheduler_type``), which get
+  ``cls(optimizer, **args)`` with each "key=value" item split at "=" and read by ast.literal_eval.
+
+So a built-in name is written where it yields the identical curve (its step counts multiplied by
+N where sd-scripts does not multiply them), and everything else becomes
+``lr_scheduler_type = "lora_sched.torch.LoraSchedLR"`` (or ``WarmupThen`` for a custom torch
+class with a warmup or N > 1) with the resolved schedule in its args.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lora_sched.errors import ConfigError, problem
+from lora_sched.schedules import ResolvedSchedule
+
+LORA_SCHED_LR = "lora_sched.torch.LoraSchedLR"
+WARMUP_THEN = "lora_sched.torch.WarmupThen"
+#: Keys the export rewrites or drops: sd-scripts does not know the [lora_sched] extensions, and the
+#: resolved schedule is written into kohya's own keys (re-reading them must not scale it twice).
+SCHEDULE_KEYS = (
+    "lr_scheduler",
+    "lr_warmup_steps",
+    "lr_decay_steps",
+    "lr_scheduler_num_cycles",
+    "lr_scheduler_power",
+    "lr_scheduler_min_lr_ratio",
+    "lr_scheduler_timescale",
+    "lr_scheduler_type",
+    "lr_scheduler_args",
+    "max_train_steps",
+    "max_train_epochs",
+    "schedule_steps",
+    "hold_after_horizon",
+    "warmup_start",
+    "warmup_type",
+    "scale_schedule_ratio",
+    "scale_warmup",
+)
+#: sd-scripts' defaults for its global scheduler keys (what it uses when a key is absent).
+KOHYA_DEFAULTS = {"lr_scheduler_num_cycles": 1, "lr_scheduler_power": 1.0, "lr_decay_steps": 0}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def builtin_keys(rs: ResolvedSchedule, n: int) -> dict[str, Any] | None:
+    """kohya keys for a built-in sd-scripts name giving rs's exact curve with n processes, or None."""
+    p, w = rs.params, rs.warmup
+    if rs.horizon != rs.run_length:  # sd-scripts draws every curve over max_train_steps
+        return None
+    plain_warmup = rs.warmup_type == "linear" and (w == 0 or rs.warmup_start == 0.0)
+    keys: dict[str, Any] = {"lr_warmup_steps": w * n}
+    name = rs.name
+    if name in ("constant", "constant_with_warmup"):
+        if not plain_warmup:
+            return None
+        return {"lr_scheduler": "constant_with_warmup" if w else "constant", "lr_warmup_steps": w * n}
+    if name == "linear":
+        if not plain_warmup or p["min_lr_ratio"] != 0.0:
+            return None
+        return {**keys, "lr_scheduler": "linear"}
+    if name in ("cosine", "cosine_with_min_lr"):
+        if not plain_warmup:
+            return None
+        if p["min_lr_ratio"] == 0.0 and name == "cosine":
+            args = {} if p["num_cycles"] == 1.0 else {"num_cycles": p["num_cycles"] / 2}
+            return {**keys, "lr_scheduler": "cosine", "lr_scheduler_args": args}
+        return {
+            **keys,
+            "lr_scheduler": "cosine_with_min_lr",
+            "lr_scheduler_num_cycles": p["num_cycles"],
+            "lr_scheduler_min_lr_ratio": p["min_lr_ratio"],
+        }
+    if name == "cosine_with_restarts":
+        if not plain_warmup or p["min_lr_ratio"] != 0.0 or p["restart_decay"] != 1.0 or p["cycle_warmup"] != 0:
+            return None
+        return {**keys, "lr_scheduler": "cosine_with_restarts", "lr_scheduler_num_cycles": p["num_cycles"]}
+    if name == "polynomial":
+        if not plain_warmup:
+            return None
+        return {
+            **keys,
+            "lr_scheduler": "polynomial",
+            "lr_scheduler_power": p["power"],
+            "lr_scheduler_args": {"lr_end": p["lr_end"]},
+        }
+    if name == "inverse_sqrt":
+        if not plain_warmup:
+            return None
+        return {**keys, "lr_scheduler": "inverse_sqrt", "lr_scheduler_timescale": p["timescale"] * n}
+    if name == "warmup_stable_decay":
+        # transformers' WSD warmup starts at min_lr_ratio and knows linear and cosine warmups
+        if w and rs.warmup_start != p["min_lr_ratio"]:
+            return None
+        return {
+            **keys,
+            "lr_scheduler": "warmup_stable_decay",
+            "lr_decay_steps": p["decay"] * n,
+            "lr_scheduler_num_cycles": 1,  # sd-scripts passes num_cycles / 2 = 0.5: one half-cosine
+            "lr_scheduler_min_lr_ratio": p["min_lr_ratio"],
+            "lr_scheduler_args": {"decay_type": p["decay_type"], "warmup_type": rs.warmup_type},
+        }
+    if name == "piecewise_constant":
+        if w:
+            return None  # sd-scripts gives piecewise_constant no warmup
+        from lora_sched.schedules.catalogue.discrete import parse_step_rules
+
+        bounds, values, last = parse_step_rules(p["step_rules"])
+        rules = ",".join(f"{v!r}:{b * n}" for v, b in zip(values, bounds)) + f",{last!r}"
+        return {"lr_scheduler": "piecewise_constant", "lr_warmup_steps": 0, "lr_scheduler_args": {"step_rules": rules}}
+    if name == "adafactor":  # Adafactor counts its own updates: the number of processes does not matter
+        return {"lr_scheduler": "adafactor", "lr_warmup_steps": 0}
+    return None
+
+
+def lora_sched_lr_args(rs: ResolvedSchedule, n: int) -> dict[str, Any]:
+    """LoraSchedLR keyword arguments that rebuild rs exactly (see LoraSchedLR's docstring)."""
+    args: dict[str, Any] = {"schedule": rs.name, "horizon": rs.horizon}
+    if rs.run_length != rs.horizon:
+        args["run_length"] = rs.run_length
+    if rs.warmup:
+        args["warmup"] = rs.warmup
+    if rs.warmup_start != 0.0:
+        args["warmup_start"] = rs.warmup_start
+    if rs.warmup_type != "linear":
+        args["warmup_type"] = rs.warmup_type
+    if rs.hold_after_horizon:
+        args["hold_after_horizon"] = True
+    args["base_lr"] = rs.base_lr
+    if n != 1:
+        args["num_processes"] = n
+    for name, value in rs.params.items():
+        if value is not None:
+            args[name] = _plain(value)
+    return args
+
+
+def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
+    """Keys for a config with a custom torch class (lr_scheduler_type)."""
+    type_path, args = cfg.scheduler_type, dict(cfg.scheduler_type_args or {})
+    if type_path.split(".")[-1] == "ReduceLROnPlateau":
+        raise ConfigError(
+            cfg.locate(
+                [
+                    problem(
+                        "lr_scheduler_type",
+                        "a scheduler sd-scripts can step (it never passes a loss to step())",
+                        type_path,
+                        "ReduceLROnPlateau runs only in `lora-sched train`; pick a catalogue schedule to export",
+                    )
+                ]
+            )
+        )
+    keys: dict[str, Any] = {"lr_scheduler": "constant", "lr_warmup_steps": 0}
+    from lora_sched.torch.custom import split_path
+
+    module, attr = split_path(type_path)
+    if module.split(".")[0] == "lora_sched" and attr in ("LoraSchedLR", "WarmupThen"):
+        # already an export: its warmup is in its args; only the calls per update change with N
+        args.pop("num_processes", None)
+        if n != 1:
+            args["num_processes"] = n
+        return {**keys, "lr_scheduler_type": type_path, "lr_scheduler_args": args}
+    if rs.warmup == 0 and n == 1:
+        return {**keys, "lr_scheduler_type": type_path, "lr_scheduler_args": args}
+    wrapped: dict[str, Any] = {"scheduler_type": type_path, "warmup": rs.warmup}
+    if rs.warmup_start != 0.0:
+        wrapped["warmup_start"] = rs.warmup_start
+    if rs.warmup_type != "linear":
+        wrapped["warmup_type"] = rs.warmup_type
+    if n != 1:
+        wrapped["num_processes"] = n
+    if not (module.startswith("torch.optim.lr_scheduler") or module.startswith("lora_sched")):
+        wrapped["trust_scheduler_code"] = True  # the user already trusted it to export it
+    return {**keys, "lr_scheduler_type": WARMUP_THEN, "lr_scheduler_args": {**wrapped, **args}}
+
+
+def _check_args_for_kohya(args: dict[str, Any], cfg: Any) -> None:
+    """sd-scripts splits each item at every "=" (``key, value = arg.split("=")``): refuse values with "="."""
+    bad = [name for name, value in args.items() if "=" in repr(value)]
+    if bad:
+        raise ConfigError(
+            cfg.locate(
+                [
+                    problem(
+                        f"lr_scheduler_args.{name}",
+                        'a value without "=" (sd-scripts splits every item at each "=")',
+                        args[name],
+                    )
+                    for name in bad
+                ]
+            )
+        )
+
+
+def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
+    """The flat kohya values of the export (the config's other keys kept as they are)."""
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise ConfigError(problem("--num-processes", "an int >= 1", num_processes))
+    rs = cfg.resolve(cfg.training_shape(num_processes=num_processes))
+    if cfg.scheduler_type:
+        keys = custom_keys(cfg, rs, num_processes)
+    else:
+        keys = builtin_keys(rs, num_processes)
+        if keys is None:
+            keys = {
+                "lr_scheduler": "constant",
+                "lr_warmup_steps": 0,
+                "lr_scheduler_type": LORA_SCHED_LR,
+                "lr_scheduler_args": lora_sched_lr_args(rs, num_processes),
+            }
+    keys.setdefault("lr_scheduler_args", {})
+    _check_args_for_kohya(keys["lr_scheduler_args"], cfg)
+    from lora_sched.config.keys import KEY_BY_NAME
+
+    values = {
+        k: v
+        for k, v in cfg.values.items()
+        if k not in SCHEDULE_KEYS and not (k in KEY_BY_NAME and KEY_BY_NAME[k].section == "lora_sched")
+    }
+    for key in SCHEDULE_KEYS:
+        values[key] = None
+    values.update(KOHYA_DEFAULTS)
+    values.update(keys)
+    values["max_train_steps"] = rs.run_length
+    return values
+
+
+def export_kohya(cfg: Any, num_processes: int = 1) -> str:
+    """The TOML text of `cfg` for stock sd-scripts run with `num_processes` processes."""
+    from lora_sched.config import LoraConfig
+    from lora_sched.config.writer import dumps_config
+
+    values = export_values(cfg, num_processes)
+    out = LoraConfig(values=values, path=cfg.path, extras=dict(cfg.extras))
+    return dumps_config(out, kohya_list_args=True)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`lora-sched export --kohya FILE [-o OUT] [--num-processes N]`."""
+    from lora_sched.config import load_config
+    from lora_sched.config.writer import atomic_write_text
+
+    cfg = load_config(args.kohya, trust_scheduler_code=bool(getattr(args, "trust_scheduler_code", False)))
+    text = export_kohya(cfg, args.num_processes)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output} (sd-scripts --config_file, {args.num_processes} process(es))", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

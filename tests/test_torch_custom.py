@@ -1,0 +1,222 @@
+"""Custom torch classes through lr_scheduler_type: checked at validation, warmup composed in front."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lora_sched.config import loads_config  # noqa: E402
+from lora_sched.errors import ConfigError  # noqa: E402
+from lora_sched.torch import build_scheduler  # noqa: E402
+from lora_sched.torch.custom import (  # noqa: E402
+    WarmupThen,
+    check_scheduler_type,
+    preview_lrs,
+    preview_multipliers,
+)
+
+TEMPLATE = """[optimizer_arguments]
+learning_rate = 1e-3
+text_encoder_lr = 5e-4
+lr_warmup_steps = {warmup}
+lr_scheduler_type = "{cls}"
+lr_scheduler_args = [{args}]
+[training_arguments]
+max_train_steps = 40
+"""
+
+# class, valid args (kohya list items), optional steps per loss feed
+VALID = {
+    "StepLR": ["step_size=5", "gamma=0.5"],
+    "MultiStepLR": ["milestones=[8, 20]", "gamma=0.3"],
+    "ExponentialLR": ["gamma=0.9"],
+    "CosineAnnealingLR": ["T_max=30", "eta_min=1e-5"],
+    "CosineAnnealingWarmRestarts": ["T_0=7", "T_mult=2"],
+    "CyclicLR": ["base_lr=1e-5", "max_lr=1e-3", "step_size_up=5"],
+    "OneCycleLR": ["max_lr=1e-3", "total_steps=40"],
+    "PolynomialLR": ["total_iters=20", "power=2.0"],
+    "LinearLR": ["start_factor=0.5", "total_iters=10"],
+    "ConstantLR": ["factor=0.5", "total_iters=10"],
+    "ReduceLROnPlateau": ["patience=0", "factor=0.5"],
+}
+
+# class, args, text the error must contain: one row per kind of mistake
+INVALID = [
+    ("StepLR", ["gamma=0.5"], "StepLR needs `step_size`"),
+    ("StepLR", ["step_size=5", "step_sise=5"], "did you mean `step_size`?"),
+    ("StepLR", ["step_size=5.0"], "write 5: torch needs an int here"),
+    ("MultiStepLR", [], "MultiStepLR needs `milestones`"),
+    ("MultiStepLR", ["milestones=[8.5, 20]"], "lr_scheduler_args.milestones: expected list[int]"),
+    ("MultiStepLR", ["milestones=[8, 20]", "milestone=3"], "did you mean `milestones`?"),
+    ("ExponentialLR", [], "ExponentialLR needs `gamma`"),
+    ("ExponentialLR", ["gamma='0.9'"], "remove the quotes"),
+    ("ExponentialLR", ["gamma=0.9", "gama=0.9"], "did you mean `gamma`?"),
+    ("CosineAnnealingLR", ["t_max=30"], "did you mean `T_max`?"),
+    ("CosineAnnealingLR", ["T_max=30.0"], "write 30"),
+    ("CosineAnnealingLR", [], "CosineAnnealingLR needs `T_max`"),
+    ("CosineAnnealingWarmRestarts", ["T_0=7", "T_mult=2.0"], "write 2: torch needs an int here"),
+    ("CosineAnnealingWarmRestarts", ["T_mult=2"], "needs `T_0`"),
+    ("CosineAnnealingWarmRestarts", ["T_0=7", "Tmult=2"], "did you mean `T_mult`?"),
+    ("CyclicLR", ["base_lr=1e-5"], "CyclicLR needs `max_lr`"),
+    ("CyclicLR", ["base_lr=1e-5", "max_lr=1e-3", "mode='triangle'"], "Literal['triangular'"),
+    ("CyclicLR", ["base_lr=1e-5", "max_lr=1e-3", "step_size=5"], "did you mean `step_size_up`"),
+    ("OneCycleLR", ["max_lr=1e-3"], "total_steps OR (epochs AND steps_per_epoch)"),
+    ("OneCycleLR", ["max_lr=1e-3", "total_steps=40.0"], "write 40"),
+    ("OneCycleLR", ["max_lr=1e-3", "total_step=40"], "did you mean `total_steps`?"),
+    ("PolynomialLR", ["total_iters='20'"], "remove the quotes"),
+    ("PolynomialLR", ["powr=2.0"], "did you mean `power`?"),
+    ("LinearLR", ["start_factor='half'"], "lr_scheduler_args.start_factor: expected float"),
+    ("LinearLR", ["start_factor=0.0"], "LinearLR rejects"),
+    ("ConstantLR", ["factor=2.0"], "ConstantLR rejects"),
+    ("ConstantLR", ["factr=0.5"], "did you mean `factor`?"),
+    ("ReduceLROnPlateau", ["mode='minimum'"], "Literal['min', 'max']"),
+    ("ReduceLROnPlateau", ["patients=2"], "did you mean `patience`?"),
+    ("StepLR", ["step_size=5", "last_epoch=10"], "resuming restores the step"),
+    ("LambdaLR", [], "LambdaLR needs a Python function"),
+]
+
+
+def _text(cls: str, args: list[str], warmup: int = 0) -> str:
+    items = ", ".join(f'"{a}"' for a in args)
+    return TEMPLATE.format(cls=cls, args=items, warmup=warmup)
+
+
+def _optimizer(lrs=(1e-3, 5e-4)):
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": lr} for lr in lrs]
+    return torch.optim.AdamW(groups, lr=lrs[0])
+
+
+def _step(opt, sched, steps: int, loss: float | None = None) -> np.ndarray:
+    rows = []
+    for _ in range(steps):
+        rows.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        if loss is None:
+            sched.step()
+        else:
+            sched.step_update(loss)
+    return np.asarray(rows)
+
+
+def _plain_torch(cls: str, args: list[str], steps: int) -> np.ndarray:
+    from lora_sched.config.args import parse_kv_list
+
+    kwargs = parse_kv_list(args, "a")[0]
+    opt = _optimizer()
+    return _step(opt, getattr(torch.optim.lr_scheduler, cls)(opt, **kwargs), steps)
+
+
+@pytest.mark.parametrize("cls", sorted(set(VALID) - {"ReduceLROnPlateau"}))  # plateau: tests at the end
+def test_valid_class_without_warmup_is_exactly_the_torch_class(cls):
+    cfg = loads_config(_text(cls, VALID[cls]), source="c.toml")
+    assert cfg.scheduler_type == cls
+    opt = _optimizer()
+    got = _step(opt, build_scheduler(cfg, opt), 40)
+    np.testing.assert_array_equal(got, _plain_torch(cls, VALID[cls], 40))
+
+
+@pytest.mark.parametrize("cls", sorted(set(VALID) - {"ReduceLROnPlateau"}))
+def test_warmup_is_composed_in_front_and_preview_matches(cls):
+    w = 6
+    cfg = loads_config(_text(cls, VALID[cls], warmup=w), source="c.toml")
+    opt = _optimizer()
+    got = _step(opt, build_scheduler(cfg, opt), 40)
+    plain = _plain_torch(cls, VALID[cls], 40 - w)
+    np.testing.assert_array_equal(got[w:], plain)  # the class from its own step 0
+    ramp = np.arange(w) / w
+    np.testing.assert_allclose(got[:w], ramp[:, None] * plain[0], rtol=1e-15, atol=0)
+    # preview (by the same code path on a dummy optimizer) equals what training steps
+    np.testing.assert_array_equal(preview_lrs(cls, cfg.scheduler_type_args, [1e-3, 5e-4], 40, warmup=w), got)
+    np.testing.assert_allclose(preview_multipliers(cfg), got[:, 0] / 1e-3, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize(("cls", "args", "needle"), INVALID, ids=[f"{c}-{'-'.join(a)}" for c, a, _ in INVALID])
+def test_invalid_args_fail_at_validation_with_file_and_line(cls, args, needle):
+    with pytest.raises(ConfigError) as info:
+        loads_config(_text(cls, args), source="c.toml")
+    text = str(info.value)
+    assert needle in text
+    assert "c.toml:" in text
+
+
+@pytest.mark.parametrize(
+    "path", ["os.system", "builtins.eval", "subprocess.Popen", "posix.system", "importlib.import_module", "sys.exit"]
+)
+@pytest.mark.parametrize("trust", [False, True])
+def test_dangerous_paths_are_refused_even_with_trust(path, trust):
+    problems = check_scheduler_type(path, {}, trust=trust)
+    assert len(problems) == 1
+    assert "is never imported" in problems[0].hint
+
+
+def test_other_modules_need_trust_and_are_not_imported():
+    code = (
+        "import sys\n"
+        "from lora_sched.torch.custom import check_scheduler_type\n"
+        "p = check_scheduler_type('antigravity.Anything', {})\n"
+        "assert 'antigravity' not in sys.modules\n"
+        "print(p[0].hint)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--trust-scheduler-code" in out
+
+
+def test_trust_still_requires_a_scheduler_class():
+    assert check_scheduler_type("transformers.optimization.AdafactorSchedule", {}, trust=False)[0].hint.endswith(
+        "pass --trust-scheduler-code"
+    )
+    # trusted: a real LRScheduler subclass from another package is accepted ...
+    assert check_scheduler_type("transformers.optimization.AdafactorSchedule", {}, trust=True) == []
+    # ... but a class that is not a scheduler, or a function, is not
+    for path in ("collections.OrderedDict", "json.loads", "transformers.optimization.get_scheduler"):
+        problems = check_scheduler_type(path, {}, trust=True)
+        assert "not a subclass of torch's LRScheduler" in problems[0].hint, path
+
+
+def test_trust_flag_reaches_validation(tmp_path):
+    text = _text("transformers.optimization.AdafactorSchedule", [])
+    with pytest.raises(ConfigError, match="--trust-scheduler-code"):
+        loads_config(text, source="t.toml")
+    cfg = loads_config(text, source="t.toml", trust_scheduler_code=True)
+    assert cfg.scheduler_type == "transformers.optimization.AdafactorSchedule"
+
+
+def test_plateau_sees_the_mean_loss_of_each_window():
+    cfg = loads_config(
+        _text("ReduceLROnPlateau", ["patience=0", "factor=0.5"], warmup=3) + "[lora_sched]\nplateau_every = 4\n",
+        source="p.toml",
+    )
+    opt = _optimizer()
+    sched = build_scheduler(cfg, opt)
+    assert isinstance(sched, WarmupThen)
+    got = _step(opt, sched, 20, loss=1.0)[:, 0]
+    # warmup 0, 1/3, 2/3; the first window (updates 4..7) sets the best loss, the second (8..11)
+    # does not improve on it: the LR halves at update 3 + 8 = 11, and again at 15, 19
+    expected = [0.0, 1e-3 / 3, 2e-3 / 3] + [1e-3] * 8 + [5e-4] * 4 + [2.5e-4] * 4 + [1.25e-4]
+    np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0)
+
+
+def test_plateau_is_not_stepped_without_a_loss():
+    cfg = loads_config(_text("ReduceLROnPlateau", ["patience=0"]), source="p.toml")
+    opt = _optimizer()
+    got = _step(opt, build_scheduler(cfg, opt), 30)  # step() carries no loss: the LR holds
+    assert (got[:, 0] == 1e-3).all()
+
+
+def test_checks_module_does_not_import_torch():
+    code = "import sys, lora_sched.torch.checks; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_public_name_of_the_torch_package_resolves():
+    import lora_sched.torch as pkg
+
+    for name in pkg.__all__:
+        assert getattr(pkg, name) is not None, name
+    with pytest.raises(AttributeError):
+        pkg.NoSuchThing  # noqa: B018

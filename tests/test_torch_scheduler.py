@@ -1,0 +1,170 @@
+"""LoraSchedLR: stepping the torch scheduler gives exactly the preview's LRs, for every schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lora_sched.errors import ConfigError  # noqa: E402
+from lora_sched.schedules import ScheduleRequest, all_specs, resolve  # noqa: E402
+from lora_sched.torch import LoraSchedLR, build_scheduler  # noqa: E402
+
+#: Arguments for every catalogue schedule (non-default ones where a default would hide a bug).
+ARGS: dict[str, dict] = {
+    "constant": {},
+    "constant_with_warmup": {},
+    "linear": {"min_lr_ratio": 0.1},
+    "cosine": {"num_cycles": 1.5, "min_lr_ratio": 0.05},
+    "cosine_with_min_lr": {"min_lr_ratio": 0.2},
+    "one_cycle": {"pct_start": 0.25},
+    "cosine_with_restarts": {"num_cycles": 3, "restart_decay": 0.9, "cycle_warmup": 3},
+    "rex": {"num_cycles": 3, "restart_decay": 0.9, "cycle_warmup": 2, "d": 0.9},
+    "cosine_annealing_warm_restarts": {"t_0": 13, "t_mult": 2, "min_lr_ratio": 0.1},
+    "polynomial": {"power": 2.0, "lr_end": 1e-6},
+    "composer_polynomial": {"power": 2.0, "alpha_f": 0.1},
+    "inverse_sqrt": {"timescale": 7},
+    "warmup_stable_decay": {"decay": 0.3, "decay_type": "cosine", "min_lr_ratio": 0.1},
+    "sqrt": {"decay": 20, "decay_type": "1-sqrt"},
+    "piecewise_constant": {"step_rules": "1:30,0.5:60,0.1"},
+    "step": {"step_size": 17, "gamma": 0.5},
+    "multistep": {"milestones": [25, 60], "gamma": 0.3},
+    "exponential": {"gamma": 0.97},
+    "adafactor": {},
+}
+NO_WARMUP = {"one_cycle", "adafactor"}
+
+
+def _optimizer(lrs: tuple[float, ...] = (1e-3, 2.5e-4)) -> torch.optim.Optimizer:
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": lr} for lr in lrs]
+    return torch.optim.SGD(groups, lr=lrs[0])
+
+
+def _lrs_by_stepping(sched, optimizer, steps: int) -> list[list[float]]:
+    seen = []
+    for _ in range(steps):
+        seen.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        sched.step()
+    return seen
+
+
+def test_every_catalogue_schedule_has_test_args():
+    assert sorted(s.name for s in all_specs()) == sorted(ARGS)
+
+
+CASES = [(name, warmup) for name in sorted(ARGS) for warmup in (0, 10) if not (warmup and name in NO_WARMUP)]
+
+
+@pytest.mark.parametrize(("name", "warmup"), CASES)
+def test_stepping_equals_preview(name: str, warmup: int):
+    total = 120
+    rs = resolve(ScheduleRequest(name, args=dict(ARGS[name]), warmup=warmup, max_train_steps=total, base_lr=1e-3))
+    opt = _optimizer()
+    sched = build_scheduler(rs, opt)
+    seen = _lrs_by_stepping(sched, opt, total)
+    m = rs.multipliers()
+    for s in range(total):
+        for g, base in enumerate((1e-3, 2.5e-4)):
+            assert seen[s][g] == pytest.approx(base * m[s], rel=0, abs=1e-12), (name, s, g)
+
+
+def test_horizon_hold_and_overrun():
+    rs = resolve(ScheduleRequest("cosine", max_train_steps=30, schedule_steps=20, hold_after_horizon=True, base_lr=1.0))
+    opt = _optimizer((1.0,))
+    sched = LoraSchedLR(opt, resolved=rs)
+    seen = [row[0] for row in _lrs_by_stepping(sched, opt, 40)]  # 10 steps past the run too
+    assert seen[:30] == pytest.approx(rs.multipliers().tolist(), abs=1e-15)
+    assert seen[20:] == [0.0] * 20  # holds m(T) = 0; diffusers' cosine climbs back up here
+
+
+def test_block_boundaries_are_seamless(monkeypatch):
+    import lora_sched.torch.scheduler as mod
+
+    monkeypatch.setattr(mod, "BLOCK", 7)
+    rs = resolve(ScheduleRequest("linear", warmup=5, max_train_steps=50, base_lr=1.0))
+    opt = _optimizer((1.0,))
+    seen = [row[0] for row in _lrs_by_stepping(LoraSchedLR(opt, resolved=rs), opt, 50)]
+    assert seen == pytest.approx(rs.multipliers().tolist(), abs=1e-15)
+
+
+def test_flat_kwargs_like_sd_scripts():
+    rs = resolve(
+        ScheduleRequest(
+            "rex",
+            args={"num_cycles": 3, "restart_decay": 0.9, "cycle_warmup": 4},
+            warmup=0,
+            max_train_steps=90,
+            base_lr=1e-4,
+        )
+    )
+    opt = _optimizer((1e-4,))
+    # strings as an unparsed "key=value" would give them are read as literals
+    sched = LoraSchedLR(opt, schedule="rex", horizon="90", num_cycles="3", restart_decay=0.9, cycle_warmup=4)
+    assert sched.resolved == rs
+    seen = [row[0] for row in _lrs_by_stepping(sched, opt, 90)]
+    assert seen == pytest.approx((1e-4 * rs.multipliers()).tolist(), abs=1e-16)
+
+
+def test_flat_kwargs_errors_name_the_argument():
+    with pytest.raises(ConfigError, match=r"lr_scheduler_args\.power") as info:
+        LoraSchedLR(_optimizer(), schedule="cosine", horizon=100, power=2)
+    assert "polynomial" in str(info.value)
+    with pytest.raises(ConfigError, match=r"lr_scheduler_args\.schedule"):
+        LoraSchedLR(_optimizer(), horizon=100)
+    with pytest.raises(ConfigError, match=r"lr_scheduler_args\.horizon"):
+        LoraSchedLR(_optimizer(), schedule="cosine")
+
+
+def test_num_processes_counts_calls_per_update():
+    """accelerate steps a prepared scheduler once per process; num_processes=N undoes that."""
+    rs = resolve(ScheduleRequest("linear", warmup=4, max_train_steps=20, base_lr=1.0))
+    opt = _optimizer((1.0,))
+    sched = LoraSchedLR(opt, resolved=rs, num_processes=3)
+    seen = []
+    for _ in range(20):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        for _ in range(3):
+            sched.step()
+    assert seen == pytest.approx(rs.multipliers().tolist(), abs=1e-15)
+
+
+@pytest.mark.parametrize(
+    "name", ["linear", "cosine", "cosine_with_restarts", "rex", "warmup_stable_decay", "inverse_sqrt"]
+)
+@pytest.mark.parametrize(("total", "warmup"), [(1, 0), (2, 1), (9, 8), (500, 499)])
+def test_edge_lengths(name: str, total: int, warmup: int):
+    args = {"decay": 1} if name == "warmup_stable_decay" else {}  # the default 20% does not fit W = T - 1
+    rs = resolve(ScheduleRequest(name, args=args, warmup=warmup, max_train_steps=total, base_lr=1.0))
+    opt = _optimizer((1.0,))
+    seen = [row[0] for row in _lrs_by_stepping(build_scheduler(rs, opt), opt, total)]
+    assert seen == pytest.approx(rs.multipliers().tolist(), abs=1e-12)
+
+
+def test_huge_horizon_evaluates_only_the_blocks_it_reaches():
+    rs = resolve(ScheduleRequest("cosine", warmup=1000, max_train_steps=50_000_000, base_lr=1.0))
+    opt = _optimizer((1.0,))
+    sched = LoraSchedLR(opt, resolved=rs)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    for s in (3, 999, 1000, 25_000_000, 49_999_999):
+        assert sched.multiplier(s) == pytest.approx(rs.multiplier(s), abs=1e-15)
+    assert len(sched._block) <= 8192  # one block cached, not the whole run
+
+
+def test_tensor_learning_rates_are_filled_in_place():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.Adam([p], lr=torch.tensor(1e-3))
+    rs = resolve(ScheduleRequest("linear", warmup=3, max_train_steps=10, base_lr=1e-3))
+    sched = LoraSchedLR(opt, resolved=rs)
+    lr_tensor = opt.param_groups[0]["lr"]
+    seen = []
+    for _ in range(10):
+        seen.append(float(opt.param_groups[0]["lr"]))
+        p.grad = torch.ones(2)
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] is lr_tensor
+    assert seen == pytest.approx((1e-3 * rs.multipliers()).tolist(), rel=1e-6)  # float32 tensor

@@ -1,0 +1,162 @@
+"""Print the README's config reference (docs/sections/30-config.md), generated from the key table
+(lora_sched/config/keys.py) and the schedule specs.
+
+    python tools/gen_config_md.py            # print it
+    python tools/gen_config_md.py --write    # write docs/sections/30-config.md (atomically)
+
+tests/test_config_docs.py fails when the file differs from this output, so the reference cannot
+drift from the code. Run --write, then tools/build_readme.py, after editing a key or a spec.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "docs" / "sections" / "30-config.md"
+
+sys.path.insert(0, str(ROOT))
+
+from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEYS, SECTIONS, Key  # noqa: E402
+from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS  # noqa: E402
+from lora_sched.schedules.spec import all_specs  # noqa: E402
+
+INTRO = """\
+## The config file (kohya-ss compatible TOML)
+
+A config is a flat kohya-ss `sd-scripts` TOML file: existing kohya-ss and kohya-colab files load as
+they are, and files `lora_sched` writes still run in sd-scripts. Sections are for humans: any
+section name is accepted on read (kohya flattens them), but a key written in two sections is an
+error naming both lines (kohya silently keeps the last one). We write the sections below, plus
+`[lora_sched]` for the keys sd-scripts does not have.
+
+Rules, in the order the loader applies them:
+
+- Not UTF-8, not TOML: one error with the line (`file:line: expected valid TOML, got ...`). An empty
+  file is valid (every key takes its default: constant LR 1e-4 for 1600 steps on `builtin:shapes`)
+  but gives a notice, since it is rarely what was meant.
+- Unknown keys are errors with a did-you-mean hint. The {n_unused} sd-scripts options this project
+  does not use (`noise_offset`, `clip_skip`, `xformers`, `cache_latents`, ...) load with one notice
+  listing them, and are written back where they were, so the file stays portable.
+- Types are checked strictly, as kohya does no conversion: `learning_rate = "1e-4"` is an error
+  with the hint "remove the quotes", an int key given `8.0` says "write 8". NaN, infinity, negative
+  and absurd values are rejected with the allowed range.
+- Durations (`lr_warmup_steps`, `lr_decay_steps`, `schedule_steps` and duration arguments) take
+  steps (int), a fraction of the horizon in [0, 1), `"5%"`, or `"100ba"`, `"2ep"`, `"512sp"`,
+  `"0.3dur"`. A float >= 1 such as `lr_warmup_steps = 50.0` is an error: kohya reads it as 50 x the
+  whole run.
+- `lr_scheduler_args` is kohya's list `["key=value", ...]` (split on the first `=`, the value read
+  as a Python literal, never evaluated; a bare word such as `cos` is a string) or a table
+  `[optimizer_arguments.lr_scheduler_args]` with typed values. Every argument is checked against
+  the chosen schedule: one it does not take is an error naming the schedules that do.
+- kohya's global scheduler keys feed the schedule's parameter when it has one (table below).
+  When it has none, sd-scripts' default value loads silently and any other value gives a warning
+  naming the key and the schedule; `lora-sched validate --strict` turns warnings into errors. The
+  same parameter in `lr_scheduler_args` and in a global key is an error.
+- kohya-colab's REX class (`lr_scheduler_type = "...RexAnnealingWarmRestarts"`) is read as our
+  `rex`, with a notice: `min_lr` (absolute) becomes `min_lr_ratio = min_lr / unet_lr` (or
+  `learning_rate`), `gamma` -> `restart_decay`, `first_cycle_max_steps` -> `cycle_steps`,
+  `warmup_steps` -> `cycle_warmup`, `d` -> `d`. Any other `lr_scheduler_type` is a torch class,
+  checked against its signature by the torch adapter (only `torch.optim.lr_scheduler` and
+  `lora_sched` are importable without `--trust-scheduler-code`).
+- Epochs (`max_train_epochs`, `"2ep"`) are counted on `train_data_dir`: kohya's `N_concept/` folders
+  count their images N times. Without `train_data_dir` that is `builtin:shapes` (a notice says so:
+  kohya-colab keeps its data set in a separate file); a `train_data_dir` with no image gives a
+  notice (training needs it where it runs, which may be another machine).
+- The `adafactor` schedule needs `optimizer_type = "Adafactor"` with `relative_step=True`, and that
+  optimizer ignores any other schedule: both mismatches are errors.
+
+Every problem of a file is reported at once, as `file:line: section.key: expected ..., got ...`
+plus a `hint:` line; nothing ends in a traceback. `tests/invalid_configs/` holds {n_corpus} broken
+files with the exact line and key each must produce.
+
+Writing (`lora_sched.config.dump_config`) goes through tomli-w only, atomically (temp file +
+`os.replace`), in the order of the table below, with `None` omitted and an optional
+`#:schema` first line; `lr_scheduler_args` is written as a table, and as kohya's list only in the
+kohya export. `lora-sched schema -o lora_sched.schema.json` writes the JSON Schema that taplo /
+"Even Better TOML" use for completion and checks through that `#:schema` line (the configs in
+`configs/` point at `configs/lora_sched.schema.json`).
+"""
+
+
+def cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def type_text(key: Key) -> str:
+    text = {
+        "float": "float",
+        "int": "int",
+        "bool": "bool",
+        "str": "string",
+        "path": "string (path)",
+        "choice": " / ".join(f'"{c}"' for c in key.choices),
+        "duration": "duration",
+        "resolution": 'int or "W,H"',
+        "kv_list": 'list of "key=value"',
+        "sched_args": 'list of "key=value", or a table',
+        "optimizer": "string",
+    }[key.kind]
+    rng = key.range_text()
+    if key.multiple_of:
+        rng = f"{rng}, multiple of {key.multiple_of}".lstrip(", ")
+    return f"{text} {rng}".strip()
+
+
+def default_text(key: Key) -> str:
+    if key.default is None:
+        return key.default_doc or "unset"
+    if key.default in ([], {}):
+        return "empty"
+    if isinstance(key.default, bool):
+        return str(key.default).lower()
+    if isinstance(key.default, str):
+        return f'`"{key.default}"`'
+    return f"`{key.default!r}`"
+
+
+def render() -> str:
+    corpus = ROOT / "tests" / "invalid_configs"
+    n_corpus = len([p for p in corpus.glob("*.toml") if p.name != "expected.toml"])
+    out = [INTRO.format(n_unused=len(UNUSED_KOHYA_KEYS), n_corpus=n_corpus)]
+    for section in SECTIONS:
+        out.append(f"\n`[{section}]`\n")
+        out.append("| key | type | default | meaning |")
+        out.append("| --- | --- | --- | --- |")
+        for key in KEYS:
+            if key.section == section:
+                out.append(f"| `{key.name}` | {cell(type_text(key))} | {cell(default_text(key))} | {cell(key.doc)} |")
+    out.append("\nkohya's global scheduler keys and the parameter each one feeds:\n")
+    out.append("| key | sd-scripts default | feeds |")
+    out.append("| --- | --- | --- |")
+    for gk, default in GLOBAL_SCHEDULER_KEYS.items():
+        users = [f"{s.name}.`{p.name}`" for s in all_specs() for p in s.params if p.kohya_key == gk]
+        shown = "none" if default is None else f"`{default}`"
+        out.append(f"| `{gk}` | {shown} | {cell(', '.join(users) or '-')} |")
+    out.append("\n`lr_scheduler_args` each schedule takes (`lora-sched describe NAME` for units and bounds):\n")
+    out.append("| lr_scheduler | arguments (also accepted as) |")
+    out.append("| --- | --- |")
+    for spec in all_specs():
+        parts = []
+        for p in spec.params:
+            also = f" ({', '.join(p.aliases)})" if p.aliases else ""
+            parts.append(f"`{p.name}`{also}")
+        names = ", ".join([spec.name, *spec.aliases])
+        out.append(f"| {cell(names)} | {cell(', '.join(parts) or 'none')} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if "--write" in argv:
+        from lora_sched.config.writer import atomic_write_text
+
+        atomic_write_text(TARGET, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
