@@ -151,8 +151,13 @@ def bound_terms(etas: Any, D: float = 1.0, G: Any = 1.0) -> BoundTerms:
         ratio /= after[:-1]  # Q_k / B_k
         ratio /= after[1:]  # ... / A_k
         t3 = float(np.dot(ratio, head))  # sum_k eta_k Q_k / (A_k B_k)
-        if math.isnan(t3):  # 0/0 only where eta_k = 0 and nothing follows: such a term is 0
-            t3 = float(np.where(head > 0, ratio * head, 0.0).sum())
+        if math.isnan(t3):
+            # A positive step followed only by zero steps (A_k = 0) makes the bound infinite, even
+            # when Q_k = 0 too (0/0); a zero step (eta_k = 0) contributes 0 whatever follows.
+            if np.any((head > 0) & (after[1:] == 0)):
+                t3 = math.inf
+            else:
+                t3 = float(np.where(head > 0, ratio * head, 0.0).sum())
     return BoundTerms(t1, t2, 0.5 * g2 * t3)
 
 

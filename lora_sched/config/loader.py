@@ -440,15 +440,22 @@ class _Loader:
                 continue
             schedule = type_path or (spec.name if spec else values["lr_scheduler"])
             users = [s.name for s in all_specs() if any(p.kohya_key == key for p in s.params)]
-            self.problems.append(
-                problem(
-                    key,
-                    f"no {key} ({schedule} does not use it)",
-                    value,
-                    f"it is ignored; remove it, or pick a schedule that uses it: {', '.join(users)}",
-                    severity="warning",
+            hint = f"ignored, as sd-scripts ignores it; remove it, or use a schedule that takes it: {', '.join(users)}"
+            own = _param_fed_elsewhere(spec, key) if spec is not None and not type_path else None
+            if own is not None:
+                hint = (
+                    f"it is ignored, as sd-scripts ignores it for {schedule}; to set {schedule}'s `{own}`, "
+                    f'write lr_scheduler_args = ["{own}={value!r}"]'
                 )
+            self.problems.append(
+                problem(key, f"no {key} ({schedule} does not use it)", value, hint, severity="warning")
             )
+
+
+def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:
+    """The name of `spec`'s parameter that `key` feeds in other schedules (num_cycles, power...), if it has one."""
+    names = {p.name for s in all_specs() for p in s.params if p.kohya_key == key}
+    return next((p.name for p in spec.params if p.name in names), None)
 
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -1,11 +1,19 @@
-"""Parameter definitions shared by several schedules (one definition, one doc text)."""
+"""Parameter definitions shared by several schedules (one definition, one doc text).
+
+`kohya=True` lets sd-scripts' global key (lr_scheduler_num_cycles, lr_scheduler_min_lr_ratio) feed
+the parameter. It is set only where sd-scripts' get_scheduler_fix passes that key to the same
+schedule, so a kohya file trains the same curve here as in sd-scripts; elsewhere the global key
+loads with a warning and the parameter is set through lr_scheduler_args.
+"""
 
 from __future__ import annotations
 
 from lora_sched.schedules.spec import Param
 
 
-def min_lr_ratio(default: float | object = 0.0, doc: str = "floor as a fraction of the base LR") -> Param:
+def min_lr_ratio(
+    default: float | object = 0.0, doc: str = "floor as a fraction of the base LR", *, kohya: bool = False
+) -> Param:
     return Param(
         "min_lr_ratio",
         "float",
@@ -14,12 +22,14 @@ def min_lr_ratio(default: float | object = 0.0, doc: str = "floor as a fraction 
         low=0.0,
         high=1.0,
         high_open=True,
-        kohya_key="lr_scheduler_min_lr_ratio",
+        kohya_key="lr_scheduler_min_lr_ratio" if kohya else None,
         aliases=("min_lr_rate", "end_lr_ratio"),
     )
 
 
-def num_cycles_float(doc: str = "number of half-cosine decays (1 = one decay to the floor)") -> Param:
+def num_cycles_float(
+    doc: str = "number of half-cosine decays (1 = one decay to the floor)", *, kohya: bool = False
+) -> Param:
     return Param(
         "num_cycles",
         "float",
@@ -28,12 +38,13 @@ def num_cycles_float(doc: str = "number of half-cosine decays (1 = one decay to 
         low=0.0,
         low_open=True,
         high=10_000.0,
-        kohya_key="lr_scheduler_num_cycles",
+        kohya_key="lr_scheduler_num_cycles" if kohya else None,
     )
 
 
-def num_cycles_int(doc: str) -> Param:
-    return Param("num_cycles", "int", doc, default=1, low=1, high=100_000, kohya_key="lr_scheduler_num_cycles")
+def num_cycles_int(doc: str, *, kohya: bool = False) -> Param:
+    key = "lr_scheduler_num_cycles" if kohya else None
+    return Param("num_cycles", "int", doc, default=1, low=1, high=100_000, kohya_key=key)
 
 
 def restart_decay() -> Param:

@@ -38,6 +38,8 @@ register(
             "diffusers' cosine climbs back up after the horizon; here it holds its final value.",
             "kohya-colab's XL notebook drops the warmup for cosine; here the warmup always applies.",
             "The SambaFlow alias cosine_schedule_with_warmup ends at 0.1 x the base LR by default.",
+            "sd-scripts ignores lr_scheduler_num_cycles and lr_scheduler_min_lr_ratio for cosine (a value other "
+            "than the default loads with a warning); set num_cycles / min_lr_ratio in lr_scheduler_args.",
         ),
         kohya_name="cosine",
         family="cosine",
@@ -48,7 +50,7 @@ register(
     ScheduleSpec(
         name="cosine_with_min_lr",
         summary="cosine decay to a required floor ratio",
-        params=(num_cycles_float(), min_lr_ratio(default=REQUIRED)),
+        params=(num_cycles_float(kohya=True), min_lr_ratio(default=REQUIRED, kohya=True)),
         curve=cosine_curve,
         reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes)",
         gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),

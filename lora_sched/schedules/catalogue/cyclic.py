@@ -62,7 +62,7 @@ register(
         name="cosine_with_restarts",
         summary="num_cycles cosine decays with hard restarts to the peak",
         params=(
-            num_cycles_int("number of cosine cycles (3 cycles = 2 restarts)"),
+            num_cycles_int("number of cosine cycles (3 cycles = 2 restarts)", kohya=True),
             min_lr_ratio(),
             restart_decay(),
             cycle_warmup(),

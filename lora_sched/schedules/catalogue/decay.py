@@ -133,7 +133,6 @@ register(
                 low=0.0,
                 low_open=True,
                 high=1000.0,
-                kohya_key="lr_scheduler_power",
             ),
             Param(
                 "alpha_f",
@@ -222,13 +221,15 @@ register(
     ScheduleSpec(
         name="warmup_stable_decay",
         summary="warmup, hold the base LR, then decay over the last D steps",
-        params=(_DECAY, decay_type("linear"), min_lr_ratio()),
+        params=(_DECAY, decay_type("linear"), min_lr_ratio(kohya=True)),
         curve=wsd_curve,
         reference="transformers get_wsd_schedule; the `scheduled` package's WSDSchedule",
         aliases={"wsd": {}},
         gotchas=(
             "The default decay is the last 20% of the horizon (a fraction, like every float duration).",
             "transformers starts its warmup at min_lr_ratio; set warmup_start to match it.",
+            "sd-scripts' warmup_stable_decay decays along a cosine (transformers' default); the default here is "
+            'linear: set decay_type = "cosine" for the sd-scripts curve.',
         ),
         check=_check_decay_fits,
         kohya_name="warmup_stable_decay",
@@ -252,7 +253,7 @@ register(
         summary="1/sqrt(t) decay after the warmup, with an optional cooldown",
         params=(
             Param(
-                "decay", "duration", "length D of the final cooldown (0 = none)", default=0, kohya_key="lr_decay_steps"
+                "decay", "duration", "length D of the final cooldown (0 = none)", default=0
             ),
             decay_type("linear", ("linear", "1-sqrt")),
             min_lr_ratio(),
