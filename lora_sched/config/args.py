@@ -9,7 +9,6 @@ empty value is an error naming the item. Table form: typed TOML values, one leve
 
 from __future__ import annotations
 
-import ast
 import re
 from typing import Any
 
@@ -27,6 +26,8 @@ def parse_literal(text: str) -> tuple[bool, Any]:
     if not text or len(text) > _MAX_VALUE_LEN:
         return False, None
     try:
+        import ast  # only when a key=value list is parsed: ast costs a few ms of start-up
+
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         if _BARE_WORD.match(text):

@@ -1,0 +1,68 @@
+"""`lora-sched train [CONFIG] [--resume DIR|latest] [--output-dir DIR] [--max-train-steps N]`."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+from lora_sched.errors import ConfigError, problem
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "data" / "quickstart.toml"
+
+
+def load_train_config(args: Namespace) -> Any:
+    """The config named on the command line (default: the packaged quick start), with overrides applied."""
+    from lora_sched.config import load_config
+
+    path = Path(args.file) if args.file else QUICKSTART
+    trust = bool(getattr(args, "trust_scheduler_code", False))
+    cfg = load_config(path, trust_scheduler_code=trust)
+    overrides: dict[str, Any] = {}
+    if getattr(args, "output_dir", None):
+        overrides["output_dir"] = str(args.output_dir)
+    if getattr(args, "max_train_steps", None) is not None:
+        if args.max_train_steps < 1:
+            raise ConfigError(problem("--max-train-steps", "an int >= 1", args.max_train_steps))
+        overrides["max_train_steps"] = args.max_train_steps
+        overrides["max_train_epochs"] = None  # the flag names the run length: epochs would override it
+    if overrides:
+        cfg = _with_overrides(cfg, overrides, trust)
+    return cfg
+
+
+def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
+    """Re-validate the config with some values replaced (through the same loader, so every check runs)."""
+    from lora_sched.config import dumps_config, loads_config
+
+    values = {k: x for k, x in cfg.values.items() if x is not None}
+    for key, value in overrides.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return loads_config(
+        dumps_config(values), source=f"{cfg.path} (with command-line overrides)", trust_scheduler_code=trust
+    )
+
+
+def cmd_train(args: Namespace) -> int:
+    cfg = load_train_config(args)
+    for warning in getattr(cfg, "warnings", []):
+        print(str(warning), file=sys.stderr)
+    from lora_sched.train.loop import train
+
+    try:
+        result = train(
+            cfg,
+            resume=args.resume,
+            trust_scheduler_code=bool(getattr(args, "trust_scheduler_code", False)),
+            allow_schedule_change=bool(getattr(args, "allow_schedule_change", False)),
+        )
+    except OSError as exc:
+        print(f"lora-sched train: cannot write the output: {exc}", file=sys.stderr)
+        return 1
+    if result.is_main_process:
+        print(f"wrote {result.output} ({result.steps} steps, last loss {result.last_loss:.5f})")
+    return 0

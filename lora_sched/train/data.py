@@ -1,0 +1,268 @@
+"""Training data: kohya's folder layout or the generated `builtin:shapes`, cached as latents once.
+
+kohya layout: ``train_data_dir/N_concept/`` folders (N = repeats per epoch) holding images with
+same-name caption files (``caption_extension``, default ``.txt``). An image that cannot be read is
+reported by name and skipped; a dataset left with no image is a ConfigError.
+
+Order: the examples of an epoch are a permutation drawn from a generator seeded by (seed, epoch)
+alone, and each process takes every P-th batch of it (the way accelerate shards a dataloader), so
+the batch at any (epoch, position, process) is known without replaying the run: resume is exact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
+from lora_sched.errors import ConfigError, did_you_mean, problem, raw
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_CONCEPT_RE = re.compile(r"^(\d+)_(.+)$")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training image (a path, or a builtin drawing function) with its caption and repeats."""
+
+    name: str
+    caption: str
+    repeats: int
+    path: Path | None = None
+    draw: Callable[[int, int], Any] | None = None
+
+    def load(self, width: int, height: int) -> Any:
+        """The image as an RGB PIL image, cropped and resized to (width, height)."""
+        if self.draw is not None:
+            return self.draw(width, height)
+        from PIL import Image
+
+        with Image.open(self.path) as img:
+            img.load()
+            return _cover_crop(img.convert("RGB"), width, height)
+
+
+def _cover_crop(img: Any, width: int, height: int) -> Any:
+    """Scale so the image covers (width, height), then centre-crop: no distortion, no borders."""
+    from PIL import Image
+
+    scale = max(width / img.width, height / img.height)
+    size = (max(width, round(img.width * scale)), max(height, round(img.height * scale)))
+    img = img.resize(size, Image.Resampling.BICUBIC)
+    left, top = (img.width - width) // 2, (img.height - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
+# -- builtin:shapes --------------------------------------------------------------------------
+_SHAPES = ("circle", "square", "triangle", "diamond")
+_COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (235, 210, 40)}
+_BACKGROUNDS = {"white": (245, 245, 245), "black": (15, 15, 15)}
+
+
+def builtin_shapes() -> list[Example]:
+    """BUILTIN_SHAPES_SIZE captioned drawings: 4 shapes x 4 colours x 2 backgrounds, in a fixed order."""
+    examples = []
+    for shape in _SHAPES:
+        for colour in _COLOURS:
+            for background in _BACKGROUNDS:
+                caption = f"a {colour} {shape} on a {background} background"
+                draw = _Drawing(shape, colour, background)
+                examples.append(Example(f"{shape}-{colour}-{background}", caption, 1, draw=draw))
+    assert len(examples) == BUILTIN_SHAPES_SIZE, "lora_sched.builtins.BUILTIN_SHAPES_SIZE is out of date"
+    return examples
+
+
+@dataclass(frozen=True)
+class _Drawing:
+    shape: str
+    colour: str
+    background: str
+
+    def __call__(self, width: int, height: int) -> Any:
+        from PIL import Image, ImageDraw
+
+        img = Image.new("RGB", (width, height), _BACKGROUNDS[self.background])
+        pen = ImageDraw.Draw(img)
+        x0, y0, x1, y1 = width * 0.2, height * 0.2, width * 0.8, height * 0.8
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        fill = _COLOURS[self.colour]
+        if self.shape == "circle":
+            pen.ellipse((x0, y0, x1, y1), fill=fill)
+        elif self.shape == "square":
+            pen.rectangle((x0, y0, x1, y1), fill=fill)
+        elif self.shape == "triangle":
+            pen.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
+        else:
+            pen.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=fill)
+        return img
+
+
+# -- kohya folders ---------------------------------------------------------------------------
+def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str = "train_data_dir") -> list[Example]:
+    """Every example of `train_data_dir` (kohya layout) or of `builtin:shapes`; ConfigError if none."""
+    if train_data_dir.startswith("builtin:"):
+        if train_data_dir != BUILTIN_DATA:
+            hint = did_you_mean(train_data_dir, [BUILTIN_DATA]) or f"the built-in dataset is {BUILTIN_DATA}"
+            raise ConfigError(problem(key, f'"{BUILTIN_DATA}" or a folder in kohya layout', train_data_dir, hint))
+        return builtin_shapes()
+    root = Path(os.path.expanduser(train_data_dir))
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise ConfigError(
+            problem(key, "a folder of N_concept/ subfolders (kohya layout)", train_data_dir, f"the path {what}")
+        )
+    examples: list[Example] = []
+    concepts = sorted(p for p in root.iterdir() if p.is_dir())
+    for folder in concepts:
+        match = _CONCEPT_RE.match(folder.name)
+        if match is None:
+            print(f"notice: {folder}: not in the N_concept form (e.g. 10_shapes); skipped", file=sys.stderr)
+            continue
+        repeats, concept = int(match.group(1)), match.group(2).replace("_", " ")
+        if repeats < 1:
+            print(f"notice: {folder}: 0 repeats; skipped", file=sys.stderr)
+            continue
+        for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+            caption_file = image.with_suffix(caption_extension)
+            caption = concept
+            if caption_file.is_file():
+                caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
+            examples.append(Example(f"{folder.name}/{image.name}", caption, repeats, path=image))
+    if not examples:
+        found = f"no images in {len(concepts)} subfolder(s)" if concepts else "an empty folder"
+        raise ConfigError(
+            problem(
+                key,
+                f"N_concept/ subfolders with images ({', '.join(IMAGE_EXTENSIONS)}) and same-name captions",
+                raw(found),
+                f"e.g. {root / '10_shapes' / 'img001.png'} with {root / '10_shapes' / 'img001.txt'}",
+            )
+        )
+    return examples
+
+
+def load_images(examples: list[Example], width: int, height: int, key: str = "train_data_dir") -> tuple[list, list]:
+    """Load every image; an unreadable one is reported by name and skipped. -> (examples, images)."""
+    kept, images = [], []
+    for example in examples:
+        try:
+            images.append(example.load(width, height))
+        except Exception as exc:  # PIL raises many types for a bad file: report and skip them all
+            print(
+                f"warning: {example.path}: cannot read the image ({type(exc).__name__}: {exc}); skipped",
+                file=sys.stderr,
+            )
+            continue
+        kept.append(example)
+    if not kept:
+        raise ConfigError(
+            problem(key, "at least one readable image", raw(f"{len(examples)} image(s), none readable"), "see above")
+        )
+    return kept, images
+
+
+# -- cached tensors and the sharded order ----------------------------------------------------
+@dataclass
+class CachedData:
+    """Latents (N, C, h, w), token ids (N, 77) and, while the text encoder is frozen, embeddings.
+
+    `index` lists example positions with repeats expanded: one epoch = one pass over it.
+    """
+
+    latents: Any
+    input_ids: Any
+    embeddings: Any | None
+    index: list[int]
+    captions: list[str]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.index)
+
+
+def cache_data(model: Any, examples: list[Example], images: list, cache_text: bool, batch: int = 8) -> CachedData:
+    """Encode every image through the VAE once (distribution mean x scaling factor, deterministic)
+    and tokenize every caption; also encode captions when the text encoder is frozen."""
+    import numpy as np
+    import torch
+
+    pixels = torch.stack([torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) for img in images])
+    pixels = pixels / 127.5 - 1.0
+    scale = float(getattr(model.vae.config, "scaling_factor", 0.18215))
+    captions = [ex.caption for ex in examples]
+    ids = model.tokenizer(
+        captions,
+        padding="max_length",
+        max_length=model.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    with torch.no_grad():
+        latents = torch.cat(
+            [model.vae.encode(pixels[i : i + batch]).latent_dist.mean for i in range(0, len(pixels), batch)]
+        )
+        latents = latents * scale
+        embeddings = None
+        if cache_text:
+            embeddings = torch.cat([model.text_encoder(ids[i : i + batch])[0] for i in range(0, len(ids), batch)])
+    index = [i for i, ex in enumerate(examples) for _ in range(ex.repeats)]
+    return CachedData(latents, ids, embeddings, index, captions)
+
+
+@dataclass(frozen=True)
+class ShardedOrder:
+    """Which samples a process's micro-batches hold: a pure function of (seed, epoch, position, rank).
+
+    An epoch is ceil(num_samples / batch) global batches of a seeded permutation; process `rank`
+    of `num_processes` takes global batches rank, rank + P, ... and wraps around to the first
+    batches when they run out (as accelerate's even_batches does), so every process runs
+    ceil(batches / P) micro-batches and the same number of optimizer updates.
+    """
+
+    num_samples: int
+    batch_size: int
+    seed: int
+    rank: int = 0
+    num_processes: int = 1
+
+    @property
+    def num_batches(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    @property
+    def batches_per_process(self) -> int:
+        return math.ceil(self.num_batches / self.num_processes)
+
+    def permutation(self, epoch: int) -> list[int]:
+        import torch
+
+        gen = torch.Generator().manual_seed(_mix(self.seed, epoch))
+        return torch.randperm(self.num_samples, generator=gen).tolist()
+
+    def batch(self, epoch: int, position: int, permutation: list[int] | None = None) -> list[int]:
+        """Sample positions (into CachedData.index) of this process's micro-batch `position`."""
+        perm = permutation if permutation is not None else self.permutation(epoch)
+        g = (position * self.num_processes + self.rank) % self.num_batches
+        return perm[g * self.batch_size : (g + 1) * self.batch_size]
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from several ints (splitmix64 steps), so nearby (seed, step) pairs differ fully."""
+    state = 0x9E3779B97F4A7C15
+    for part in parts:
+        state = (state ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return state >> 1
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int) -> Any:
+    """The generator the noise and timesteps of one micro-batch are drawn from."""
+    import torch
+
+    return torch.Generator().manual_seed(_mix(seed, step, micro, rank, 1))

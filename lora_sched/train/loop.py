@@ -1,0 +1,523 @@
+"""The training loop: one optimizer update per step, the LR scheduler stepped once per update.
+
+Accumulation is counted here, not by accelerate: a step s runs the micro-batches of window s of
+its epoch (``gradient_accumulation_steps`` of them, fewer for the last window of an epoch), then
+makes one optimizer update and one `scheduler.step()` on every process. The scheduler is never
+passed to `accelerator.prepare` (accelerate would step it once per process). Gradients are
+averaged over the window (each micro-batch loss divided by the window length) and, in a
+multi-process run, across processes by DDP on the window's last backward (`no_sync` before it).
+Noise and timesteps come from a generator seeded by (seed, step, micro-batch, process), and the
+data order from (seed, epoch): a run resumed at step k computes exactly what the uninterrupted
+run computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lora_sched.errors import ConfigError, problem, raw
+from lora_sched.train import checkpoint as ckpt
+from lora_sched.train.data import CachedData, ShardedOrder, cache_data, load_examples, load_images, step_generator
+from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
+from lora_sched.train.model import check_model_source, load_model
+from lora_sched.train.optim import build_optimizer, is_schedule_free, parse_optimizer_args
+
+LOG_NAME = "train_log.csv"
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    last_loss: float
+    is_main_process: bool = True
+
+
+def parse_resolution(value: Any) -> tuple[int, int]:
+    """kohya's resolution: 512 or "512,768" (width, height)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    parts = str(value).replace("x", ",").split(",")
+    try:
+        width, height = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (0, 0)
+    except ValueError:
+        width = height = 0
+    if width < 1 or height < 1:
+        raise ConfigError(problem("resolution", 'an int or "WIDTH,HEIGHT"', value))
+    return width, height
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse an output_dir that is a file or cannot be created."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(
+            problem(
+                "output_dir",
+                "a folder (or a path where one can be made)",
+                str(output_dir),
+                "a file of that name exists; choose another output_dir",
+            )
+        )
+    for parent in output_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    problem("output_dir", "a path whose parents are folders", str(output_dir), f"{parent} is a file")
+                )
+            break
+
+
+def _set_aside_old_checkpoints(output_dir: Path, resume_dir: Path | None) -> None:
+    """A fresh run into a folder holding another run's checkpoints renames them (kept, never mixed:
+    a later `--resume latest` must not pick up a checkpoint of the earlier run)."""
+    root = ckpt.checkpoints_dir(output_dir)
+    if resume_dir is not None and resume_dir.resolve().parent == root.resolve():
+        return
+    if not ckpt.list_checkpoints(output_dir):
+        return
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = root.with_name(f"checkpoints.previous-{stamp}")
+    n = 1
+    while target.exists():
+        target, n = root.with_name(f"checkpoints.previous-{stamp}-{n}"), n + 1
+    os.replace(root, target)
+    print(f"notice: {root} held another run's checkpoints: moved to {target.name}", file=sys.stderr)
+
+
+def train(
+    cfg: Any, *, resume: str | None = None, trust_scheduler_code: bool = False, allow_schedule_change: bool = False
+) -> TrainResult:
+    """Run the fine-tune `cfg` describes; return where the LoRA file went.
+
+    Problems found here (a missing model folder, no readable image, ...) are raised as a
+    ConfigError located in the config file (file:line of the key).
+    """
+    try:
+        return _train(cfg, resume, trust_scheduler_code, allow_schedule_change)
+    except ConfigError as exc:
+        locate = getattr(cfg, "locate", None)
+        raise ConfigError(locate(exc.problems) if locate else exc.problems) from None
+
+
+def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool) -> TrainResult:
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+
+    v = cfg.values
+    output_dir = Path(os.path.expanduser(str(v["output_dir"])))
+    resume = resume if resume is not None else v.get("resume")
+    # Every input is checked before anything is written or any heavy model is built.
+    check_output_dir(output_dir)
+    check_model_source(str(v["pretrained_model_name_or_path"]))
+    width, height = parse_resolution(v["resolution"])
+    examples = load_examples(str(v["train_data_dir"]), str(v.get("caption_extension") or ".txt"))
+    examples, images = load_images(examples, width, height)
+    optimizer_type = str(v.get("optimizer_type") or "AdamW")
+    optimizer_args = parse_optimizer_args(v.get("optimizer_args"))
+    group_lrs = cfg.group_lrs()
+    train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
+    seed = int(v["seed"])
+    batch_size, accum = int(v["train_batch_size"]), int(v["gradient_accumulation_steps"])
+    resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
+    if resume and resume_dir is None:
+        print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
+
+    tracker = "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
+    _forget_previous_run()
+    accelerator = Accelerator(
+        cpu=_no_accelerator(torch),  # else accelerate ignores torchrun's processes on a CPU-only machine
+        mixed_precision=str(v.get("mixed_precision") or "no"),
+        log_with=tracker,
+        project_dir=str(output_dir / "logs") if tracker else None,
+    )
+    rank, procs, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+    model = load_model(str(v["pretrained_model_name_or_path"]))
+    step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
+    if width % step_px or height % step_px:
+        raise ConfigError(problem("resolution", f"multiples of {step_px} for this model", v["resolution"]))
+    device = accelerator.device
+    for part in (model.vae, model.text_encoder, model.unet):
+        part.to(device)
+    data = cache_data(model, examples, images, cache_text=not train_te)
+    model.vae.to("cpu")  # only needed for caching
+    add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), train_te, seed)
+
+    order = ShardedOrder(data.num_samples, batch_size, seed, rank, procs)
+    steps_per_epoch = math.ceil(order.batches_per_process / accum)
+    from lora_sched.schedules import TrainingShape
+
+    shape = TrainingShape(steps_per_epoch=steps_per_epoch, samples_per_step=batch_size * accum * procs)
+    resolved = cfg.resolve(shape)
+
+    params = {f"unet.{k}": p for k, p in trainable(model.unet).items()}
+    groups = [{"params": list(params.values()), "lr": float(group_lrs["unet"]), "name": "unet"}]
+    if train_te:
+        te_params = {f"text_encoder.{k}": p for k, p in trainable(model.text_encoder).items()}
+        groups.append(
+            {"params": list(te_params.values()), "lr": float(group_lrs["text_encoder"]), "name": "text_encoder"}
+        )
+        params.update(te_params)
+    optimizer = build_optimizer(optimizer_type, groups, optimizer_args, relative_step=resolved.name == "adafactor")
+    if is_schedule_free(optimizer_type) and resolved.name not in ("constant", "constant_with_warmup"):
+        print(
+            f"notice: {optimizer_type} schedules its own LR: lr_scheduler {resolved.name} replaced by constant",
+            file=sys.stderr,
+        )
+        resolved = _constant_like(resolved)
+    group_names = [g["name"] for g in optimizer.param_groups]
+
+    if train_te:
+        unet, text_encoder, optimizer = accelerator.prepare(model.unet, model.text_encoder, optimizer)
+        wrapped = [unet, text_encoder]
+    else:
+        unet, optimizer = accelerator.prepare(model.unet, optimizer)
+        text_encoder, wrapped = model.text_encoder, [unet]
+    scheduler = _build_scheduler(cfg, resolved, optimizer, trust_scheduler_code)
+
+    start = 0
+    if resume_dir is not None:
+        start = _resume(resume_dir, cfg, accelerator, params, optimizer, scheduler, allow_schedule_change)
+    if start >= resolved.run_length:
+        print(
+            f"notice: the checkpoint is at step {start}: the run ({resolved.run_length} steps) is complete",
+            file=sys.stderr,
+        )
+
+    if main:  # only now, with every input checked and the resume accepted
+        _set_aside_old_checkpoints(output_dir, resume_dir)
+    accelerator.wait_for_everyone()
+    log = _CsvLog(output_dir / LOG_NAME, group_names, start) if main else None
+    if tracker and main:
+        accelerator.init_trackers("lora_sched")
+    state = {
+        "values": {k: _jsonable(x) for k, x in v.items()},
+        "resolved": resolved.to_dict(),
+        "steps_per_epoch": steps_per_epoch,
+    }
+    save_every = v.get("save_every_n_steps")
+    noise_steps = int(model.noise_scheduler.config.num_train_timesteps)
+    prediction = model.noise_scheduler.config.prediction_type
+    trained_params = list(params.values())
+    max_grad_norm = float(v.get("max_grad_norm") or 0.0)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=resolved.run_length,
+        initial=start,
+        desc="train",
+        disable=not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    perm_epoch, perm = -1, None
+    loss_value = float("nan")
+    for step in range(start, resolved.run_length):
+        epoch, window = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm_epoch, perm = epoch, order.permutation(epoch)
+        positions = range(window * accum, min((window + 1) * accum, order.batches_per_process))
+        lrs = _current_lrs(scheduler, optimizer)
+        total = torch.zeros((), device=device)
+        for micro, position in enumerate(positions):
+            rows = [data.index[i] for i in order.batch(epoch, position, perm)]
+            last = micro == len(positions) - 1
+            with contextlib.ExitStack() as stack:
+                if not last:
+                    for m in wrapped:
+                        stack.enter_context(accelerator.no_sync(m))
+                loss = _loss(
+                    unet,
+                    text_encoder,
+                    model.noise_scheduler,
+                    data,
+                    rows,
+                    train_te,
+                    step_generator(seed, step, micro, rank),
+                    noise_steps,
+                    prediction,
+                    device,
+                )
+                accelerator.backward(loss / len(positions))
+            total += loss.detach()
+        if max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trained_params, max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = (
+            float(accelerator.reduce(total / len(positions), "mean")) if procs > 1 else float(total) / len(positions)
+        )
+        _step_scheduler(scheduler, loss_value)
+        if log is not None:
+            log.write(step, epoch, lrs, loss_value)
+        if tracker:
+            accelerator.log({"loss": loss_value, **{f"lr/{n}": lr for n, lr in zip(group_names, lrs)}}, step=step)
+        bar.update(1)
+        bar.set_postfix(step=step, loss=f"{loss_value:.4f}", lr=f"{lrs[0]:.3g}", refresh=False)
+        done = step + 1
+        if save_every and done % int(save_every) == 0 and done < resolved.run_length:
+            ckpt.save_checkpoint(accelerator, output_dir, done, params, optimizer, scheduler, {**state, "epoch": epoch})
+    bar.close()
+    if log is not None:
+        log.close()
+
+    final_step = max(start, resolved.run_length)
+    if start < resolved.run_length:
+        ckpt.save_checkpoint(
+            accelerator,
+            output_dir,
+            final_step,
+            params,
+            optimizer,
+            scheduler,
+            {**state, "epoch": (final_step - 1) // steps_per_epoch},
+        )
+    out_file = output_dir / f"{v['output_name']}.safetensors"
+    if main and (start < resolved.run_length or not out_file.exists()):
+        metadata = _metadata(
+            cfg, v, resolved, group_lrs, data, steps_per_epoch, final_step, optimizer_type, width, height
+        )
+        save_safetensors_atomic(to_kohya(lora_tensors(model, train_te), float(v["network_alpha"])), out_file, metadata)
+    accelerator.wait_for_everyone()
+    if tracker:
+        accelerator.end_training()
+    return TrainResult(out_file, final_step, loss_value, main)
+
+
+def _forget_previous_run() -> None:
+    """Let a second run in the same single process (a notebook) choose another mixed_precision:
+    accelerate keeps its settings in a process-wide singleton that refuses any change."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+
+
+def _no_accelerator(torch: Any) -> bool:
+    if torch.cuda.is_available():
+        return False
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return False
+    return not torch.backends.mps.is_available()
+
+
+def _loss(
+    unet: Any,
+    text_encoder: Any,
+    noise_scheduler: Any,
+    data: CachedData,
+    rows: list[int],
+    train_te: bool,
+    gen: Any,
+    noise_steps: int,
+    prediction: str,
+    device: Any,
+) -> Any:
+    """Denoising loss of one micro-batch: MSE between the UNet output and eps (or v) at random t."""
+    import torch
+    import torch.nn.functional as F
+
+    latents = data.latents[rows]
+    noise = torch.randn(latents.shape, generator=gen).to(device)
+    timesteps = torch.randint(0, noise_steps, (latents.shape[0],), generator=gen).to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    # a trained text encoder runs every step; a frozen one was run once, when the data was cached
+    embeddings = text_encoder(data.input_ids[rows].to(device))[0] if train_te else data.embeddings[rows]
+    pred = unet(noisy, timesteps, embeddings).sample
+    target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+    return F.mse_loss(pred.float(), target.float())
+
+
+def _build_scheduler(cfg: Any, resolved: Any, optimizer: Any, trust: bool) -> Any:
+    """LoraSchedLR (or AdafactorLR) over the schedule resolved with the real steps per epoch; a
+    custom torch class (lr_scheduler_type) with the resolved warmup composed in front."""
+    if getattr(cfg, "scheduler_type", None):
+        from lora_sched.torch.custom import build_scheduler_class
+
+        v = cfg.values
+        return build_scheduler_class(
+            cfg.scheduler_type,
+            cfg.scheduler_type_args,
+            optimizer,
+            resolved.warmup,
+            resolved.warmup_start,
+            resolved.warmup_type,
+            int(v.get("plateau_every") or 10),
+            trust,
+        )
+    from lora_sched.torch import build_scheduler
+
+    return build_scheduler(resolved, optimizer)
+
+
+def _current_lrs(scheduler: Any, optimizer: Any) -> list[float]:
+    """The LR of each group for the coming update (what the log records for this step)."""
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    if any(lr is None for lr in lrs):  # Adafactor with relative_step: the scheduler knows the LR
+        lrs = list(scheduler.get_last_lr())
+    return [float(lr) for lr in lrs]
+
+
+def _step_scheduler(scheduler: Any, loss: float) -> None:
+    """One scheduler step per optimizer update; metric-driven classes (ReduceLROnPlateau behind
+    WarmupThen) get the loss and average it over plateau_every updates themselves."""
+    step_update = getattr(scheduler, "step_update", None)
+    if step_update is not None:
+        step_update(loss)
+    else:
+        scheduler.step()
+
+
+def _constant_like(resolved: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(resolved, name="constant", params={}, warmup=0)
+
+
+def _resume(
+    folder: Path, cfg: Any, accelerator: Any, params: dict, optimizer: Any, scheduler: Any, allow_change: bool
+) -> int:
+    """Load a checkpoint; refuse (ConfigError) when the config changed what it means.
+
+    The optimizer state goes first: it carries the LRs of the step it was saved at, and the
+    scheduler then sets the LRs its (possibly changed, if allowed) curve gives for that step.
+    """
+    import torch
+
+    state = ckpt.read_state(folder)
+    problems = ckpt.identity_changes(state.get("values", {}), {k: _jsonable(x) for k, x in cfg.values.items()})
+    if not problems:
+        ckpt.load_checkpoint(folder, accelerator, params, optimizer)
+    sched_state = torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=False)
+    try:
+        scheduler.load_state_dict(sched_state, allow_schedule_change=allow_change)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        head = problem(
+            "resume",
+            "a checkpoint of the same run and schedule",
+            raw(str(folder)),
+            "the checkpoint was made with other settings (listed below); resuming would change the LR curve "
+            "or the weights' meaning mid-run (--allow-schedule-change accepts a changed schedule)",
+        )
+        raise ConfigError([head, *problems])
+    if state.get("num_processes") != accelerator.num_processes:
+        print(
+            f"notice: checkpoint made with {state.get('num_processes')} process(es), resumed with "
+            f"{accelerator.num_processes}: the LR curve is the same, the data order per process is not",
+            file=sys.stderr,
+        )
+    if accelerator.is_main_process:
+        print(f"resumed from {folder} at step {state['step']}", file=sys.stderr)
+    return int(state["step"])
+
+
+class _CsvLog:
+    """step, epoch, lr_<group>..., loss, seconds; on resume, rows from the resumed step on are dropped.
+
+    seconds = wall time since this process opened the log, when the step's update finished
+    (throughput per step without start-up; bench/bench_train.py reads it).
+    """
+
+    def __init__(self, path: Path, groups: list[str], start: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = ["step", "epoch", *[f"lr_{g}" for g in groups], "loss", "seconds"]
+        kept: list[list[str]] = []
+        if start > 0 and path.is_file():
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.reader(fh))
+            if rows and rows[0] == header:
+                kept = [r for r in rows[1:] if r and int(r[0]) < start]
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(kept)
+        os.replace(tmp, path)
+        self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
+        self._writer = csv.writer(self._fh)
+        self._t0 = time.perf_counter()
+
+    def write(self, step: int, epoch: int, lrs: list[float], loss: float) -> None:
+        seconds = f"{time.perf_counter() - self._t0:.6f}"
+        self._writer.writerow([step, epoch, *(repr(lr) for lr in lrs), repr(loss), seconds])
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(x) for x in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(x) for k, x in value.items()}
+    return str(value)
+
+
+def _metadata(
+    cfg: Any,
+    v: Any,
+    resolved: Any,
+    group_lrs: dict,
+    data: CachedData,
+    steps_per_epoch: int,
+    steps: int,
+    optimizer_type: str,
+    width: int,
+    height: int,
+) -> dict[str, str]:
+    import json
+
+    return kohya_metadata(
+        {
+            "ss_network_module": "networks.lora",
+            "ss_network_dim": int(v["network_dim"]),
+            "ss_network_alpha": float(v["network_alpha"]),
+            "ss_learning_rate": float(v["learning_rate"]),
+            "ss_unet_lr": float(group_lrs["unet"]),
+            "ss_text_encoder_lr": float(group_lrs.get("text_encoder", 0.0)),
+            "ss_lr_scheduler": resolved.name,
+            "ss_lr_warmup_steps": resolved.warmup,
+            "ss_max_train_steps": resolved.run_length,
+            "ss_lr_scheduler_args": json.dumps(resolved.to_dict(), sort_keys=True),
+            "ss_lr_scheduler_type": getattr(cfg, "scheduler_type", None),
+            "ss_optimizer": optimizer_type,
+            "ss_optimizer_args": [f"{k}={x!r}" for k, x in parse_optimizer_args(v.get("optimizer_args")).items()],
+            "ss_seed": int(v["seed"]),
+            "ss_steps": steps,
+            "ss_epoch": math.ceil(steps / steps_per_epoch),
+            "ss_num_epochs": math.ceil(resolved.run_length / steps_per_epoch),
+            "ss_num_train_images": data.num_samples,
+            "ss_batch_size_per_device": int(v["train_batch_size"]),
+            "ss_gradient_accumulation_steps": int(v["gradient_accumulation_steps"]),
+            "ss_mixed_precision": v.get("mixed_precision") or "no",
+            "ss_max_grad_norm": v.get("max_grad_norm"),
+            "ss_resolution": f"({width}, {height})",
+            "ss_sd_model_name": str(v["pretrained_model_name_or_path"]),
+            "ss_base_model_version": "sd_v1",
+            "ss_v2": False,
+            "ss_output_name": v["output_name"],
+            "ss_training_finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "lora_sched_schedule": json.dumps(resolved.to_dict(), sort_keys=True),
+        }
+    )

@@ -1,0 +1,201 @@
+"""The model to fine-tune: `builtin:tiny-sd` (built in code, no download) or a local diffusers folder.
+
+`builtin:tiny-sd` is a real Stable Diffusion layout (UNet2DConditionModel + AutoencoderKL +
+CLIPTextModel + CLIP BPE tokenizer + DDPMScheduler), only narrow: StableDiffusionPipeline assembles
+from it, so LoRA files trained on it load exactly like SD 1.x ones. Its weights come from a fixed
+seed, so every process (and every run) builds bit-identical models.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lora_sched.builtins import BUILTIN_MODEL
+from lora_sched.errors import ConfigError, did_you_mean, problem
+
+#: Seed the built-in weights are drawn from (independent of the training seed).
+BUILTIN_WEIGHTS_SEED = 0
+#: Longest caption in tokens, as in CLIP.
+MAX_TOKENS = 77
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+@dataclass
+class SDModel:
+    """The parts of a Stable Diffusion model that training needs."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any
+    source: str
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def pipeline(self) -> Any:
+        """A StableDiffusionPipeline over these parts (no safety checker: nothing to download)."""
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=self.noise_scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+
+def builtin_tokenizer() -> Any:
+    """A CLIP byte-level BPE tokenizer with a character vocabulary built in code (no files).
+
+    Vocabulary: BOS, EOS, every byte-level character, and every one with CLIP's end-of-word
+    suffix ``</w>``; no merges, so captions tokenize one character per token.
+    """
+    from transformers import CLIPTokenizer
+
+    chars = _byte_level_alphabet()
+    vocab = {BOS: 0, EOS: 1}
+    for token in chars + [c + "</w>" for c in chars]:
+        vocab[token] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=MAX_TOKENS)
+
+
+def _byte_level_alphabet() -> list[str]:
+    """The 256 characters byte-level BPE maps bytes to: printable bytes stand for themselves, the
+    others (controls, space, ...) are shifted to code points from 256 up, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    keep = set(printable)
+    shifted = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(shifted)) for b in range(256)]
+
+
+def build_tiny_sd() -> SDModel:
+    """Build `builtin:tiny-sd` deterministically: 8x VAE downsampling as in SD, 32-wide everything."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = builtin_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BUILTIN_WEIGHTS_SEED)
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(32, 32, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=32,
+            sample_size=64,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=MAX_TOKENS,
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+            )
+        )
+    noise_scheduler = _sd_noise_scheduler()
+    return SDModel(unet, vae, text_encoder, tokenizer, noise_scheduler, BUILTIN_MODEL)
+
+
+def load_model(name: str, key: str = "pretrained_model_name_or_path") -> SDModel:
+    """`builtin:tiny-sd` or a local diffusers folder; anything else is a ConfigError (never a download)."""
+    check_model_source(name, key)
+    if name == BUILTIN_MODEL:
+        return build_tiny_sd()
+    return _load_folder(Path(name))
+
+
+def check_model_source(name: str, key: str = "pretrained_model_name_or_path") -> None:
+    """Fail early, before anything is written, when the model cannot be loaded."""
+    if name.startswith("builtin:"):
+        if name != BUILTIN_MODEL:
+            hint = did_you_mean(name, [BUILTIN_MODEL]) or f"the built-in model is {BUILTIN_MODEL}"
+            raise ConfigError(problem(key, f'"{BUILTIN_MODEL}" or a local diffusers folder', name, hint))
+        return
+    path = Path(os.path.expanduser(name))
+    if not path.exists():
+        raise ConfigError(
+            problem(
+                key,
+                f'a local diffusers folder (with unet/, vae/, text_encoder/, tokenizer/) or "{BUILTIN_MODEL}"',
+                name,
+                "no such folder; lora-sched never downloads models: fetch it first (e.g. `hf download`) "
+                "and give its local path",
+            )
+        )
+    missing = [sub for sub in ("unet", "vae", "text_encoder", "tokenizer") if not (path / sub).is_dir()]
+    if not path.is_dir() or missing:
+        raise ConfigError(
+            problem(
+                key,
+                "a diffusers folder with unet/, vae/, text_encoder/ and tokenizer/ subfolders",
+                name,
+                f"missing: {', '.join(missing)}" if path.is_dir() else "this is a file, not a folder",
+            )
+        )
+
+
+def _load_folder(path: Path) -> SDModel:
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = Path(os.path.expanduser(str(path)))
+    offline = {"local_files_only": True}
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **offline)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **offline)
+    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **offline)
+    tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **offline)
+    if (path / "scheduler").is_dir():
+        noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", **offline)
+    else:
+        noise_scheduler = _sd_noise_scheduler()
+    # fp16 / bf16 checkpoints are trained in float32 (mixed_precision decides the compute dtype):
+    # LoRA weights and optimizer state in half precision would lose most small updates.
+    for part in (unet, vae, text_encoder):
+        part.to(torch.float32)
+    return SDModel(unet, vae, text_encoder, tokenizer, noise_scheduler, str(path))
+
+
+def _sd_noise_scheduler() -> Any:
+    """SD 1.x's noise schedule (scaled-linear betas 0.00085..0.012 over 1000 steps)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        clip_sample=False,
+    )

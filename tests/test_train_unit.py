@@ -1,0 +1,253 @@
+"""Unit tests of the training adapter's parts: tokenizer, built-in model and data, sharding,
+optimizers, kohya key names, checkpoint discovery and the bad-input messages of `lora-sched train`."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+torch = pytest.importorskip("torch")
+
+from lora_sched.builtins import BUILTIN_SHAPES_SIZE  # noqa: E402
+from lora_sched.cli import main  # noqa: E402
+from lora_sched.errors import ConfigError  # noqa: E402
+from lora_sched.schedules.durations import steps_per_epoch  # noqa: E402
+from lora_sched.train import checkpoint as ckpt  # noqa: E402
+from lora_sched.train.data import ShardedOrder, builtin_shapes, load_examples, load_images  # noqa: E402
+from lora_sched.train.lora import to_kohya  # noqa: E402
+from lora_sched.train.model import builtin_tokenizer, check_model_source  # noqa: E402
+from lora_sched.train.optim import build_optimizer, parse_optimizer_args  # noqa: E402
+
+
+# -- tokenizer and built-in data -------------------------------------------------------------
+def test_builtin_tokenizer_is_clip_shaped_and_offline():
+    tok = builtin_tokenizer()
+    ids = tok("A Red circle", padding="max_length", max_length=77, truncation=True).input_ids
+    assert len(ids) == 77
+    assert ids[0] == tok.bos_token_id == 0 and tok.eos_token_id == 1
+    words = tok.convert_ids_to_tokens(ids[1:12])
+    # lower-cased, one character a token, CLIP's end-of-word marker on the last one of each word
+    assert words == ["a</w>", "r", "e", "d</w>", "c", "i", "r", "c", "l", "e</w>", "<|endoftext|>"]
+    long = tok("x" * 500, truncation=True, max_length=77).input_ids
+    assert len(long) == 77 and long[-1] == 1
+
+
+def test_builtin_shapes_are_deterministic_and_captioned():
+    a, b = builtin_shapes(), builtin_shapes()
+    assert len(a) == BUILTIN_SHAPES_SIZE
+    assert len({e.caption for e in a}) == BUILTIN_SHAPES_SIZE
+    assert a[0].caption == "a red circle on a white background"
+    img_a, img_b = a[5].load(64, 64), b[5].load(64, 64)
+    assert img_a.size == (64, 64) and img_a.tobytes() == img_b.tobytes()
+    centre = img_a.getpixel((32, 32))
+    corner = img_a.getpixel((1, 1))
+    assert centre != corner  # a shape on a background
+
+
+def test_kohya_folder_repeats_captions_and_unreadable_images(tmp_path, capsys):
+    from PIL import Image
+
+    concept = tmp_path / "3_red_things"
+    concept.mkdir()
+    Image.new("RGB", (40, 30), (200, 0, 0)).save(concept / "a.png")
+    (concept / "a.txt").write_text("a red box\n", encoding="utf-8")
+    Image.new("RGB", (30, 40), (0, 0, 200)).save(concept / "b.jpg")  # no caption: the concept name
+    (concept / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "notes").mkdir()  # not N_concept: skipped with a notice
+    examples = load_examples(str(tmp_path))
+    assert [(e.name, e.caption, e.repeats) for e in examples] == [
+        ("3_red_things/a.png", "a red box", 3),
+        ("3_red_things/b.jpg", "red things", 3),
+        ("3_red_things/broken.png", "red things", 3),
+    ]
+    kept, images = load_images(examples, 32, 32)
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "skipped" in err and "notes" in err
+    assert [e.name for e in kept] == ["3_red_things/a.png", "3_red_things/b.jpg"]
+    assert all(img.size == (32, 32) for img in images)
+
+
+def test_empty_or_unreadable_dataset_is_a_config_error(tmp_path):
+    (tmp_path / "5_empty").mkdir()
+    with pytest.raises(ConfigError) as exc:
+        load_examples(str(tmp_path))
+    assert exc.value.problems[0].key == "train_data_dir"
+    (tmp_path / "5_empty" / "x.png").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="none readable"):
+        load_images(load_examples(str(tmp_path)), 32, 32)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_examples(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="did you mean"):
+        load_examples("builtin:shape")
+
+
+# -- sharded order ---------------------------------------------------------------------------
+@pytest.mark.parametrize("n, batch, procs", [(32, 2, 1), (32, 3, 2), (7, 2, 3), (5, 8, 2)])
+def test_sharded_order_covers_each_epoch_and_matches_steps_per_epoch(n, batch, procs):
+    orders = [ShardedOrder(n, batch, seed=3, rank=r, num_processes=procs) for r in range(procs)]
+    per_process = orders[0].batches_per_process
+    for accum in (1, 2, 4):
+        assert math.ceil(per_process / accum) == steps_per_epoch(n, batch, accum, procs)
+    seen = [i for o in orders for pos in range(per_process) for i in o.batch(0, pos)]
+    assert set(seen) == set(range(n))  # every sample at least once (wrapped batches repeat a few)
+    assert len(seen) == procs * per_process * batch - sum(
+        batch - len(o.batch(0, pos)) for o in orders for pos in range(per_process)
+    )
+    assert orders[0].permutation(1) == ShardedOrder(n, batch, seed=3).permutation(1)
+    if n > 4:
+        assert orders[0].permutation(0) != orders[0].permutation(1)
+
+
+# -- optimizers ------------------------------------------------------------------------------
+def _groups():
+    return [{"params": [torch.nn.Parameter(torch.zeros(3))], "lr": 1e-3, "name": "unet"}]
+
+
+def test_optimizer_args_are_parsed_as_literals():
+    assert parse_optimizer_args(["weight_decay=0.1", "betas=(0.9, 0.99)", "foreach = False"]) == {
+        "weight_decay": 0.1,
+        "betas": (0.9, 0.99),
+        "foreach": False,
+    }
+    assert parse_optimizer_args(["mode=fast"]) == {"mode": "fast"}
+    with pytest.raises(ConfigError) as exc:
+        parse_optimizer_args(["weight_decay=0.1", "oops"])
+    assert exc.value.problems[0].key == "optimizer_args[1]"
+
+
+def test_optimizers_by_kohya_name():
+    from transformers.optimization import Adafactor
+
+    opt = build_optimizer("AdamW", _groups(), {"weight_decay": 0.1}, relative_step=False)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.1
+    sgd = build_optimizer("SGDNesterov", _groups(), {}, relative_step=False)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"] is True
+    assert isinstance(build_optimizer("radam", _groups(), {}, relative_step=False), torch.optim.RAdam)
+    ada = build_optimizer("Adafactor", _groups(), {}, relative_step=True)
+    assert isinstance(ada, Adafactor) and ada.param_groups[0]["relative_step"] is True
+    assert ada.param_groups[0]["lr"] is None and ada.param_groups[0]["initial_lr"] == 1e-3
+    with pytest.raises(ConfigError, match="AdamW"):
+        build_optimizer("AdamWW", _groups(), {}, relative_step=False)
+    with pytest.raises(ConfigError, match="pip install bitsandbytes"):
+        build_optimizer("AdamW8bit", _groups(), {}, relative_step=False)
+    with pytest.raises(ConfigError) as exc:
+        build_optimizer("AdamW", _groups(), {"wieght_decay": 0.1}, relative_step=False)
+    assert exc.value.problems[0].key == "optimizer_args"
+
+
+# -- kohya names -----------------------------------------------------------------------------
+def test_kohya_key_names_and_alpha():
+    a, b = torch.ones(4, 32), torch.zeros(32, 4)
+    out = to_kohya(
+        {
+            "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_out.0.lora_A.weight": a,
+            "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_out.0.lora_B.weight": b,
+            "text_encoder.encoder.layers.1.self_attn.q_proj.lora_A.weight": a,
+        },
+        alpha=2.0,
+    )
+    unet = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_out_0"
+    te = "lora_te_text_model_encoder_layers_1_self_attn_q_proj"
+    assert set(out) == {
+        f"{unet}.lora_down.weight",
+        f"{unet}.lora_up.weight",
+        f"{unet}.alpha",
+        f"{te}.lora_down.weight",
+        f"{te}.alpha",
+    }
+    assert out[f"{unet}.alpha"].item() == 2.0 and out[f"{unet}.alpha"].dim() == 0
+
+
+# -- model source and checkpoints --------------------------------------------------------------
+def test_model_source_errors(tmp_path):
+    check_model_source("builtin:tiny-sd")
+    with pytest.raises(ConfigError, match="never downloads"):
+        check_model_source(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="did you mean"):
+        check_model_source("builtin:tiny_sd")
+    (tmp_path / "unet").mkdir()
+    with pytest.raises(ConfigError, match="missing: vae, text_encoder, tokenizer"):
+        check_model_source(str(tmp_path))
+
+
+def test_latest_checkpoint_ignores_unfinished_ones(tmp_path):
+    root = ckpt.checkpoints_dir(tmp_path)
+    for step, complete in ((10, True), (20, True), (30, False)):
+        folder = root / f"step-{step:08d}"
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / ckpt.STATE_FILE).write_text("{}")
+    (root / ".tmp-step-00000040").mkdir()  # a save killed half way
+    (root / ".tmp-step-00000040" / ckpt.STATE_FILE).write_text("{}")
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [10, 20]
+    assert ckpt.find_resume_dir("latest", tmp_path).name == "step-00000020"
+    assert ckpt.find_resume_dir(str(tmp_path), tmp_path).name == "step-00000020"
+    assert ckpt.find_resume_dir("latest", tmp_path / "empty") is None
+    with pytest.raises(ConfigError, match="checkpoint folder"):
+        ckpt.find_resume_dir(str(root / "step-00000030"), tmp_path)
+
+
+# -- bad inputs through the CLI: one message, exit 1, nothing written ----------------------------
+def _config(path: Path, **values) -> Path:
+    flat = {"resolution": 32, "max_train_steps": 2, "train_batch_size": 1, "output_dir": str(path.parent / "out")}
+    flat.update(values)
+    path.write_text(tomli_w.dumps({"training_arguments": flat}), encoding="utf-8")
+    return path
+
+
+def _fails_cleanly(capsys, config: Path, *needles: str) -> str:
+    assert main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_missing_model_folder(tmp_path, capsys):
+    config = _config(tmp_path / "c.toml", pretrained_model_name_or_path=str(tmp_path / "no-model"))
+    err = _fails_cleanly(capsys, config, "pretrained_model_name_or_path", "no-model", f"{config}:")
+    assert err.count("\n\n") == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_and_unreadable_datasets(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "2_cats").mkdir(parents=True)
+    config = _config(tmp_path / "c.toml", train_data_dir=str(data))
+    _fails_cleanly(capsys, config, "train_data_dir", "N_concept")
+    (data / "2_cats" / "one.png").write_bytes(b"\x89PNG broken")
+    _fails_cleanly(capsys, config, "train_data_dir", "one.png", "none readable")
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_dir_that_is_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    config = _config(tmp_path / "c.toml", output_dir=str(target))
+    _fails_cleanly(capsys, config, "output_dir", "a file of that name exists")
+    assert target.read_text() == "keep me"
+
+
+def test_config_error_is_reported_with_its_line(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text("[training_arguments]\nmax_train_steps = 2\nlearning_rat = 1e-4\n", encoding="utf-8")
+    _fails_cleanly(capsys, config, f"{config}:3", "learning_rat", "learning_rate")
+    assert not (tmp_path / "output").exists()
+
+
+def test_bad_override_flag(tmp_path, capsys):
+    config = _config(tmp_path / "c.toml")
+    assert main(["train", str(config), "--max-train-steps", "0"]) == 1
+    assert "--max-train-steps" in capsys.readouterr().err
+
+
+def test_resolution_the_model_cannot_take(tmp_path, capsys):
+    config = _config(tmp_path / "c.toml", resolution=40)  # builtin:tiny-sd needs multiples of 8 x 2
+    _fails_cleanly(capsys, config, f"{config}:", "resolution", "multiples of 16")
+    assert not (tmp_path / "out").exists()
