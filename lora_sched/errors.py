@@ -9,15 +9,13 @@ layer fills in the file, the line and the section path before showing them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning", "notice"]
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One finding about a config value."""
+class Problem(NamedTuple):
+    """One finding about a config value (a NamedTuple: no dataclasses import on the validate path)."""
 
     key: str
     expected: str
@@ -29,8 +27,7 @@ class Problem:
 
     def located(self, file: str | None = None, line: int | None = None, key: str | None = None) -> Problem:
         """A copy with the location filled in (existing values win over None arguments)."""
-        return replace(
-            self,
+        return self._replace(
             file=file if file is not None else self.file,
             line=line if line is not None else self.line,
             key=key if key is not None else self.key,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from argparse import Namespace
@@ -166,7 +165,7 @@ def _transfer_files(args: Namespace) -> int:
             # the new run length is ours, not the file's: say so next to the file's line
             why = f"with --steps {args.steps} the run has {args.steps} steps"
             located = [
-                dataclasses.replace(p, hint=f"{why}; {p.hint}" if p.hint else why).located(file=path)
+                p._replace(hint=f"{why}; {p.hint}" if p.hint else why).located(file=path)
                 for p in cfg.locate(exc.problems)
             ]
             print(str(ConfigError(located)), file=sys.stderr)

@@ -8,7 +8,6 @@ warmup, the tuned bound times sqrt(T) at T = 4000, G = D = 1 is 2.00 (linear), 2
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +122,7 @@ def transfer_request(request: ScheduleRequest, resolved: ResolvedSchedule, steps
     changes: dict[str, Any] = {"max_train_steps": steps, "max_train_epochs": None}
     if request.schedule_steps is not None:
         changes["schedule_steps"] = max(1, round(steps * resolved.horizon / resolved.run_length))
-    return dataclasses.replace(request, **changes)
+    return request.replace(**changes)
 
 
 @dataclass(frozen=True)

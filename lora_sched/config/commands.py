@@ -51,7 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         warnings = [p for p in cfg.warnings if p.severity == "warning"]
         if args.strict and warnings:
-            _print_problems([Problem(**{**p.__dict__, "severity": "error"}) for p in warnings])
+            _print_problems([p._replace(severity="error") for p in warnings])
             _print_problems([p for p in cfg.warnings if p.severity != "warning"])
             print(f"{path}: invalid (--strict: {len(warnings)} warning(s) count as errors)", file=sys.stderr)
             failed = True

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import replace
 from typing import Any
 
 from lora_sched.config.args import parse_scheduler_args
@@ -147,7 +146,7 @@ class _Loader:
         if p.file is not None:
             return p
         if p.expected.startswith("\0"):  # raw() belongs to `found`; tolerate it in `expected`
-            p = replace(p, expected=p.expected[1:])
+            p = p._replace(expected=p.expected[1:])
         flat, rest = _split_key(p.key)
         if flat not in self.where:
             line = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from lora_sched.config.args import parse_kv_list
@@ -20,7 +19,6 @@ from lora_sched.schedules.durations import steps_per_epoch
 from lora_sched.schedules.resolve import ResolvedSchedule, ScheduleRequest, TrainingShape, resolve
 
 
-@dataclass
 class LoraConfig:
     """A validated config.
 
@@ -30,18 +28,56 @@ class LoraConfig:
     torch class path and its args, or None (kohya-colab's REX class is mapped to `rex` instead).
     For a custom class, `schedule_request()` / `resolve()` describe the frame it runs in: the
     warmup in front and the run length, with a constant curve (the class supplies the rest).
+    A plain class rather than a dataclass: `validate` must start fast, and dataclasses imports
+    inspect. Equality compares everything but the locator.
     """
 
-    values: dict[str, Any]
-    path: str | None = None
-    warnings: list[Problem] = field(default_factory=list)
-    extras: dict[str, tuple[str | None, Any]] = field(default_factory=dict)
-    scheduler_type: str | None = None
-    scheduler_type_args: dict[str, Any] | None = None
-    request: ScheduleRequest = field(default_factory=ScheduleRequest)
-    sections: dict[str, str | None] = field(default_factory=dict)
-    trust_scheduler_code: bool = False
-    locator: Callable[[list[Problem]], list[Problem]] | None = field(default=None, repr=False)
+    _COMPARED = (
+        "values",
+        "path",
+        "warnings",
+        "extras",
+        "scheduler_type",
+        "scheduler_type_args",
+        "request",
+        "sections",
+        "trust_scheduler_code",
+    )
+
+    def __init__(
+        self,
+        values: dict[str, Any],
+        path: str | None = None,
+        warnings: list[Problem] | None = None,
+        extras: dict[str, tuple[str | None, Any]] | None = None,
+        scheduler_type: str | None = None,
+        scheduler_type_args: dict[str, Any] | None = None,
+        request: ScheduleRequest | None = None,
+        sections: dict[str, str | None] | None = None,
+        trust_scheduler_code: bool = False,
+        locator: Callable[[list[Problem]], list[Problem]] | None = None,
+    ) -> None:
+        self.values = values
+        self.path = path
+        self.warnings = [] if warnings is None else warnings
+        self.extras = {} if extras is None else extras
+        self.scheduler_type = scheduler_type
+        self.scheduler_type_args = scheduler_type_args
+        self.request = ScheduleRequest() if request is None else request
+        self.sections = {} if sections is None else sections
+        self.trust_scheduler_code = trust_scheduler_code
+        self.locator = locator
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LoraConfig):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._COMPARED)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._COMPARED)
+        return f"LoraConfig({inner})"
 
     def get(self, key: str) -> Any:
         """One validated value (with its default)."""

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from lora_sched.errors import ConfigError, problem
 
@@ -33,8 +32,7 @@ DURATION_EXPECTED = (
 _TIME_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(ba|ep|sp|dur|tok|%)\s*$")
 
 
-@dataclass(frozen=True)
-class Duration:
+class Duration(NamedTuple):
     """A parsed duration: a value and its unit (fractions of the horizon use ``dur``)."""
 
     value: float | int
@@ -46,8 +44,7 @@ class Duration:
         return f"{self.value}{self.unit}"
 
 
-@dataclass(frozen=True)
-class TimeContext:
+class TimeContext(NamedTuple):
     """What resolution needs to turn durations into steps.
 
     horizon: the (already scaled) number of steps the schedule is drawn over.

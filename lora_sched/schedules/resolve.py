@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from lora_sched.errors import ConfigError, Problem, did_you_mean, problem
 from lora_sched.schedules.durations import (
@@ -25,42 +24,92 @@ WarmupType = Literal["linear", "cosine"]
 WARMUP_TYPES = ("linear", "cosine")
 
 
-@dataclass(frozen=True)
-class TrainingShape:
+class TrainingShape(NamedTuple):
     """Facts about the run that durations in epochs or samples need."""
 
     steps_per_epoch: int | None = None
     samples_per_step: int | None = None
 
 
-@dataclass
 class ScheduleRequest:
     """The schedule as the user wrote it (values unparsed), before resolution.
 
     arg_keys maps a param name to the config key it came from, so errors name what the user
     wrote (``lr_scheduler_num_cycles`` rather than ``lr_scheduler_args.num_cycles``).
+    A plain class rather than a dataclass: `validate` must start fast, and dataclasses imports
+    inspect.
     """
 
-    name: str = "constant"
-    args: dict[str, Any] = field(default_factory=dict)
-    warmup: Any = 0
-    warmup_start: float = 0.0
-    warmup_type: str = "linear"
-    max_train_steps: Any = None
-    max_train_epochs: Any = None
-    schedule_steps: Any = None
-    hold_after_horizon: bool = False
-    scale_schedule_ratio: float = 1.0
-    scale_warmup: bool = False
-    base_lr: float = 1.0
-    arg_keys: dict[str, str] = field(default_factory=dict)
+    __slots__ = (
+        "arg_keys",
+        "args",
+        "base_lr",
+        "hold_after_horizon",
+        "max_train_epochs",
+        "max_train_steps",
+        "name",
+        "scale_schedule_ratio",
+        "scale_warmup",
+        "schedule_steps",
+        "warmup",
+        "warmup_start",
+        "warmup_type",
+    )
+
+    def __init__(
+        self,
+        name: str = "constant",
+        args: dict[str, Any] | None = None,
+        warmup: Any = 0,
+        warmup_start: float = 0.0,
+        warmup_type: str = "linear",
+        max_train_steps: Any = None,
+        max_train_epochs: Any = None,
+        schedule_steps: Any = None,
+        hold_after_horizon: bool = False,
+        scale_schedule_ratio: float = 1.0,
+        scale_warmup: bool = False,
+        base_lr: float = 1.0,
+        arg_keys: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.args = {} if args is None else args
+        self.warmup = warmup
+        self.warmup_start = warmup_start
+        self.warmup_type = warmup_type
+        self.max_train_steps = max_train_steps
+        self.max_train_epochs = max_train_epochs
+        self.schedule_steps = schedule_steps
+        self.hold_after_horizon = hold_after_horizon
+        self.scale_schedule_ratio = scale_schedule_ratio
+        self.scale_warmup = scale_warmup
+        self.base_lr = base_lr
+        self.arg_keys = {} if arg_keys is None else arg_keys
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def replace(self, **changes: Any) -> ScheduleRequest:
+        """A copy with some fields changed (dicts are copied, not shared)."""
+        fields = self._as_dict()
+        fields.update(args=dict(self.args), arg_keys=dict(self.arg_keys))
+        fields.update(changes)
+        return ScheduleRequest(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScheduleRequest) and self._as_dict() == other._as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._as_dict().items())
+        return f"ScheduleRequest({inner})"
 
     def key_for(self, param: str) -> str:
         return self.arg_keys.get(param, f"lr_scheduler_args.{param}")
 
 
-@dataclass(frozen=True)
-class ResolvedSchedule:
+class ResolvedSchedule(NamedTuple):
     """A schedule fixed in integer steps: the single source of truth for every consumer.
 
     name: canonical schedule name (requested_name keeps the alias the user wrote).

@@ -10,11 +10,10 @@ Nothing here imports NumPy: validating a config must stay as cheap as a bare Pyt
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from lora_sched.errors import ConfigError, Problem, did_you_mean, problem
 from lora_sched.schedules.durations import DURATION_EXPECTED, Duration, parse_duration
@@ -31,8 +30,7 @@ class _Required:
 REQUIRED: Any = _Required()
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     """One schedule parameter.
 
     kind: value type; ``duration`` accepts every duration form and resolves to integer steps.
@@ -178,8 +176,7 @@ Curve = Callable[[Any, Any], Any]
 Check = Callable[[Mapping[str, Any], Any], list[Problem]]
 
 
-@dataclass(frozen=True)
-class ScheduleSpec:
+class ScheduleSpec(NamedTuple):
     """Everything about one schedule. The curve's docstring is its formula."""
 
     name: str
@@ -187,7 +184,7 @@ class ScheduleSpec:
     params: tuple[Param, ...]
     curve: Curve
     reference: str
-    aliases: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    aliases: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
     gotchas: tuple[str, ...] = ()
     accepts_warmup: bool = True
     warmup_note: str = ""
@@ -197,6 +194,8 @@ class ScheduleSpec:
 
     @property
     def formula(self) -> str:
+        import inspect  # only for describe / docs: inspect costs milliseconds at start-up
+
         return inspect.getdoc(self.curve) or ""
 
     def param(self, name: str) -> Param | None:

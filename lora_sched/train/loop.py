@@ -385,9 +385,7 @@ def _step_scheduler(scheduler: Any, loss: float) -> None:
 
 
 def _constant_like(resolved: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(resolved, name="constant", params={}, warmup=0)
+    return resolved._replace(name="constant", params={}, warmup=0)
 
 
 def _resume(

@@ -252,9 +252,7 @@ register(
         name="sqrt",
         summary="1/sqrt(t) decay after the warmup, with an optional cooldown",
         params=(
-            Param(
-                "decay", "duration", "length D of the final cooldown (0 = none)", default=0
-            ),
+            Param("decay", "duration", "length D of the final cooldown (0 = none)", default=0),
             decay_type("linear", ("linear", "1-sqrt")),
             min_lr_ratio(),
         ),
