@@ -49,11 +49,11 @@ def main() -> int:
     bare = [sys.executable, "-c", "pass"]
     validate = [sys.executable, "-m", "lora_sched", "validate", args.config]
     script = Path(sys.executable).with_name("lora-sched")
-    # the floor: the standard modules validation stands on (tomllib, and dataclasses for the specs)
-    floor = [sys.executable, "-c", "import tomllib, dataclasses"]
+    # the floor: the standard module validation cannot do without (tomllib, which the design requires)
+    floor = [sys.executable, "-c", "import tomllib"]
     commands = {
         "python -c pass": bare,
-        "python -c 'import tomllib, dataclasses'": floor,
+        "python -c 'import tomllib'": floor,
         "python -m lora_sched validate": validate,
     }
     if script.exists():
