@@ -20,7 +20,7 @@ from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, GLOBAL_UNSET_ALSO, KEY
 from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS
 from lora_sched.config.model import LoraConfig
 from lora_sched.errors import ConfigError, Problem, did_you_mean, problem, raw
-from lora_sched.schedules.resolve import ScheduleRequest
+from lora_sched.schedules.resolve import ScheduleRequest, check_form
 from lora_sched.schedules.spec import ScheduleSpec, all_specs, lookup
 
 if sys.version_info >= (3, 11):
@@ -348,6 +348,10 @@ class _Loader:
                 config.resolve()
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
+        else:  # resolving would only echo the broken input: still report what is wrong on its own
+            reported = {_split_key(p.key)[0] for p in self.problems}
+            independent = [p for p in check_form(config.request) if _split_key(p.key)[0] not in reported]
+            self.problems.extend(config.locate(independent))
         return config
 
     def map_rex(self, values: dict[str, Any], args: dict[str, Any]) -> tuple[str, dict, dict]:

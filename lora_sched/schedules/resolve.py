@@ -329,6 +329,23 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     )
 
 
+def check_form(request: ScheduleRequest) -> list[Problem]:
+    """Problems visible without resolving: the warmup's form and, when the schedule name is known,
+    every argument's form. For callers that cannot resolve because another input is broken (a
+    misspelt max_train_steps, a wrong schedule name) but must still report every other mistake."""
+    problems: list[Problem] = []
+    try:
+        spec, alias_defaults = lookup(request.name)
+    except ConfigError:
+        try:
+            parse_duration(request.warmup, "lr_warmup_steps")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        return problems
+    _check_without_horizon(spec, alias_defaults, request, problems)
+    return problems
+
+
 def _check_without_horizon(
     spec: ScheduleSpec, alias_defaults: Mapping[str, Any], request: ScheduleRequest, problems: list[Problem]
 ) -> None:
