@@ -90,6 +90,25 @@ def raw(text: str) -> str:
     return "\0" + text
 
 
+def format_number(x: float) -> str:
+    """A bound as people read it: 1,000,000,000 rather than 1e+09; 0.0001 stays 0.0001."""
+    if float(x).is_integer() and abs(x) >= 10_000:
+        return f"{int(x):,}"
+    return f"{x:g}"
+
+
+def range_text(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
+    """The allowed range of a number as text: 'in (0, 1]', '>= 1', '<= 10', or '' when unbounded."""
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f"{'>' if low_open else '>='} {format_number(low)}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {format_number(high)}"
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return f"in {left}{format_number(low)}, {format_number(high)}{right}"
+
+
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 1) -> str:
     """A 'did you mean X?' hint, or '' when nothing is close."""
     import difflib  # imported on first use: a valid config never needs it

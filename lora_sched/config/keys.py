@@ -15,7 +15,7 @@ import re
 from typing import Any, Literal
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
-from lora_sched.errors import Problem, did_you_mean, problem, raw
+from lora_sched.errors import Problem, did_you_mean, problem, range_text, raw
 from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_STEPS
 
 KeyKind = Literal[
@@ -134,14 +134,7 @@ class Key:
         return f"Key({self.name!r}, {self.kind!r}, default={self.default!r})"
 
     def range_text(self) -> str:
-        low, high = _num(self.low), _num(self.high)
-        if self.low is None and self.high is None:
-            return ""
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {low}"
-        if self.low is None:
-            return f"{'<' if self.high_open else '<='} {high}"
-        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        return range_text(self.low, self.high, self.low_open, self.high_open)
 
     def expected(self) -> str:
         base = {
@@ -194,15 +187,6 @@ class Key:
         if kind == "resolution":
             return _check_resolution(self, value)
         return _check_number(self, value)
-
-
-def _num(x: float | None) -> str:
-    """A bound as people read it: 1,000,000,000 rather than 1e+09; 0.0001 stays 0.0001."""
-    if x is None:
-        return ""
-    if float(x).is_integer() and abs(x) >= 10_000:
-        return f"{int(x):,}"
-    return f"{x:g}"
 
 
 def _check_optimizer(key: Key, value: str) -> Problem | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from lora_sched.errors import ConfigError, Problem, did_you_mean, problem
+from lora_sched.errors import ConfigError, Problem, did_you_mean, problem, range_text
 from lora_sched.schedules.durations import DURATION_EXPECTED, Duration, parse_duration
 
 ParamKind = Literal["float", "int", "bool", "choice", "str", "duration", "durations"]
@@ -73,15 +73,7 @@ class Param(NamedTuple):
         """Human text of the allowed range, e.g. 'in (0, 1]'."""
         if self.kind == "choice":
             return "one of " + ", ".join(f'"{c}"' for c in self.choices)
-        if self.low is None and self.high is None:
-            return ""
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        if self.low is None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
-        left = "(" if self.low_open else "["
-        right = ")" if self.high_open else "]"
-        return f"in {left}{self.low:g}, {self.high:g}{right}"
+        return range_text(self.low, self.high, self.low_open, self.high_open)
 
     def expected(self) -> str:
         kind_text = {
