@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
+from lora_sched.config.dataset import IMAGE_EXTENSIONS, scan_concepts
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-_CONCEPT_RE = re.compile(r"^(\d+)_(.+)$")
 
 
 @dataclass(frozen=True)
@@ -118,24 +115,20 @@ def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str
             problem(key, "a folder of N_concept/ subfolders (kohya layout)", train_data_dir, f"the path {what}")
         )
     examples: list[Example] = []
-    concepts = sorted(p for p in root.iterdir() if p.is_dir())
-    for folder in concepts:
-        match = _CONCEPT_RE.match(folder.name)
-        if match is None:
-            print(f"notice: {folder}: not in the N_concept form (e.g. 10_shapes); skipped", file=sys.stderr)
-            continue
-        repeats, concept = int(match.group(1)), match.group(2).replace("_", " ")
-        if repeats < 1:
-            print(f"notice: {folder}: 0 repeats; skipped", file=sys.stderr)
-            continue
-        for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+    folders, skipped = scan_concepts(str(root))  # the same walk that counts an epoch for the preview
+    for notice in skipped:
+        print(f"notice: {notice}", file=sys.stderr)
+    for folder in folders:
+        for image_path in folder.images:
+            image = Path(image_path)
             caption_file = image.with_suffix(caption_extension)
-            caption = concept
+            caption = folder.concept
             if caption_file.is_file():
                 caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
-            examples.append(Example(f"{folder.name}/{image.name}", caption, repeats, path=image))
+            examples.append(Example(f"{folder.name}/{image.name}", caption, folder.repeats, path=image))
     if not examples:
-        found = f"no images in {len(concepts)} subfolder(s)" if concepts else "an empty folder"
+        subfolders = len(folders) + len(skipped)
+        found = f"no images in {subfolders} subfolder(s)" if subfolders else "an empty folder"
         raise ConfigError(
             problem(
                 key,
