@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
+from lora_sched.errors import ConfigError
 from lora_sched.schedules.spec import ScheduleSpec, all_specs, lookup
 
 
@@ -65,7 +67,11 @@ def describe_text(spec: ScheduleSpec, alias_defaults: dict | None = None) -> str
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    spec, alias_defaults = lookup(args.name, key="NAME")
+    try:
+        spec, alias_defaults = lookup(args.name, key="NAME")
+    except ConfigError as exc:  # a wrong name on the command line is a usage error (exit 2), not a config
+        print(f"lora-sched describe: {exc}", file=sys.stderr)
+        return 2
     if args.name != spec.name:
         print(f"{args.name} is an alias of {spec.name}\n")
     print(describe_text(spec, dict(alias_defaults)))

@@ -8,6 +8,7 @@ layer fills in the file, the line and the section path before showing them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 
@@ -88,6 +89,20 @@ def describe_value(value: object) -> str:
 def raw(text: str) -> str:
     """Mark a `found` text as already formatted (no type suffix added)."""
     return "\0" + text
+
+
+def finite_number(value: object) -> float | None:
+    """`value` as a float when it is a finite real number (bools excluded), else None.
+
+    Safe for any input: an int too large for a float (10**400) gives None instead of OverflowError.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def format_number(x: float) -> str:

@@ -69,9 +69,9 @@ def test_describe_an_alias_shows_its_defaults():
     assert "default 0.1 (this alias)" in out.stdout
 
 
-def test_describe_unknown_name_exits_1_with_did_you_mean():
+def test_describe_unknown_name_is_a_usage_error_with_did_you_mean():
     out = run("describe", "cosine_with_restart")
-    assert out.returncode == 1
+    assert out.returncode == 2  # DESIGN section 9: 1 is for invalid configs, 2 for usage errors
     assert "did you mean `cosine_with_restarts`?" in out.stderr
     assert "Traceback" not in out.stderr
     assert out.stdout == ""

@@ -30,8 +30,6 @@ else:  # pragma: no cover
 
 #: kohya-colab's REX class (LoRA_Easy_Training_scripts' RexAnnealingWarmRestarts) -> our `rex`.
 REX_CLASS_SUFFIX = "RexAnnealingWarmRestarts"
-_REX_ARG_NAMES = {"gamma": "restart_decay", "first_cycle_max_steps": "cycle_steps", "warmup_steps": "cycle_warmup"}
-
 #: Keys whose values feed the schedule: when one of them is invalid, resolution is skipped
 #: (its own messages would only repeat the same mistake).
 _SCHEDULE_INPUTS = {
@@ -360,7 +358,7 @@ class _Loader:
         mapped: dict[str, Any] = {}
         keys: dict[str, str] = {}
         for raw_name, value in args.items():
-            ours = _REX_ARG_NAMES.get(raw_name, raw_name)
+            ours = raw_name  # rex's params alias the class's names (gamma, warmup_steps, ...): a duplicate is reported
             if raw_name == "min_lr":
                 ours = "min_lr_ratio"
                 number = isinstance(value, (int, float)) and not isinstance(value, bool)

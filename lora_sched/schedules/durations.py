@@ -124,13 +124,13 @@ def _parse_time_string(text: str, key: str, expected: str, allow_fraction: bool)
         if not allow_fraction:
             raise ConfigError(problem(key, expected, text, "a fraction has no meaning here: give steps"))
         return Duration(fraction, "dur")
+    if number > MAX_STEPS:  # before is_integer: "1e400ba" parses to inf
+        raise ConfigError(problem(key, f"at most {MAX_STEPS:,}", text))
     if not number.is_integer():
         names = {"ba": "steps", "ep": "epochs", "sp": "samples"}
         raise ConfigError(
             problem(key, f"a whole number of {names[unit]}", text, f'write "{math.floor(number)}{unit}" or use steps')
         )
-    if number > MAX_STEPS:
-        raise ConfigError(problem(key, f"at most {MAX_STEPS:,}", text))
     return Duration(int(number), unit)  # type: ignore[arg-type]
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
-from lora_sched.errors import ConfigError, Problem, did_you_mean, problem
+from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem
 from lora_sched.schedules.durations import (
     MAX_STEPS,
     TimeContext,
@@ -205,7 +205,7 @@ def _positive_int(value: Any, key: str, problems: list[Problem]) -> int | None:
 
 
 def _ratio(value: Any, key: str, problems: list[Problem], low: float, high: float, low_open: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = finite_number(value) is not None
     if ok and (value > high or value < low or (low_open and value == low)):
         ok = False
     if not ok:
@@ -236,7 +236,7 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
         if not isinstance(getattr(request, flag), bool):
             problems.append(problem(flag, "true or false", getattr(request, flag)))
     base_lr = request.base_lr
-    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not math.isfinite(base_lr) or base_lr <= 0:
+    if finite_number(base_lr) is None or base_lr <= 0:
         problems.append(problem("learning_rate", "a number > 0", base_lr))
         base_lr = 1.0
 
@@ -250,13 +250,13 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
 
     run_length = math.floor(run_length * ssr)
     horizon = math.floor(horizon * ssr)
-    if horizon < 1 or run_length < 1:
+    if horizon < 1 or run_length < 1 or max(horizon, run_length) > MAX_STEPS:
         problems.append(
             problem(
                 "scale_schedule_ratio",
-                "a ratio that leaves at least one step",
+                f"a ratio that leaves between 1 and {MAX_STEPS:,} steps",
                 request.scale_schedule_ratio,
-                f"the run would have {run_length} steps and the horizon {horizon}",
+                f"the run would have {run_length:,} steps and the horizon {horizon:,}",
             )
         )
         _check_without_horizon(spec, alias_defaults, request, problems)
@@ -286,7 +286,9 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     except ConfigError as exc:
         problems.extend(exc.problems)
     if warmup > 0 and not spec.accepts_warmup:
-        problems.append(problem("lr_warmup_steps", f"0 ({spec.name} takes no warmup)", warmup, spec.warmup_note))
+        problems.append(
+            problem("lr_warmup_steps", f"0 ({spec.name} takes no warmup)", request.warmup, spec.warmup_note)
+        )
     elif warmup >= horizon and warmup > 0:
         problems.append(
             problem(
@@ -417,7 +419,7 @@ def _resolve_params(
                     request.key_for(raw_name),
                     f"`{param.name}` given once",
                     value,
-                    f"`{raw_name}` is another name for `{param.name}`",
+                    f"`{given[param.name][0]}` and `{raw_name}` both set `{param.name}`: keep one",
                 )
             )
             continue

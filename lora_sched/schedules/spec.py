@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from lora_sched.errors import ConfigError, Problem, did_you_mean, problem, range_text
+from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem, range_text
 from lora_sched.schedules.durations import DURATION_EXPECTED, Duration, parse_duration
 
 ParamKind = Literal["float", "int", "bool", "choice", "str", "duration", "durations"]
@@ -121,8 +121,8 @@ class Param(NamedTuple):
         if kind == "int" and isinstance(value, float):
             hint = f"write {int(value)}" if math.isfinite(value) and value.is_integer() else ""
             raise ConfigError(problem(key, self.expected(), value, hint))
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(problem(key, self.expected(), value, "NaN and infinity are not allowed"))
+        if finite_number(value) is None:  # NaN, inf, or an int beyond any float
+            raise ConfigError(problem(key, self.expected(), value, "NaN, infinity and huge numbers are not allowed"))
         if not self._in_range(value):
             raise ConfigError(problem(key, self.expected(), value))
         self._run_check(value, key)

@@ -47,9 +47,8 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
 
 
 def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
-    length = (rs.horizon - rs.warmup) / params["num_cycles"]
-    if params.get("cycle_steps"):
-        length = params["cycle_steps"]
+    """cycle_warmup must leave each cycle a decay (cycle lengths as each curve computes them)."""
+    length = _rex_length(params, rs) if "d" in params else (rs.horizon - rs.warmup) / params["num_cycles"]
     if params["cycle_warmup"] >= length and params["cycle_warmup"] > 0:
         return [problem("cycle_warmup", f"fewer steps than one cycle ({length:g})", params["cycle_warmup"])]
     if length < 1:
@@ -80,6 +79,11 @@ register(
 )
 
 
+def _rex_length(params: Any, rs: Any) -> int:
+    """REX cycles are whole steps: cycle_steps, or floor((T - W) / num_cycles) (at least 1)."""
+    return params["cycle_steps"] or max(1, (rs.horizon - rs.warmup) // params["num_cycles"])
+
+
 def rex_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + max(g^k - r, 0) (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
     cycles last L = cycle_steps or floor((T - W) / num_cycles) steps, k = floor((s - W) / L),
@@ -88,7 +92,7 @@ def rex_curve(s: Any, rs: Any) -> Any:
     RexAnnealingWarmRestarts does (r + (1 - r) g^k ... when g = 1 or r = 0)"""
     prm = rs.params
     d = prm["d"]
-    length = prm["cycle_steps"] or max(1, (rs.horizon - rs.warmup) // prm["num_cycles"])
+    length = _rex_length(prm, rs)
     j = np.maximum(s - rs.warmup, 0.0)
     k = np.floor(j / length)
     offset = j - k * length

@@ -1,0 +1,70 @@
+"""Inputs that once reached the user as a traceback or were silently accepted (found in review)."""
+
+import numpy as np
+import pytest
+
+from lora_sched.config import loads_config
+from lora_sched.errors import ConfigError
+from lora_sched.schedules import ScheduleRequest, resolve
+
+
+def _problems(text: str) -> list:
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, source="c.toml")
+    return info.value.problems
+
+
+@pytest.mark.parametrize("value", ['"1e400ba"', '"1e400ep"', '"1e400sp"', '"99999999999ba"'])
+def test_huge_time_strings_are_config_errors(value):
+    (p,) = _problems(f"lr_warmup_steps = {value}\nmax_train_steps = 100\n")
+    assert p.key == "lr_warmup_steps" and p.line == 1
+    assert "at most 1,000,000,000" in p.expected
+
+
+def test_an_int_beyond_any_float_is_a_config_error():
+    huge = "9" * 400
+    (p,) = _problems(f'lr_scheduler = "one_cycle"\nlr_scheduler_args = ["div_factor={huge}"]\nmax_train_steps = 100\n')
+    assert p.key == "lr_scheduler_args.div_factor" and p.line == 2
+
+
+def test_the_schedule_api_rejects_huge_numbers_without_overflow():
+    with pytest.raises(ConfigError) as info:
+        resolve(ScheduleRequest("cosine", warmup_start=10**400, base_lr=10**400, max_train_steps=10))
+    assert {p.key for p in info.value.problems} == {"warmup_start", "learning_rate"}
+
+
+def test_scaling_past_the_step_limit_is_an_error():
+    with pytest.raises(ConfigError) as info:
+        resolve(ScheduleRequest("cosine", max_train_steps=1_000_000_000, scale_schedule_ratio=1000.0))
+    assert info.value.problems[0].key == "scale_schedule_ratio"
+
+
+def test_rex_cycle_warmup_must_leave_a_decay_in_its_whole_step_cycles():
+    # T = 10, 3 cycles -> cycles of 3 whole steps: a 3-step warmup would leave no decay at all
+    with pytest.raises(ConfigError) as info:
+        resolve(ScheduleRequest("rex", args={"num_cycles": 3, "cycle_warmup": 3}, max_train_steps=10))
+    assert info.value.problems[0].key == "lr_scheduler_args.cycle_warmup"
+    ok = resolve(ScheduleRequest("rex", args={"num_cycles": 3, "cycle_warmup": 2}, max_train_steps=10))
+    m = ok.multipliers(np.arange(3))
+    assert m[0] == 0.0 and m[1] == 0.5 and m[2] == 1.0  # warmup, warmup, peak; the decay follows
+
+
+def test_a_misspelt_max_train_epochs_is_an_error_not_a_notice():
+    (p,) = _problems("max_train_epoch = 3\n")
+    assert p.key == "max_train_epoch" and "max_train_epochs" in p.hint
+
+
+def test_no_warmup_message_shows_what_the_user_wrote():
+    (p,) = _problems('lr_scheduler = "one_cycle"\nlr_warmup_steps = "10%"\nmax_train_steps = 100\n')
+    assert p.key == "lr_warmup_steps" and '"10%"' in p.found
+
+
+def test_kohya_colab_rex_class_with_a_duplicated_argument_is_an_error():
+    text = (
+        "[optimizer_arguments]\nlearning_rate = 3e-4\n"
+        'lr_scheduler_type = "LoraEasyCustomOptimizer.RexAnnealingWarmRestarts.RexAnnealingWarmRestarts"\n'
+        'lr_scheduler_args = ["min_lr=1e-9", "gamma=0.5", "restart_decay=0.9"]\n'
+        "[training_arguments]\nmax_train_steps = 1000\n"
+    )
+    (p,) = _problems(text)
+    assert p.line == 4 and "`gamma` and `restart_decay` both set `restart_decay`" in p.hint
