@@ -167,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # an output path that cannot be written, a file that vanished: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lora-sched {getattr(args, 'verb', '')}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

@@ -68,3 +68,29 @@ def test_kohya_colab_rex_class_with_a_duplicated_argument_is_an_error():
     )
     (p,) = _problems(text)
     assert p.line == 4 and "`gamma` and `restart_decay` both set `restart_decay`" in p.hint
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["preview", "configs/quickstart.toml", "--csv", "{missing}/x.csv"],
+        ["preview", "configs/quickstart.toml", "--png", "{missing}/x.png"],
+        ["schema", "-o", "{missing}/x.json"],
+        ["export", "--kohya", "configs/quickstart.toml", "-o", "{missing}/out.toml"],
+        ["bound", "configs/quickstart.toml", "--png", "{file}/x.png"],
+    ],
+)
+def test_unwritable_outputs_are_one_line_errors(argv, tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    from lora_sched.cli import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    argv = [a.format(missing=tmp_path / "no" / "such", file=a_file) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"lora-sched {argv[0]}: ") and "Traceback" not in err
+    assert str(tmp_path) in err  # names the user's path, not a temporary file
+    assert list(tmp_path.iterdir()) == [a_file]  # nothing half-written left behind
