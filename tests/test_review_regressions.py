@@ -94,3 +94,30 @@ def test_unwritable_outputs_are_one_line_errors(argv, tmp_path, capsys, monkeypa
     assert err.startswith(f"lora-sched {argv[0]}: ") and "Traceback" not in err
     assert str(tmp_path) in err  # names the user's path, not a temporary file
     assert list(tmp_path.iterdir()) == [a_file]  # nothing half-written left behind
+
+
+def _warmup_then_lrs(t_max: int, steps: range, state=None, allow=False):
+    import torch
+
+    from lora_sched.torch.custom import WarmupThen
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupThen(opt, scheduler_type="CosineAnnealingLR", warmup=5, T_max=t_max)
+    if state is not None:
+        sched.load_state_dict(state, allow_schedule_change=allow)
+    lrs = []
+    for _ in steps:
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step_update(None)
+    return lrs, sched
+
+
+def test_allowed_change_of_a_custom_class_follows_the_new_curve_from_the_kept_step():
+    _, sched = _warmup_then_lrs(100, range(20))
+    state = sched.state_dict()
+    with pytest.raises(ConfigError):
+        _warmup_then_lrs(50, range(1), state=state)
+    resumed, _ = _warmup_then_lrs(50, range(20, 40), state=state, allow=True)
+    fresh, _ = _warmup_then_lrs(50, range(40))
+    np.testing.assert_allclose(resumed, fresh[20:], rtol=0, atol=1e-12)

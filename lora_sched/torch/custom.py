@@ -20,6 +20,7 @@ import ast
 import importlib
 import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -422,8 +423,18 @@ class WarmupThen(LRScheduler):
         self._calls = self.last_epoch * self.num_processes
         self._step_count = int(state_dict["_step_count"])
         self._losses = list(state_dict.get("losses", []))
-        if saved.get("scheduler_type") == self.scheduler_type:
+        if not changes:
             self.inner.load_state_dict(state_dict["inner"])
+        elif not self.is_plateau:
+            # An allowed change: the saved inner state holds the OLD arguments (T_max, milestones,
+            # derived phases...), so replay the NEW class from its step 0 to the kept step instead
+            # (this scheduler is freshly built, as on every resume). A plateau scheduler starts afresh.
+            for g, target in zip(self.optimizer.param_groups, self.targets):
+                g["lr"] = target
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+                for _ in range(max(0, self.last_epoch - self.warmup)):
+                    self.inner.step()
         if self.last_epoch <= self.warmup:
             self._apply()
         else:
