@@ -402,3 +402,37 @@ def test_bf16_after_a_full_precision_run_in_the_same_process(tmp_path):
     rows = read_log(out)
     assert_log_matches_preview(rows, preview_lrs(config), ["unet", "text_encoder"])
     assert all(math.isfinite(float(r["loss"])) for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part", ["scheduler.pt", "optimizer.pt", "state.json", "lora.safetensors"])
+def test_a_damaged_checkpoint_is_a_one_paragraph_error_and_nothing_is_written(tmp_path, capsys, part):
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "c.toml", out, max_train_steps=4, save_every_n_steps=2, text_encoder_lr=0.0)
+    assert main(["train", str(config)]) == 0
+    before = (out / "lora.safetensors").read_bytes()
+    step2 = out / "checkpoints" / "step-00000002"
+    (step2 / part).write_bytes(b"\x00garbage")
+    capsys.readouterr()
+    assert main(["train", str(config), "--resume", str(step2)]) == 1
+    err = capsys.readouterr().err
+    assert "resume" in err and part in err and "damaged" in err and "Traceback" not in err
+    assert (out / "lora.safetensors").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_changed_optimizer_args_refuse_a_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "c.toml", out, max_train_steps=4, save_every_n_steps=2, text_encoder_lr=0.0)
+    assert main(["train", str(config)]) == 0
+    write_config(
+        tmp_path / "c.toml",
+        out,
+        max_train_steps=4,
+        save_every_n_steps=2,
+        text_encoder_lr=0.0,
+        optimizer_args=["weight_decay=0.5"],
+    )
+    capsys.readouterr()
+    assert main(["train", str(config), "--resume", "latest"]) == 1
+    assert "optimizer_args" in capsys.readouterr().err

@@ -35,6 +35,7 @@ IDENTITY_KEYS = (
     "gradient_accumulation_steps",
     "seed",
     "optimizer_type",
+    "optimizer_args",  # torch's Optimizer.load_state_dict would silently restore the old hyperparameters
 )
 
 
@@ -99,6 +100,8 @@ def save_checkpoint(
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "lora.safetensors"))
         _save_sync(torch, optimizer.state_dict(), tmp / "optimizer.pt")
         _save_sync(torch, scheduler.state_dict(), tmp / "scheduler.pt")
+        if getattr(accelerator, "scaler", None) is not None:  # fp16: the loss scale decides which updates skip
+            _save_sync(torch, accelerator.scaler.state_dict(), tmp / "scaler.pt")
         record = {"format": FORMAT, "step": step, "num_processes": accelerator.num_processes, **state}
         (tmp / STATE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
         _fsync_dir(tmp)
@@ -156,8 +159,33 @@ def find_resume_dir(resume: str, output_dir: Path) -> Path | None:
     return path
 
 
+def read_part(path: Path, read: Any) -> Any:
+    """read(path), with a missing or damaged file turned into a one-paragraph resume error."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise ConfigError(
+            problem("resume", "a complete checkpoint", raw(f"{path} is missing"), "resume from another checkpoint")
+        ) from None
+    except Exception as exc:  # json, pickle, safetensors and torch each raise their own kinds
+        raise ConfigError(
+            problem(
+                "resume",
+                "a readable checkpoint",
+                raw(f"{path}: {type(exc).__name__}: {exc}"),
+                "the checkpoint is damaged; resume from an earlier one (checkpoints/step-*)",
+            )
+        ) from None
+
+
+def load_torch(path: Path) -> Any:
+    import torch
+
+    return read_part(path, lambda p: torch.load(p, map_location="cpu", weights_only=False))
+
+
 def read_state(folder: Path) -> dict[str, Any]:
-    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    state = read_part(folder / STATE_FILE, lambda p: json.loads(p.read_text(encoding="utf-8")))
     if state.get("format") != FORMAT:
         raise ConfigError(problem("resume", f"a checkpoint in format {FORMAT}", raw(str(state.get("format")))))
     return state
@@ -184,7 +212,7 @@ def load_checkpoint(folder: Path, accelerator: Any, params: Mapping[str, Any], o
     import torch
     from safetensors.torch import load_file
 
-    saved = load_file(str(folder / "lora.safetensors"))
+    saved = read_part(folder / "lora.safetensors", lambda p: load_file(str(p)))
     missing = sorted(set(params) - set(saved))
     if missing:
         raise ConfigError(
@@ -195,7 +223,9 @@ def load_checkpoint(folder: Path, accelerator: Any, params: Mapping[str, Any], o
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(saved[name].to(param.device, param.dtype))
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=False))
+    optimizer.load_state_dict(load_torch(folder / "optimizer.pt"))
+    if getattr(accelerator, "scaler", None) is not None and (folder / "scaler.pt").is_file():
+        accelerator.scaler.load_state_dict(load_torch(folder / "scaler.pt"))
     rng_file = folder / f"rng-{accelerator.process_index}.pt"
     if rng_file.is_file():
-        set_rng_state(torch.load(rng_file, weights_only=False))
+        set_rng_state(load_torch(rng_file))

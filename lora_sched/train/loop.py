@@ -396,13 +396,12 @@ def _resume(
     The optimizer state goes first: it carries the LRs of the step it was saved at, and the
     scheduler then sets the LRs its (possibly changed, if allowed) curve gives for that step.
     """
-    import torch
 
     state = ckpt.read_state(folder)
     problems = ckpt.identity_changes(state.get("values", {}), {k: _jsonable(x) for k, x in cfg.values.items()})
     if not problems:
         ckpt.load_checkpoint(folder, accelerator, params, optimizer)
-    sched_state = torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=False)
+    sched_state = ckpt.load_torch(folder / "scheduler.pt")
     try:
         scheduler.load_state_dict(sched_state, allow_schedule_change=allow_change)
     except ConfigError as exc:
