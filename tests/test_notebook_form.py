@@ -339,3 +339,12 @@ def test_a_loaded_custom_torch_class_keeps_its_args_until_a_schedule_is_chosen(t
     form.scheduler.value = "linear"  # choosing a catalogue schedule replaces the class
     assert form.error_text == "" and form.warning_text == ""
     assert "lr_scheduler_type" not in form.to_toml()
+
+
+def test_saving_into_a_missing_folder_reports_in_the_form(form: SchedulerForm, tmp_path: Path) -> None:
+    configure(form, "cosine", tmp_path / "ok.toml")
+    target = tmp_path / "no" / "such" / "folder" / "c.toml"
+    form.path.value = str(target)
+    form.save_button.click()  # must not raise out of the widget callback
+    assert "not saved" in form.status.value and "No such file or directory" in form.status.value
+    assert not target.exists()

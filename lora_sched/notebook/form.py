@@ -439,6 +439,9 @@ class SchedulerForm:
             self._invalid(str(exc))
             self.status.value = _message_html(f"not saved: {target} was not written", "#b00020")
             return
+        except OSError as exc:  # a missing folder, no permission: say so in the form, not as a traceback
+            self.status.value = _message_html(f"not saved: {target}: {exc.strerror or exc}", "#b00020")
+            return
         self.status.value = _message_html(f"saved {target}", "#1b5e20")
 
     def _on_load(self, _button: Any = None) -> None:
