@@ -61,14 +61,19 @@ def multipliers(rs: ResolvedSchedule, steps: Any = None) -> Any:
     if m.shape != s.shape:  # constant curves may return a scalar
         m = np.broadcast_to(m, s.shape).copy()
     if rs.warmup > 0:
-        _apply_warmup(m, s, rs)
+        _apply_warmup(m, s, rs, from_zero=steps is None)
     return m
 
 
-def _apply_warmup(m: Any, s: Any, rs: ResolvedSchedule) -> None:
-    in_warmup = s < rs.warmup
-    if not in_warmup.any():
-        return
+def _apply_warmup(m: Any, s: Any, rs: ResolvedSchedule, from_zero: bool) -> None:
+    """Overwrite the warmup steps; `from_zero`: s is 0, 1, 2, ... so the warmup is a prefix (a slice,
+    not a boolean mask over every step: the mask costs as much as a whole simple curve)."""
+    if from_zero:
+        in_warmup: Any = slice(0, min(rs.warmup, s.size))
+    else:
+        in_warmup = s < rs.warmup
+        if not in_warmup.any():
+            return
     target = float(np.asarray(rs.spec.curve(np.array([float(rs.warmup)]), rs)).reshape(-1)[0])
     ramp = s[in_warmup] / rs.warmup
     if rs.warmup_type == "cosine":

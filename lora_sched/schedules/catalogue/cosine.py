@@ -71,13 +71,23 @@ def one_cycle_curve(s: Any, rs: Any) -> Any:
     a = prm["pct_start"] * rs.horizon - 1.0
     b = rs.horizon - 1.0
     rising = s <= a
-    x = np.where(rising, s / a if a > 0 else 1.0, (s - a) / (b - a) if b > a else 1.0)
+    x = s - a  # progress through each phase, built in place (zero-length phase: its end value)
+    if b > a:
+        x /= b - a
+    else:
+        x.fill(1.0)
+    np.copyto(x, s / a if a > 0 else 1.0, where=rising)
     np.clip(x, 0.0, 1.0, out=x)
-    start = np.where(rising, initial, 1.0)
-    end = np.where(rising, 1.0, final)
-    if prm["anneal_strategy"] == "cos":
-        return end + (start - end) / 2.0 * (np.cos(np.pi * x) + 1.0)
-    return (end - start) * x + start
+    if prm["anneal_strategy"] == "cos":  # x -> 0.5 (1 + cos(pi x)): from 1 at the phase start to 0 at its end
+        x *= np.pi
+        np.cos(x, out=x)
+        x += 1.0
+        x *= 0.5
+    else:
+        np.subtract(1.0, x, out=x)
+    x *= np.where(rising, initial - 1.0, 1.0 - final)  # end + (start - end) * shape
+    x += np.where(rising, 1.0, final)
+    return x
 
 
 register(

@@ -7,22 +7,25 @@ from typing import Any
 from lora_sched._lazy import np
 from lora_sched.errors import Problem, problem
 from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr_ratio, num_cycles_int, restart_decay
-from lora_sched.schedules.evaluate import progress
+from lora_sched.schedules.evaluate import floor_scale, progress
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
 def _cycle_value(shape: Any, offset: Any, k: Any, rs: Any, *, peak_above_floor: bool = False) -> Any:
     """r + span * (warmup ramp over the first cycle_warmup steps of a cycle, else shape), where
     span = (1 - r) g^k (the floor scales with the peak), or with peak_above_floor
-    span = max(g^k - r, 0) (the cycle falls from its own peak g^k to the same floor r)."""
+    span = max(g^k - r, 0) (the cycle falls from its own peak g^k to the same floor r).
+    Works in place on `shape` (a fresh array the caller owns)."""
     prm = rs.params
-    peak = prm["restart_decay"] ** k if prm["restart_decay"] != 1.0 else 1.0
     cw = prm["cycle_warmup"]
     if cw > 0:
         shape = np.where(offset < cw, offset / cw, shape)
-    r = prm["min_lr_ratio"]
-    span = np.maximum(peak - r, 0.0) if peak_above_floor else (1.0 - r) * peak
-    return r + span * shape
+    r, g = prm["min_lr_ratio"], prm["restart_decay"]
+    peak = g**k if g != 1.0 else 1.0
+    shape *= np.maximum(peak - r, 0.0) if peak_above_floor else (1.0 - r) * peak
+    if r:
+        shape += r
+    return shape
 
 
 def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
@@ -31,19 +34,24 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
     own warmup of cycle_warmup steps, if any), g = restart_decay, n = num_cycles"""
     prm = rs.params
     n = prm["num_cycles"]
-    p = progress(s, rs)
-    x = n * p
+    x = progress(s, rs)
+    ended = x >= 1.0
+    x *= n
     k = np.floor(x)
-    u = np.mod(x, 1.0)
+    x -= k  # u = (n p) mod 1, exactly (x >= 0)
     length = (rs.horizon - rs.warmup) / n
     cw = prm["cycle_warmup"]
+    offset = x
     if cw > 0:
-        offset = u * length
-        u = np.clip((offset - cw) / (length - cw), 0.0, 1.0)
-    else:
-        offset = u
-    m = _cycle_value(0.5 * (1.0 + np.cos(np.pi * u)), offset, k, rs)
-    return np.where(p >= 1.0, prm["min_lr_ratio"], m)
+        offset = x * length
+        x = np.clip((offset - cw) / (length - cw), 0.0, 1.0)
+    x *= np.pi
+    np.cos(x, out=x)
+    x += 1.0
+    x *= 0.5
+    m = _cycle_value(x, offset, k, rs)
+    m[ended] = prm["min_lr_ratio"]
+    return m
 
 
 def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
@@ -100,7 +108,8 @@ def rex_curve(s: Any, rs: Any) -> Any:
     q = np.clip((offset - cw) / max(1, length - cw), 0.0, 1.0)
     left = 1.0 - q
     m = _cycle_value(left / ((1.0 - d) + d * left), offset, k, rs, peak_above_floor=True)
-    return np.where(s >= rs.horizon, prm["min_lr_ratio"], m)
+    m[s >= rs.horizon] = prm["min_lr_ratio"]
+    return m
 
 
 register(
@@ -151,21 +160,29 @@ def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
     counted from the end of the warmup and t_cur the steps into the current cycle"""
     prm = rs.params
     t0, tm = prm["t_0"], prm["t_mult"]
-    j = np.maximum(s - rs.warmup, 0.0)
+    j = s - rs.warmup
+    np.maximum(j, 0.0, out=j)
     if tm == 1:
-        t_cur, t_i = np.mod(j, t0), float(t0)
+        x = np.mod(j, t0, out=j)
+        x *= np.pi / t0
     else:
-        k = np.floor(np.log(j * (tm - 1) / t0 + 1.0) / np.log(tm))
-
-        def start(c: Any) -> Any:
-            return t0 * (tm**c - 1.0) / (tm - 1)
-
-        k = np.where(start(k + 1) <= j, k + 1, k)  # guard both ways against log rounding
-        k = np.where(start(k) > j, k - 1, k)
-        t_cur, t_i = j - start(k), t0 * tm**k
-    m = 0.5 * (1.0 + np.cos(np.pi * t_cur / t_i))
-    r = prm["min_lr_ratio"]
-    return r + (1.0 - r) * m
+        # Only about log(T) cycles: list their integer starts and lengths in Python (exact, no
+        # log rounding), then find each step's cycle with one binary search.
+        starts, lengths = [0], [t0]
+        top = float(j.max()) if j.size else 0.0
+        while starts[-1] + lengths[-1] <= top:
+            starts.append(starts[-1] + lengths[-1])
+            lengths.append(lengths[-1] * tm)
+        k = np.searchsorted(np.asarray(starts, dtype=np.float64), j, side="right")
+        k -= 1
+        x = j - np.take(np.asarray(starts, dtype=np.float64), k)  # t_cur
+        x /= np.take(np.asarray(lengths, dtype=np.float64), k)  # / t_i
+        x *= np.pi
+    np.cos(x, out=x)
+    x += 1.0
+    x *= 0.5
+    m = x
+    return floor_scale(m, prm["min_lr_ratio"])
 
 
 def _check_t0(params: dict, rs: Any) -> list[Problem]:

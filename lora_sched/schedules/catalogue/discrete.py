@@ -68,7 +68,13 @@ register(
 
 def step_curve(s: Any, rs: Any) -> Any:
     """m(s) = gamma^floor(s / step_size)"""
-    return rs.params["gamma"] ** np.floor(s / rs.params["step_size"])
+    k = np.floor_divide(s, rs.params["step_size"]).astype(np.intp)
+    # gamma^k for the few k that occur, by repeated multiplication (as StepLR does): element-wise
+    # power over every step is ten times slower than np.cos
+    powers = np.empty(int(k.max()) + 1 if k.size else 1)
+    powers[0] = 1.0
+    np.cumprod(np.full(powers.size - 1, rs.params["gamma"]), out=powers[1:])
+    return powers[k]
 
 
 def _check_positive(name: str):
