@@ -9,7 +9,6 @@ that schedule (sd-scripts switches to adafactor behind the user's back), so it i
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,16 +23,9 @@ def parse_kohya_args(items: Iterable[str] | Mapping[str, Any] | None) -> dict[st
         return {}
     if isinstance(items, Mapping):
         return dict(items)
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep:
-            continue  # malformed items are the config layer's error, reported there
-        try:
-            out[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value.strip()
-    return out
+    from lora_sched.config.args import parse_kv_list  # torch-free; ast loads only here
+
+    return parse_kv_list(list(items), "optimizer_args")[0]  # malformed items: the config layer reports them
 
 
 def is_adafactor(optimizer_type: Any) -> bool:

@@ -3,12 +3,12 @@ with kohya's ``optimizer_args`` ("key=value" strings, values read as Python lite
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lora_sched.config.args import parse_kv_list
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 
 #: Schedule-free optimizers (the `schedulefree` package): they need a constant LR schedule.
@@ -37,21 +37,10 @@ def parse_optimizer_args(
         return {}
     if isinstance(items, Mapping):
         return dict(items)
-    out: dict[str, Any] = {}
-    problems = []
-    for i, item in enumerate(items):
-        name, sep, text = str(item).partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            problems.append(problem(f"{key}[{i}]", 'a "key=value" string such as "weight_decay=0.01"', item))
-            continue
-        try:
-            out[name] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            out[name] = text.strip()  # kohya keeps an unparsable value as the string itself
+    values, problems, _ = parse_kv_list(items, key)  # the config layer's parser: one set of rules
     if problems:
         raise ConfigError(problems)
-    return out
+    return values
 
 
 def is_schedule_free(name: str) -> bool:
