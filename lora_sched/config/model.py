@@ -7,7 +7,6 @@ Every layer reads the config through this object: flat kohya keys with defaults 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +66,7 @@ class LoraConfig:
         self.sections = {} if sections is None else sections
         self.trust_scheduler_code = trust_scheduler_code
         self.locator = locator
+        self._samples: tuple[str, int | None] | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LoraConfig):
@@ -90,11 +90,18 @@ class LoraConfig:
 
     def schedule_request(self) -> ScheduleRequest:
         """The schedule as written (a copy: callers may change it)."""
+        import copy  # only here: a clean validate never needs it
+
         return copy.deepcopy(self.request)
 
     def num_samples(self) -> int | None:
-        """Samples per epoch of train_data_dir (images x repeats), None if it cannot be counted."""
-        return count_samples(self.values["train_data_dir"])
+        """Samples per epoch of train_data_dir (images x repeats), None if it cannot be counted.
+
+        Counted once per config and folder: validate and preview resolve several times."""
+        folder = self.values["train_data_dir"]
+        if self._samples is None or self._samples[0] != folder:
+            self._samples = (folder, count_samples(folder))
+        return self._samples[1]
 
     def training_shape(self, num_processes: int = 1, num_samples: int | None = None) -> TrainingShape:
         """Steps per epoch and samples per step; num_samples defaults to counting train_data_dir."""
