@@ -142,7 +142,9 @@ def test_terms_match_both_references_on_catalogue_arrays(T, name, args, warmup):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.floats(0.0, 10.0), min_size=1, max_size=60),
+    # subnormal step sizes (~1e-311) are no learning rates, and the direct formula overflows on them
+    # (eta_k / A_k first) where the O(T) form stays finite: zeros, tiny and large normal values only
+    st.lists(st.floats(0.0, 10.0, allow_subnormal=False), min_size=1, max_size=60),
     st.floats(0.1, 10.0),
     st.one_of(st.floats(0.1, 10.0), st.none()),
     st.randoms(use_true_random=False),
