@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
 
 FORMAT = "lora_sched.checkpoint/1"
@@ -83,7 +84,8 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint `step` atomically (all processes call this; process 0 writes the shared parts)."""
     import torch
-    from safetensors.torch import save_file
+
+    from lora_sched.train.lora import save_safetensors_atomic
 
     root = checkpoints_dir(output_dir)
     final = root / f"step-{step:08d}"
@@ -97,13 +99,15 @@ def save_checkpoint(
     _save_sync(torch, rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if main:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "lora.safetensors"))
+        save_safetensors_atomic(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "lora.safetensors"
+        )
         _save_sync(torch, optimizer.state_dict(), tmp / "optimizer.pt")
         _save_sync(torch, scheduler.state_dict(), tmp / "scheduler.pt")
         if getattr(accelerator, "scaler", None) is not None:  # fp16: the loss scale decides which updates skip
             _save_sync(torch, accelerator.scaler.state_dict(), tmp / "scaler.pt")
         record = {"format": FORMAT, "step": step, "num_processes": accelerator.num_processes, **state}
-        (tmp / STATE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
+        atomic_write_text(tmp / STATE_FILE, json.dumps(record, indent=1, sort_keys=True, default=str))
         _fsync_dir(tmp)
         if final.exists():  # the same step saved again (a resumed run): swap, then drop the old copy
             old = root / f".old-step-{step:08d}"

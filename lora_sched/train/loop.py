@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib.util
+import io
 import math
 import os
 import random
@@ -26,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.data import CachedData, ShardedOrder, cache_data, load_examples, load_images, step_generator
@@ -290,7 +292,17 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     out_file = output_dir / f"{v['output_name']}.safetensors"
     if main and (start < resolved.run_length or not out_file.exists()):
         metadata = _metadata(
-            cfg, v, resolved, group_lrs, data, steps_per_epoch, final_step, optimizer_type, width, height
+            cfg,
+            v,
+            resolved,
+            group_lrs,
+            data,
+            steps_per_epoch,
+            final_step,
+            optimizer_type,
+            width,
+            height,
+            model.unet.config,
         )
         save_safetensors_atomic(to_kohya(lora_tensors(model, train_te), float(v["network_alpha"])), out_file, metadata)
     accelerator.wait_for_everyone()
@@ -442,12 +454,11 @@ class _CsvLog:
                 rows = list(csv.reader(fh))
             if rows and rows[0] == header:
                 kept = [r for r in rows[1:] if r and int(r[0]) < start]
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(kept)
-        os.replace(tmp, path)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(kept)
+        atomic_write_text(path, text.getvalue())
         self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
         self._writer = csv.writer(self._fh)
         self._t0 = time.perf_counter()
@@ -482,8 +493,11 @@ def _metadata(
     optimizer_type: str,
     width: int,
     height: int,
+    unet_config: Any,
 ) -> dict[str, str]:
     import json
+
+    v2 = unet_config.cross_attention_dim == 1024  # SD 2.x's OpenCLIP text width; SD 1.x (and ours) differ
 
     return kohya_metadata(
         {
@@ -511,8 +525,8 @@ def _metadata(
             "ss_max_grad_norm": v.get("max_grad_norm"),
             "ss_resolution": f"({width}, {height})",
             "ss_sd_model_name": str(v["pretrained_model_name_or_path"]),
-            "ss_base_model_version": "sd_v1",
-            "ss_v2": False,
+            "ss_base_model_version": "sd_v2" if v2 else "sd_v1",
+            "ss_v2": v2,
             "ss_output_name": v["output_name"],
             "ss_training_finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "lora_sched_schedule": json.dumps(resolved.to_dict(), sort_keys=True),

@@ -9,7 +9,6 @@ dots turned into underscores under ``lora_unet_`` / ``lora_te_``, plus a scalar 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,17 +75,12 @@ def to_kohya(tensors: Mapping[str, Any], alpha: float) -> dict[str, Any]:
 
 
 def save_safetensors_atomic(tensors: Mapping[str, Any], path: Path, metadata: Mapping[str, str] | None = None) -> None:
-    """Write a .safetensors file through a temporary name and os.replace (never a half file)."""
-    from safetensors.torch import save_file
+    """Write a .safetensors file atomically and durably (temp file, fsync, os.replace): never a half file."""
+    from safetensors.torch import save
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(dict(tensors), str(tmp), metadata=dict(metadata) if metadata else None)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from lora_sched.config.writer import atomic_write_bytes
+
+    atomic_write_bytes(path, save(dict(tensors), metadata=dict(metadata) if metadata else None))
 
 
 def kohya_metadata(info: Mapping[str, Any]) -> dict[str, str]:
