@@ -168,3 +168,23 @@ def test_tensor_learning_rates_are_filled_in_place():
         sched.step()
     assert opt.param_groups[0]["lr"] is lr_tensor
     assert seen == pytest.approx((1e-3 * rs.multipliers()).tolist(), rel=1e-6)  # float32 tensor
+
+
+def test_resuming_with_another_number_of_processes_keeps_the_update():
+    """num_processes counts calls per update: the curve over updates, and the update reached, stay."""
+    import torch
+
+    from lora_sched.schedules import ScheduleRequest, resolve
+    from lora_sched.torch import LoraSchedLR
+
+    rs = resolve(ScheduleRequest("cosine", warmup=3, max_train_steps=20))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    two = LoraSchedLR(opt, resolved=rs, num_processes=2)
+    for _ in range(14):  # 7 updates
+        two.step()
+    state = two.state_dict()
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    one = LoraSchedLR(opt, resolved=rs, num_processes=1)
+    one.load_state_dict(state)
+    assert one.last_epoch == 7
+    assert opt.param_groups[0]["lr"] == rs.multiplier(7)

@@ -154,11 +154,10 @@ class LoraSchedLR(LRScheduler):
             )
         saved = ResolvedSchedule.from_dict(state_dict["schedule"])
         changes = schedule_changes(saved, self.resolved, state_dict.get("base_lrs"), self.base_lrs)
-        if state_dict.get("num_processes", 1) != self.num_processes:
-            changes.append(_change("num_processes", state_dict.get("num_processes", 1), self.num_processes))
         if changes and not allow_schedule_change:
             raise ScheduleMismatchError(changes)
-        # last_epoch counts calls: keep the optimizer update, re-expressed in this scheduler's calls.
+        # last_epoch counts calls: keep the optimizer update, re-expressed in this scheduler's calls
+        # (a different number of processes leaves the curve over updates unchanged: not a change).
         updates = max(0, int(state_dict["last_epoch"])) // max(1, int(state_dict.get("num_processes", 1)))
         self.last_epoch = updates * self.num_processes
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
