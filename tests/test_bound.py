@@ -61,7 +61,8 @@ def direct_bound(eta, D=1.0, G=1.0) -> tuple[float, float, float]:
         after = math.fsum(eta[k + 1 :])
         if after == 0:
             return t1, t2, math.inf
-        parts.append(eta[k] / after * (math.fsum(sq[k:]) / math.fsum(eta[k:])))
+        # the ratio last: eta_k / after alone can overflow (4 / 2.2e-308) where the whole term is 0
+        parts.append(eta[k] * (math.fsum(sq[k:]) / math.fsum(eta[k:])) / after)
     return t1, t2, 0.5 * math.fsum(parts)
 
 
