@@ -1,10 +1,11 @@
 """Custom torch scheduler classes named by ``lr_scheduler_type`` (sd-scripts' custom path, made safe).
 
 * Which classes: ``CosineAnnealingLR`` means ``torch.optim.lr_scheduler.CosineAnnealingLR``; a dotted
-  path imports its module. Only ``torch.optim.lr_scheduler`` and ``lora_sched`` are importable by
-  default: a TOML file from the internet must not import arbitrary modules, so any other module
+  path imports its module. Only ``torch.optim.lr_scheduler`` and ``lora_sched.torch`` are importable
+  by default: a TOML file from the internet must not import arbitrary modules, so any other module
   needs ``--trust-scheduler-code``, and even then the target must be an `LRScheduler` class.
-  Modules such as ``os``, ``subprocess`` or ``builtins`` are refused outright, never imported.
+  Modules such as ``os``, ``subprocess`` or ``builtins``, any ``__main__`` module (importing one
+  runs a program) and lora_sched's other packages are refused outright, never imported.
 * Arguments are checked against the class signature at validation time (missing, unknown with
   did-you-mean, wrong type against the annotation or the default), then the class is built once on
   a one-parameter dummy optimizer so that its own value checks run before any model loads.
@@ -32,6 +33,8 @@ from lora_sched.errors import ConfigError, Problem, did_you_mean, problem, raw
 from lora_sched.torch.scheduler import STATE_FORMAT, LoraSchedLR, ScheduleMismatchError, _change
 
 TORCH_MODULE = "torch.optim.lr_scheduler"
+#: The only lora_sched package with scheduler classes (LoraSchedLR, WarmupThen, AdafactorLR).
+OUR_MODULE = "lora_sched.torch"
 TRUST_FLAG = "--trust-scheduler-code"
 #: Never imported, trusted or not: nothing in them is a scheduler, and importing is the risk.
 REFUSED_MODULES = frozenset(
@@ -82,7 +85,19 @@ def split_path(type_path: str) -> tuple[str, str]:
 
 
 def _allowed_by_default(module: str) -> bool:
-    return module == TORCH_MODULE or module == "lora_sched" or module.startswith("lora_sched.")
+    return module in (TORCH_MODULE, OUR_MODULE) or module.startswith(OUR_MODULE + ".")
+
+
+def _refused(module: str) -> str | None:
+    """Why `module` is never imported, trusted or not (None if it may be)."""
+    parts = module.split(".")
+    if parts[0] in REFUSED_MODULES or module in REFUSED_MODULES:
+        return f"`{module}` is never imported: it holds no LR scheduler class"
+    if "__main__" in parts:
+        return "a `__main__` module runs a program when imported; name the module that defines the class"
+    if parts[0] == "lora_sched" and not _allowed_by_default(module):
+        return f"lora_sched's scheduler classes are in {OUR_MODULE} (e.g. {OUR_MODULE}.LoraSchedLR)"
+    return None
 
 
 def resolve_class(type_path: Any, trust: bool = False) -> tuple[type | None, list[Problem]]:
@@ -90,12 +105,10 @@ def resolve_class(type_path: Any, trust: bool = False) -> tuple[type | None, lis
     if not isinstance(type_path, str) or not type_path.strip():
         return None, [problem(KEY, 'a torch scheduler class name, e.g. "CosineAnnealingLR"', type_path)]
     module_name, attr = split_path(type_path.strip())
-    root = module_name.split(".")[0]
-    expected = "an LR scheduler class (torch.optim.lr_scheduler.* or lora_sched.*)"
-    if root in REFUSED_MODULES or module_name in REFUSED_MODULES:
-        return None, [
-            problem(KEY, expected, type_path, f"`{module_name}` is never imported: it holds no LR scheduler class")
-        ]
+    expected = f"an LR scheduler class ({TORCH_MODULE}.* or {OUR_MODULE}.*)"
+    refused = _refused(module_name)
+    if refused:
+        return None, [problem(KEY, expected, type_path, refused)]
     if not all(part.isidentifier() for part in (*module_name.split("."), attr)):
         return None, [problem(KEY, f"{expected}, as a dotted Python path", type_path)]
     if attr.startswith("_") and attr != "_LRScheduler":
