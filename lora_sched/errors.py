@@ -9,7 +9,7 @@ layer fills in the file, the line and the section path before showing them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning", "notice"]
@@ -65,6 +65,11 @@ class ConfigError(ValueError):
 def problem(key: str, expected: str, found: object, hint: str = "", severity: Severity = "error") -> Problem:
     """Build a Problem; `found` is shown with repr-like formatting that users recognise from TOML."""
     return Problem(key=key, expected=expected, found=describe_value(found), hint=hint, severity=severity)
+
+
+def too_many(items: Sized) -> str:
+    """`found` for a list over its cap: its length, not its items."""
+    return raw(f"{len(items):,} items")
 
 
 def describe_value(value: object) -> str:

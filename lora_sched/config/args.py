@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lora_sched.errors import Problem, problem, raw
+from lora_sched.errors import Problem, problem, raw, too_many
+from lora_sched.schedules.durations import MAX_LIST_ITEMS
 
 _BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _LITERAL_TYPES = (bool, int, float, str, list, type(None))
@@ -60,6 +61,12 @@ def parse_kv_list(items: Any, key: str) -> tuple[dict[str, Any], list[Problem], 
     values: dict[str, Any] = {}
     where: dict[str, int] = {}
     problems: list[Problem] = []
+    if len(items) > MAX_LIST_ITEMS:
+        return (
+            values,
+            [problem(key, f'a list of at most {MAX_LIST_ITEMS:,} "key=value" strings', too_many(items))],
+            where,
+        )
     for i, item in enumerate(items):
         item_key = f"{key}[{i}]"
         if not isinstance(item, str):

@@ -15,8 +15,8 @@ import re
 from typing import Any, Literal
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
-from lora_sched.errors import Problem, did_you_mean, problem, range_text, raw
-from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_STEPS
+from lora_sched.errors import Problem, did_you_mean, problem, range_text, raw, too_many
+from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, MAX_STEPS
 
 KeyKind = Literal[
     "float", "int", "bool", "str", "choice", "duration", "resolution", "kv_list", "sched_args", "optimizer", "path"
@@ -180,6 +180,8 @@ class Key:
         if kind == "kv_list":
             if not isinstance(value, list):
                 return problem(self.name, self.expected(), value, 'e.g. ["weight_decay=0.1", "betas=[0.9,0.99]"]')
+            if len(value) > MAX_LIST_ITEMS:
+                return problem(self.name, f"{self.expected()}, at most {MAX_LIST_ITEMS:,}", too_many(value))
             for i, item in enumerate(value):
                 if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
                     return problem(f"{self.name}[{i}]", 'a "key=value" string', item)

@@ -54,24 +54,114 @@ _SCHEDULE_INPUTS = {
 }
 
 
+#: Largest config accepted, in bytes: real ones are a few KB; the cap bounds the time and memory of a check.
+MAX_CONFIG_BYTES = 1 << 20
+#: Most keys in one file, all tables counted: sd-scripts has a few hundred options; each unknown key costs a
+#: did-you-mean search.
+MAX_KEYS = 2000
+#: Most parts of one dotted key or [table.header]: tomllib's key parser is quadratic in them.
+MAX_KEY_PARTS = 1000
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')"""
+#: A dotted run such as a.b."c".d; finditer consumes each character once (no backtracking blow-up).
+_DOTTED_RUN = re.compile(rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*")
+
+
 def load_config(path: str | os.PathLike[str], *, trust_scheduler_code: bool = False) -> LoraConfig:
     """Read and validate a TOML config; raise ConfigError listing every problem with file:line."""
     name = os.fspath(path)
+    data = read_config_bytes(name)
+    return loads_config(data, source=name, trust_scheduler_code=trust_scheduler_code)
+
+
+def read_config_bytes(name: str) -> bytes:
+    """A config file's bytes: a regular file of at most MAX_CONFIG_BYTES, or a ConfigError.
+
+    The type and size are checked before reading: /dev/zero, a FIFO or a huge file would otherwise
+    take memory without bound or block forever. The file is opened non-blocking and checked again
+    through its descriptor, so a swap between the check and the open cannot hang either.
+    """
     try:
-        data = open(name, "rb").read()  # noqa: SIM115
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise ConfigError(Problem("", "an existing file", "no such file", file=name)) from None
     except IsADirectoryError:
         raise ConfigError(Problem("", "a file", "a directory", file=name)) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise ConfigError(
+            Problem("", "a readable file", getattr(exc, "strerror", None) or str(exc), file=name)
+        ) from None
+    try:
+        _check_regular_and_small(os.fstat(fd), name)
+        data = _read_at_most(fd, MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(Problem("", "a readable file", exc.strerror or str(exc), file=name)) from None
-    return loads_config(data, source=name, trust_scheduler_code=trust_scheduler_code)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the check
+        raise ConfigError(_too_big(name, len(data)))
+    return data
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _check_regular_and_small(st: os.stat_result, name: str) -> None:
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(Problem("", "a file", "a directory", file=name))
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _SPECIAL_FILES if getattr(stat, test)(st.st_mode)), "a special file")
+        raise ConfigError(Problem("", "a regular file", kind, "configs are read from ordinary files only", file=name))
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_big(name, st.st_size))
+
+
+_SPECIAL_FILES = (
+    ("S_ISFIFO", "a FIFO (named pipe)"),
+    ("S_ISCHR", "a character device"),
+    ("S_ISBLK", "a block device"),
+    ("S_ISSOCK", "a socket"),
+)
+
+
+def _too_big(source: str, size: int) -> Problem:
+    return Problem(
+        "",
+        f"a config of at most {MAX_CONFIG_BYTES:,} bytes",
+        f"{size:,} bytes",
+        "a training config is a few KB; is this the right file?",
+        file=source,
+    )
 
 
 def loads_config(text: str | bytes, source: str = "<string>", *, trust_scheduler_code: bool = False) -> LoraConfig:
     """Validate TOML text (str or bytes); `source` names it in messages."""
+    if len(text) > MAX_CONFIG_BYTES:  # str: characters, each at least a byte
+        raise ConfigError(_too_big(source, len(text.encode("utf-8")) if isinstance(text, str) else len(text)))
     if isinstance(text, bytes):
         text = _decode(text, source)
+    deep = _deep_key_line(text)
+    if deep:
+        raise ConfigError(
+            Problem(
+                "",
+                f"keys and [table] headers of fewer than {MAX_KEY_PARTS:,} dotted parts",
+                f"{MAX_KEY_PARTS:,} or more",
+                "kohya sections nest one level: [section] then key = value",
+                file=source,
+                line=deep,
+            )
+        )
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -79,6 +169,18 @@ def loads_config(text: str | bytes, source: str = "<string>", *, trust_scheduler
     except (RecursionError, MemoryError):
         raise ConfigError(Problem("", "valid TOML", "a document nested too deeply", file=source)) from None
     return _Loader(text, doc, source, trust_scheduler_code).run()
+
+
+def _deep_key_line(text: str) -> int | None:
+    """The first line with a dotted key of MAX_KEY_PARTS parts or more (only lines with that many dots are scanned)."""
+    if text.count(".") < MAX_KEY_PARTS - 1:
+        return None
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.count(".") >= MAX_KEY_PARTS - 1 and any(
+            len(re.findall(_KEY_PART, run.group())) >= MAX_KEY_PARTS for run in _DOTTED_RUN.finditer(line)
+        ):
+            return number
+    return None
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -164,6 +266,9 @@ class _Loader:
 
     # ---- steps ----------------------------------------------------------------------------
     def run(self) -> LoraConfig:
+        keys = _count_keys(self.doc)
+        if keys > MAX_KEYS:
+            raise ConfigError(Problem("", f"a config of at most {MAX_KEYS:,} keys", f"{keys:,} keys", file=self.source))
         self.flatten()
         values = self.check_values()
         config = self.build(values)
@@ -451,6 +556,19 @@ class _Loader:
             self.problems.append(
                 problem(key, f"no {key} ({schedule} does not use it)", value, hint, severity="warning")
             )
+
+
+def _count_keys(doc: dict[str, Any]) -> int:
+    """Keys in every table of a parsed document, inline tables and arrays of tables included."""
+    count, todo = 0, [doc]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            todo.extend(v for v in node.values() if isinstance(v, (dict, list)))
+        else:
+            todo.extend(v for v in node if isinstance(v, (dict, list)))
+    return count
 
 
 def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:

@@ -24,6 +24,9 @@ Unit = Literal["ba", "ep", "sp", "dur"]
 
 #: Largest step count accepted anywhere: a billion updates is far beyond any LoRA run.
 MAX_STEPS = 1_000_000_000
+#: Most items of any list argument (milestones, step_rules, "key=value" lists): real ones have a few;
+#: the cap bounds the time and memory a hostile config can cost.
+MAX_LIST_ITEMS = 10_000
 
 DURATION_EXPECTED = (
     'steps (an int), a fraction in [0, 1), "5%", or a time string like "100ba", "2ep", "512sp", "0.3dur"'

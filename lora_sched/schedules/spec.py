@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
-from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem, range_text
-from lora_sched.schedules.durations import DURATION_EXPECTED, Duration, parse_duration
+from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem, range_text, too_many
+from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, Duration, parse_duration
 
 ParamKind = Literal["float", "int", "bool", "choice", "str", "duration", "durations"]
 
@@ -96,6 +96,8 @@ class Param(NamedTuple):
         if kind == "durations":
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(problem(key, 'a list of durations, e.g. [100, 200] or ["0.3dur", "0.6dur"]', value))
+            if len(value) > MAX_LIST_ITEMS:
+                raise ConfigError(problem(key, f"a list of at most {MAX_LIST_ITEMS:,} durations", too_many(value)))
             return tuple(parse_duration(v, f"{key}[{i}]") for i, v in enumerate(value))
         if kind == "bool":
             if not isinstance(value, bool):

@@ -6,6 +6,7 @@ from typing import Any
 
 from lora_sched._lazy import np
 from lora_sched.schedules.catalogue._params import gamma
+from lora_sched.schedules.durations import MAX_LIST_ITEMS
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
@@ -23,6 +24,8 @@ def parse_step_rules(text: str) -> tuple[list[int], list[float], float]:
 
 
 def _check_step_rules(text: str) -> str | None:
+    if text.count(",") >= MAX_LIST_ITEMS:
+        return f"step_rules holds at most {MAX_LIST_ITEMS:,} rules (found {text.count(',') + 1:,})"
     try:
         bounds, values, last = parse_step_rules(text)
     except ValueError as exc:
