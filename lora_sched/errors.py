@@ -142,3 +142,40 @@ def did_you_mean(word: str, candidates: Iterable[str], n: int = 1) -> str:
     if not matches:
         return ""
     return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
+
+
+def near_miss(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` is a slip of, or None: the same but for case or `-` for `_`, or within
+    one edit (two for words of 8+ characters; a swap of neighbours counts one). Stricter than
+    did_you_mean: it tells a typo of a known key (an error) from a key of some other tool. Ties go
+    to the earlier candidate."""
+    norm = word.lower().replace("-", "_")
+    if len(norm) < 4:
+        return None
+    limit = 1 if len(norm) < 8 else 2
+    best: tuple[int, str] | None = None
+    for candidate in candidates:
+        other = candidate.lower().replace("-", "_")
+        if abs(len(other) - len(norm)) > limit:
+            continue
+        distance = _edit_distance(norm, other, limit)
+        if distance <= limit and (best is None or distance < best[0]):
+            best = (distance, candidate)
+    return best[1] if best else None
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance, giving up (limit + 1) once every row exceeds `limit`."""
+    before: list[int] = []
+    row = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]

@@ -19,7 +19,7 @@ TARGET = ROOT / "docs" / "sections" / "30-config.md"
 sys.path.insert(0, str(ROOT))
 
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEYS, SECTIONS, Key  # noqa: E402
-from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS  # noqa: E402
+from lora_sched.config.kohya_keys import kohya_key_names  # noqa: E402
 from lora_sched.schedules.spec import all_specs  # noqa: E402
 
 INTRO = """\
@@ -27,8 +27,9 @@ INTRO = """\
 
 A config is a flat kohya-ss `sd-scripts` TOML file: existing kohya-ss and kohya-colab files load as
 they are, and files `lora_sched` writes still run in sd-scripts. Sections are for humans: any
-section name is accepted on read (kohya flattens them), but a key written in two sections is an
-error naming both lines (kohya silently keeps the last one). We write the sections below, plus
+section name is accepted on read (kohya flattens them), but a key written in two sections with
+different values is an error naming both lines (kohya silently keeps the last one); with the same
+value it is a notice. We write the sections below, plus
 `[lora_sched]` for the keys sd-scripts does not have.
 
 Rules, in the order the loader applies them:
@@ -36,9 +37,16 @@ Rules, in the order the loader applies them:
 - Not UTF-8, not TOML: one error with the line (`file:line: expected valid TOML, got ...`). An empty
   file is valid (every key takes its default: constant LR 1e-4 for 1600 steps on `builtin:shapes`)
   but gives a notice, since it is rarely what was meant.
-- Unknown keys are errors with a did-you-mean hint. The {n_unused} sd-scripts options this project
-  does not use (`noise_offset`, `clip_skip`, `xformers`, `cache_latents`, ...) load with one notice
-  listing them, and are written back where they were, so the file stays portable.
+- Keys are sorted three ways. The {n_unused} keys the kohya tools know and this project does not use
+  load with one notice listing them, and are written back where they were, so the file stays
+  portable: every option of sd-scripts' and musubi-tuner's training scripts, their dataset config
+  keys, and what the kohya_ss GUI, kohya-colab and LoRA_Easy write (`noise_offset`, `xformers`,
+  `epoch`, `noise_offset_type`, ...). The table is generated from those projects' sources by
+  `tools/gen_kohya_keys.py` into `lora_sched/data/kohya_keys.json`, with the commit of each.
+  A key within a slip of a known one (case, `-` for `_`, one edit, two in a name of 8+ characters)
+  is an error with a did-you-mean hint: `learning_rat` would silently leave sd-scripts at its
+  default. Any other key is a warning (sd-scripts drops it silently; so does `lora_sched`, and an
+  export writes it back), an error with `lora-sched validate --strict`.
 - Types are checked strictly, as kohya does no conversion: `learning_rate = "1e-4"` is an error
   with the hint "remove the quotes", an int key given `8.0` says "write 8". NaN, infinity, negative
   and absurd values are rejected with the allowed range.
@@ -119,7 +127,7 @@ def default_text(key: Key) -> str:
 def render() -> str:
     corpus = ROOT / "tests" / "invalid_configs"
     n_corpus = len([p for p in corpus.glob("*.toml") if p.name != "expected.toml"])
-    out = [INTRO.format(n_unused=len(UNUSED_KOHYA_KEYS), n_corpus=n_corpus)]
+    out = [INTRO.format(n_unused=len(kohya_key_names() - {k.name for k in KEYS}), n_corpus=n_corpus)]
     for section in SECTIONS:
         out.append(f"\n`[{section}]`\n")
         out.append("| key | type | default | meaning |")

@@ -1,51 +1,53 @@
-"""sd-scripts options lora_sched does not use.
+"""What the kohya tools know: every key sd-scripts, musubi-tuner, the kohya_ss GUI, kohya-colab and
+LoRA_Easy read or write in a training TOML.
 
-They load with a one-line notice instead of an "unknown key" error, so a kohya-ss or kohya-colab
-file stays portable: the same file still runs in sd-scripts. Names follow sd-scripts'
-`train_util.add_*_arguments`, `train_network.py`, `sdxl_train_util` and the dataset config.
+The table is data generated from their sources (lora_sched/data/kohya_keys.json, by
+tools/gen_kohya_keys.py, which records the commit of each repository it read). Keys lora_sched does
+not use load with a notice, so a kohya file stays portable: the same file still runs in sd-scripts.
+The file is read on first need: a config holding only lora_sched's keys never loads it.
 """
 
 from __future__ import annotations
 
-_NAMES = """
-v2 v_parameterization tokenizer_cache_dir
-# dataset
-train_data_dir_2 reg_data_dir in_json dataset_config dataset_repeats shuffle_caption caption_separator
-caption_extention keep_tokens keep_tokens_separator secondary_separator enable_wildcard caption_prefix
-caption_suffix color_aug flip_aug face_crop_aug_range random_crop debug_dataset cache_latents vae_batch_size
-cache_latents_to_disk skip_cache_check enable_bucket min_bucket_reso max_bucket_reso bucket_reso_steps
-bucket_no_upscale token_warmup_min token_warmup_step alpha_mask dataset_class caption_dropout_rate
-caption_dropout_every_n_epochs caption_tag_dropout_rate class_tokens num_repeats image_dir is_reg
-max_token_length resize_interpolation
-# training
-output_config save_precision save_every_n_epochs save_n_epoch_ratio save_last_n_epochs save_last_n_epochs_state
-save_last_n_steps save_last_n_steps_state save_state save_state_on_train_end save_model_as use_safetensors
-huggingface_repo_id huggingface_repo_type huggingface_path_in_repo huggingface_token huggingface_repo_visibility
-save_state_to_huggingface resume_from_huggingface async_upload xformers mem_eff_attn torch_compile
-dynamo_backend sdpa vae lowram highvram persistent_data_loader_workers max_data_loader_n_workers
-full_fp16 full_bf16 fp8_base fp8_base_unet ddp_timeout ddp_gradient_as_bucket_view ddp_static_graph clip_skip
-logging_dir log_with log_prefix log_tracker_name log_tracker_config wandb_run_name wandb_api_key log_config
-noise_offset noise_offset_random_strength multires_noise_iterations multires_noise_discount ip_noise_gamma
-ip_noise_gamma_random_strength adaptive_noise_scale zero_terminal_snr min_timestep max_timestep loss_type
-huber_schedule huber_c huber_scale lowvram gradient_checkpointing prior_loss_weight min_snr_gamma
-scale_v_pred_loss_like_noise_pred v_pred_like_loss debiased_estimation_loss weighted_captions
-sample_every_n_steps sample_at_first sample_every_n_epochs sample_prompts sample_sampler config_file
-deepspeed zero_stage offload_optimizer_device offload_optimizer_nvme_path offload_param_device
-offload_param_nvme_path zero3_init_flag zero3_save_16bit_model fp16_master_weights_and_gradients
-mem_eff_save masked_loss initial_epoch initial_step skip_until_initial_step
-fused_backward_pass fused_optimizer_groups optimizer_accumulation_steps metadata_title metadata_author
-metadata_description metadata_license metadata_tags
-# network
-network_module network_args network_weights network_train_unet_only network_train_text_encoder_only
-dim_from_weights scale_weight_norms base_weights base_weights_multiplier no_half_vae skip_until_initial_step
-training_comment no_metadata network_dropout conv_dim conv_alpha unet_lr_weight text_encoder_lr_weight
-network_multiplier loraplus_lr_ratio loraplus_unet_lr_ratio loraplus_text_encoder_lr_ratio
-# sdxl
-cache_text_encoder_outputs cache_text_encoder_outputs_to_disk disable_mmap_load_safetensors
-text_encoder_lr1 text_encoder_lr2 learning_rate_te1 learning_rate_te2 block_lr
-"""
+import os
+from typing import Any
 
-#: Known sd-scripts keys that load with a notice (the file stays portable to sd-scripts).
-UNUSED_KOHYA_KEYS: frozenset[str] = frozenset(
-    word for line in _NAMES.splitlines() if not line.startswith("#") for word in line.split()
-)
+#: The generated table (installed with the package as package data).
+DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "kohya_keys.json")
+_DATA: dict[str, Any] | None = None
+
+
+def _data() -> dict[str, Any]:
+    global _DATA
+    if _DATA is None:
+        import json  # only when a config holds a key that is not lora_sched's
+
+        with open(DATA_FILE, encoding="utf-8") as f:
+            _DATA = json.load(f)
+    return _DATA
+
+
+def kohya_key_names() -> frozenset[str]:
+    """Every key the kohya tools define or write (lora_sched's shared keys included)."""
+    return frozenset(_data()["keys"])
+
+
+def is_kohya_key(name: str) -> bool:
+    return name in _data()["keys"]
+
+
+def kohya_key(name: str) -> dict[str, Any] | None:
+    """A key's record: `sources` as "repo:path" strings, plus sd-scripts' argparse `type`, `default`,
+    `nargs`, `choices`, `action` where the source gives them as literals; None if no tool knows it."""
+    data = _data()
+    entry = data["keys"].get(name)
+    if entry is None:
+        return None
+    record = {k: v for k, v in entry.items() if k != "in"}
+    record["sources"] = [f"{data['files'][i][0]}:{data['files'][i][1]}" for i in entry["in"]]
+    return record
+
+
+def sources() -> dict[str, str]:
+    """repository -> the commit the table was generated from."""
+    return dict(_data()["sources"])

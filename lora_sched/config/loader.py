@@ -16,10 +16,10 @@ import sys
 from typing import Any
 
 from lora_sched.config.args import parse_scheduler_args
-from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, GLOBAL_UNSET_ALSO, KEY_BY_NAME, KEYS, defaults
-from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS
+from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, GLOBAL_UNSET_ALSO, KEY_BY_NAME, defaults
+from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.model import LoraConfig
-from lora_sched.errors import ConfigError, Problem, did_you_mean, problem, raw
+from lora_sched.errors import ConfigError, Problem, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
 from lora_sched.schedules.spec import ScheduleSpec, all_specs, lookup
 
@@ -221,6 +221,7 @@ class _Loader:
         self.where: dict[str, tuple[str | None, tuple]] = {}  # flat key -> (section, path in the document)
         self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
         self.extras: dict[str, tuple[str | None, Any]] = {}
+        self.typos: dict[str, str] = {}  # an unknown key -> the known key it is a slip of
 
     # ---- locating -------------------------------------------------------------------------
     @property
@@ -312,12 +313,17 @@ class _Loader:
         if key in self.where:
             first_section, first_path = self.where[key]
             first = f"{_bare_or_quoted(first_section) + '.' if first_section else ''}{_bare_or_quoted(key)}"
+            same = _same_value(self.given[key], value)
             self.problems.append(
                 Problem(
                     f"{_bare_or_quoted(section) + '.' if section else ''}{_bare_or_quoted(key)}",
                     "each key once in the whole file (kohya flattens the sections)",
-                    f"a second `{key}`; the first is {first} at line {self.line_of(first_path)}",
-                    "kohya silently keeps the last one; remove one of them",
+                    f"a second `{key}`{' with the same value' if same else ''}; "
+                    f"the first is {first} at line {self.line_of(first_path)}",
+                    "kohya keeps the last one, which is the same: remove either"
+                    if same
+                    else "kohya silently keeps the last one; remove one of them",
+                    severity="notice" if same else "error",
                     file=self.source,
                     line=self.line_of(path),
                 )
@@ -342,11 +348,14 @@ class _Loader:
                     self.problems.append(found)
                     continue
                 values[key] = float(value) if spec.kind == "float" and key not in GLOBAL_SCHEDULER_KEYS else value
-            elif key in UNUSED_KOHYA_KEYS:
+            elif is_kohya_key(key):
                 unused.append(key)
                 self.extras[key] = (self.where[key][0], value)
             else:
-                self.problems.append(self.unknown(key, value))
+                found = self.unknown(key, value)
+                self.problems.append(found)
+                if found.severity != "error":  # kept, as sd-scripts keeps it: an export writes it back
+                    self.extras[key] = (self.where[key][0], value)
         if unused:
             first = self.line_of(self.where[unused[0]][1])
             self.notes.append(
@@ -366,26 +375,27 @@ class _Loader:
         return values
 
     def unknown(self, key: str, value: Any) -> Problem:
-        ours = [k.name for k in KEYS]
-        hint = did_you_mean(key, ours) or did_you_mean(key, sorted(UNUSED_KOHYA_KEYS))
-        if not hint:
-            takers = [s.name for s in all_specs() if s.param(key) is not None]
-            if takers:
-                hint = f'`{key}` is a schedule argument: put it in lr_scheduler_args (e.g. ["{key}=..."])'
-            else:
-                hint = "see `lora-sched schema` or the config reference for every key"
+        """A slip of a known key is an error; any other key a warning: sd-scripts drops it silently."""
+        found = raw(f"unknown key {_quoted(key)}")
+        target = near_miss(key, [*KEY_BY_NAME, *sorted(kohya_key_names())])
+        if target is not None:
+            self.typos[key] = target
+            hint = f"did you mean `{target}`? (sd-scripts would silently ignore `{key}`)"
+            return problem(key, "a key lora_sched or a kohya tool reads", found, hint)
+        takers = [s.name for s in all_specs() if s.param(key) is not None]
+        if takers:
+            hint = f'`{key}` is a schedule argument: put it in lr_scheduler_args (e.g. ["{key}=..."])'
+        else:
+            hint = "no kohya tool reads it: sd-scripts ignores it, and so does lora_sched"
         if isinstance(value, dict):
-            hint = f"[{key}] is a table inside a section; sections nest one level. " + hint
-        return problem(key, "a lora_sched or sd-scripts key", raw(f"unknown key {_quoted(key)}"), hint)
+            hint = f"[{key}] is a table inside a section, and sections nest one level; " + hint
+        return problem(key, "a key lora_sched or a kohya tool reads", found, hint, severity="warning")
 
     # ---- the schedule ---------------------------------------------------------------------
     def build(self, values: dict[str, Any]) -> LoraConfig:
         bad_inputs = {_split_key(p.key)[0] for p in self.problems} & _SCHEDULE_INPUTS
-        for key in self.given:  # a misspelt schedule key (max_train_stepz) leaves its default in place
-            if key not in KEY_BY_NAME and key not in UNUSED_KOHYA_KEYS:
-                import difflib  # only for files with unknown keys
-
-                bad_inputs.update(difflib.get_close_matches(key, _SCHEDULE_INPUTS, n=1, cutoff=0.8))
+        # a misspelt schedule key (max_train_stepz) leaves its default in place: do not resolve with it
+        bad_inputs.update(set(self.typos.values()) & _SCHEDULE_INPUTS)
         config = LoraConfig(values=values, path=self.source, extras=self.extras, locator=self.locate)
         config.trust_scheduler_code = self.trust
         if "train_data_dir" in self.given and "train_data_dir" not in bad_inputs and config.num_samples() is None:
@@ -569,6 +579,24 @@ def _count_keys(doc: dict[str, Any]) -> int:
         else:
             todo.extend(v for v in node if isinstance(v, (dict, list)))
     return count
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal and of the same TOML type (1 and 1.0, or 1 and true, are different values)."""
+    try:
+        return _same(a, b)
+    except RecursionError:  # arrays nested thousands deep: call them different (an error names both)
+        return False
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from lora_sched.config.keys import KEYS, SECTIONS, Key
-from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS
+from lora_sched.config.kohya_keys import kohya_key_names
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_names, all_specs
 
 SCHEMA_ID = "https://lora-sched.invalid/lora_sched.schema.json"
@@ -116,7 +116,7 @@ def _args_rule(spec: ScheduleSpec) -> dict[str, Any]:
 def section_schema() -> dict[str, Any]:
     """What any section may hold: our keys, sd-scripts' unused ones, and per-schedule argument rules."""
     props: dict[str, Any] = {k.name: key_schema(k) for k in KEYS}
-    for name in sorted(UNUSED_KOHYA_KEYS):
+    for name in sorted(kohya_key_names() - props.keys()):
         props[name] = {"description": "sd-scripts option not used by lora_sched (kept for sd-scripts)"}
     rules = []
     for spec in all_specs():

@@ -17,7 +17,7 @@ import tomli_w
 
 from lora_sched.config.args import parse_scheduler_args, to_kohya_list
 from lora_sched.config.keys import KEY_BY_NAME, KEYS, SECTIONS
-from lora_sched.config.kohya_keys import UNUSED_KOHYA_KEYS
+from lora_sched.config.kohya_keys import is_kohya_key
 from lora_sched.config.model import LoraConfig
 from lora_sched.errors import ConfigError, problem, raw
 
@@ -45,7 +45,7 @@ def to_document(config: LoraConfig | Mapping[str, Any], *, kohya_list_args: bool
         for key, value in config.items():
             if key in KEY_BY_NAME:
                 flat[key] = value
-            elif key in UNUSED_KOHYA_KEYS:
+            elif is_kohya_key(key):
                 extras[key] = (None, value)
             else:
                 raise ConfigError(problem(key, "a lora_sched or sd-scripts key", raw(f"unknown key `{key}`")))
