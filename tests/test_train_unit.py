@@ -175,21 +175,40 @@ def test_model_source_errors(tmp_path):
         check_model_source(str(tmp_path))
 
 
-def test_latest_checkpoint_ignores_unfinished_ones(tmp_path):
+def _fake_checkpoint(folder: Path, step: int) -> Path:
+    """A checkpoint folder with every required file and a matching manifest (contents are not read)."""
+    folder.mkdir(parents=True)
+    for name in ckpt.REQUIRED:
+        (folder / name).write_bytes(f"{name} of step {step}".encode())
+    ckpt.write_manifest(folder)
+    return folder
+
+
+def test_latest_checkpoint_ignores_unfinished_and_damaged_ones(tmp_path, capsys):
     root = ckpt.checkpoints_dir(tmp_path)
-    for step, complete in ((10, True), (20, True), (30, False)):
-        folder = root / f"step-{step:08d}"
-        folder.mkdir(parents=True)
-        if complete:
-            (folder / ckpt.STATE_FILE).write_text("{}")
-    (root / ".tmp-step-00000040").mkdir()  # a save killed half way
-    (root / ".tmp-step-00000040" / ckpt.STATE_FILE).write_text("{}")
-    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [10, 20]
+    for step in (10, 20, 30):
+        _fake_checkpoint(root / f"step-{step:08d}", step)
+    (root / "step-00000030" / "optimizer.pt").write_bytes(b"optimizer.pt of step 31")  # same size, other bytes
+    _fake_checkpoint(root / ".tmp-step-00000040", 40)  # a save killed half way
+    (root / "step-00000050").mkdir()  # not a checkpoint: no manifest
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [10, 20, 30, 50]
+    capsys.readouterr()
     assert ckpt.find_resume_dir("latest", tmp_path).name == "step-00000020"
+    err = capsys.readouterr().err
+    assert "skipping a damaged checkpoint" in err and "step-00000050/manifest.json is missing" in err
+    assert "step-00000030/optimizer.pt: its sha256 differs" in err
+    assert "resuming from step-00000020, the newest intact checkpoint" in err
     assert ckpt.find_resume_dir(str(tmp_path), tmp_path).name == "step-00000020"
     assert ckpt.find_resume_dir("latest", tmp_path / "empty") is None
-    with pytest.raises(ConfigError, match="checkpoint folder"):
+    with pytest.raises(ConfigError, match=r"step-00000030/optimizer.pt: its sha256 differs") as info:
         ckpt.find_resume_dir(str(root / "step-00000030"), tmp_path)
+    assert "damaged" in str(info.value)
+    with pytest.raises(ConfigError, match="checkpoint folder"):
+        ckpt.find_resume_dir(str(root / "step-00000040"), tmp_path)
+    for step in (10, 20):
+        (root / f"step-{step:08d}" / "lora.safetensors").unlink()
+    with pytest.raises(ConfigError, match=r"4 checkpoint\(s\) in .*, all damaged"):
+        ckpt.find_resume_dir("latest", tmp_path)
 
 
 # -- bad inputs through the CLI: one message, exit 1, nothing written ----------------------------

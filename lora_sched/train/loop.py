@@ -135,6 +135,7 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
     if resume and resume_dir is None:
         print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
+    saved = _read_resume(resume_dir, cfg) if resume_dir is not None else None
 
     tracker = "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
     _forget_previous_run()
@@ -193,8 +194,8 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     scheduler = _build_scheduler(cfg, resolved, optimizer, trust_scheduler_code)
 
     start = 0
-    if resume_dir is not None:
-        start = _resume(resume_dir, cfg, accelerator, params, optimizer, scheduler, allow_schedule_change)
+    if saved is not None:
+        start = _resume(saved, accelerator, params, optimizer, scheduler, allow_schedule_change)
     if start >= resolved.run_length:
         print(
             f"notice: the checkpoint is at step {start}: the run ({resolved.run_length} steps) is complete",
@@ -400,42 +401,51 @@ def _constant_like(resolved: Any) -> Any:
     return resolved._replace(name="constant", params={}, warmup=0)
 
 
+def _read_resume(folder: Path, cfg: Any) -> ckpt.Checkpoint:
+    """Read and check a checkpoint before the model is built: intact files, the same run identity."""
+    saved = ckpt.read_checkpoint(folder)
+    problems = ckpt.identity_changes(saved.state["values"], {k: _jsonable(x) for k, x in cfg.values.items()})
+    if problems:
+        raise ConfigError([_resume_refused(folder), *problems])
+    return saved
+
+
+def _resume_refused(folder: Path) -> Any:
+    return problem(
+        "resume",
+        "a checkpoint of the same run and schedule",
+        raw(str(folder)),
+        "the checkpoint was made with other settings (listed below); resuming would change the LR curve "
+        "or the weights' meaning mid-run (--allow-schedule-change accepts a changed schedule)",
+    )
+
+
 def _resume(
-    folder: Path, cfg: Any, accelerator: Any, params: dict, optimizer: Any, scheduler: Any, allow_change: bool
+    saved: ckpt.Checkpoint, accelerator: Any, params: dict, optimizer: Any, scheduler: Any, allow_change: bool
 ) -> int:
-    """Load a checkpoint; refuse (ConfigError) when the config changed what it means.
+    """Load a checkpoint; refuse (ConfigError) when the schedule changed (unless allowed).
 
     The optimizer state goes first: it carries the LRs of the step it was saved at, and the
     scheduler then sets the LRs its (possibly changed, if allowed) curve gives for that step.
     """
-
-    state = ckpt.read_state(folder)
-    problems = ckpt.identity_changes(state.get("values", {}), {k: _jsonable(x) for k, x in cfg.values.items()})
-    if not problems:
-        ckpt.load_checkpoint(folder, accelerator, params, optimizer)
-    sched_state = ckpt.load_torch(folder / "scheduler.pt")
+    ckpt.load_checkpoint(saved, accelerator, params, optimizer)
     try:
-        scheduler.load_state_dict(sched_state, allow_schedule_change=allow_change)
+        scheduler.load_state_dict(saved.scheduler, allow_schedule_change=allow_change)
     except ConfigError as exc:
-        problems.extend(exc.problems)
-    if problems:
-        head = problem(
-            "resume",
-            "a checkpoint of the same run and schedule",
-            raw(str(folder)),
-            "the checkpoint was made with other settings (listed below); resuming would change the LR curve "
-            "or the weights' meaning mid-run (--allow-schedule-change accepts a changed schedule)",
-        )
-        raise ConfigError([head, *problems])
-    if state.get("num_processes") != accelerator.num_processes:
+        raise ConfigError([_resume_refused(saved.folder), *exc.problems]) from None
+    except Exception as exc:  # a state of the wrong shape (written by hand, or by another class)
+        what = f"it does not fit this run ({type(exc).__name__}: {exc})"
+        raise ckpt.damaged(saved.folder / "scheduler.pt", what) from None
+    state = saved.state
+    if state["num_processes"] != accelerator.num_processes:
         print(
-            f"notice: checkpoint made with {state.get('num_processes')} process(es), resumed with "
+            f"notice: checkpoint made with {state['num_processes']} process(es), resumed with "
             f"{accelerator.num_processes}: the LR curve is the same, the data order per process is not",
             file=sys.stderr,
         )
     if accelerator.is_main_process:
-        print(f"resumed from {folder} at step {state['step']}", file=sys.stderr)
-    return int(state["step"])
+        print(f"resumed from {saved.folder} at step {saved.step}", file=sys.stderr)
+    return saved.step
 
 
 class _CsvLog:
