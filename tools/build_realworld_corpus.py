@@ -1176,6 +1176,10 @@ Regenerate with the checkouts of the three repositories side by side in SRC_DIR:
     SDSCRIPTS_VENV/bin/python tools/gen_sdscripts_golden.py SD_SCRIPTS_CHECKOUT \\
         --custom-scheduler LORA_EASY_BACKEND/custom_scheduler
 
+sd-scripts' and musubi-tuner's documentation examples are not copied here (they would be verbatim
+copies): `python tools/check_public_configs.py CHECKOUT...` validates them where they are and prints a
+summary table.
+
 ## How the replays write the files
 
 - kohya_ss GUI: the LoRA tab's `train_model` turns its fields into one flat table, drops every value
