@@ -157,3 +157,101 @@ def test_lists_at_the_cap_are_accepted():
         f"lr_scheduler = 'multistep'\nmax_train_steps = 1000000\nlr_scheduler_args = {{milestones = [{milestones}]}}\n"
     )
     assert len(cfg.resolve().params["milestones"]) == MAX_LIST_ITEMS
+
+
+# -- every output stays inside output_dir -----------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("../../x", '"../../x" (a string)'),
+        ("/tmp/x", '"/tmp/x" (a string)'),
+        ("sub/dir/lora", '"sub/dir/lora" (a string)'),
+        ("lora/", '"lora/" (a string)'),
+        ("..//..//etc/cron.d/x", '"..//..//etc/cron.d/x" (a string)'),
+    ],
+)
+def test_output_name_with_a_folder_is_refused_with_file_and_line(name, shown):
+    text = f'[saving_arguments]\noutput_dir = "out"\noutput_name = "{name}"\n'
+    with pytest.raises(ConfigError) as exc:
+        loads_config(text, source="c.toml")
+    assert str(only_problem(exc)) == (
+        "c.toml:3: saving_arguments.output_name: expected a file name, without folders "
+        f"(it is written as output_dir/NAME.safetensors), got {shown}\n"
+        "    hint: a name with / (or an absolute path) would write outside output_dir: put folders in output_dir"
+    )
+
+
+def test_a_nul_in_any_text_key_is_refused_and_shown_escaped():
+    for key in ("output_name", "output_dir", "train_data_dir", "pretrained_model_name_or_path", "caption_extension"):
+        with pytest.raises(ConfigError) as exc:
+            loads_config(f'{key} = "a\\u0000b"\n', source="c.toml")
+        assert str(only_problem(exc)).startswith(f"c.toml:1: {key}: expected "), key
+        assert str(only_problem(exc)).endswith("without a NUL character, got 'a\\x00b' (a string)"), key
+
+
+def test_output_name_longer_than_a_file_name_is_refused():
+    ok = "x" * (255 - len(".safetensors"))
+    assert loads_config(f'output_name = "{ok}"\n').values["output_name"] == ok
+    with pytest.raises(ConfigError) as exc:
+        loads_config(f'output_name = "{ok}é"\n', source="c.toml")
+    assert (
+        str(only_problem(exc))
+        == "c.toml:1: output_name: expected a file name of at most 243 bytes (UTF-8), got 245 bytes"
+    )
+
+
+@pytest.mark.parametrize("name", ["..", ".", "lora.v2", "C:\\new\\table", "my lora (final)", "é✓", "-lora", "a:b"])
+def test_names_that_stay_inside_output_dir_are_accepted(name):
+    # with .safetensors appended, ".." is the file "...safetensors" inside output_dir; on POSIX \ and : are
+    # ordinary characters, as in sd-scripts
+    assert loads_config(f"output_name = {name!r}\n".replace("\\\\", "\\")).values["output_name"] == name
+
+
+def test_output_dir_may_be_any_folder_but_each_part_a_valid_name(tmp_path):
+    for folder in (str(tmp_path / "runs"), "../elsewhere", "~/loras", "out/sub/dir"):
+        assert loads_config(f"output_dir = {folder!r}\n").values["output_dir"] == folder
+    with pytest.raises(ConfigError) as exc:
+        loads_config(f'output_dir = "out/{"d" * 256}/x"\n', source="c.toml")
+    assert str(only_problem(exc)).startswith("c.toml:1: output_dir: expected folder names of at most 255 bytes, got")
+
+
+def test_caption_extension_reads_as_sd_scripts_does(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from lora_sched.train.data import load_examples
+
+    concept = tmp_path / "data" / "2_thing"
+    concept.mkdir(parents=True)
+    for stem, caption in (("a", "first caption"), ("b.v2", "second caption")):
+        Image.new("RGB", (8, 8)).save(concept / f"{stem}.png")
+        (concept / f"{stem}.txt").write_text(caption)
+    (concept / "a.caption").write_text("other")
+    for extension in ("txt", ".txt"):  # sd-scripts adds the missing dot
+        assert loads_config(f'caption_extension = "{extension}"\n').values["caption_extension"] == extension
+        got = {e.name: e.caption for e in load_examples(str(tmp_path / "data"), extension)}
+        assert got == {"2_thing/a.png": "first caption", "2_thing/b.v2.png": "second caption"}
+    got = {e.name: e.caption for e in load_examples(str(tmp_path / "data"), "caption")}
+    assert got == {"2_thing/a.png": "other", "2_thing/b.v2.png": "thing"}  # no caption file: the concept name
+
+
+@pytest.mark.parametrize("extension", ["/x", "../x.txt", "sub/.txt"])
+def test_caption_extension_with_a_folder_is_refused(extension):
+    with pytest.raises(ConfigError) as exc:
+        loads_config(f'[dataset_arguments]\ncaption_extension = "{extension}"\n', source="c.toml")
+    assert str(only_problem(exc)) == (
+        f'c.toml:2: dataset_arguments.caption_extension: expected a file extension such as ".txt" or ".caption", '
+        f'got "{extension}" (a string)'
+    )
+
+
+def test_train_refuses_an_escaping_output_name_when_loading_the_config(tmp_path):
+    from argparse import Namespace
+
+    from lora_sched.train.commands import load_train_config
+
+    config = tmp_path / "c.toml"
+    config.write_text('output_name = "../../x"\nmax_train_steps = 2\n')
+    with pytest.raises(ConfigError, match=r"c.toml:1: output_name: expected a file name, without folders"):
+        load_train_config(Namespace(file=str(config), output_dir=str(tmp_path / "o"), max_train_steps=None))
+    assert not (tmp_path / "o").exists()

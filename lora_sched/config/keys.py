@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
@@ -104,6 +106,7 @@ class Key:
         "multiple_of",
         "name",
         "nullable",
+        "rule",
         "section",
     )
 
@@ -124,11 +127,12 @@ class Key:
         nullable: bool = True,
         allow_empty: bool = False,
         default_doc: str | None = None,
+        rule: Callable[[Key, str], Problem | None] | None = None,
     ) -> None:
         self.name, self.kind, self.section, self.doc, self.default = name, kind, section, doc, default
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
         self.choices, self.multiple_of, self.nullable = choices, multiple_of, nullable
-        self.allow_empty, self.default_doc = allow_empty, default_doc
+        self.allow_empty, self.default_doc, self.rule = allow_empty, default_doc, rule
 
     def __repr__(self) -> str:
         return f"Key({self.name!r}, {self.kind!r}, default={self.default!r})"
@@ -176,7 +180,9 @@ class Key:
                 return _check_optimizer(self, value)
             if not value.strip() and not self.allow_empty:
                 return problem(self.name, self.expected(), value)
-            return None
+            if "\0" in value:  # no path or name holds one: the OS refuses it (after training, for output_name)
+                return problem(self.name, f"{self.expected()} without a NUL character", _shown(value))
+            return self.rule(self, value) if self.rule else None
         if kind == "kv_list":
             if not isinstance(value, list):
                 return problem(self.name, self.expected(), value, 'e.g. ["weight_decay=0.1", "betas=[0.9,0.99]"]')
@@ -197,6 +203,59 @@ def _check_optimizer(key: Key, value: str) -> Problem | None:
         return None
     hint = did_you_mean(value, (*KNOWN_OPTIMIZERS, *TORCH_OPTIMIZERS)) or "or a dotted path like torch.optim.AdamW"
     return problem(key.name, key.expected(), value, hint)
+
+
+#: Longest file or folder name in bytes on ext4, NTFS, APFS and most other file systems.
+MAX_NAME_BYTES = 255
+LORA_SUFFIX = ".safetensors"
+#: Characters Windows refuses in file names (besides / and \\ and control characters).
+_WINDOWS_INVALID = set('<>:"|?*')
+
+
+def _shown(value: str) -> str:
+    """A string as a message shows it: control characters escaped (a NUL would end the line in a terminal)."""
+    return raw(repr(value) + " (a string)") if any(ord(c) < 32 for c in value) else value
+
+
+def _separators() -> tuple[str, ...]:
+    return (os.sep, os.altsep) if os.altsep else (os.sep, "/")
+
+
+def _check_file_stem(key: Key, value: str) -> Problem | None:
+    """output_name: a file name that train joins to output_dir (+ .safetensors), as sd-scripts does."""
+    expected = f"a file name, without folders (it is written as output_dir/NAME{LORA_SUFFIX})"
+    if any(sep in value for sep in _separators()) or os.path.isabs(value) or os.path.splitdrive(value)[0]:
+        hint = "a name with / (or an absolute path) would write outside output_dir: put folders in output_dir"
+        return problem(key.name, expected, _shown(value), hint)
+    if len((value + LORA_SUFFIX).encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        limit = MAX_NAME_BYTES - len(LORA_SUFFIX)
+        return problem(key.name, f"a file name of at most {limit} bytes (UTF-8)", raw(f"{len(value.encode())} bytes"))
+    if os.name == "nt" and (set(value) & _WINDOWS_INVALID or any(ord(c) < 32 for c in value)):
+        return problem(key.name, f'{expected}, without <>:"|?* or control characters (Windows)', _shown(value))
+    return None
+
+
+def _check_folder(key: Key, value: str) -> Problem | None:
+    """output_dir: any folder the user names (absolute too); each part must be a valid name."""
+    parts = value.replace(os.altsep or os.sep, os.sep).split(os.sep)
+    long = next((p for p in parts if len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES), None)
+    if long is not None:
+        return problem(key.name, f"folder names of at most {MAX_NAME_BYTES} bytes", _shown(value))
+    return None
+
+
+def _check_extension(key: Key, value: str) -> Problem | None:
+    """caption_extension: sd-scripts appends it to the image's name without its extension, adding a
+    leading dot when there is none ("txt" reads img.txt)."""
+    if any(sep in value for sep in _separators()):
+        return problem(key.name, 'a file extension such as ".txt" or ".caption"', _shown(value))
+    return None
+
+
+def caption_suffix(value: str | None) -> str:
+    """The suffix caption files have, as sd-scripts reads caption_extension ("txt" means ".txt")."""
+    text = ".txt" if value is None else value
+    return text if not text or text.startswith(".") else "." + text
 
 
 def _check_resolution(key: Key, value: Any) -> Problem | None:
@@ -370,8 +429,24 @@ KEYS: tuple[Key, ...] = (
     _k("seed", "int", T, "random seed", 42, low=0, high=2**32 - 1, nullable=False),
     _k("mixed_precision", "choice", T, "mixed precision", "no", choices=("no", "fp16", "bf16"), nullable=False),
     _k("resume", "path", T, "checkpoint directory to resume from, or latest", None),
-    _k("output_dir", "path", S, "where checkpoints and the LoRA go", "output", nullable=False),
-    _k("output_name", "str", S, "file name of the LoRA (without .safetensors)", "lora", nullable=False),
+    _k(
+        "output_dir",
+        "path",
+        S,
+        "where checkpoints, the log and the LoRA go (any folder, absolute or relative)",
+        "output",
+        nullable=False,
+        rule=_check_folder,
+    ),
+    _k(
+        "output_name",
+        "str",
+        S,
+        "file name of the LoRA inside output_dir (without .safetensors; no folders)",
+        "lora",
+        nullable=False,
+        rule=_check_file_stem,
+    ),
     _k("save_every_n_steps", "int", S, "checkpoint every N optimizer steps", None, low=1, high=MAX_STEPS),
     _k(
         "train_data_dir",
@@ -392,7 +467,16 @@ KEYS: tuple[Key, ...] = (
         multiple_of=8,
         nullable=False,
     ),
-    _k("caption_extension", "str", D, "extension of the caption files", ".txt", nullable=False, allow_empty=True),
+    _k(
+        "caption_extension",
+        "str",
+        D,
+        'extension of the caption files ("txt" means ".txt", as in sd-scripts)',
+        ".txt",
+        nullable=False,
+        allow_empty=True,
+        rule=_check_extension,
+    ),
     _k(
         "schedule_steps",
         "duration",

@@ -21,6 +21,7 @@ from typing import Any
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
 from lora_sched.config.dataset import IMAGE_EXTENSIONS, scan_concepts
+from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 
 
@@ -115,13 +116,14 @@ def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str
             problem(key, "a folder of N_concept/ subfolders (kohya layout)", train_data_dir, f"the path {what}")
         )
     examples: list[Example] = []
+    suffix = caption_suffix(caption_extension)  # "txt" reads img.txt, as in sd-scripts
     folders, skipped = scan_concepts(str(root))  # the same walk that counts an epoch for the preview
     for notice in skipped:
         print(f"notice: {notice}", file=sys.stderr)
     for folder in folders:
         for image_path in folder.images:
             image = Path(image_path)
-            caption_file = image.with_suffix(caption_extension)
+            caption_file = Path(os.path.splitext(image_path)[0] + suffix)
             caption = folder.concept
             if caption_file.is_file():
                 caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
