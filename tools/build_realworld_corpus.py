@@ -1208,7 +1208,10 @@ notebook's/backend's own computation on them.
 
 `golden/NAME.csv` holds, for every step of the run, the LR of every param group as sd-scripts' own
 `get_scheduler_fix` gives it (see the header comment of each file for the sd-scripts commit and how the
-groups were formed). Where sd-scripts refuses the config, the file holds the error instead.
+groups were formed). Where sd-scripts refuses the config, the file holds the error instead. With the
+`adafactor` schedule sd-scripts' scheduler only relays what the Adafactor optimizer computes once
+gradients exist: the golden holds that optimizer's relative step size (its own `_get_lr`), without the
+parameter-RMS factor, which depends on the weights.
 
 ## Files
 

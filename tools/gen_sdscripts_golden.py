@@ -160,14 +160,33 @@ def curve(script, args) -> tuple[list[str], list[list[float]], str]:
     optimizer._step_count = 0
     scheduler = train_util.get_scheduler_fix(args, optimizer, 1)
     names = list(groups)
+    if type(scheduler).__name__ == "AdafactorSchedule":
+        return (
+            names,
+            adafactor_steps(optimizer, steps),
+            f"run length {steps} steps; groups {names}; optimizer: "
+            + how
+            + (
+                "; LR = the optimizer's relative step size (Adafactor._get_lr at step k + 1 with scale_parameter off:"
+                " the parameter-RMS factor it multiplies in is data-dependent)"
+            ),
+        )
     rows = []
     for _ in range(steps):
-        lrs = [group["lr"] for group in optimizer.param_groups]
-        rows.append(lrs)
+        rows.append([group["lr"] for group in optimizer.param_groups])
         optimizer.step()
         scheduler.step()
     note = f"run length {steps} steps; groups (sd-scripts order) {names}; optimizer: {how}"
     return names, rows, note
+
+
+def adafactor_steps(optimizer, steps: int) -> list[list[float]]:
+    """With relative_step, AdafactorSchedule only reports what the optimizer computes once gradients
+    exist; the schedule part of that is the relative step size, taken from the optimizer's own code."""
+    return [
+        [optimizer._get_lr({**group, "scale_parameter": False}, {"step": k + 1}) for group in optimizer.param_groups]
+        for k in range(steps)
+    ]
 
 
 def write_golden(path: Path, header: list[str], names: list[str], rows: list[list[float]]) -> None:
