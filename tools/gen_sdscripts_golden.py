@@ -146,7 +146,9 @@ def make_optimizer(args, groups: dict[str, float]):
 
         _name, _args, optimizer = train_util.get_optimizer(args, params)
         return optimizer, "sd-scripts get_optimizer (transformers Adafactor)"
-    return torch.optim.AdamW(params), f"torch.optim.AdamW standing in for {args.optimizer_type or 'AdamW'}"
+    # lr=learning_rate as sd-scripts' get_optimizer passes it: polynomial's lr_end ratio is taken from it
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
+    return optimizer, f"torch.optim.AdamW(lr=learning_rate) standing in for {args.optimizer_type or 'AdamW'}"
 
 
 def curve(script, args) -> tuple[list[str], list[list[float]], str]:
