@@ -1099,6 +1099,23 @@ EASY_CHOICES = [
         2,
         [("main", 6, 21), ("extra", 2, 11)],
     ),
+    (
+        "easy_sd15_constant_warmup_ratio",
+        "SD 1.5, constant with warmup ratio 0.05: the backend turns the ratio into lr_warmup_steps,"
+        " which sd-scripts refuses for constant (a real mistake the backend lets through), 10 epochs",
+        False,
+        {
+            "learning_rate": 1e-4,
+            "unet_lr": 1e-4,
+            "text_encoder_lr": 5e-5,
+            "lr_scheduler": "constant",
+            "warmup_ratio": 0.05,
+        },
+        {"max_train_epochs": 10},
+        2,
+        1,
+        [("main", 10, 20)],
+    ),
 ]
 
 
@@ -1107,7 +1124,8 @@ def build_easy(src: Path, out: Path) -> list[dict]:
     commit = commit_of(checkout)
     entries = []
     for item in EASY_CHOICES:
-        name, text, sdxl, optimizer, length, batch, _accum, subsets = item[:8]
+        name, text, sdxl, optimizer, length, batch, accumulation, subsets = item[:8]
+        assert accumulation == length.get("gradient_accumulation_steps", 1), name
         network = item[8] if len(item) > 8 else None
         data_root = f"/home/user/lora_easy/{name}/images"
         body = easy_body(name, sdxl, optimizer, length, network)
