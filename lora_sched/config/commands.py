@@ -66,19 +66,23 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.file, trust_scheduler_code=getattr(args, "trust_scheduler_code", False))
     _print_problems(cfg.warnings)
-    m = preview.curve(cfg)
+    c = preview.curve(cfg)
     print(f"{args.file}: {summary(cfg)}")
-    print(preview.sparkline(m))
+    note = preview.sampling_note(c)
+    if note:
+        print(note)
+    print(preview.sparkline(c))
     print()
     if args.steps:
-        print(preview.table(cfg, m, [(s, "") for s in range(m.size)]))
+        for lines in preview.every_step_table(cfg, c):
+            print(lines)
     else:
-        print(preview.table(cfg, m, preview.key_steps(cfg, m)))
+        print(preview.table(cfg, c, preview.key_steps(cfg, c)))
     if args.csv:
-        preview.write_csv(cfg, m, args.csv)
-        print(f"wrote {args.csv} ({m.size} steps)")
+        preview.write_csv(cfg, c, args.csv)
+        print(f"wrote {args.csv} ({c.covered} steps)")
     if args.png:
-        preview.write_png(cfg, m, args.png)
+        preview.write_png(cfg, c, args.png)
         print(f"wrote {args.png}")
     return 0
 

@@ -3,62 +3,169 @@
 Key steps: 0, W - 1, W, the quarter points of the horizon, T - 1, the last step of the run, and
 every restart (a step where the multiplier jumps back up after the warmup). The LR of a group at
 step s is base_lr_group x m(s), exactly as the torch adapter computes it.
+
+Memory is bounded for any run length: a run of up to DENSE_STEPS steps is evaluated at every step;
+a longer one (up to a billion steps) on an even sample of DENSE_STEPS steps plus every key step,
+which the sparkline, the PNG and the restart search use (a restart seen between two samples is
+then located exactly). The table's values are exact at their steps, and `--csv` / `--steps`
+evaluate every step in blocks of BLOCK_STEPS.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from lora_sched._lazy import np
 from lora_sched.config.model import LoraConfig
-from lora_sched.config.writer import atomic_write_bytes, atomic_write_text
+from lora_sched.config.writer import atomic_open, atomic_write_bytes
 from lora_sched.errors import ConfigError, problem
 
 SPARK = "▁▂▃▄▅▆▇█"
 MAX_RESTARTS_SHOWN = 24
+#: Runs up to this many steps are previewed at every step; longer ones on a sample of this many.
+DENSE_STEPS = 1 << 22
+#: Steps evaluated at a time when every step is written (--csv, --steps).
+BLOCK_STEPS = 1 << 18
+#: A custom torch class is stepped one update at a time (0.1-0.2 ms each): its preview covers at most
+#: this many steps.
+CUSTOM_STEPS = 200_000
+#: Differences below this are flat, not a rise or a fall.
+_FLAT = 1e-12
 
 
-def curve(cfg: LoraConfig) -> Any:
-    """m(s) for every step of the run (a NumPy array); custom classes through the torch adapter."""
+class Curve(NamedTuple):
+    """m at `steps`: every step of the previewed range, or an even sample of it (int64, increasing,
+    first and last step included). `at(steps)` gives m exactly at any steps of the range."""
+
+    steps: Any
+    m: Any
+    run_length: int  #: steps in the run
+    covered: int  #: steps the preview covers: the run, unless a custom class was cut at CUSTOM_STEPS
+    at: Callable[[Any], Any]
+
+    @property
+    def dense(self) -> bool:
+        return int(self.steps.size) == self.covered
+
+    def blocks(self, size: int = BLOCK_STEPS) -> Iterator[tuple[Any, Any]]:
+        """(steps, m) for every step of the covered range, `size` steps at a time."""
+        for start in range(0, self.covered, size):
+            steps = np.arange(start, min(start + size, self.covered), dtype=np.int64)
+            yield steps, (self.m[start : start + steps.size] if self.dense else self.at(steps))
+
+
+def curve(cfg: LoraConfig) -> Curve:
+    """The multiplier over the run (sampled past DENSE_STEPS); custom classes through the torch adapter."""
+    rs = cfg.resolve()
+    n = int(rs.run_length)
     if cfg.scheduler_type:
-        try:
-            from lora_sched.torch.custom import preview_multipliers  # type: ignore[attr-defined]
-        except ImportError:
-            raise ConfigError(
-                cfg.locate(
-                    [
-                        problem(
-                            "lr_scheduler_type",
-                            "a catalogue schedule (lr_scheduler) to preview",
-                            cfg.scheduler_type,
-                            "a custom torch class has no closed form here; the torch adapter "
-                            "(pip install 'lora_sched[train]') previews it by stepping the class",
-                        )
-                    ]
-                )
-            ) from None
-        return np.asarray(preview_multipliers(cfg, trust=cfg.trust_scheduler_code), dtype=np.float64)
-    return cfg.resolve().multipliers()
+        covered = min(n, CUSTOM_STEPS)
+        m = _custom_multipliers(cfg, covered)
+        return Curve(np.arange(covered, dtype=np.int64), m, n, covered, lambda steps: m[np.asarray(steps)])
+    steps, m = sample(rs)
+    if steps.size == n:
+        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)])
+    return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)))
+
+
+def sample(rs: Any) -> tuple[Any, Any]:
+    """(steps, m) of a resolved schedule: every step of a run of up to DENSE_STEPS steps, else an even
+    sample of DENSE_STEPS steps plus the key steps (warmup ends, quarter points, T - 1, the last)."""
+    n = int(rs.run_length)
+    if n <= DENSE_STEPS:
+        return np.arange(n, dtype=np.int64), rs.multipliers()
+    steps = np.union1d(np.linspace(0, n - 1, DENSE_STEPS).astype(np.int64), _marked_steps(rs, n))
+    return steps, rs.multipliers(steps.astype(np.float64))
+
+
+def envelope(x: Any, y: Any, points: int = 2000) -> tuple[Any, Any]:
+    """(x, y) to draw: every point of a short curve, else a min/max envelope over `points` // 2
+    buckets (a restart or a spike stays visible; a plot of millions of points takes seconds)."""
+    n = len(y)
+    if n <= points:
+        return x, y
+    edges = np.linspace(0, n, points // 2 + 1).astype(np.int64)
+    lo = np.minimum.reduceat(y, edges[:-1])
+    hi = np.maximum.reduceat(y, edges[:-1])
+    first_max = y[edges[:-1]] >= y[np.minimum(edges[1:] - 1, n - 1)]  # falling bucket: max first
+    pairs = np.where(first_max[:, None], np.stack([hi, lo], 1), np.stack([lo, hi], 1))
+    return np.repeat(np.asarray(x)[edges[:-1]], 2), pairs.reshape(-1)
+
+
+def _custom_multipliers(cfg: LoraConfig, steps: int) -> Any:
+    try:
+        from lora_sched.torch.custom import preview_lrs  # type: ignore[attr-defined]
+    except ImportError:
+        raise ConfigError(
+            cfg.locate(
+                [
+                    problem(
+                        "lr_scheduler_type",
+                        "a catalogue schedule (lr_scheduler) to preview",
+                        cfg.scheduler_type,
+                        "a custom torch class has no closed form here; the torch adapter "
+                        "(pip install 'lora_sched[train]') previews it by stepping the class",
+                    )
+                ]
+            )
+        ) from None
+    rs = cfg.resolve()
+    base = float(rs.base_lr)
+    args = (rs.warmup, rs.warmup_start, rs.warmup_type, cfg.trust_scheduler_code)
+    lrs = preview_lrs(cfg.scheduler_type, cfg.scheduler_type_args, [base], steps, *args)
+    return np.asarray(lrs[:, 0] / base, dtype=np.float64)
 
 
 def restarts(m: Any, warmup: int) -> list[int]:
     """Steps after the warmup where the multiplier starts rising again after having fallen."""
-    if m.size < 3:
-        return []
-    d = np.diff(m[warmup:])
-    up, down = d > 1e-12, d < -1e-12
-    fallen = np.maximum.accumulate(down)
-    # d[i] compares steps W+i and W+i+1; a rise starting at i after some fall before it
+    return [int(warmup + i) for i in _rise_starts(m[warmup:])]
+
+
+def _rise_starts(m: Any, fallen_before: bool = False) -> Any:
+    """Indexes i where m rises from i - 1 to i, did not rise just before, and has fallen somewhere before."""
+    if m.size < 3 - fallen_before:
+        return np.empty(0, dtype=np.int64)
+    d = np.diff(m)
+    up, down = d > _FLAT, d < -_FLAT
+    fallen = np.maximum.accumulate(down) | fallen_before
+    # d[i] compares i and i + 1; a rise starting at i after some fall before it
     starts = np.flatnonzero(up[1:] & ~up[:-1] & fallen[:-1]) + 1
-    return [int(warmup + i + 1) for i in starts]
+    if fallen_before and up.size and up[0]:
+        starts = np.concatenate(([0], starts))
+    return starts + 1
 
 
-def key_steps(cfg: LoraConfig, m: Any) -> list[tuple[int, str]]:
+def curve_restarts(c: Curve, warmup: int, limit: int = MAX_RESTARTS_SHOWN) -> list[int]:
+    """The first `limit` restarts: exact on a dense curve. On a sample, a rise seen from sample j - 1
+    to j started after the lowest point, somewhere after sample j - 2: every step from there to j is
+    evaluated to find it (restarts closer together than the sampling interval can be missed)."""
+    if c.dense:
+        return restarts(c.m, warmup)[:limit]
+    after = int(np.searchsorted(c.steps, warmup))
+    found: list[int] = []
+    for i in _rise_starts(c.m[after:])[:limit]:
+        left, right = int(c.steps[after + i - 2]), int(c.steps[after + i])
+        start = max(left - 1, warmup)  # one step before the window: a rise at its first step is seen
+        window = c.at(np.arange(start, right + 1))
+        exact = [start + int(j) for j in _rise_starts(window, fallen_before=True) if start + j > left]
+        found.append(exact[0] if exact else right)
+    return found
+
+
+def _marked_steps(rs: Any, n: int) -> list[int]:
+    steps = [0, n - 1, rs.horizon - 1, *(rs.horizon * q // 4 for q in (1, 2, 3))]
+    if rs.warmup > 0:
+        steps += [rs.warmup - 1, rs.warmup]
+    return [s for s in steps if 0 <= s < n]
+
+
+def key_steps(cfg: LoraConfig, c: Curve) -> list[tuple[int, str]]:
     """(step, why) for the steps worth printing, sorted and unique."""
     rs = cfg.resolve()
-    n = int(m.size)
+    n = c.covered
     horizon, warmup = rs.horizon, rs.warmup
     marks: dict[int, list[str]] = {}
 
@@ -73,51 +180,87 @@ def key_steps(cfg: LoraConfig, m: Any) -> list[tuple[int, str]]:
     for q, label in ((1, "T/4"), (2, "T/2"), (3, "3T/4")):
         mark(horizon * q // 4, label)
     mark(horizon - 1, "T-1 (last step of the horizon)")
-    mark(n - 1, "last step of the run")
-    for s in restarts(m, warmup)[:MAX_RESTARTS_SHOWN]:
+    mark(n - 1, "last step of the run" if n == c.run_length else "last step previewed")
+    for s in curve_restarts(c, warmup):
         mark(s, "restart (the LR rises again)")
     return [(s, ", ".join(marks[s])) for s in sorted(marks)]
 
 
-def sparkline(m: Any, width: int = 64) -> str:
-    """One line of block characters, each the mean multiplier over its share of the steps."""
-    if m.size == 0:
+def sampling_note(c: Curve) -> str | None:
+    """One line saying how a long run was previewed, or None when every step was."""
+    if c.covered < c.run_length:
+        return (
+            f"(a custom class is stepped one update at a time: the preview covers its first {c.covered:,} "
+            f"of {c.run_length:,} steps)"
+        )
+    if not c.dense:
+        every = c.run_length / DENSE_STEPS
+        return (
+            f"(a {c.run_length:,}-step run: the sparkline, the restarts and the PNG use {c.steps.size:,} "
+            f"sampled steps, about one every {every:,.0f}; the table's values are exact)"
+        )
+    return None
+
+
+def sparkline(c: Curve, width: int = 64) -> str:
+    """One line of block characters, each the mean multiplier over its share of the steps (of the sample)."""
+    if c.covered == 0:
         return ""
-    width = min(width, int(m.size))
-    edges = np.linspace(0, m.size, width + 1).astype(int)
-    means = np.add.reduceat(m, edges[:-1]) / np.diff(edges)
+    width = min(width, c.covered)
+    edges = np.searchsorted(c.steps, np.linspace(0, c.covered, width + 1).astype(np.int64))
+    means = np.add.reduceat(c.m, edges[:-1]) / np.diff(edges)
     top = float(means.max()) or 1.0
     levels = np.clip((means / top * (len(SPARK) - 1)).round().astype(int), 0, len(SPARK) - 1)
     return "".join(SPARK[i] for i in levels)
 
 
-def table(cfg: LoraConfig, m: Any, steps: list[tuple[int, str]]) -> str:
+def _rows(cfg: LoraConfig, steps: Any, m: Any, notes: list[str] | None = None) -> Iterator[str]:
     lrs = cfg.group_lrs()
+    unet, te = (m * lrs["unet"]).tolist(), (m * lrs["text_encoder"]).tolist()
+    for i, (s, x) in enumerate(zip(steps.tolist(), m.tolist())):
+        note = notes[i] if notes else ""
+        yield f"{s:>9}  {x:>12.6g}  {unet[i]:>12.6g}  {te[i]:>12.6g}  {note}"
+
+
+def table_head() -> str:
     head = f"{'step':>9}  {'multiplier':>12}  {'unet LR':>12}  {'text enc. LR':>12}  note"
-    rows = [head, "-" * len(head)]
-    for s, why in steps:
-        x = float(m[s])
-        rows.append(f"{s:>9}  {x:>12.6g}  {lrs['unet'] * x:>12.6g}  {lrs['text_encoder'] * x:>12.6g}  {why}")
-    return "\n".join(rows)
+    return f"{head}\n{'-' * len(head)}"
 
 
-def csv_text(cfg: LoraConfig, m: Any) -> str:
+def table(cfg: LoraConfig, c: Curve, steps: list[tuple[int, str]]) -> str:
+    """The multiplier and each group's LR at `steps` ((step, note) pairs), exact at each step."""
+    at = np.array([s for s, _ in steps], dtype=np.int64)
+    return "\n".join([table_head(), *_rows(cfg, at, c.at(at), [why for _, why in steps])])
+
+
+def every_step_table(cfg: LoraConfig, c: Curve) -> Iterator[str]:
+    """The table at every step, a block of lines at a time (a billion steps never sit in memory)."""
+    yield table_head()
+    for steps, m in c.blocks():
+        yield "\n".join(_rows(cfg, steps, m))
+
+
+def csv_blocks(cfg: LoraConfig, c: Curve) -> Iterator[str]:
     """step,multiplier,lr_unet,lr_text_encoder for every step; floats in repr form (exact round trip)."""
     lrs = cfg.group_lrs()
-    unet = (m * lrs["unet"]).tolist()
-    te = (m * lrs["text_encoder"]).tolist()
-    out = io.StringIO()
-    out.write("step,multiplier,lr_unet,lr_text_encoder\n")
-    for s, (x, u, t) in enumerate(zip(m.tolist(), unet, te)):
-        out.write(f"{s},{x!r},{u!r},{t!r}\n")
-    return out.getvalue()
+    yield "step,multiplier,lr_unet,lr_text_encoder\n"
+    for steps, m in c.blocks():
+        unet, te = (m * lrs["unet"]).tolist(), (m * lrs["text_encoder"]).tolist()
+        yield "".join(f"{s},{x!r},{u!r},{t!r}\n" for s, x, u, t in zip(steps.tolist(), m.tolist(), unet, te))
 
 
-def write_csv(cfg: LoraConfig, m: Any, path: str) -> None:
-    atomic_write_text(path, csv_text(cfg, m))
+def csv_text(cfg: LoraConfig, c: Curve) -> str:
+    return "".join(csv_blocks(cfg, c))
 
 
-def write_png(cfg: LoraConfig, m: Any, path: str) -> None:
+def write_csv(cfg: LoraConfig, c: Curve, path: str) -> None:
+    """The CSV of every step, written block by block into a temporary file that replaces `path`."""
+    with atomic_open(path) as f:
+        for text in csv_blocks(cfg, c):
+            f.write(text.encode("utf-8"))
+
+
+def write_png(cfg: LoraConfig, c: Curve, path: str) -> None:
     """A plot of the LR per group over the run (matplotlib, Agg backend, imported only here)."""
     import matplotlib
 
@@ -127,10 +270,9 @@ def write_png(cfg: LoraConfig, m: Any, path: str) -> None:
     lrs = cfg.group_lrs()
     fig = Figure(figsize=(8, 4), dpi=100)
     ax = fig.add_subplot()
-    steps = np.arange(m.size)
-    ax.plot(steps, m * lrs["unet"], label=f"unet (base {lrs['unet']:g})")
+    ax.plot(*envelope(c.steps, c.m * lrs["unet"]), label=f"unet (base {lrs['unet']:g})")
     if lrs["text_encoder"] != lrs["unet"]:
-        ax.plot(steps, m * lrs["text_encoder"], label=f"text encoder (base {lrs['text_encoder']:g})")
+        ax.plot(*envelope(c.steps, c.m * lrs["text_encoder"]), label=f"text encoder (base {lrs['text_encoder']:g})")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title(f"{cfg.schedule_name} ({os.path.basename(cfg.path or '')})")

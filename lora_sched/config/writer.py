@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
 import tomli_w
 
@@ -89,6 +89,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write in pieces (a CSV of a billion steps); it replaces `path` when the block
+    ends without an error, else it is removed and `path` is left as it was."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
     try:
@@ -97,7 +105,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise OSError(exc.errno, exc.strerror, target) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

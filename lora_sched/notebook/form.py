@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 _DESC = {"description_width": "170px"}
 _TOGGLE = {"description_width": "170px", "button_width": "80px"}
-#: Points drawn per curve: longer runs are drawn as a min/max envelope (drops stay visible).
-_PLOT_POINTS = 2000
 
 
 def param_hint(param: Param, alias_defaults: Mapping[str, Any] | None = None) -> str:
@@ -332,7 +330,7 @@ class SchedulerForm:
         try:
             cfg, text = tr.translate(values, source=self._source())
             samples = tr.dataset_samples(values)
-            curves = tr.preview_curves(cfg, samples)
+            steps, curves = tr.preview_sample(cfg, samples)
         except ConfigError as exc:
             self._invalid(str(exc))
             return
@@ -351,7 +349,7 @@ class SchedulerForm:
         self.error_html.value = _message_html(self.warning_text, "#8a6d00") if self.warning_text else ""
         resolved = self.resolved = cfg.resolve(shape=tr.preview_shape(cfg, samples))
         self._update_length_info(resolved, samples)
-        self._draw(curves, resolved)
+        self._draw(steps, curves, resolved)
         self._update_bound(resolved, cfg)
 
     def _invalid(self, message: str) -> None:
@@ -386,15 +384,17 @@ class SchedulerForm:
             text = f"{samples} samples (images x repeats) = {per_epoch} steps per epoch; " + text
         self.length_info.value = f"<small>{html.escape(text)}</small>"
 
-    def _draw(self, curves: Mapping[str, Any], resolved: Any) -> None:
+    def _draw(self, steps: Any, curves: Mapping[str, Any], resolved: Any) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+
+        from lora_sched.config.preview import envelope  # min/max envelope: drops stay visible
 
         fig = Figure(figsize=(7.0, 3.2), dpi=90)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         for group, lr in curves.items():
-            x, y = _envelope(lr)
+            x, y = envelope(steps, lr)
             ax.plot(x, y, label=f"{group} (peak {lr.max():.3g}, last {lr[-1]:.3g})", linewidth=1.4)
         if resolved.warmup:
             ax.axvline(resolved.warmup, color="grey", linestyle=":", linewidth=1, label=f"warmup {resolved.warmup}")
@@ -421,6 +421,15 @@ class SchedulerForm:
         bound_summary = _bound_summary()
         if bound_summary is None:
             self.bound_html.value = ""
+            return
+        from lora_sched.config.preview import DENSE_STEPS
+
+        if resolved.run_length > DENSE_STEPS:  # the bound needs every step: several arrays of the run's length
+            self.bound_summary = None
+            self.bound_html.value = (
+                f"<small>convex bound: not computed here for runs over {DENSE_STEPS:,} steps "
+                "(use <code>lora-sched bound</code>)</small>"
+            )
             return
         try:
             summary = bound_summary(resolved, cfg.group_lrs()["unet"], D=1, G=1)
@@ -499,20 +508,3 @@ def _schedule_doc(spec: ScheduleSpec) -> str:
     for gotcha in spec.gotchas:
         parts.append(f"<br>&bull; {html.escape(gotcha)}")
     return f"<small>{''.join(parts)}</small>"
-
-
-def _envelope(y: Any) -> tuple[Any, Any]:
-    """(x, y) to draw: every point for short runs, else a min/max envelope over buckets of steps."""
-    import numpy as np
-
-    n = len(y)
-    if n <= _PLOT_POINTS:
-        return np.arange(n), y
-    buckets = _PLOT_POINTS // 2
-    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
-    lo = np.minimum.reduceat(y, edges[:-1])
-    hi = np.maximum.reduceat(y, edges[:-1])
-    x = np.repeat(edges[:-1], 2)
-    first_max = y[edges[:-1]] >= y[np.minimum(edges[1:] - 1, n - 1)]  # falling bucket: max first
-    pairs = np.where(first_max[:, None], np.stack([hi, lo], 1), np.stack([lo, hi], 1))
-    return x, pairs.reshape(-1)

@@ -282,9 +282,16 @@ def preview_shape(cfg: LoraConfig, num_samples: int | None) -> TrainingShape | N
 
 def preview_curves(cfg: LoraConfig, num_samples: int | None = None) -> dict[str, Any]:
     """LR per param group at every step: the catalogue's m(s) x the group's base LR."""
-    resolved = cfg.resolve(shape=preview_shape(cfg, num_samples))
-    m = resolved.multipliers()
-    return {group: m * lr for group, lr in cfg.group_lrs().items()}
+    return preview_sample(cfg, num_samples)[1]
+
+
+def preview_sample(cfg: LoraConfig, num_samples: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """(steps, LR per param group at those steps): every step, or a sample past preview.DENSE_STEPS
+    (memory stays bounded for a run of a billion steps)."""
+    from lora_sched.config.preview import sample
+
+    steps, m = sample(cfg.resolve(shape=preview_shape(cfg, num_samples)))
+    return steps, {group: m * lr for group, lr in cfg.group_lrs().items()}
 
 
 def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:

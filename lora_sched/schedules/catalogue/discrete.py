@@ -69,15 +69,42 @@ register(
 )
 
 
+#: Exponents per chunk of the running product: the table of gamma^k never holds more than this many.
+POWER_CHUNK = 1 << 22
+
+
 def step_curve(s: Any, rs: Any) -> Any:
     """m(s) = gamma^floor(s / step_size)"""
     k = np.floor_divide(s, rs.params["step_size"]).astype(np.intp)
-    # gamma^k for the few k that occur, by repeated multiplication (as StepLR does): element-wise
-    # power over every step is ten times slower than np.cos
-    powers = np.empty(int(k.max()) + 1 if k.size else 1)
-    powers[0] = 1.0
-    np.cumprod(np.full(powers.size - 1, rs.params["gamma"]), out=powers[1:])
-    return powers[k]
+    return repeated_powers(rs.params["gamma"], k)
+
+
+def repeated_powers(gamma: float, k: Any) -> Any:
+    """gamma^k for an int array k >= 0, by repeated multiplication as StepLR does (element-wise power
+    is ten times slower than np.cos, and rounds differently). Memory is bounded: exponents past
+    POWER_CHUNK (step_size 1 in a run of a billion steps) are reached chunk by chunk."""
+    top = int(k.max()) if k.size else 0
+    if top < POWER_CHUNK:
+        powers = np.empty(top + 1)
+        powers[0] = 1.0
+        np.cumprod(np.full(top, gamma), out=powers[1:])
+        return powers[k]
+    wanted, where = np.unique(k, return_inverse=True)
+    values = np.empty(wanted.size)
+    chunk = np.empty(POWER_CHUNK)
+    start, running, done = 0, 1.0, 0  # running = gamma^start, computed by the same repeated product
+    while done < wanted.size:
+        chunk.fill(gamma)
+        chunk[0] = running
+        np.cumprod(chunk, out=chunk)  # gamma^start .. gamma^(start + POWER_CHUNK - 1)
+        stop = start + POWER_CHUNK
+        upto = int(np.searchsorted(wanted, stop))
+        values[done:upto] = chunk[wanted[done:upto] - start]
+        done, start, running = upto, stop, float(chunk[-1] * gamma)
+        if running == chunk[-1]:  # 0 (underflow) or a fixed point: every later power is the same
+            values[done:] = running
+            break
+    return values[where.reshape(k.shape)]
 
 
 def _check_positive(name: str):
