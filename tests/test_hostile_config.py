@@ -258,3 +258,17 @@ def test_train_refuses_an_escaping_output_name_when_loading_the_config(tmp_path)
     with pytest.raises(ConfigError, match=r"c.toml:1: output_name: expected a file name, without folders"):
         load_train_config(Namespace(file=str(config), output_dir=str(tmp_path / "o"), max_train_steps=None))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_caption_name_too_long_to_exist_means_no_caption(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from lora_sched.train.data import load_examples
+
+    concept = tmp_path / "3_thing"
+    concept.mkdir()
+    stem = "i" * 250  # with .png a valid name; with .caption-long, 256+ bytes: the OS refuses to look it up
+    Image.new("RGB", (8, 8)).save(concept / f"{stem}.png")
+    got = load_examples(str(tmp_path), ".caption-long")
+    assert [(e.name, e.caption) for e in got] == [(f"3_thing/{stem}.png", "thing")]

@@ -125,7 +125,7 @@ def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str
             image = Path(image_path)
             caption_file = Path(os.path.splitext(image_path)[0] + suffix)
             caption = folder.concept
-            if caption_file.is_file():
+            if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
                 caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
             examples.append(Example(f"{folder.name}/{image.name}", caption, folder.repeats, path=image))
     if not examples:
