@@ -77,7 +77,11 @@ def sample(rs: Any) -> tuple[Any, Any]:
     n = int(rs.run_length)
     if n <= DENSE_STEPS:
         return np.arange(n, dtype=np.int64), rs.multipliers()
-    steps = np.union1d(np.linspace(0, n - 1, DENSE_STEPS).astype(np.int64), _marked_steps(rs, n))
+    grid = np.linspace(0, n - 1, DENSE_STEPS).astype(np.int64)  # increasing: n > DENSE_STEPS
+    marks = np.array(sorted(set(_marked_steps(rs, n))), dtype=np.int64)
+    at = np.searchsorted(grid, marks)
+    new = grid[np.minimum(at, grid.size - 1)] != marks
+    steps = np.insert(grid, at[new], marks[new])  # (np.union1d hashes every step: seconds)
     return steps, rs.multipliers(steps.astype(np.float64))
 
 

@@ -89,7 +89,8 @@ def repeated_powers(gamma: float, k: Any) -> Any:
         powers[0] = 1.0
         np.cumprod(np.full(top, gamma), out=powers[1:])
         return powers[k]
-    wanted, where = np.unique(k, return_inverse=True)
+    order = np.argsort(k, axis=None, kind="stable")
+    wanted = k.reshape(-1)[order]
     values = np.empty(wanted.size)
     chunk = np.empty(POWER_CHUNK)
     start, running, done = 0, 1.0, 0  # running = gamma^start, computed by the same repeated product
@@ -104,7 +105,9 @@ def repeated_powers(gamma: float, k: Any) -> Any:
         if running == chunk[-1]:  # 0 (underflow) or a fixed point: every later power is the same
             values[done:] = running
             break
-    return values[where.reshape(k.shape)]
+    out = np.empty(wanted.size)
+    out[order] = values
+    return out.reshape(k.shape)
 
 
 def _check_positive(name: str):
