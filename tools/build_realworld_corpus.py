@@ -1194,6 +1194,9 @@ Regenerate with the checkouts of the three repositories side by side in SRC_DIR:
     SDSCRIPTS_VENV/bin/python tools/gen_sdscripts_golden.py SD_SCRIPTS_CHECKOUT \\
         --custom-scheduler LORA_EASY_BACKEND/custom_scheduler
 
+The same script with `--verify-exports PROJECT_PYTHON` writes nothing: it exports every config with
+`lora-sched export --kohya` and checks that sd-scripts, reading the export, steps the golden curve.
+
 sd-scripts' and musubi-tuner's documentation examples are not copied here (they would be verbatim
 copies): `python tools/check_public_configs.py CHECKOUT...` validates them where they are and prints a
 summary table.

@@ -26,6 +26,10 @@ corpus config it:
 sd-scripts imports torchvision only for image transforms that computing a schedule never calls; where
 torchvision cannot be imported, a stand-in module is put on the path (and the CSV header says so).
 A config sd-scripts refuses gets a golden file holding the error message and no rows.
+
+With --verify-exports PYTHON it writes nothing: it runs `PYTHON -m lora_sched export --kohya` on each
+config (PYTHON: an environment with lora_sched) and checks that sd-scripts, reading the exported file
+(with lora_sched importable for a LoraSchedLR export), steps the golden curve.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import importlib
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -201,13 +206,50 @@ def write_golden(path: Path, header: list[str], names: list[str], rows: list[lis
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def verify_export(python: str, script, entry: dict, config: Path, dataset: Path | None, work: Path) -> bool:
+    """lora-sched's export of the config, read and stepped by sd-scripts, against the golden curve."""
+    from realworld_support import read_golden
+
+    exported = work / f"exported_{config.name}"
+    argv = [python, "-m", "lora_sched", "export", "--kohya", str(config), "-o", str(exported)]
+    done = subprocess.run(
+        argv + (["--dataset-config", str(dataset)] if dataset else []), capture_output=True, text=True
+    )
+    _, golden, error = read_golden(entry["name"])
+    if done.returncode:
+        verdict = "refused, as sd-scripts" if error else "export failed"
+        print(f"{entry['name']}: {verdict}: {done.stderr.strip().splitlines()[-1:]}")
+        return bool(error)
+    try:
+        names, rows, _ = curve(script, read_args(script, exported, dataset))
+    except BaseException as exc:
+        print(f"{entry['name']}: sd-scripts refuses the export: {type(exc).__name__}: {exc}")
+        return False
+    got = {f"lr_{n}": [r[i] for r in rows] for i, n in enumerate(names)}
+    want = {k: v for k, v in golden.items() if k != "step"}
+    if sorted(got) != sorted(want) or any(len(got[k]) != len(want[k]) for k in want):
+        print(
+            f"{entry['name']}: export runs {len(rows)} steps of {sorted(got)},"
+            f" golden {len(golden['step'])} of {sorted(want)}"
+        )
+        return False
+    worst = max(abs(a - b) / abs(b) if b else abs(a) for k in want for a, b in zip(got[k], want[k]))
+    print(f"{entry['name']}: export {'OK' if worst <= 1e-9 else 'DIFFERS'} (max relative difference {worst:.3g})")
+    return worst <= 1e-9
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sd_scripts", type=Path, help="a checkout of kohya-ss/sd-scripts")
     parser.add_argument("--custom-scheduler", type=Path, help="LoRA_Easy backend's custom_scheduler folder")
     parser.add_argument("--only", nargs="*", help="corpus names to regenerate (default: all)")
+    parser.add_argument(
+        "--verify-exports",
+        metavar="PYTHON",
+        help="instead of writing golden files: export each config with `PYTHON -m lora_sched export --kohya`"
+        " and check that sd-scripts, reading the export, gives the golden curve",
+    )
     opts = parser.parse_args(argv)
-    import subprocess
 
     commit = subprocess.run(
         ["git", "-C", str(opts.sd_scripts), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -215,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(opts.sd_scripts.resolve()))
     if opts.custom_scheduler:
         sys.path.insert(0, str(opts.custom_scheduler.resolve()))
+    if opts.verify_exports:
+        sys.path.append(str(HERE))  # a LoraSchedLR export names lora_sched.torch: sd-scripts imports it
     os.chdir(opts.sd_scripts)
     manifest = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
     out_dir = CORPUS / "golden"
     out_dir.mkdir(exist_ok=True)
+    failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         stand_in = install_torchvision_stand_in(Path(tmp))
         for entry in manifest["files"]:
@@ -228,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir()
             config, dataset = relocate(entry, work)
             script = importlib.import_module(entry["script"])
+            if opts.verify_exports:
+                failures += not verify_export(opts.verify_exports, script, entry, config, dataset, work)
+                continue
             header = [
                 f"sd-scripts {commit}: library/train_util.py get_scheduler_fix via {entry['script']}.setup_parser()"
                 " + read_config_from_file",
@@ -248,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             header.append(note)
             write_golden(out_dir / f"{entry['name']}.csv", header, names, rows)
             print(f"{entry['name']}: {len(rows)} steps, groups {names}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
