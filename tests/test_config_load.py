@@ -32,7 +32,7 @@ def test_defaults_of_an_empty_file_with_a_notice() -> None:
         "resolution": 64,
         "network_dim": 4,
         "network_alpha": 1.0,
-        "learning_rate": 1e-4,
+        "learning_rate": 2e-6,  # sd-scripts' default
         "unet_lr": None,
         "text_encoder_lr": None,
         "max_train_steps": 1600,

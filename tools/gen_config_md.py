@@ -35,8 +35,8 @@ value it is a notice. We write the sections below, plus
 Rules, in the order the loader applies them:
 
 - Not UTF-8, not TOML: one error with the line (`file:line: expected valid TOML, got ...`). An empty
-  file is valid (every key takes its default: constant LR 1e-4 for 1600 steps on `builtin:shapes`)
-  but gives a notice, since it is rarely what was meant.
+  file is valid (every key takes its default, sd-scripts' where it has one: constant LR 2e-6 for 1600
+  steps on `builtin:shapes`) but gives a notice, since it is rarely what was meant.
 - Keys are sorted three ways. The {n_unused} keys the kohya tools know and this project does not use
   load with one notice listing them, and are written back where they were, so the file stays
   portable: every option of sd-scripts' and musubi-tuner's training scripts, their dataset config
@@ -47,9 +47,19 @@ Rules, in the order the loader applies them:
   is an error with a did-you-mean hint: `learning_rat` would silently leave sd-scripts at its
   default. Any other key is a warning (sd-scripts drops it silently; so does `lora_sched`, and an
   export writes it back), an error with `lora-sched validate --strict`.
-- Types are checked strictly, as kohya does no conversion: `learning_rate = "1e-4"` is an error
-  with the hint "remove the quotes", an int key given `8.0` says "write 8". NaN, infinity, negative
-  and absurd values are rejected with the allowed range.
+- Types are checked strictly, as sd-scripts converts nothing a config file holds (argparse's
+  `type=` applies to the command line only): `learning_rate = "1e-4"` reaches its training code as
+  text and stops it, so it is an error with the hint "remove the quotes"; an int key given `8.0`
+  says "write 8". A quoted number is accepted only where sd-scripts still reads it right (see
+  "Deliberate differences from sd-scripts" below). NaN, infinity, negative and absurd values are
+  rejected with the allowed range; the bounds admit what sd-scripts runs (`network_dim = 100000`,
+  LyCORIS' "full rank").
+- Values as the kohya tools write them: `text_encoder_lr = [a, b]` (the kohya_ss GUI writes one per
+  SDXL text encoder) gives every text encoder `a`, as sd-scripts' `networks.lora` does (a notice
+  says so when the values differ); `network_train_unet_only = true` (the GUI's way of writing a
+  text-encoder LR of 0) sets the text-encoder LR to 0. An absent key takes sd-scripts' default:
+  `learning_rate` 2e-6, `lr_decay_steps` 0 (so `warmup_stable_decay` without it holds to the end,
+  as in sd-scripts).
 - Durations (`lr_warmup_steps`, `lr_decay_steps`, `schedule_steps` and duration arguments) take
   steps (int), a fraction of the horizon in [0, 1), `"5%"`, or `"100ba"`, `"2ep"`, `"512sp"`,
   `"0.3dur"`. A float >= 1 such as `lr_warmup_steps = 50.0` is an error: kohya reads it as 50 x the
@@ -61,6 +71,8 @@ Rules, in the order the loader applies them:
 - kohya's global scheduler keys feed the schedule's parameter when it has one (table below).
   When it has none, sd-scripts' default value loads silently and any other value gives a warning
   naming the key and the schedule; `lora-sched validate --strict` turns warnings into errors. The
+  kohya_ss GUI writes `lr_scheduler_num_cycles` equal to its `epoch` field for every schedule when
+  the cycles field is blank: that value is a notice, so `--strict` accepts what the GUI writes. The
   same parameter in `lr_scheduler_args` and in a global key is an error.
 - kohya-colab's REX class (`lr_scheduler_type = "...RexAnnealingWarmRestarts"`) is read as our
   `rex`, with a notice: `min_lr` (absolute) becomes `min_lr_ratio = min_lr / unet_lr` (or
@@ -95,6 +107,7 @@ def cell(text: str) -> str:
 def type_text(key: Key) -> str:
     text = {
         "float": "float",
+        "floats": "float, or a list of floats",
         "int": "int",
         "bool": "bool",
         "str": "string",

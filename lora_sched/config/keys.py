@@ -21,7 +21,18 @@ from lora_sched.errors import Problem, did_you_mean, problem, range_text, raw, t
 from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, MAX_STEPS
 
 KeyKind = Literal[
-    "float", "int", "bool", "str", "choice", "duration", "resolution", "kv_list", "sched_args", "optimizer", "path"
+    "float",
+    "floats",
+    "int",
+    "bool",
+    "str",
+    "choice",
+    "duration",
+    "resolution",
+    "kv_list",
+    "sched_args",
+    "optimizer",
+    "path",
 ]
 
 #: The sections we write, in order; any section name is accepted on read.
@@ -85,7 +96,8 @@ _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 class Key:
     """One config key.
 
-    kind: value type (``duration`` = every duration form; ``resolution`` = int or "W,H";
+    kind: value type (``floats`` = a number or a list of numbers; ``duration`` = every duration form;
+    ``resolution`` = int or "W,H";
     ``kv_list`` = kohya list of "key=value" strings; ``sched_args`` = lr_scheduler_args, list or table).
     low / high: inclusive bounds unless low_open / high_open. multiple_of: ints must divide by it.
     """
@@ -143,6 +155,7 @@ class Key:
     def expected(self) -> str:
         base = {
             "float": "a number",
+            "floats": "a number, or a list of numbers (one per text encoder)",
             "int": "an int",
             "bool": "true or false",
             "str": "a string" if self.allow_empty else "a non-empty string",
@@ -194,6 +207,12 @@ class Key:
             return None
         if kind == "resolution":
             return _check_resolution(self, value)
+        if kind == "floats" and isinstance(value, list):
+            for i, item in enumerate(value):
+                found = _check_number(self, item)
+                if found is not None:
+                    return found._replace(key=f"{self.name}[{i}]")
+            return None
         return _check_number(self, value)
 
 
@@ -316,7 +335,8 @@ KEYS: tuple[Key, ...] = (
         BUILTIN_MODEL,
         nullable=False,
     ),
-    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=1024, nullable=False),
+    # sd-scripts takes any rank; LyCORIS presets write 100000 for "full rank". The top is int32's.
+    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=2**31 - 1, nullable=False),
     _k(
         "network_alpha",
         "float",
@@ -329,11 +349,27 @@ KEYS: tuple[Key, ...] = (
         nullable=False,
     ),
     _k(
+        "network_train_unet_only",
+        "bool",
+        N,
+        "train the UNet only: the text-encoder LR is 0 (the kohya_ss GUI writes this for a text-encoder LR of 0)",
+        None,
+        default_doc="false",
+    ),
+    _k(
+        "network_train_text_encoder_only",
+        "bool",
+        N,
+        "train the text encoder only: the UNet LR is 0",
+        None,
+        default_doc="false",
+    ),
+    _k(
         "learning_rate",
         "float",
         O,
         "base LR; also the UNet LR unless unet_lr is set",
-        1e-4,
+        2e-6,  # sd-scripts' default: a file without it trains there at 2e-6, so its curve must too
         low=0,
         low_open=True,
         high=10,
@@ -342,9 +378,10 @@ KEYS: tuple[Key, ...] = (
     _k("unet_lr", "float", O, "UNet LoRA base LR", None, low=0, high=10, default_doc="learning_rate"),
     _k(
         "text_encoder_lr",
-        "float",
+        "floats",
         O,
-        "text-encoder LoRA base LR; 0 trains the UNet only",
+        "text-encoder LoRA base LR; 0 trains the UNet only. A list (the kohya_ss GUI writes one per SDXL "
+        "text encoder): sd-scripts' networks.lora gives every text encoder the first value, and so does lora_sched",
         None,
         low=0,
         high=10,
@@ -523,16 +560,15 @@ KEYS: tuple[Key, ...] = (
 
 KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 
-#: kohya's global scheduler keys and the value sd-scripts uses when they are absent.
+#: kohya's global scheduler keys and the value sd-scripts uses when they are absent (its argparse
+#: defaults, lora_sched/data/kohya_keys.json). An absent key gives the schedule this value too.
 GLOBAL_SCHEDULER_KEYS: dict[str, Any] = {
     "lr_scheduler_num_cycles": 1,
     "lr_scheduler_power": 1,
     "lr_scheduler_timescale": None,
     "lr_scheduler_min_lr_ratio": None,
-    "lr_decay_steps": None,
+    "lr_decay_steps": 0,
 }
-#: Values a GUI writes for "unset" besides sd-scripts' default (sd-scripts' own lr_decay_steps default is 0).
-GLOBAL_UNSET_ALSO: dict[str, tuple[Any, ...]] = {"lr_decay_steps": (0,)}
 
 
 def defaults() -> dict[str, Any]:

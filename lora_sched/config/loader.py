@@ -16,12 +16,12 @@ import sys
 from typing import Any
 
 from lora_sched.config.args import parse_scheduler_args
-from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, GLOBAL_UNSET_ALSO, KEY_BY_NAME, defaults
+from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.model import LoraConfig
 from lora_sched.errors import ConfigError, Problem, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
-from lora_sched.schedules.spec import ScheduleSpec, all_specs, lookup
+from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, lookup
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -222,6 +222,7 @@ class _Loader:
         self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
         self.extras: dict[str, tuple[str | None, Any]] = {}
         self.typos: dict[str, str] = {}  # an unknown key -> the known key it is a slip of
+        self.quoted: set[str] = set()  # global scheduler keys given as a quoted number
 
     # ---- locating -------------------------------------------------------------------------
     @property
@@ -286,7 +287,8 @@ class _Loader:
                     "",
                     "at least one setting",
                     "an empty file",
-                    "every key takes its default: constant LR 1e-4 for 1600 steps on builtin:shapes",
+                    "every key takes its default (sd-scripts' where it has one): "
+                    "constant LR 2e-6 for 1600 steps on builtin:shapes",
                     severity="notice",
                     file=self.source,
                 )
@@ -337,17 +339,7 @@ class _Loader:
         unused: list[str] = []
         for key, value in self.given.items():
             if key in KEY_BY_NAME:
-                spec = KEY_BY_NAME[key]
-                if isinstance(value, dict) and spec.kind != "sched_args":
-                    self.problems.append(
-                        problem(key, spec.expected(), raw("a table"), "sections nest one level: write key = value")
-                    )
-                    continue
-                found = spec.check(value)
-                if found is not None:
-                    self.problems.append(found)
-                    continue
-                values[key] = float(value) if spec.kind == "float" and key not in GLOBAL_SCHEDULER_KEYS else value
+                self.check_ours(key, value, values)
             elif is_kohya_key(key):
                 unused.append(key)
                 self.extras[key] = (self.where[key][0], value)
@@ -369,10 +361,82 @@ class _Loader:
                     line=first,
                 )
             )
+        self.check_combinations(values)
         args, arg_problems, self.args_items = parse_scheduler_args(values["lr_scheduler_args"])
         self.problems.extend(arg_problems)
         values["lr_scheduler_args"] = args
         return values
+
+    def check_ours(self, key: str, value: Any, values: dict[str, Any]) -> None:
+        """One of lora_sched's keys: checked, typed and stored in `values` (its default stays on error)."""
+        spec = KEY_BY_NAME[key]
+        if isinstance(value, dict) and spec.kind != "sched_args":
+            self.problems.append(
+                problem(key, spec.expected(), raw("a table"), "sections nest one level: write key = value")
+            )
+            return
+        numeric = spec.kind in ("float", "floats", "int") or key in ("lr_warmup_steps", "lr_decay_steps")
+        if numeric and isinstance(value, str) and _QUOTED_NUMBER.match(value):
+            self.quoted_number(key, value, values)
+            return
+        found = spec.check(value)
+        if found is not None:
+            self.problems.append(found)
+            return
+        if spec.kind == "floats":
+            value = [float(v) for v in value] if isinstance(value, list) else float(value)
+        elif spec.kind == "float" and key not in GLOBAL_SCHEDULER_KEYS:
+            value = float(value)
+        values[key] = value
+
+    def quoted_number(self, key: str, value: str, values: dict[str, Any]) -> None:
+        """A number in quotes. sd-scripts applies no argparse `type=` to a config file's values: the
+        text reaches the training code as it is. Accepted where sd-scripts still runs as meant,
+        an error wherever it would stop or misread it (docs: deliberate differences)."""
+        if key in _QUOTED_GLOBAL_KEYS:  # sd-scripts reads it only if the schedule takes it: decided there
+            values[key] = value
+            self.quoted.add(key)
+            return
+        if key == "max_train_steps" and "max_train_epochs" in self.given:
+            self.problems.append(
+                problem(
+                    key,
+                    "a number without quotes",
+                    value,
+                    "ignored: max_train_epochs sets the run length (sd-scripts overwrites max_train_steps with it)",
+                    severity="warning",
+                )
+            )
+            return
+        spec = KEY_BY_NAME[key]
+        hint = f"remove the quotes: {value.strip()}"
+        if is_kohya_key(key):
+            hint += "; sd-scripts passes a quoted value on as text and stops with a type error or misreads it"
+        self.problems.append(problem(key, spec.expected(), value, hint))
+
+    def check_combinations(self, values: dict[str, Any]) -> None:
+        """Values that are each fine but not together; what a text_encoder_lr list means."""
+        if values["network_train_unet_only"] and values["network_train_text_encoder_only"]:
+            self.problems.append(
+                problem(
+                    "network_train_text_encoder_only",
+                    "at most one of network_train_unet_only and network_train_text_encoder_only",
+                    True,
+                    "with both, nothing is trained",
+                )
+            )
+        te = values["text_encoder_lr"]
+        if isinstance(te, list) and len(set(te)) > 1:
+            self.notes.append(
+                problem(
+                    "text_encoder_lr",
+                    "one LR for every text encoder",
+                    te,
+                    f"sd-scripts' networks.lora (SD 1.x, 2.x, SDXL) gives every text encoder the first value, "
+                    f"{te[0]:g}, and so does lora_sched; one LR per encoder needs a FLUX.1 or SD3 network module",
+                    severity="notice",
+                )
+            )
 
     def unknown(self, key: str, value: Any) -> Problem:
         """A slip of a known key is an error; any other key a warning: sd-scripts drops it silently."""
@@ -521,6 +585,14 @@ class _Loader:
         if check is not None:
             self.problems.extend(check(type_path, args, trust=self.trust))
 
+    def absent_global_key(self, param: Param | None, kohya_default: Any, args: dict[str, Any]) -> None:
+        """An absent global key leaves sd-scripts at its default: the schedule's parameter gets that
+        value (warmup_stable_decay's decay is 0 there, not our 0.2), unless lr_scheduler_args sets it."""
+        if param is None or kohya_default is None or param.default == kohya_default:
+            return
+        if not any(n in args for n in (param.name, *param.aliases)):
+            args[param.name] = kohya_default
+
     def global_keys(
         self,
         spec: ScheduleSpec | None,
@@ -531,12 +603,36 @@ class _Loader:
     ) -> None:
         """kohya's global scheduler keys: feed the schedule's param, or warn when unused and not default."""
         for key, kohya_default in GLOBAL_SCHEDULER_KEYS.items():
-            if key not in self.given or values[key] is None:
-                continue
-            value = values[key]
             param = None
             if spec is not None and not type_path:
                 param = next((p for p in spec.params if p.kohya_key == key), None)
+            if key not in self.given or values[key] is None:
+                self.absent_global_key(param, kohya_default, args)
+                continue
+            value = values[key]
+            number = float(value) if key in self.quoted else value
+            if param is not None and key in self.quoted:
+                if (spec.name, key) not in _QUOTED_READ_AS_NUMBER:  # type: ignore[union-attr]
+                    self.problems.append(
+                        problem(
+                            key,
+                            "a number without quotes",
+                            value,
+                            f"remove the quotes: {value.strip()}; sd-scripts passes a quoted value on as text, "
+                            f"and {spec.name} stops with a type error on it",  # type: ignore[union-attr]
+                        )
+                    )
+                    continue
+                value = int(number) if number.is_integer() else number
+                self.notes.append(
+                    problem(
+                        key,
+                        "a number without quotes",
+                        values[key],
+                        f"read as {value}, as sd-scripts' {spec.name} reads it (it converts num_cycles itself)",  # type: ignore[union-attr]
+                        severity="notice",
+                    )
+                )
             if param is not None:
                 clash = [n for n in (param.name, *param.aliases) if n in args]
                 if clash:
@@ -552,16 +648,28 @@ class _Loader:
                 args[param.name] = value
                 arg_keys[param.name] = key
                 continue
-            if value == kohya_default or value in GLOBAL_UNSET_ALSO.get(key, ()):
+            if number == kohya_default:
                 continue
             schedule = type_path or (spec.name if spec else values["lr_scheduler"])
+            if key == "lr_scheduler_num_cycles" and _same_value(self.given.get("epoch"), number):
+                self.notes.append(
+                    problem(
+                        key,
+                        f"no {key} ({schedule} does not use it)",
+                        value,
+                        "the kohya_ss GUI writes its epoch count here when the cycles field is blank; "
+                        "ignored, as sd-scripts ignores it",
+                        severity="notice",
+                    )
+                )
+                continue
             users = [s.name for s in all_specs() if any(p.kohya_key == key for p in s.params)]
             hint = f"ignored, as sd-scripts ignores it; remove it, or use a schedule that takes it: {', '.join(users)}"
             own = _param_fed_elsewhere(spec, key) if spec is not None and not type_path else None
             if own is not None:
                 hint = (
                     f"it is ignored, as sd-scripts ignores it for {schedule}; to set {schedule}'s `{own}`, "
-                    f'write lr_scheduler_args = ["{own}={value!r}"]'
+                    f'write lr_scheduler_args = ["{own}={value.strip() if key in self.quoted else repr(value)}"]'
                 )
             self.problems.append(
                 problem(key, f"no {key} ({schedule} does not use it)", value, hint, severity="warning")
@@ -606,6 +714,14 @@ def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:
 
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+#: A decimal number as text ("1e-4", " 3 "); "nan" and "inf" are not numbers a user means to quote.
+_QUOTED_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+#: Global scheduler keys sd-scripts reads only for the schedules that take them (lr_decay_steps is
+#: read for every schedule: a quoted one always fails there).
+_QUOTED_GLOBAL_KEYS = {k for k in GLOBAL_SCHEDULER_KEYS if k != "lr_decay_steps"}
+#: (schedule, key) where sd-scripts still reads a quoted number right: diffusers' hard-restarts
+#: cosine converts num_cycles with float().
+_QUOTED_READ_AS_NUMBER = {("cosine_with_restarts", "lr_scheduler_num_cycles")}
 
 
 def _quoted(key: str) -> str:

@@ -123,10 +123,21 @@ class LoraConfig:
         return self.locator(problems) if self.locator else problems
 
     def group_lrs(self) -> dict[str, float]:
-        """Base LR per param group: unet_lr / text_encoder_lr, each falling back to learning_rate."""
+        """Base LR per param group: unet_lr / text_encoder_lr, each falling back to learning_rate.
+
+        As sd-scripts' networks.lora (SD 1.x, 2.x, SDXL) reads them: a text_encoder_lr list gives
+        every text encoder its first value (an empty list counts as unset), and
+        network_train_unet_only / network_train_text_encoder_only set the other group's LR to 0."""
         lr = float(self.values["learning_rate"])
         unet, te = self.values["unet_lr"], self.values["text_encoder_lr"]
-        return {"unet": lr if unet is None else float(unet), "text_encoder": lr if te is None else float(te)}
+        if isinstance(te, list):
+            te = te[0] if te else None
+        lrs = {"unet": lr if unet is None else float(unet), "text_encoder": lr if te is None else float(te)}
+        if self.values.get("network_train_unet_only"):
+            lrs["text_encoder"] = 0.0
+        if self.values.get("network_train_text_encoder_only"):
+            lrs["unet"] = 0.0
+        return lrs
 
     def optimizer_kwargs(self) -> dict[str, Any]:
         """optimizer_args ("key=value" list, already validated) as keyword arguments."""

@@ -38,6 +38,9 @@ def key_schema(key: Key) -> dict[str, Any]:
     kind = key.kind
     if kind == "float":
         out = _bounds(key, {"type": "number"})
+    elif kind == "floats":
+        number = _bounds(key, {"type": "number"})
+        out = {"anyOf": [number, {"type": "array", "items": number}]}
     elif kind == "int":
         out = _bounds(key, {"type": "integer"})
         if key.multiple_of:

@@ -343,10 +343,17 @@ def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:
         found = [given[n] for n in names if n in given]
         if found:
             args[param.name] = param_field_value(param, found[0])
-        elif param.kohya_key and flat.get(param.kohya_key) is not None:
-            args[param.name] = param_field_value(param, flat[param.kohya_key])
+        elif param.kohya_key and _kohya_value(flat, param.kohya_key) is not None:
+            args[param.name] = param_field_value(param, _kohya_value(flat, param.kohya_key))
     values["args"] = args
     return values
+
+
+def _kohya_value(flat: Mapping[str, Any], key: str) -> Any:
+    """A kohya global key's value, or sd-scripts' default when absent (as the loader reads it)."""
+    from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS
+
+    return flat[key] if flat.get(key) is not None else GLOBAL_SCHEDULER_KEYS.get(key)
 
 
 def config_defaults() -> dict[str, Any]:
