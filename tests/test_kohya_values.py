@@ -164,7 +164,7 @@ def test_the_guis_cycles_feed_a_schedule_that_takes_them() -> None:
 def test_absent_learning_rate_is_sd_scripts_default_and_polynomial_lr_end_follows() -> None:
     cfg = loads_config('lr_scheduler = "polynomial"\nmax_train_steps = 10\n')
     assert cfg.group_lrs() == {"unet": 2e-6, "text_encoder": 2e-6}
-    lr = preview.curve(cfg) * 2e-6
+    lr = preview.curve(cfg).m * 2e-6
     # diffusers: (lr_init - lr_end) * (1 - s / T) ** power + lr_end, lr_end = 1e-7
     expected = [(2e-6 - 1e-7) * (1 - s / 10) + 1e-7 for s in range(10)]
     np.testing.assert_allclose(lr, expected, rtol=1e-12, atol=0)
@@ -174,7 +174,7 @@ def test_absent_lr_decay_steps_is_zero_as_in_sd_scripts() -> None:
     base = 'lr_scheduler = "warmup_stable_decay"\nmax_train_steps = 10\nlr_warmup_steps = 2\n'
     cfg = loads_config(base)
     assert cfg.resolve().params["decay"] == 0
-    assert preview.curve(cfg).tolist() == [0.0, 0.5] + [1.0] * 8  # diffusers' wsd with 0 decay steps
+    assert preview.curve(cfg).m.tolist() == [0.0, 0.5] + [1.0] * 8  # diffusers' wsd with 0 decay steps
     assert loads_config(base + "lr_decay_steps = 0.2\n").resolve().params["decay"] == 2  # steps
     assert loads_config(base + 'lr_scheduler_args = ["decay=0.3"]\n').resolve().params["decay"] == 3
     assert flat_to_form({"lr_scheduler": "warmup_stable_decay"})["args"]["decay"] == "0"  # the form agrees

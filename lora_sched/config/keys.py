@@ -497,12 +497,11 @@ KEYS: tuple[Key, ...] = (
         "resolution",
         "resolution",
         D,
-        'training resolution: an int or "W,H"',
+        'training resolution: an int or "W,H" (`lora-sched train` needs multiples of 64 for SD models)',
         BUILTIN_RESOLUTION,
         low=8,
         high=8192,
-        multiple_of=8,
-        nullable=False,
+        nullable=False,  # no multiple here: sd-scripts trains "512,650" (its buckets round it)
     ),
     _k(
         "caption_extension",
