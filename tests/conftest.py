@@ -89,6 +89,7 @@ EDGE_ARGS: dict[str, dict[str, Any]] = {
     "inverse_sqrt": {},
     "warmup_stable_decay": {"decay": 1, "decay_type": "cosine"},
     "rex": {"num_cycles": 1, "restart_decay": 0.9},
+    "cosine_warmup_restarts": {"num_cycles": 2, "restart_decay": 0.9, "min_lr": 1e-6},
     "sqrt": {"decay": 1},
     "one_cycle": {},
 }

@@ -2,7 +2,9 @@
 
 Key steps: 0, W - 1, W, the quarter points of the horizon, T - 1, the last step of the run, and
 every restart (a step where the multiplier jumps back up after the warmup). The LR of a group at
-step s is base_lr_group x m(s), exactly as the torch adapter computes it.
+step s is base_lr_group x m(s), exactly as the torch adapter computes it; with an absolute floor
+(REX's min_lr) m is drawn per group from the group's own base LR, and a custom class is stepped with
+every group's base LR.
 
 Memory is bounded for any run length: a run of up to DENSE_STEPS steps is evaluated at every step;
 a longer one (up to a billion steps) on an even sample of DENSE_STEPS steps plus every key step,
@@ -45,6 +47,8 @@ class Curve(NamedTuple):
     run_length: int  #: steps in the run
     covered: int  #: steps the preview covers: the run, unless a custom class was cut at CUSTOM_STEPS
     at: Callable[[Any], Any]
+    #: LR of each param group (`LoraConfig.group_lrs`) at given steps, with m the multipliers there
+    lrs: Callable[[Any, Any], dict[str, Any]]
 
     @property
     def dense(self) -> bool:
@@ -61,14 +65,32 @@ def curve(cfg: LoraConfig) -> Curve:
     """The multiplier over the run (sampled past DENSE_STEPS); custom classes through the torch adapter."""
     rs = cfg.resolve()
     n = int(rs.run_length)
+    bases = cfg.group_lrs()
     if cfg.scheduler_type:
         covered = min(n, CUSTOM_STEPS)
-        m = _custom_multipliers(cfg, covered)
-        return Curve(np.arange(covered, dtype=np.int64), m, n, covered, lambda steps: m[np.asarray(steps)])
+        m, by_group = _custom_lrs(cfg, covered)
+
+        def custom_lrs(steps: Any, _m: Any) -> dict[str, Any]:
+            return {group: lrs[np.asarray(steps)] for group, lrs in by_group.items()}
+
+        return Curve(np.arange(covered, dtype=np.int64), m, n, covered, lambda steps: m[np.asarray(steps)], custom_lrs)
     steps, m = sample(rs)
+
+    def lrs(wanted: Any, m_there: Any) -> dict[str, Any]:
+        return group_lrs_at(rs, bases, wanted, m_there)
+
     if steps.size == n:
-        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)])
-    return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)))
+        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)], lrs)
+    return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)), lrs)
+
+
+def group_lrs_at(rs: Any, bases: dict[str, float], steps: Any, m: Any) -> dict[str, Any]:
+    """LR of each group at `steps` (m: the multipliers there): base x m, or under an absolute floor
+    (REX's min_lr) each group's own curve (`ResolvedSchedule.group_lrs`)."""
+    if not rs.per_group:
+        return {group: m * base for group, base in bases.items()}
+    wanted = np.asarray(steps, dtype=np.float64)
+    return {group: rs.group_lrs(base, wanted) for group, base in bases.items()}
 
 
 def sample(rs: Any) -> tuple[Any, Any]:
@@ -99,7 +121,10 @@ def envelope(x: Any, y: Any, points: int = 2000) -> tuple[Any, Any]:
     return np.repeat(np.asarray(x)[edges[:-1]], 2), pairs.reshape(-1)
 
 
-def _custom_multipliers(cfg: LoraConfig, steps: int) -> Any:
+def _custom_lrs(cfg: LoraConfig, steps: int) -> tuple[Any, dict[str, Any]]:
+    """m (the LR of a group at learning_rate / learning_rate) and each param group's LRs, from one
+    pass of the class over a dummy optimizer holding all of them (a class with absolute LR
+    arguments, such as OneCycleLR's max_lr, gives each group the LR it really gets)."""
     try:
         from lora_sched.torch.custom import preview_lrs  # type: ignore[attr-defined]
     except ImportError:
@@ -118,9 +143,10 @@ def _custom_multipliers(cfg: LoraConfig, steps: int) -> Any:
         ) from None
     rs = cfg.resolve()
     base = float(rs.base_lr)
+    bases = cfg.group_lrs()
     args = (rs.warmup, rs.warmup_start, rs.warmup_type, cfg.trust_scheduler_code)
-    lrs = preview_lrs(cfg.scheduler_type, cfg.scheduler_type_args, [base], steps, *args)
-    return np.asarray(lrs[:, 0] / base, dtype=np.float64)
+    lrs = np.asarray(preview_lrs(cfg.scheduler_type, cfg.scheduler_type_args, [base, *bases.values()], steps, *args))
+    return lrs[:, 0] / base, {group: lrs[:, i + 1] for i, group in enumerate(bases)}
 
 
 def restarts(m: Any, warmup: int) -> list[int]:
@@ -218,9 +244,9 @@ def sparkline(c: Curve, width: int = 64) -> str:
     return "".join(SPARK[i] for i in levels)
 
 
-def _rows(cfg: LoraConfig, steps: Any, m: Any, notes: list[str] | None = None) -> Iterator[str]:
-    lrs = cfg.group_lrs()
-    unet, te = (m * lrs["unet"]).tolist(), (m * lrs["text_encoder"]).tolist()
+def _rows(c: Curve, steps: Any, m: Any, notes: list[str] | None = None) -> Iterator[str]:
+    lrs = c.lrs(steps, m)
+    unet, te = lrs["unet"].tolist(), lrs["text_encoder"].tolist()
     for i, (s, x) in enumerate(zip(steps.tolist(), m.tolist())):
         note = notes[i] if notes else ""
         yield f"{s:>9}  {x:>12.6g}  {unet[i]:>12.6g}  {te[i]:>12.6g}  {note}"
@@ -234,22 +260,22 @@ def table_head() -> str:
 def table(cfg: LoraConfig, c: Curve, steps: list[tuple[int, str]]) -> str:
     """The multiplier and each group's LR at `steps` ((step, note) pairs), exact at each step."""
     at = np.array([s for s, _ in steps], dtype=np.int64)
-    return "\n".join([table_head(), *_rows(cfg, at, c.at(at), [why for _, why in steps])])
+    return "\n".join([table_head(), *_rows(c, at, c.at(at), [why for _, why in steps])])
 
 
 def every_step_table(cfg: LoraConfig, c: Curve) -> Iterator[str]:
     """The table at every step, a block of lines at a time (a billion steps never sit in memory)."""
     yield table_head()
     for steps, m in c.blocks():
-        yield "\n".join(_rows(cfg, steps, m))
+        yield "\n".join(_rows(c, steps, m))
 
 
 def csv_blocks(cfg: LoraConfig, c: Curve) -> Iterator[str]:
     """step,multiplier,lr_unet,lr_text_encoder for every step; floats in repr form (exact round trip)."""
-    lrs = cfg.group_lrs()
     yield "step,multiplier,lr_unet,lr_text_encoder\n"
     for steps, m in c.blocks():
-        unet, te = (m * lrs["unet"]).tolist(), (m * lrs["text_encoder"]).tolist()
+        lrs = c.lrs(steps, m)
+        unet, te = lrs["unet"].tolist(), lrs["text_encoder"].tolist()
         yield "".join(f"{s},{x!r},{u!r},{t!r}\n" for s, x, u, t in zip(steps.tolist(), m.tolist(), unet, te))
 
 
@@ -271,12 +297,13 @@ def write_png(cfg: LoraConfig, c: Curve, path: str) -> None:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    lrs = cfg.group_lrs()
+    bases = cfg.group_lrs()
+    lrs = c.lrs(c.steps, c.m)
     fig = Figure(figsize=(8, 4), dpi=100)
     ax = fig.add_subplot()
-    ax.plot(*envelope(c.steps, c.m * lrs["unet"]), label=f"unet (base {lrs['unet']:g})")
-    if lrs["text_encoder"] != lrs["unet"]:
-        ax.plot(*envelope(c.steps, c.m * lrs["text_encoder"]), label=f"text encoder (base {lrs['text_encoder']:g})")
+    ax.plot(*envelope(c.steps, lrs["unet"]), label=f"unet (base {bases['unet']:g})")
+    if not np.array_equal(lrs["text_encoder"], lrs["unet"]):
+        ax.plot(*envelope(c.steps, lrs["text_encoder"]), label=f"text encoder (base {bases['text_encoder']:g})")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.set_title(f"{cfg.schedule_name} ({os.path.basename(cfg.path or '')})")

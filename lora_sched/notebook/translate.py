@@ -281,17 +281,19 @@ def preview_shape(cfg: LoraConfig, num_samples: int | None) -> TrainingShape | N
 
 
 def preview_curves(cfg: LoraConfig, num_samples: int | None = None) -> dict[str, Any]:
-    """LR per param group at every step: the catalogue's m(s) x the group's base LR."""
+    """LR per param group at every step: the catalogue's m(s) x the group's base LR (each group's own
+    curve under an absolute floor such as REX's min_lr)."""
     return preview_sample(cfg, num_samples)[1]
 
 
 def preview_sample(cfg: LoraConfig, num_samples: int | None = None) -> tuple[Any, dict[str, Any]]:
     """(steps, LR per param group at those steps): every step, or a sample past preview.DENSE_STEPS
     (memory stays bounded for a run of a billion steps)."""
-    from lora_sched.config.preview import sample
+    from lora_sched.config.preview import group_lrs_at, sample
 
-    steps, m = sample(cfg.resolve(shape=preview_shape(cfg, num_samples)))
-    return steps, {group: m * lr for group, lr in cfg.group_lrs().items()}
+    rs = cfg.resolve(shape=preview_shape(cfg, num_samples))
+    steps, m = sample(rs)
+    return steps, group_lrs_at(rs, cfg.group_lrs(), steps, m)
 
 
 def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:

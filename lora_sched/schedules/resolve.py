@@ -139,6 +139,25 @@ class ResolvedSchedule(NamedTuple):
 
         return multipliers(self, steps)
 
+    @property
+    def per_group(self) -> bool:
+        """Whether param groups with different base LRs follow different multipliers (an absolute floor)."""
+        param = self.spec.absolute_lr_param
+        return param is not None and self.params.get(param) is not None
+
+    def for_group(self, base_lr: float) -> ResolvedSchedule:
+        """The schedule as a param group with base LR `base_lr` follows it: LR = base_lr x m_group(s).
+
+        The same schedule unless an absolute LR parameter is set (REX's min_lr): then the group's
+        multipliers are drawn with its own base LR, so every group falls to the same absolute floor."""
+        if not self.per_group or base_lr == self.base_lr:
+            return self
+        return self._replace(base_lr=float(base_lr))
+
+    def group_lrs(self, base_lr: float, steps: Any = None) -> Any:
+        """LR of a param group whose base LR is `base_lr`, for `steps` (default: every step of the run)."""
+        return self.for_group(base_lr).multipliers(steps) * base_lr
+
     def multiplier(self, step: int) -> float:
         """m(s) for one step, as a Python float (what a torch scheduler needs per step)."""
         return float(self.multipliers([step])[0])

@@ -185,6 +185,9 @@ class ScheduleSpec(NamedTuple):
     check: Check | None = None
     kohya_name: str | None = None
     family: str = "decay"
+    #: A parameter holding an absolute LR (REX's ``min_lr`` floor). When it is set, each param group's
+    #: curve is drawn from that group's own base LR (`ResolvedSchedule.for_group`), not one shared m(s).
+    absolute_lr_param: str | None = None
 
     @property
     def formula(self) -> str:

@@ -2,7 +2,7 @@
 
 `LoraSchedLR` sets every param group's LR to ``base_lr_group * m(s)`` where m is the resolved
 schedule's multiplier (the very function the preview plots) and s = ``last_epoch`` // calls per
-update. Multipliers are evaluated with NumPy in blocks and cached as Python floats, so `step()`
+update; with an absolute floor (REX's ``min_lr``) each group's m is drawn from its own base LR. Multipliers are evaluated with NumPy in blocks and cached as Python floats, so `step()`
 is a list lookup and a multiply per group.
 
 Its state records the resolved schedule; loading a state whose schedule differs from the current
@@ -76,8 +76,8 @@ class LoraSchedLR(LRScheduler):
             raise ConfigError(problem("num_processes", "an int >= 1", num_processes))
         self.resolved: ResolvedSchedule = resolved
         self.num_processes = num_processes
-        self._block_index = -1
-        self._block: list[float] = []
+        self._curves: dict[float, _Blocks] = {}  # by the base LR a curve is drawn for
+        self._by_group: list[_Blocks] = []
         super().__init__(optimizer, last_epoch)
 
     # -- the curve ---------------------------------------------------------------------------
@@ -87,19 +87,27 @@ class LoraSchedLR(LRScheduler):
         return max(0, self.last_epoch) // self.num_processes
 
     def multiplier(self, step: int) -> float:
-        """m(step), from the cached block (evaluating a new block when the step leaves it)."""
-        index, offset = divmod(step, BLOCK)
-        if index != self._block_index:
-            import numpy as np
+        """m(step) of the resolved schedule, from the cached block (a new block when the step leaves it)."""
+        return self._curve_of(self.resolved)(step)
 
-            start = index * BLOCK
-            self._block = self.resolved.multipliers(np.arange(start, start + BLOCK, dtype=np.float64)).tolist()
-            self._block_index = index
-        return self._block[offset]
+    def _curve_of(self, rs: ResolvedSchedule) -> _Blocks:
+        curve = self._curves.get(rs.base_lr)
+        if curve is None:
+            curve = self._curves[rs.base_lr] = _Blocks(rs)
+        return curve
+
+    def _group_curves(self) -> list[_Blocks]:
+        """One multiplier cache per param group: shared unless the schedule has an absolute floor
+        (REX's min_lr), which each group reaches from its own base LR."""
+        if len(self._by_group) != len(self.base_lrs):
+            self._by_group = [self._curve_of(self.resolved.for_group(float(b))) for b in self.base_lrs]
+        return self._by_group
+
+    def _lrs(self, step: int) -> list[float]:
+        return [base * curve(step) for base, curve in zip(self.base_lrs, self._group_curves())]
 
     def get_lr(self) -> list[float | torch.Tensor]:
-        m = self.multiplier(self.update_step)
-        return [base * m for base in self.base_lrs]
+        return self._lrs(self.update_step)
 
     def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
         """Advance one call; LRs become base x m(s). (Lean version of LRScheduler.step.)"""
@@ -108,18 +116,7 @@ class LoraSchedLR(LRScheduler):
             return
         self._step_count += 1
         self.last_epoch += 1
-        m = self.multiplier(self.update_step)
-        lrs = []
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            lr = base * m
-            current = group["lr"]
-            if isinstance(current, torch.Tensor):
-                current.fill_(lr)
-                lrs.append(current.clone())
-            else:
-                group["lr"] = lr
-                lrs.append(lr)
-        self._last_lr = lrs
+        self._apply(self._lrs(self.update_step))
 
     def step_update(self, loss: float | None = None) -> None:
         """One optimizer update (the training loop's uniform call; the loss matters only to plateaus)."""
@@ -161,18 +158,38 @@ class LoraSchedLR(LRScheduler):
         updates = max(0, int(state_dict["last_epoch"])) // max(1, int(state_dict.get("num_processes", 1)))
         self.last_epoch = updates * self.num_processes
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
-        self._apply(self.multiplier(self.update_step))
+        self._apply(self._lrs(self.update_step))
 
-    def _apply(self, m: float) -> None:
-        lrs = []
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(base * m)
-                lrs.append(group["lr"].clone())
+    def _apply(self, lrs: list[float]) -> None:
+        last: list[Any] = []
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            current = group["lr"]
+            if isinstance(current, torch.Tensor):
+                current.fill_(lr)
+                last.append(current.clone())
             else:
-                group["lr"] = base * m
-                lrs.append(base * m)
-        self._last_lr = lrs
+                group["lr"] = lr
+                last.append(lr)
+        self._last_lr = last
+
+
+class _Blocks:
+    """m(s) of one resolved schedule, evaluated with NumPy BLOCK steps at a time and cached as floats."""
+
+    __slots__ = ("block", "index", "rs")
+
+    def __init__(self, rs: ResolvedSchedule) -> None:
+        self.rs, self.index, self.block = rs, -1, []
+
+    def __call__(self, step: int) -> float:
+        index, offset = divmod(step, BLOCK)
+        if index != self.index:
+            import numpy as np
+
+            start = index * BLOCK
+            self.block = self.rs.multipliers(np.arange(start, start + BLOCK, dtype=np.float64)).tolist()
+            self.index = index
+        return self.block[offset]
 
 
 def _change(what: str, old: Any, new: Any) -> Problem:

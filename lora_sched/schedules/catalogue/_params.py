@@ -27,6 +27,17 @@ def min_lr_ratio(
     )
 
 
+def min_lr() -> Param:
+    return Param(
+        "min_lr",
+        "float",
+        "absolute floor LR for every param group (instead of min_lr_ratio): each falls to it from its own base LR",
+        default=None,
+        low=0.0,
+        default_doc="unset (min_lr_ratio)",
+    )
+
+
 def num_cycles_float(
     doc: str = "number of half-cosine decays (1 = one decay to the floor)", *, kohya: bool = False
 ) -> Param:

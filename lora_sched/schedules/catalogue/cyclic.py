@@ -1,4 +1,4 @@
-"""Schedules that restart: cosine with hard restarts, REX with restarts, torch's warm restarts."""
+"""Schedules that restart: cosine with hard restarts, REX and cosine in whole-step cycles, torch's warm restarts."""
 
 from __future__ import annotations
 
@@ -6,23 +6,20 @@ from typing import Any
 
 from lora_sched._lazy import np
 from lora_sched.errors import Problem, problem
-from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr_ratio, num_cycles_int, restart_decay
+from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr, min_lr_ratio, num_cycles_int, restart_decay
 from lora_sched.schedules.evaluate import floor_scale, progress
-from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
+from lora_sched.schedules.spec import REQUIRED, Check, Param, ScheduleSpec, register
 
 
-def _cycle_value(shape: Any, offset: Any, k: Any, rs: Any, *, peak_above_floor: bool = False) -> Any:
-    """r + span * (warmup ramp over the first cycle_warmup steps of a cycle, else shape), where
-    span = (1 - r) g^k (the floor scales with the peak), or with peak_above_floor
-    span = max(g^k - r, 0) (the cycle falls from its own peak g^k to the same floor r).
-    Works in place on `shape` (a fresh array the caller owns)."""
+def _cycle_value(shape: Any, offset: Any, k: Any, rs: Any) -> Any:
+    """r + (1 - r) g^k x (warmup ramp over the first cycle_warmup steps of a cycle, else shape): the
+    floor scales with the peak. Works in place on `shape` (a fresh array the caller owns)."""
     prm = rs.params
     cw = prm["cycle_warmup"]
     if cw > 0:
         shape = np.where(offset < cw, offset / cw, shape)
     r, g = prm["min_lr_ratio"], prm["restart_decay"]
-    peak = g**k if g != 1.0 else 1.0
-    shape *= np.maximum(peak - r, 0.0) if peak_above_floor else (1.0 - r) * peak
+    shape *= (1.0 - r) * (g**k if g != 1.0 else 1.0)
     if r:
         shape += r
     return shape
@@ -55,8 +52,8 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
 
 
 def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
-    """cycle_warmup must leave each cycle a decay (cycle lengths as each curve computes them)."""
-    length = _rex_length(params, rs) if "d" in params else (rs.horizon - rs.warmup) / params["num_cycles"]
+    """cycle_warmup must leave each cycle a decay."""
+    length = (rs.horizon - rs.warmup) / params["num_cycles"]
     if params["cycle_warmup"] >= length and params["cycle_warmup"] > 0:
         return [problem("cycle_warmup", f"fewer steps than one cycle ({length:g})", params["cycle_warmup"])]
     if length < 1:
@@ -88,28 +85,147 @@ register(
 
 
 def _rex_length(params: Any, rs: Any) -> int:
-    """REX cycles are whole steps: cycle_steps, or floor((T - W) / num_cycles) (at least 1)."""
+    """Whole-step cycles: the first lasts cycle_steps, or floor((T - W) / num_cycles) (at least 1)."""
     return params["cycle_steps"] or max(1, (rs.horizon - rs.warmup) // params["num_cycles"])
+
+
+def cycle_table(first: int, warmup: int, multiplier: float, top: float) -> tuple[list[int], list[int]]:
+    """Starts and lengths of the cycles beginning at or before `top` (steps after W), where
+    L_(i+1) = round((L_i - cycle_warmup) x cycle_multiplier) + cycle_warmup (Python's round, as
+    LoRA_Easy's classes compute it). The list stops at a fixed point (the last length then repeats
+    forever) or at a cycle of 0 steps (which those classes cannot step: the checks reject it)."""
+    starts, lengths = [0], [first]
+    while starts[-1] + lengths[-1] <= top and lengths[-1] > 0:
+        following = round((lengths[-1] - warmup) * multiplier) + warmup
+        if following == lengths[-1]:
+            break
+        starts.append(starts[-1] + lengths[-1])
+        lengths.append(following)
+    return starts, lengths
+
+
+def _whole_step_cycles(j: Any, prm: Any, rs: Any) -> tuple[Any, Any, Any]:
+    """(k, offset, length) for steps j after the warmup: cycle index, steps into the cycle, its length."""
+    first = _rex_length(prm, rs)
+    if prm["cycle_multiplier"] == 1.0:
+        k = np.floor(j / first)
+        return k, j - k * first, first
+    top = float(j.max()) if j.size else 0.0
+    starts, lengths = cycle_table(first, prm["cycle_warmup"], prm["cycle_multiplier"], top)
+    k = np.searchsorted(np.asarray(starts, dtype=np.float64), j, side="right") - 1.0
+    index = k.astype(np.intp)
+    offset = j - np.take(np.asarray(starts, dtype=np.float64), index)
+    length = np.maximum(np.take(np.asarray(lengths, dtype=np.float64), index), 1.0)
+    repeats = np.floor(offset / length)  # past the last listed cycle, its length repeats
+    return k + repeats, offset - repeats * length, length
+
+
+def floor_ratio(prm: Any, rs: Any, *, none_at_or_above_base: bool) -> float:
+    """r: min_lr_ratio, or the absolute min_lr over this param group's base LR (every group falls to
+    the same LR); with none_at_or_above_base a group whose base LR is at or below min_lr has no floor,
+    as LoRA_Easy's REX class sets it."""
+    min_lr = prm.get("min_lr")
+    if min_lr is None:
+        return float(prm["min_lr_ratio"])
+    if rs.base_lr <= 0.0 or (none_at_or_above_base and min_lr >= rs.base_lr):
+        return 0.0  # (a group with base LR 0 trains nothing: base x m is 0 whatever m)
+    return float(min_lr / rs.base_lr)
+
+
+def _falling_cycles(s: Any, rs: Any, shape: Any, r: float) -> Any:
+    """r + max(g^k - r, 0) x (a linear rise over cycle_warmup steps, else shape(q)) for W <= s < T, r at s >= T."""
+    prm = rs.params
+    j = np.maximum(s - rs.warmup, 0.0)
+    k, offset, length = _whole_step_cycles(j, prm, rs)
+    cw = prm["cycle_warmup"]
+    q = np.clip((offset - cw) / np.maximum(1.0, length - cw), 0.0, 1.0)
+    value = shape(q)
+    if cw > 0:
+        value = np.where(offset < cw, offset / cw, value)
+    g = prm["restart_decay"]
+    peak = g**k if g != 1.0 else 1.0
+    value *= np.maximum(peak - r, 0.0)
+    value += r
+    value[s >= rs.horizon] = r
+    return value
 
 
 def rex_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + max(g^k - r, 0) (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
-    cycles last L = cycle_steps or floor((T - W) / num_cycles) steps, k = floor((s - W) / L),
-    q = progress through cycle k after its own warmup of cycle_warmup steps (a linear rise from r
-    to the peak g^k), g = restart_decay; every cycle falls to the same floor r, as LoRA_Easy's
-    RexAnnealingWarmRestarts does (r + (1 - r) g^k ... when g = 1 or r = 0)"""
-    prm = rs.params
-    d = prm["d"]
-    length = _rex_length(prm, rs)
-    j = np.maximum(s - rs.warmup, 0.0)
-    k = np.floor(j / length)
-    offset = j - k * length
-    cw = prm["cycle_warmup"]
-    q = np.clip((offset - cw) / max(1, length - cw), 0.0, 1.0)
-    left = 1.0 - q
-    m = _cycle_value(left / ((1.0 - d) + d * left), offset, k, rs, peak_above_floor=True)
-    m[s >= rs.horizon] = prm["min_lr_ratio"]
-    return m
+    cycle k lasts L_k steps (L_0 = cycle_steps or floor((T - W) / num_cycles), L_(k+1) =
+    round((L_k - cycle_warmup) cycle_multiplier) + cycle_warmup), q = progress through cycle k after its
+    own warmup of cycle_warmup steps (a linear rise from r to the peak g^k), g = restart_decay; every
+    cycle falls to the same floor r, as LoRA_Easy's RexAnnealingWarmRestarts does. r = min_lr_ratio,
+    or with an absolute min_lr, min_lr / (the param group's base LR), 0 for a group whose base LR is at
+    or below min_lr"""
+    d = rs.params["d"]
+
+    def shape(q: Any) -> Any:
+        left = 1.0 - q
+        return left / ((1.0 - d) + d * left)
+
+    return _falling_cycles(s, rs, shape, floor_ratio(rs.params, rs, none_at_or_above_base=True))
+
+
+def _cycles_check(none_at_or_above_base: bool) -> Check:
+    """The check of whole-step cycles, with the schedule's floor rule (see floor_ratio)."""
+
+    def check(params: dict, rs: Any) -> list[Problem]:
+        """Cycles LoRA_Easy's classes can step: a first cycle longer than its warmup, one floor (min_lr
+        or min_lr_ratio), and no cycle of 0 steps whose peak is above the floor (those classes divide
+        by zero there; below the floor they hold it) up to the step after the horizon, which sd-scripts
+        computes after its last update. The floor is that of a group at the base LR."""
+        if params.get("min_lr") is not None and params["min_lr_ratio"] != 0.0:
+            return [problem("min_lr", "min_lr or min_lr_ratio, not both", params["min_lr"])]
+        first = _rex_length(params, rs)
+        if params["cycle_warmup"] >= first and params["cycle_warmup"] > 0:
+            return [problem("cycle_warmup", f"fewer steps than one cycle ({first})", params["cycle_warmup"])]
+        if params["cycle_multiplier"] == 1.0:
+            return []
+        span = rs.horizon - rs.warmup
+        starts, lengths = cycle_table(first, params["cycle_warmup"], params["cycle_multiplier"], span)
+        k = len(lengths) - 1
+        r = floor_ratio(params, rs, none_at_or_above_base=none_at_or_above_base)
+        if lengths[-1] == 0 and starts[-1] <= span and params["restart_decay"] ** k > r:
+            return [
+                problem(
+                    "cycle_multiplier",
+                    "a multiplier that keeps every cycle at least 1 step long",
+                    params["cycle_multiplier"],
+                    f"cycle {k} (from step {rs.warmup + starts[-1]}) would last 0 steps",
+                )
+            ]
+        return []
+
+    return check
+
+
+def _cycle_params(cycles_doc: str) -> tuple[Param, ...]:
+    """The whole-step cycle parameters REX and cosine_warmup_restarts share (LoRA_Easy's argument names as aliases)."""
+    return (
+        min_lr_ratio(),
+        min_lr(),
+        num_cycles_int(cycles_doc),
+        restart_decay(),
+        cycle_warmup(),
+        Param(
+            "cycle_steps",
+            "duration",
+            "length of the first cycle in steps (overrides num_cycles)",
+            default=None,
+            aliases=("first_cycle_max_steps",),
+            default_doc="(T - W) // num_cycles",
+        ),
+        Param(
+            "cycle_multiplier",
+            "float",
+            "each next cycle lasts round((L - cycle_warmup) x cycle_multiplier) + cycle_warmup steps",
+            default=1.0,
+            low=0.0,
+            low_open=True,
+            high=1000.0,
+        ),
+    )
 
 
 register(
@@ -126,31 +242,52 @@ register(
                 high=1.0,
                 high_open=True,
             ),
-            min_lr_ratio(),
-            num_cycles_int("number of REX cycles (3 cycles = 2 restarts)"),
-            restart_decay(),
-            cycle_warmup(),
-            Param(
-                "cycle_steps",
-                "duration",
-                "length of each cycle in steps (overrides num_cycles)",
-                default=None,
-                aliases=("first_cycle_max_steps",),
-                default_doc="(T - W) // num_cycles",
-            ),
+            *_cycle_params("number of REX cycles (3 cycles = 2 restarts)"),
         ),
         curve=rex_curve,
         reference='REX, arXiv 2107.04197; LoRA_Easy RexAnnealingWarmRestarts (kohya-colab\'s "rex"); '
         "pytorch_optimizer REXScheduler (d = 0.5)",
         gotchas=(
-            'kohya-colab\'s "rex" is num_cycles = 3, restart_decay = 0.9, d = 0.9, min_lr 1e-9 (absolute: '
-            "min_lr_ratio = 1e-9 / learning_rate) and a per-cycle warmup of round(steps x warmup ratio) // 3 "
-            "steps (16 for 1000 steps at 5%); its integer cycles can start a short extra cycle in the last "
-            "steps, as that class does.",
+            'kohya-colab\'s "rex" is num_cycles = 3, restart_decay = 0.9, d = 0.9, min_lr = 1e-9 (an absolute '
+            "LR: every param group falls to 1e-9 from its own base LR) and a per-cycle warmup of "
+            "round(steps x warmup ratio) // 3 steps (16 for 1000 steps at 5%); its integer cycles can start "
+            "a short extra cycle in the last steps, as that class does.",
             "Every cycle falls to the same floor r from its own peak restart_decay^k (LoRA_Easy's class).",
+            "min_lr is an absolute LR; a param group whose base LR is at or below it gets no floor (0), "
+            "as in LoRA_Easy's class.",
         ),
-        check=_check_cycle_warmup,
+        check=_cycles_check(none_at_or_above_base=True),
         family="cyclic",
+        absolute_lr_param="min_lr",
+    )
+)
+
+
+def cosine_warmup_restarts_curve(s: Any, rs: Any) -> Any:
+    """m(s) = r + max(g^k - r, 0) 0.5 (1 + cos(pi q)) for W <= s < T, r at s >= T, with the cycles of
+    rex (lengths L_k from cycle_steps or num_cycles and cycle_multiplier, a linear rise from r to the
+    peak g^k over the first cycle_warmup steps of each, q the progress after it); r = min_lr_ratio,
+    or with an absolute min_lr, min_lr / (the param group's base LR), also above 1 (LoRA_Easy's
+    CosineAnnealingWarmRestarts holds min_lr even in a group whose base LR is below it)"""
+    r = floor_ratio(rs.params, rs, none_at_or_above_base=False)
+    return _falling_cycles(s, rs, lambda q: 0.5 * (1.0 + np.cos(np.pi * q)), r)
+
+
+register(
+    ScheduleSpec(
+        name="cosine_warmup_restarts",
+        summary="whole-step cosine cycles with per-cycle warmup, decaying peaks and a floor (LoRA_Easy's CAWR)",
+        params=_cycle_params("number of cosine cycles (3 cycles = 2 restarts)"),
+        curve=cosine_warmup_restarts_curve,
+        reference="LoRA_Easy CosineAnnealingWarmRestarts (LoraEasyCustomOptimizer, not torch's class of that name)",
+        gotchas=(
+            "Not torch's CosineAnnealingWarmRestarts (that is cosine_annealing_warm_restarts): each cycle "
+            "has its own warmup, peaks decay by restart_decay, and the last step of a cycle stays above the floor.",
+            "min_lr is an absolute LR held in every param group, even one whose base LR is below it.",
+        ),
+        check=_cycles_check(none_at_or_above_base=False),
+        family="cyclic",
+        absolute_lr_param="min_lr",
     )
 )
 
