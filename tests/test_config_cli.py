@@ -62,14 +62,19 @@ def test_preview_csv_is_the_catalogue_curve(path: Path, tmp_path: Path, capsys: 
     assert main(["preview", str(path), "--csv", str(out)]) == 0
     printed = capsys.readouterr().out
     cfg = load_config(path)
-    m = cfg.resolve().multipliers()
+    rs = cfg.resolve()
+    m = rs.multipliers()
     lrs = cfg.group_lrs()
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["step"]) for r in rows] == list(range(cfg.resolve().run_length))
+    assert [int(r["step"]) for r in rows] == list(range(rs.run_length))
     np.testing.assert_array_equal(np.array([float(r["multiplier"]) for r in rows]), m)
-    np.testing.assert_array_equal(np.array([float(r["lr_unet"]) for r in rows]), lrs["unet"] * m)
-    np.testing.assert_array_equal(np.array([float(r["lr_text_encoder"]) for r in rows]), lrs["text_encoder"] * m)
+    # base x m(s), or each group's own curve under an absolute floor (rex's min_lr)
+    np.testing.assert_array_equal(np.array([float(r["lr_unet"]) for r in rows]), rs.group_lrs(lrs["unet"]))
+    te = np.array([float(r["lr_text_encoder"]) for r in rows])
+    np.testing.assert_array_equal(te, rs.group_lrs(lrs["text_encoder"]))
+    if not rs.per_group:
+        np.testing.assert_array_equal(te, lrs["text_encoder"] * m)
     # the key-step table prints the same numbers (6 significant digits)
     for line in printed.splitlines():
         cells = line.split()

@@ -188,7 +188,7 @@ def test_kohya_colab_rex_class_maps_to_rex() -> None:
     assert cfg.values["lr_scheduler"] == "rex" and cfg.values["lr_scheduler_type"] is None
     rs = cfg.resolve()
     assert rs.name == "rex"
-    assert rs.params["min_lr_ratio"] == 1e-9 / 3e-4  # unet_lr, the LR the class saw
+    assert (rs.params["min_lr"], rs.params["min_lr_ratio"]) == (1e-9, 0.0)  # absolute, in every param group
     assert (rs.params["restart_decay"], rs.params["d"], rs.params["cycle_steps"], rs.params["cycle_warmup"]) == (
         0.9,
         0.9,

@@ -59,7 +59,8 @@ def test_no_warmup_message_shows_what_the_user_wrote():
     assert p.key == "lr_warmup_steps" and '"10%"' in p.found
 
 
-def test_kohya_colab_rex_class_with_a_duplicated_argument_is_an_error():
+def test_kohya_colab_rex_class_with_an_argument_it_does_not_take_is_an_error():
+    """The class's own signature decides: restart_decay is our name, sd-scripts' call would raise TypeError."""
     text = (
         "[optimizer_arguments]\nlearning_rate = 3e-4\n"
         'lr_scheduler_type = "LoraEasyCustomOptimizer.RexAnnealingWarmRestarts.RexAnnealingWarmRestarts"\n'
@@ -67,7 +68,8 @@ def test_kohya_colab_rex_class_with_a_duplicated_argument_is_an_error():
         "[training_arguments]\nmax_train_steps = 1000\n"
     )
     (p,) = _problems(text)
-    assert p.line == 4 and "`gamma` and `restart_decay` both set `restart_decay`" in p.hint
+    assert (p.line, p.key) == (4, "optimizer_arguments.lr_scheduler_args.restart_decay")
+    assert p.expected == "an argument of LoRA_Easy's RexAnnealingWarmRestarts"
 
 
 @pytest.mark.parametrize(

@@ -74,10 +74,17 @@ Rules, in the order the loader applies them:
   kohya_ss GUI writes `lr_scheduler_num_cycles` equal to its `epoch` field for every schedule when
   the cycles field is blank: that value is a notice, so `--strict` accepts what the GUI writes. The
   same parameter in `lr_scheduler_args` and in a global key is an error.
-- kohya-colab's REX class (`lr_scheduler_type = "...RexAnnealingWarmRestarts"`) is read as our
-  `rex`, with a notice: `min_lr` (absolute) becomes `min_lr_ratio = min_lr / unet_lr` (or
-  `learning_rate`), `gamma` -> `restart_decay`, `first_cycle_max_steps` -> `cycle_steps`,
-  `warmup_steps` -> `cycle_warmup`, `d` -> `d`. Any other `lr_scheduler_type` is a torch class,
+- LoRA_Easy's scheduler classes are read as catalogue schedules, with a notice:
+  `"...RexAnnealingWarmRestarts"` (kohya-colab's "rex") as `rex` and
+  `"LoraEasyCustomOptimizer.CosineAnnealingWarmRestarts.CosineAnnealingWarmRestarts"` as
+  `cosine_warmup_restarts` (a bare `CosineAnnealingWarmRestarts` is torch's class). Their arguments
+  map as `gamma` -> `restart_decay`, `first_cycle_max_steps` -> `cycle_steps`, `warmup_steps` ->
+  `cycle_warmup`, `min_lr` -> `min_lr` (an absolute LR that every param group falls to),
+  `cycle_multiplier` and `d` (REX) as they are; what the file leaves out takes the class's default
+  (`first_cycle_max_steps = 1`, `min_lr = 1e-6`, `warmup_steps = 0`, `cycle_multiplier = 1`,
+  `d = 0.9`). As sd-scripts would fail to build the class, a missing `gamma`, an argument the class
+  does not take, or a warmup not shorter than the first cycle is an error. Any other
+  `lr_scheduler_type` is a torch class,
   checked against its signature by the torch adapter (only `torch.optim.lr_scheduler` and
   `lora_sched` are importable without `--trust-scheduler-code`).
 - Epochs (`max_train_epochs`, `"2ep"`) are counted on `train_data_dir`: kohya's `N_concept/` folders

@@ -3,9 +3,10 @@
 Order: bytes -> UTF-8 -> tomllib -> flatten the sections (a key in two sections is an error) ->
 sort keys into ours / sd-scripts' unused ones (a notice) / unknown (an error with did-you-mean) ->
 check each value against the key table -> build the schedule request (kohya global keys feed the
-schedule's params; kohya-colab's REX class maps to `rex`) -> resolve it with the schedule layer,
-which checks every scheduler argument. All problems are collected, then located (file, line,
-section.key) and raised together. Nothing here imports NumPy or torch.
+schedule's params; LoRA_Easy's REX and cosine classes map to `rex` / `cosine_warmup_restarts`) ->
+resolve it with the schedule layer, which checks every scheduler argument. All problems are
+collected, then located (file, line, section.key) and raised together. Nothing here imports NumPy
+or torch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from lora_sched.config.args import parse_scheduler_args
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
+from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
 from lora_sched.errors import ConfigError, Problem, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
@@ -28,8 +30,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-#: kohya-colab's REX class (LoRA_Easy_Training_scripts' RexAnnealingWarmRestarts) -> our `rex`.
-REX_CLASS_SUFFIX = "RexAnnealingWarmRestarts"
 #: Keys whose values feed the schedule: when one of them is invalid, resolution is skipped
 #: (its own messages would only repeat the same mistake).
 _SCHEDULE_INPUTS = {
@@ -489,9 +489,12 @@ class _Loader:
         arg_keys: dict[str, str] = {}
         spec: ScheduleSpec | None = None
         name = values["lr_scheduler"]
-        if type_path and type_path.split(".")[-1] == REX_CLASS_SUFFIX:
-            name, args, arg_keys = self.map_rex(values, args)
-            values.update(lr_scheduler="rex", lr_scheduler_type=None, lr_scheduler_args=dict(args))
+        lora_easy = lora_easy_class(type_path)
+        if lora_easy is not None:  # kohya-colab's "rex" and LoRA_Easy's classes: catalogue schedules
+            name, args, arg_keys, problems, notice = map_class(lora_easy, args)
+            self.problems.extend(problems)
+            self.notes.append(notice)
+            values.update(lr_scheduler=name, lr_scheduler_type=None, lr_scheduler_args=dict(args))
             type_path = None
         if type_path:
             config.scheduler_type, config.scheduler_type_args = type_path, args
@@ -530,43 +533,6 @@ class _Loader:
             independent = [p for p in check_form(config.request) if _split_key(p.key)[0] not in reported]
             self.problems.extend(config.locate(independent))
         return config
-
-    def map_rex(self, values: dict[str, Any], args: dict[str, Any]) -> tuple[str, dict, dict]:
-        """kohya-colab's RexAnnealingWarmRestarts args -> our rex (min_lr absolute -> min_lr_ratio)."""
-        base = values["unet_lr"] if values["unet_lr"] is not None else values["learning_rate"]
-        mapped: dict[str, Any] = {}
-        keys: dict[str, str] = {}
-        for raw_name, value in args.items():
-            ours = raw_name  # rex's params alias the class's names (gamma, warmup_steps, ...): a duplicate is reported
-            if raw_name == "min_lr":
-                ours = "min_lr_ratio"
-                number = isinstance(value, (int, float)) and not isinstance(value, bool)
-                if not number or not 0 <= value < base:
-                    self.problems.append(
-                        problem(
-                            "lr_scheduler_args.min_lr",
-                            f"an absolute LR >= 0 and below the base LR ({base:g})",
-                            value,
-                            "kohya-colab's REX class takes min_lr as an LR, e.g. min_lr=1e-9",
-                        )
-                    )
-                    continue
-                value = value / base
-            mapped[ours] = value
-            keys[ours] = f"lr_scheduler_args.{raw_name}"
-        if "min_lr" not in args:
-            mapped.setdefault("min_lr_ratio", 0.0)
-        self.notes.append(
-            problem(
-                "lr_scheduler_type",
-                "a catalogue schedule",
-                raw("kohya-colab's RexAnnealingWarmRestarts, read as lora_sched's `rex`"),
-                "min_lr -> min_lr_ratio = min_lr / base LR, gamma -> restart_decay, "
-                "first_cycle_max_steps -> cycle_steps, warmup_steps -> cycle_warmup",
-                severity="notice",
-            )
-        )
-        return "rex", mapped, keys
 
     def check_optimizer_pairing(self, values: dict[str, Any], schedule: str, args: dict[str, Any]) -> None:
         """The torch layer's pure-Python rule: `adafactor` <-> Adafactor(relative_step=True)."""

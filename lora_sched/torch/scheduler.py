@@ -2,8 +2,9 @@
 
 `LoraSchedLR` sets every param group's LR to ``base_lr_group * m(s)`` where m is the resolved
 schedule's multiplier (the very function the preview plots) and s = ``last_epoch`` // calls per
-update; with an absolute floor (REX's ``min_lr``) each group's m is drawn from its own base LR. Multipliers are evaluated with NumPy in blocks and cached as Python floats, so `step()`
-is a list lookup and a multiply per group.
+update; with an absolute floor (REX's ``min_lr``) each group's m is drawn from its own base LR.
+Multipliers are evaluated with NumPy in blocks and cached as Python floats, so `step()` is a list
+lookup and a multiply per group.
 
 Its state records the resolved schedule; loading a state whose schedule differs from the current
 one is refused with a `ScheduleMismatchError` naming each change, unless the caller allows it.
