@@ -220,3 +220,107 @@ def test_every_public_name_of_the_torch_package_resolves():
         assert getattr(pkg, name) is not None, name
     with pytest.raises(AttributeError):
         pkg.NoSuchThing  # noqa: B018
+
+
+# -- a class that raises when stepped: a validate error, a refused export, a preview error ---------
+RUN = """learning_rate = 1e-3
+max_train_steps = {steps}
+lr_warmup_steps = {warmup}
+lr_scheduler_type = "{cls}"
+lr_scheduler_args = [{args}]
+"""
+RAISES_AT = '''
+from torch.optim.lr_scheduler import LRScheduler
+
+
+class RaisesAt(LRScheduler):
+    """Constant LR that raises RuntimeError at its step `at` (a stand-in for any class that fails mid-run)."""
+
+    def __init__(self, optimizer, at: int, last_epoch: int = -1) -> None:
+        self.at = at
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch >= self.at:
+            raise RuntimeError(f"step {self.last_epoch} is past the end")
+        return list(self.base_lrs)
+'''
+
+
+def _run(cls: str, args: list[str], steps: int = 100, warmup: int = 0) -> str:
+    return RUN.format(cls=cls, args=", ".join(f'"{a}"' for a in args), steps=steps, warmup=warmup)
+
+
+def _only_error(text: str, **kwargs):
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, source="c.toml", **kwargs)
+    (p,) = [p for p in info.value.problems if p.severity == "error"]
+    return p
+
+
+@pytest.mark.parametrize(
+    ("args", "warmup", "key"),
+    [
+        (["max_lr=1e-3", "total_steps=99"], 0, "lr_scheduler_args.total_steps"),
+        (["max_lr=1e-3", "epochs=9", "steps_per_epoch=10"], 0, "lr_scheduler_args.epochs"),
+        (["max_lr=1e-3", "total_steps=89"], 10, "lr_scheduler_args.total_steps"),  # stepped after the warmup
+    ],
+)
+def test_one_cycle_shorter_than_the_run_is_a_validate_error(args, warmup, key):
+    p = _only_error(_run("torch.optim.lr_scheduler.OneCycleLR", args, warmup=warmup))
+    assert (p.file, p.line, p.key) == ("c.toml", 5, key)
+    assert f"at least {100 - warmup} steps" in p.expected and "raises ValueError" in p.hint
+
+
+@pytest.mark.parametrize(
+    ("args", "warmup"), [(["max_lr=1e-3", "total_steps=100"], 0), (["max_lr=1e-3", "total_steps=90"], 10)]
+)
+def test_one_cycle_as_long_as_the_run_is_valid_and_runs(args, warmup):
+    """sd-scripts steps the class once per update, the last one too: total_steps = the class's steps is enough."""
+    cfg = loads_config(_run("OneCycleLR", args, warmup=warmup))
+    lrs = preview_lrs("OneCycleLR", cfg.scheduler_type_args, [1e-3], 100, warmup)
+    assert lrs.shape == (100, 1)
+    opt = _optimizer((1e-3,))
+    sched = build_scheduler(cfg, opt)
+    _step(opt, sched, 100)  # all 100 updates step the scheduler without an error
+
+
+@pytest.fixture
+def raises_at(tmp_path, monkeypatch):
+    (tmp_path / "raises_at_mod.py").write_text(RAISES_AT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "raises_at_mod.RaisesAt"
+
+
+def test_a_class_that_raises_mid_run_is_a_validate_error_naming_the_step(raises_at):
+    p = _only_error(_run(raises_at, ["at=37"]), trust_scheduler_code=True)
+    assert (p.line, p.key) == (5, "lr_scheduler_args")
+    assert "raises at its step 37: RuntimeError: step 37 is past the end" in p.found
+    assert loads_config(_run(raises_at, ["at=101"]), trust_scheduler_code=True).scheduler_type == raises_at
+
+
+def test_past_the_dry_run_budget_validate_notes_it_and_preview_and_export_refuse(raises_at, monkeypatch, tmp_path):
+    import lora_sched.torch.custom as custom
+    from lora_sched.cli import main
+
+    monkeypatch.setattr(custom, "DRY_RUN_STEPS", 20)
+    text = _run(raises_at, ["at=60"])
+    cfg = loads_config(text, trust_scheduler_code=True)  # the first 20 steps run: no error yet ...
+    (note,) = [w for w in cfg.warnings if w.key == "lr_scheduler_type"]
+    assert note.severity == "notice" and "stepped 20 times without an error" in note.found
+    path = tmp_path / "late.toml"
+    path.write_text(text)
+    for argv in (["preview", str(path)], ["export", "--kohya", str(path)]):  # ... the whole run does
+        assert main([*argv, "--trust-scheduler-code"]) == 1, argv
+
+
+def test_cli_validate_and_export_refuse_a_short_one_cycle(tmp_path, capsys):
+    from lora_sched.cli import main
+
+    path = tmp_path / "oc.toml"
+    path.write_text(_run("OneCycleLR", ["max_lr=1e-3", "total_steps=50"]))
+    for argv in (["validate", str(path)], ["export", "--kohya", str(path)], ["preview", str(path)]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert f"{path}:5: lr_scheduler_args.total_steps: expected a OneCycleLR cycle of at least 100 steps" in err
+        assert "Traceback" not in err

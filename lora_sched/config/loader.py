@@ -220,6 +220,7 @@ class _Loader:
         self.given: dict[str, Any] = {}  # flat key -> value as written
         self.where: dict[str, tuple[str | None, tuple]] = {}  # flat key -> (section, path in the document)
         self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
+        self.custom_ok = False  # a custom lr_scheduler_type built on a dummy optimizer
         self.extras: dict[str, tuple[str | None, Any]] = {}
         self.typos: dict[str, str] = {}  # an unknown key -> the known key it is a slip of
         self.quoted: set[str] = set()  # global scheduler keys given as a quoted number
@@ -496,6 +497,7 @@ class _Loader:
             self.notes.append(notice)
             values.update(lr_scheduler=name, lr_scheduler_type=None, lr_scheduler_args=dict(args))
             type_path = None
+        args_custom = args
         if type_path:
             config.scheduler_type, config.scheduler_type_args = type_path, args
             self.check_custom(type_path, args)
@@ -525,9 +527,12 @@ class _Loader:
         )
         if not bad_inputs:
             try:
-                config.resolve()
+                frame = config.resolve()
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
+            else:
+                if type_path and self.custom_ok:
+                    self.check_custom_run(type_path, args_custom, frame.run_length, frame.warmup)
         else:  # resolving would only echo the broken input: still report what is wrong on its own
             reported = {_split_key(p.key)[0] for p in self.problems}
             independent = [p for p in check_form(config.request) if _split_key(p.key)[0] not in reported]
@@ -549,7 +554,16 @@ class _Loader:
             return  # the torch adapter is not installed: the class is checked when training starts
         check = getattr(custom, "check_scheduler_type", None)
         if check is not None:
-            self.problems.extend(check(type_path, args, trust=self.trust))
+            problems = check(type_path, args, trust=self.trust)
+            self.problems.extend(problems)
+            self.custom_ok = not problems
+
+    def check_custom_run(self, type_path: str, args: dict[str, Any], run_length: int, warmup: int) -> None:
+        """A class that builds may still raise when stepped (OneCycleLR past total_steps): step it
+        through the run (bounded: see lora_sched.torch.custom.check_run)."""
+        from lora_sched.torch.custom import check_run  # torch is already imported by check_custom
+
+        self.problems.extend(check_run(type_path, args, run_length, warmup, trust=self.trust))
 
     def absent_global_key(self, param: Param | None, kohya_default: Any, args: dict[str, Any]) -> None:
         """An absent global key leaves sd-scripts at its default: the schedule's parameter gets that

@@ -306,6 +306,110 @@ def check_scheduler_type(type_path: Any, args: Mapping[str, Any] | None, trust: 
     return []
 
 
+# -- stepping through the run ----------------------------------------------------------------
+#: validate steps a custom class through the whole run when the class is stepped at most this many
+#: times (about 0.2 s for torch's classes); a longer run is stepped this far, after the known limits
+#: (OneCycleLR's total_steps) are checked against the whole run, and a notice says so.
+DRY_RUN_STEPS = 20_000
+#: export refuses a file whose class raises anywhere in a run of up to this many steps (seconds).
+EXPORT_DRY_RUN_STEPS = 1_000_000
+
+
+def class_steps(run_length: int, warmup: int) -> int:
+    """How many times a run calls the class's step(): once per update after the warmup, the last
+    update too (sd-scripts and lora-sched train step the scheduler after every optimizer update)."""
+    return max(0, run_length - warmup)
+
+
+def _one_cycle_limit(args: Mapping[str, Any], steps: int) -> list[Problem]:
+    """OneCycleLR raises ValueError once stepped past total_steps (or epochs x steps_per_epoch)."""
+    if "total_steps" in args and args["total_steps"] is not None:
+        key, total = "lr_scheduler_args.total_steps", args["total_steps"]
+    else:
+        key, total = "lr_scheduler_args.epochs", args.get("epochs", 0) * args.get("steps_per_epoch", 0)
+    if not isinstance(total, int) or total >= steps:
+        return []
+    return [
+        problem(
+            key,
+            f"a OneCycleLR cycle of at least {steps:,} steps (the class is stepped once per update)",
+            args[key.rpartition(".")[2]],
+            f"OneCycleLR raises ValueError when stepped past its {total:,} total steps; "
+            f"set total_steps = {steps}, or use the catalogue's one_cycle",
+        )
+    ]
+
+
+KNOWN_LIMITS = {"OneCycleLR": _one_cycle_limit}
+
+
+def check_run(
+    type_path: str,
+    args: Mapping[str, Any] | None,
+    run_length: int,
+    warmup: int = 0,
+    *,
+    budget: int | None = None,
+    trust: bool = False,
+) -> list[Problem]:
+    """Problems of stepping the class through the run (call after `check_scheduler_type` found none).
+
+    The known limits of torch's classes are checked against the whole run, then the class is built
+    on a dummy optimizer and stepped min(run, budget) times (budget: DRY_RUN_STEPS unless given); an exception at any step is an error
+    naming the step. When the run is longer than the budget, a notice says how far it was stepped.
+    ReduceLROnPlateau depends on the loss and is not stepped.
+    """
+    args = dict(args or {})
+    cls, problems = resolve_class(type_path, trust)
+    if cls is None or issubclass(cls, ReduceLROnPlateau):
+        return []
+    steps = class_steps(run_length, warmup)
+    module = getattr(cls, "__module__", "")
+    limit = KNOWN_LIMITS.get(cls.__name__) if module.startswith("torch.") else None
+    if limit is not None:
+        problems = limit(args, steps)
+        if problems:
+            return problems
+    budget = DRY_RUN_STEPS if budget is None else budget
+    stepped = min(steps, budget)
+    failure = _first_failure(cls, args, stepped)
+    if failure is not None:
+        step, exc = failure
+        return [
+            problem(
+                "lr_scheduler_args",
+                f"arguments {cls.__name__} runs with for all {steps:,} steps of the run",
+                raw(f"{args!r}, with which {cls.__name__} raises at its step {step:,}: {type(exc).__name__}: {exc}"),
+                "training (and sd-scripts) would stop there",
+            )
+        ]
+    if stepped < steps:
+        return [
+            problem(
+                "lr_scheduler_type",
+                f"a class stepped through the whole run ({steps:,} steps)",
+                raw(f"{cls.__name__} stepped {stepped:,} times without an error"),
+                "validate steps a custom class at most "
+                f"{budget:,} times; `lora-sched preview` and `export --kohya` step it through the whole run",
+                severity="notice",
+            )
+        ]
+    return []
+
+
+def _first_failure(cls: type, args: Mapping[str, Any], steps: int) -> tuple[int, Exception] | None:
+    """(step, exception) of the first step() of `cls` on a dummy optimizer that raises, or None."""
+    scheduler = cls(_dummy_optimizer([1e-3]), **args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": no optimizer step needed
+        for step in range(1, steps + 1):
+            try:
+                scheduler.step()
+            except Exception as exc:  # any exception a class raises stops training the same way
+                return step, exc
+    return None
+
+
 # -- the composed scheduler ------------------------------------------------------------------
 class WarmupThen(LRScheduler):
     """A torch scheduler class with a warmup composed in front.
@@ -540,10 +644,25 @@ def preview_lrs(
     opt = _dummy_optimizer(list(group_lrs))
     sched = build_scheduler_class(scheduler_type, scheduler_args, opt, warmup, warmup_start, warmup_type, trust=trust)
     out = np.empty((steps, len(group_lrs)), dtype=np.float64)
-    for s in range(steps):
-        out[s] = [float(g["lr"]) for g in opt.param_groups]
-        opt.step()  # no gradients: a no-op that keeps torch's step-order check quiet
-        sched.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": no optimizer step needed
+        for s in range(steps):
+            out[s] = [float(g["lr"]) for g in opt.param_groups]
+            try:
+                sched.step()
+            except Exception as exc:  # a class that raises mid-run: an error naming the update, not a traceback
+                name = scheduler_type.rpartition(".")[2]
+                raise ConfigError(
+                    problem(
+                        "lr_scheduler_args",
+                        f"arguments {name} runs with for all {steps:,} updates of the run",
+                        raw(
+                            f"{dict(scheduler_args or {})!r}, with which {name} raises after update {s:,}: "
+                            f"{type(exc).__name__}: {exc}"
+                        ),
+                        "training (and sd-scripts) would stop there",
+                    )
+                ) from None
     return out
 
 

@@ -167,7 +167,15 @@ def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
             )
         )
     keys: dict[str, Any] = {"lr_scheduler": "constant", "lr_warmup_steps": 0}
-    from lora_sched.torch.custom import split_path
+    from lora_sched.torch.custom import EXPORT_DRY_RUN_STEPS, check_run, split_path
+
+    # a class that raises mid-run (OneCycleLR past total_steps) would stop sd-scripts there: refuse it
+    failed = check_run(
+        type_path, args, rs.run_length, rs.warmup, budget=EXPORT_DRY_RUN_STEPS, trust=cfg.trust_scheduler_code
+    )
+    errors = [p for p in failed if p.severity == "error"]
+    if errors:
+        raise ConfigError(cfg.locate(errors))
 
     module, attr = split_path(type_path)
     if module.split(".")[0] == "lora_sched" and attr in ("LoraSchedLR", "WarmupThen"):
