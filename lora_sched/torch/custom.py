@@ -355,9 +355,9 @@ def check_run(
     """Problems of stepping the class through the run (call after `check_scheduler_type` found none).
 
     The known limits of torch's classes are checked against the whole run, then the class is built
-    on a dummy optimizer and stepped min(run, budget) times (budget: DRY_RUN_STEPS unless given); an exception at any step is an error
-    naming the step. When the run is longer than the budget, a notice says how far it was stepped.
-    ReduceLROnPlateau depends on the loss and is not stepped.
+    on a dummy optimizer and stepped min(run, budget) times (budget: DRY_RUN_STEPS unless given); an
+    exception at any step is an error naming the step. When the run is longer than the budget, a
+    notice says how far it was stepped. ReduceLROnPlateau depends on the loss and is not stepped.
     """
     args = dict(args or {})
     cls, problems = resolve_class(type_path, trust)
