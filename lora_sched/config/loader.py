@@ -220,7 +220,7 @@ class _Loader:
         self.given: dict[str, Any] = {}  # flat key -> value as written
         self.where: dict[str, tuple[str | None, tuple]] = {}  # flat key -> (section, path in the document)
         self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
-        self.custom_ok = False  # a custom lr_scheduler_type built on a dummy optimizer
+        self.custom: Any = None  # lora_sched.torch.custom once a custom lr_scheduler_type built on a dummy optimizer
         self.extras: dict[str, tuple[str | None, Any]] = {}
         self.typos: dict[str, str] = {}  # an unknown key -> the known key it is a slip of
         self.quoted: set[str] = set()  # global scheduler keys given as a quoted number
@@ -531,7 +531,7 @@ class _Loader:
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
             else:
-                if type_path and self.custom_ok:
+                if type_path and self.custom is not None:
                     self.check_custom_run(type_path, args_custom, frame.run_length, frame.warmup)
         else:  # resolving would only echo the broken input: still report what is wrong on its own
             reported = {_split_key(p.key)[0] for p in self.problems}
@@ -556,14 +556,12 @@ class _Loader:
         if check is not None:
             problems = check(type_path, args, trust=self.trust)
             self.problems.extend(problems)
-            self.custom_ok = not problems
+            self.custom = None if problems else custom
 
     def check_custom_run(self, type_path: str, args: dict[str, Any], run_length: int, warmup: int) -> None:
         """A class that builds may still raise when stepped (OneCycleLR past total_steps): step it
         through the run (bounded: see lora_sched.torch.custom.check_run)."""
-        from lora_sched.torch.custom import check_run  # torch is already imported by check_custom
-
-        self.problems.extend(check_run(type_path, args, run_length, warmup, trust=self.trust))
+        self.problems.extend(self.custom.check_run(type_path, args, run_length, warmup, trust=self.trust))
 
     def absent_global_key(self, param: Param | None, kohya_default: Any, args: dict[str, Any]) -> None:
         """An absent global key leaves sd-scripts at its default: the schedule's parameter gets that
