@@ -269,3 +269,39 @@ def test_a_caption_name_too_long_to_exist_means_no_caption(tmp_path):
     Image.new("RGB", (8, 8)).save(concept / f"{stem}.png")
     got = load_examples(str(tmp_path), ".caption-long")
     assert [(e.name, e.caption) for e in got] == [(f"3_thing/{stem}.png", "thing")]
+
+
+# -- optimizers validate accepts are the ones train can step ------------------------------------
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("LBFGS", "LBFGS needs a closure"),
+        ("lbfgs", "LBFGS needs a closure"),
+        ("torch.optim.LBFGS", "LBFGS needs a closure"),
+        ("torch.optim.lbfgs.LBFGS", "LBFGS needs a closure"),
+        ("SparseAdam", "SparseAdam takes sparse gradients only"),
+        ("torch.optim.Optimizer", "abstract base class"),
+    ],
+)
+def test_optimizers_that_cannot_step_a_lora_are_refused_by_validate_and_train(name, why):
+    text = f'[optimizer_arguments]\noptimizer_type = "{name}"\n'
+    with pytest.raises(ConfigError) as exc:
+        loads_config(text, source="c.toml")
+    p = only_problem(exc)
+    assert str(p).startswith(
+        f"c.toml:2: optimizer_arguments.optimizer_type: expected an optimizer that steps once per batch on dense "
+        f'gradients, got "{name}" (a string)\n    hint: '
+    )
+    assert why in p.hint
+    torch = pytest.importorskip("torch")
+    from lora_sched.train.optim import build_optimizer
+
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2, 2))], "lr": 1e-3}]
+    with pytest.raises(ConfigError) as trained:
+        build_optimizer(name, groups, {}, relative_step=False)
+    assert trained.value.problems[0]._replace(file=None, line=None, key="") == p._replace(file=None, line=None, key="")
+
+
+@pytest.mark.parametrize("name", ["Adam", "torch.optim.RMSprop", "Muon", "my_pkg.optim.LBFGS"])
+def test_other_torch_optimizers_and_other_packages_classes_of_the_same_name_pass(name):
+    assert loads_config(f'optimizer_type = "{name}"\n').values["optimizer_type"] == name

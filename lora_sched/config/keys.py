@@ -217,11 +217,35 @@ class Key:
 
 
 def _check_optimizer(key: Key, value: str) -> Problem | None:
+    unusable = unusable_optimizer(value)
+    if unusable:
+        return unusable
     lowered = {n.lower() for n in (*KNOWN_OPTIMIZERS, *TORCH_OPTIMIZERS)}
     if value.lower() in lowered or _DOTTED.match(value):
         return None
     hint = did_you_mean(value, (*KNOWN_OPTIMIZERS, *TORCH_OPTIMIZERS)) or "or a dotted path like torch.optim.AdamW"
     return problem(key.name, key.expected(), value, hint)
+
+
+#: torch.optim classes that load but cannot train a LoRA: lower-case class name -> why (and what instead).
+UNUSABLE_OPTIMIZERS = {
+    "lbfgs": "LBFGS needs a closure that recomputes the loss several times per step; "
+    "a training loop steps once per batch (sd-scripts fails on it too): use AdamW",
+    "sparseadam": "SparseAdam takes sparse gradients only and LoRA weights get dense ones: use Adam or AdamW",
+    "optimizer": "torch.optim.Optimizer is the abstract base class: name an optimizer such as AdamW",
+}
+
+
+def unusable_optimizer(name: str) -> Problem | None:
+    """The problem with an optimizer_type naming a torch.optim class (plain or dotted) that cannot
+    train a LoRA, or None. `validate` and `train` both ask this, so they accept the same optimizers."""
+    module, _, attr = name.strip().rpartition(".")
+    if module and module != "torch.optim" and not module.startswith("torch.optim."):
+        return None
+    why = UNUSABLE_OPTIMIZERS.get(attr.lower())
+    if why is None:
+        return None
+    return problem("optimizer_type", "an optimizer that steps once per batch on dense gradients", name, why)
 
 
 #: Longest file or folder name in bytes on ext4, NTFS, APFS and most other file systems.

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lora_sched.config.args import parse_kv_list
+from lora_sched.config.keys import unusable_optimizer
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 
 #: Schedule-free optimizers (the `schedulefree` package): they need a constant LR schedule.
@@ -51,6 +52,9 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], args: Mapping[str, 
     """The optimizer `name` over param `groups`; `relative_step` = the `adafactor` schedule is chosen."""
     import torch
 
+    unusable = unusable_optimizer(name)  # the rule validate applies: both accept the same set
+    if unusable:
+        raise ConfigError(unusable)
     lowered = name.lower()
     kwargs = dict(args)
     if lowered in _NEEDS_PACKAGE:
