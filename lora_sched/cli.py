@@ -18,7 +18,7 @@ from lora_sched.errors import ConfigError
 if TYPE_CHECKING:
     import argparse
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # 3: preview / export cannot count the run length (no data here)
 VALIDATE_HANDLER = "lora_sched.config.commands:cmd_validate"
 
 
@@ -64,6 +64,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = verb("validate", VALIDATE_HANDLER, "check config files; exit 1 on any error")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    _data_options(p)
     p.add_argument(
         "--trust-scheduler-code",
         action="store_true",
@@ -79,6 +80,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--png", metavar="OUT", help="write a plot of the LR per group")
     p.add_argument("--csv", metavar="OUT", help="write step,lr per group for every step")
     p.add_argument("--steps", action="store_true", help="print the LR of every step")
+    _data_options(p)
     p.add_argument("--trust-scheduler-code", action="store_true")
 
     p = verb("export", "lora_sched.torch.export:cmd_export", "write a TOML that stock sd-scripts runs")
@@ -90,6 +92,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         default=1,
         help="processes sd-scripts will run with (it multiplies its step counts by this)",
     )
+    _data_options(p)
     p.add_argument("--trust-scheduler-code", action="store_true")
 
     p = verb("schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect")
@@ -117,8 +120,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="resume even though the schedule changed: keep the step, use the new curve from there",
     )
+    _data_options(p)
     p.add_argument("--trust-scheduler-code", action="store_true")
     return parser
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """--dataset-config / --samples-per-epoch: the data an epoch-based run length is counted on."""
+    p.add_argument(
+        "--dataset-config",
+        metavar="FILE",
+        help="kohya dataset config (TOML/JSON) the run reads; replaces the config's dataset_config",
+    )
+    p.add_argument(
+        "--samples-per-epoch",
+        type=int,
+        metavar="N",
+        help="samples per epoch (images x repeats) of data not on this machine; replaces samples_per_epoch",
+    )
 
 
 def _version() -> str:
@@ -145,7 +164,9 @@ def _plain_validate(argv: list[str]) -> SimpleNamespace | None:
             files.append(arg)
     if not files:
         return None
-    return SimpleNamespace(verb="validate", handler=VALIDATE_HANDLER, files=files, **options)
+    return SimpleNamespace(
+        verb="validate", handler=VALIDATE_HANDLER, files=files, dataset_config=None, samples_per_epoch=None, **options
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,19 @@ from lora_sched.schedules import all_specs
 ROOT = Path(__file__).parent.parent
 CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 CORPUS = ROOT / "tests" / "invalid_configs"
+#: Configs whose data lives in a dataset_config that is not on this machine (kohya-colab keeps it
+#: apart): epochs are counted on a stated size, samples per epoch (--samples-per-epoch).
+DATA_ELSEWHERE = {"kohya_colab_sd15.toml": 100, "kohya_colab_xl.toml": 60}
+
+
+def _load(path: Path):
+    size = DATA_ELSEWHERE.get(path.name)
+    return load_config(path, data={"samples_per_epoch": size} if size else None)
+
+
+def _data_flags(path: Path) -> list[str]:
+    size = DATA_ELSEWHERE.get(path.name)
+    return ["--samples-per-epoch", str(size)] if size else []
 
 
 def test_shipped_configs_validate(capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,7 +45,7 @@ def test_shipped_configs_validate(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_kohya_colab_layouts_load_as_they_are() -> None:
-    xl = load_config(ROOT / "configs" / "kohya_colab_xl.toml")
+    xl = _load(ROOT / "configs" / "kohya_colab_xl.toml")
     assert xl.values["optimizer_type"] == "AdamW8bit"
     assert xl.optimizer_kwargs() == {"weight_decay": 0.1, "betas": [0.9, 0.99]}
     assert xl.group_lrs() == {"unet": 3e-4, "text_encoder": 6e-5}
@@ -46,8 +59,21 @@ def test_kohya_colab_layouts_load_as_they_are() -> None:
     assert sd15.values["mixed_precision"] == "fp16"
 
 
+def test_epochs_of_data_elsewhere_are_counted_on_the_stated_size(capsys: pytest.CaptureFixture[str]) -> None:
+    sd15, xl = (str(ROOT / "configs" / name) for name in ("kohya_colab_sd15.toml", "kohya_colab_xl.toml"))
+    assert main(["preview", sd15]) == 3  # 10 epochs of data not here: never counted on a built-in set
+    err = capsys.readouterr().err
+    assert "preview: the run length is unknown: 10 epochs" in err and "--samples-per-epoch N" in err
+    assert main(["validate", sd15, xl]) == 0
+    assert "10 epochs: run length unknown here (no data is named" in capsys.readouterr().out
+    assert main(["validate", sd15, "--samples-per-epoch", "100"]) == 0  # 100 samples / batch 2 x 10 epochs
+    assert "cosine_with_restarts, 500 steps, warmup 8" in capsys.readouterr().out
+    assert main(["validate", xl, "--samples-per-epoch", "60"]) == 0  # 60 / batch 4 = 15 steps x 10 epochs
+    assert "150 steps" in capsys.readouterr().out
+
+
 def test_a_config_for_every_schedule() -> None:
-    covered = {load_config(p).resolve().name for p in CONFIGS}
+    covered = {_load(p).resolve().name for p in CONFIGS}
     assert {s.name for s in all_specs()} <= covered
 
 
@@ -59,9 +85,9 @@ def test_packaged_quickstart_is_the_configs_one() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_preview_csv_is_the_catalogue_curve(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "lr.csv"
-    assert main(["preview", str(path), "--csv", str(out)]) == 0
+    assert main(["preview", str(path), "--csv", str(out), *_data_flags(path)]) == 0
     printed = capsys.readouterr().out
-    cfg = load_config(path)
+    cfg = _load(path)
     rs = cfg.resolve()
     m = rs.multipliers()
     lrs = cfg.group_lrs()

@@ -216,7 +216,7 @@ def test_training_shape_counts_a_kohya_data_folder(tmp_path: Path) -> None:
     for folder, n in (("3_cat", 4), ("1_dog", 2), ("not_a_concept", 5)):
         (tmp_path / folder).mkdir()
         for i in range(n):
-            (tmp_path / folder / f"{i}.png").write_bytes(b"")
+            (tmp_path / folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # counting reads the signature only
             (tmp_path / folder / f"{i}.txt").write_text("a caption")
     text = (
         f"train_data_dir = {str(tmp_path)!r}\n"
@@ -232,9 +232,12 @@ def test_training_shape_counts_a_kohya_data_folder(tmp_path: Path) -> None:
 
 
 def test_builtin_data_size_and_missing_folder() -> None:
-    assert loads_config("").num_samples() == BUILTIN_SHAPES_SIZE
-    (err,) = errors_of('train_data_dir = "/no/such/folder"\nmax_train_epochs = 3')
-    assert err.key == "max_train_epochs" and err.line == 2
+    assert loads_config('train_data_dir = "builtin:shapes"').num_samples() == BUILTIN_SHAPES_SIZE
+    assert loads_config("").num_samples() is None  # no data named: epochs are never counted on a built-in set
+    cfg = loads_config('train_data_dir = "/no/such/folder"\nmax_train_epochs = 3', source="c.toml")
+    assert cfg.unknown_run_length() == 'train_data_dir "/no/such/folder" is not a folder on this machine'
+    (note,) = [p for p in cfg.warnings if p.key == "max_train_epochs"]
+    assert (note.severity, note.line) == ("notice", 2) and "--samples-per-epoch" in note.hint
     assert loads_config('train_data_dir = "/no/such/folder"').resolve().run_length == 1600
 
 

@@ -105,7 +105,7 @@ def test_random_documents_never_crash(section: dict) -> None:
 
 def test_every_shipped_config_round_trips_in_both_argument_forms() -> None:
     for path in CONFIGS:
-        cfg = load_config(path)
+        cfg = load_config(path, data={"samples_per_epoch": 100})  # kohya-colab's data is elsewhere
         for kohya in (False, True):
             again = loads_config(dumps_config(cfg, kohya_list_args=kohya))
             assert again.values == cfg.values, path
@@ -141,16 +141,10 @@ def test_none_omitted_and_stable_order() -> None:
     cfg = loads_config("[x]\nlearning_rate = 2e-4\n[y]\nseed = 7\nmax_train_steps = 10\n")
     text = dumps_config(cfg)
     assert "unet_lr" not in text and "resume" not in text  # None values are not written
+    # nor the defaults the file does not set (train_data_dir = "builtin:shapes" would read back as named)
+    assert "train_data_dir" not in text and "output_dir" not in text and "resolution" not in text
     sections = [line for line in text.splitlines() if line.startswith("[")]
-    assert sections == [
-        "[model_arguments]",
-        "[network_arguments]",
-        "[optimizer_arguments]",
-        "[training_arguments]",
-        "[saving_arguments]",
-        "[dataset_arguments]",
-        "[lora_sched]",
-    ]
+    assert sections == ["[optimizer_arguments]", "[training_arguments]"]
     assert text == dumps_config(loads_config(text))  # writing is a fixed point
     assert text.index("max_train_steps") < text.index("seed")  # key-table order, not file order
 

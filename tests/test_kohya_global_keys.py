@@ -86,17 +86,17 @@ def test_global_key_and_scheduler_arg_for_the_same_param_is_an_error():
 
 def test_preview_counts_exactly_the_images_training_reads(tmp_path):
     """Loose images in train_data_dir are not read by training (nor by sd-scripts): not counted either."""
-    from lora_sched.config.dataset import count_samples, scan_concepts
+    from lora_sched.config.dataset import folder_plan, scan_concepts
 
     (tmp_path / "2_cat").mkdir()
     (tmp_path / "0_dog").mkdir()
     (tmp_path / "notes").mkdir()
     for name in ("a.png", "b.jpg", "c.txt"):
-        (tmp_path / "2_cat" / name).write_bytes(b"x")
+        (tmp_path / "2_cat" / name).write_bytes(b"\xff\xd8\xff")
     for name in ("loose1.png", "loose2.png", "loose3.png"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "0_dog" / "d.png").write_bytes(b"x")
     folders, skipped = scan_concepts(str(tmp_path))
     assert [(f.name, f.repeats, len(f.images)) for f in folders] == [("2_cat", 2, 2)]
     assert len(skipped) == 2  # 0_dog (0 repeats) and notes (not N_concept)
-    assert count_samples(str(tmp_path)) == 4
+    assert folder_plan(str(tmp_path), 1).samples == 4

@@ -204,6 +204,7 @@ def test_warmup_in_percent_and_run_length_in_epochs(form: SchedulerForm, tmp_pat
     form.fields["warmup_percent"].value = 10.0
     form.fields["length_mode"].value = "epochs"
     form.fields["max_train_epochs"].value = 5
+    form.fields["train_data_dir"].value = "/content/drive/not/on/this/machine"  # data elsewhere: the size fields count
     form.fields["num_images"].value = 20
     form.fields["num_repeats"].value = 3
     form.fields["train_batch_size"].value = 4
@@ -213,12 +214,39 @@ def test_warmup_in_percent_and_run_length_in_epochs(form: SchedulerForm, tmp_pat
     assert form.resolved.warmup == 7  # floor(0.1 x 75)
     text = form.to_toml()
     assert "lr_warmup_steps = 0.1\n" in text and "max_train_epochs = 5\n" in text
+    assert "samples_per_epoch = 60\n" in text  # the saved file previews, validates and exports the same 75 steps
     assert "max_train_steps" not in text
     assert form.fields["max_train_steps"].layout.display == "none"
     assert form.fields["num_images"].layout.display == ""
     assert "15 steps per epoch" in form.length_info.value
+    form.fields["train_data_dir"].value = "builtin:shapes"  # back to the default for the tests after this one
     form.fields["warmup_percent"].value = 100.0
     assert "a warmup percentage in [0, 100)" in form.error_text
+
+
+def test_epochs_mode_counts_the_data_folder_when_it_is_here(form: SchedulerForm, tmp_path: Path) -> None:
+    """The data training reads wins over the size fields: the form, validate, preview and train agree."""
+    from lora_sched.cli import main
+
+    data = tmp_path / "data"
+    for folder, n in (("10_cat", 5), ("2_dog", 3)):
+        (data / folder).mkdir(parents=True)
+        for i in range(n):
+            (data / folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    configure(form, "linear", tmp_path / "f.toml")
+    form.fields["length_mode"].value = "epochs"
+    form.fields["max_train_epochs"].value = 2
+    form.fields["num_images"].value = 7  # ignored: the folder is here
+    form.fields["train_batch_size"].value = 4
+    form.fields["train_data_dir"].value = str(data)
+    assert form.error_text == ""
+    assert len(form.preview_data["unet"]) == 28  # (10 x 5 + 2 x 3) / 4 = 14 steps per epoch, 2 epochs
+    assert "56 samples per epoch" in form.length_info.value and "14 steps per epoch" in form.length_info.value
+    assert "samples_per_epoch" not in form.to_toml()
+    form.save()
+    assert main(["validate", str(tmp_path / "f.toml")]) == 0
+    form.fields["train_data_dir"].value = "builtin:shapes"  # named: counted (32 / 4 = 8 per epoch)
+    assert len(form.preview_data["unet"]) == 16
 
 
 def test_quick_settings_keep_cycles_and_power_apart() -> None:

@@ -65,9 +65,12 @@ def test_kohya_folder_repeats_captions_and_unreadable_images(tmp_path, capsys):
         ("3_red_things/b.jpg", "red things", 3),
         ("3_red_things/broken.png", "red things", 3),
     ]
-    kept, images = load_images(examples, 32, 32)
-    err = capsys.readouterr().err
-    assert "broken.png" in err and "skipped" in err and "notes" in err
+    assert "notes" in capsys.readouterr().err  # not N_concept: a notice
+    with pytest.raises(ConfigError) as info:  # the preview counted it: training stops instead of skipping it
+        load_images(examples, 32, 32)
+    assert "1 of 3 unreadable" in str(info.value) and "broken.png" in str(info.value)
+    (concept / "broken.png").unlink()
+    kept, images = load_images(load_examples(str(tmp_path)), 32, 32)
     assert [e.name for e in kept] == ["3_red_things/a.png", "3_red_things/b.jpg"]
     assert all(img.size == (32, 32) for img in images)
 
@@ -78,7 +81,7 @@ def test_empty_or_unreadable_dataset_is_a_config_error(tmp_path):
         load_examples(str(tmp_path))
     assert exc.value.problems[0].key == "train_data_dir"
     (tmp_path / "5_empty" / "x.png").write_bytes(b"junk")
-    with pytest.raises(ConfigError, match="none readable"):
+    with pytest.raises(ConfigError, match="1 of 1 unreadable"):
         load_images(load_examples(str(tmp_path)), 32, 32)
     with pytest.raises(ConfigError, match="does not exist"):
         load_examples(str(tmp_path / "missing"))
@@ -240,8 +243,11 @@ def test_empty_and_unreadable_datasets(tmp_path, capsys):
     (data / "2_cats").mkdir(parents=True)
     config = _config(tmp_path / "c.toml", train_data_dir=str(data))
     _fails_cleanly(capsys, config, "train_data_dir", "N_concept")
-    (data / "2_cats" / "one.png").write_bytes(b"\x89PNG broken")
-    _fails_cleanly(capsys, config, "train_data_dir", "one.png", "none readable")
+    (data / "2_cats" / "one.png").write_bytes(b"\x89PNG broken")  # found by validate: not a PNG signature
+    _fails_cleanly(capsys, config, "train_data_dir", "one.png", "1 unreadable", "not an image")
+    # a PNG signature with nothing after it passes the cheap check; decoding, before step 0, stops on it
+    (data / "2_cats" / "one.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    _fails_cleanly(capsys, config, "train_data_dir", "one.png", "1 of 1 unreadable")
     assert not (tmp_path / "out").exists()
 
 

@@ -87,10 +87,10 @@ Rules, in the order the loader applies them:
   `lr_scheduler_type` is a torch class,
   checked against its signature by the torch adapter (only `torch.optim.lr_scheduler` and
   `lora_sched` are importable without `--trust-scheduler-code`).
-- Epochs (`max_train_epochs`, `"2ep"`) are counted on `train_data_dir`: kohya's `N_concept/` folders
-  count their images N times. Without `train_data_dir` that is `builtin:shapes` (a notice says so:
-  kohya-colab keeps its data set in a separate file); a `train_data_dir` with no image gives a
-  notice (training needs it where it runs, which may be another machine).
+- Epochs (`max_train_epochs`, `"2ep"`) are counted on the data the run reads: `dataset_config`,
+  else `train_data_dir`, else a stated `samples_per_epoch` (next section). Data that is not on this
+  machine gives a notice, and an epoch-based run length is then unknown, never guessed; an image
+  file that cannot be read is an error naming it.
 - The `adafactor` schedule needs `optimizer_type = "Adafactor"` with `relative_step=True`, and that
   optimizer ignores any other schedule: both mismatches are errors.
 

@@ -1,7 +1,8 @@
 """`lora-sched validate`, `preview` and `schema` (DESIGN.md section 9).
 
 validate imports neither NumPy nor torch (unless lr_scheduler_type names a custom class);
-preview needs NumPy only. Exit codes: 0 ok, 1 invalid config (messages on stderr).
+preview needs NumPy only. Exit codes: 0 ok, 1 invalid config (messages on stderr), 3 the run
+length is unknown here (epochs, and the data is not on this machine): give it or its size.
 """
 
 from __future__ import annotations
@@ -13,12 +14,47 @@ from lora_sched.config.loader import load_config
 from lora_sched.config.model import LoraConfig
 from lora_sched.errors import ConfigError, Problem
 
+#: Exit code of preview / export when an epoch-based run length cannot be counted here.
+EXIT_NEEDS_DATA = 3
+
 if TYPE_CHECKING:
     import argparse
 
 
+def data_options(args: argparse.Namespace) -> dict:
+    """The command line's data keys (--dataset-config, --samples-per-epoch), which replace the file's."""
+    return {
+        "dataset_config": getattr(args, "dataset_config", None),
+        "samples_per_epoch": getattr(args, "samples_per_epoch", None),
+    }
+
+
+def load(args: argparse.Namespace, path: str) -> LoraConfig:
+    """The config at `path` with the command line's data keys and trust flag."""
+    trust = getattr(args, "trust_scheduler_code", False)
+    return load_config(path, trust_scheduler_code=trust, data=data_options(args))
+
+
+def needs_data(cfg: LoraConfig, verb: str) -> str | None:
+    """The message a verb prints when the run length is unknown here, or None when it is known."""
+    why = cfg.unknown_run_length()
+    if why is None:
+        return None
+    where = f"{cfg.path}: " if cfg.path else ""
+    return (
+        f"{where}{verb}: the run length is unknown: {cfg.values['max_train_epochs']} epochs of data that is not "
+        f"on this machine ({why}).\n"
+        "    Give the data set, or its size in samples per epoch (images x repeats):\n"
+        "      --dataset-config FILE  or  --samples-per-epoch N\n"
+        "    (in the file: dataset_config, train_data_dir or samples_per_epoch)"
+    )
+
+
 def summary(cfg: LoraConfig) -> str:
     """One line about the schedule a config runs: name, steps, warmup, base LRs."""
+    why = cfg.unknown_run_length()
+    if why is not None:
+        return f"{cfg.schedule_name}, {cfg.values['max_train_epochs']} epochs: run length unknown here ({why})"
     rs = cfg.resolve()
     lrs = cfg.group_lrs()
     name = f"custom {cfg.scheduler_type}" if cfg.scheduler_type else rs.name
@@ -44,7 +80,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
         try:
-            cfg = load_config(path, trust_scheduler_code=getattr(args, "trust_scheduler_code", False))
+            cfg = load(args, path)
         except ConfigError as exc:
             _print_problems(exc.problems)
             failed = True
@@ -64,8 +100,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from lora_sched.config import preview
 
-    cfg = load_config(args.file, trust_scheduler_code=getattr(args, "trust_scheduler_code", False))
+    cfg = load(args, args.file)
     _print_problems(cfg.warnings)
+    message = needs_data(cfg, "preview")
+    if message is not None:
+        print(message, file=sys.stderr)
+        return EXIT_NEEDS_DATA
     c = preview.curve(cfg)
     print(f"{args.file}: {summary(cfg)}")
     note = preview.sampling_note(c)

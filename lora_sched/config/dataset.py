@@ -1,67 +1,417 @@
-"""The kohya folder layout, read once for everyone: counting an epoch's samples and training.
+"""The data a run reads, found once for everyone: counting an epoch's batches, and training.
 
-kohya's DreamBooth layout: `train_data_dir/N_concept/` folders whose images each count N times
-(N = repeats); images directly in `train_data_dir` are not read (sd-scripts ignores them too).
-Counting lists files only (no image is opened), so validation stays cheap; the training loader
-walks the same folders through `scan_concepts`, so the preview counts exactly what training reads.
-`builtin:shapes` has a fixed size.
+Where the data comes from (the first that applies; sd-scripts ignores train_data_dir when a
+dataset_config is given, and so does this):
+
+1. ``dataset_config``: kohya's dataset TOML (or JSON): ``[general]``, ``[[datasets]]`` and
+   ``[[datasets.subsets]]`` with ``image_dir``, ``num_repeats``, ``batch_size``, ``is_reg`` ...,
+   each value looked up subset -> dataset -> general -> the training config -> sd-scripts' default;
+2. ``train_data_dir``: kohya's DreamBooth layout, ``N_concept/`` folders whose images count N
+   times (a folder whose name does not start with an int before ``_`` is skipped, as is N < 1;
+   loose images in ``train_data_dir`` itself are not read);
+3. ``samples_per_epoch``: stated by the user for data that is not on this machine (images x
+   repeats, regularisation samples included).
+
+``builtin:shapes`` counts only when train_data_dir names it. Anything else is `NoData`: an
+epoch-based run length is then unknown, never guessed.
+
+Counting is sd-scripts' (library/train_util.py, library/config_util.py): an image is a file
+whose name ends in one of its extension spellings (``.png`` or ``.PNG``, not ``.Png``; hidden
+files are not matched, as glob does not match them), samples = images x repeats, regularisation
+images are repeated or cut to as many samples as the training images, and a dataset yields
+ceil(samples / batch_size) batches per epoch (one bucket; each dataset is batched apart).
+Counting lists folders and reads the first bytes of each image (no decoding), so validation
+stays cheap; an empty file or one that is no image is reported here, before training starts.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
+from lora_sched.errors import Problem, problem, raw
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-CONCEPT_DIR = re.compile(r"^(\d+)_(.+)$")
+#: The spellings sd-scripts globs for (lower and upper case only).
+_EXTENSION_SPELLINGS = IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS)
+#: First bytes of the formats an image file may hold (PIL reads by content, not by extension).
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+#: sd-scripts' defaults for the dataset_config values the count and training read.
+KOHYA_SUBSET_DEFAULTS = {"num_repeats": 1, "is_reg": False, "caption_extension": ".caption", "class_tokens": None}
+KOHYA_DATASET_DEFAULTS = {"batch_size": 1, "validation_split": 0.0}
+#: How many file names a message lists before "and N more".
+_SHOWN = 5
 
 
-class ConceptFolder(NamedTuple):
-    """One `N_concept/` folder: its path, name, repeats, concept words and sorted image paths."""
+class Subset(NamedTuple):
+    """One folder of images, each counted `repeats` times per epoch."""
 
     path: str
-    name: str
     repeats: int
-    concept: str
     images: list[str]
+    class_tokens: str | None = None
+    caption_extension: str | None = None
+    is_reg: bool = False
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path.rstrip("/\\"))
+
+    @property
+    def concept(self) -> str:
+        """Caption words for images without a caption file (the folder's words, "_" read as spaces)."""
+        return (self.class_tokens or "").replace("_", " ")
 
 
-def scan_concepts(train_data_dir: str) -> tuple[list[ConceptFolder], list[str]]:
-    """The usable concept folders (sorted by name) and one notice per subfolder skipped.
+class Dataset(NamedTuple):
+    """One batched dataset: its subsets, batch size, resolution (None: the config's) and validation split."""
+
+    subsets: list[Subset]
+    batch_size: int
+    resolution: Any = None
+    validation_split: float = 0.0
+
+    def train_samples(self) -> int:
+        return sum(s.repeats * _kept(len(s.images), self.validation_split) for s in self.subsets if not s.is_reg)
+
+    def samples(self) -> int:
+        """Samples per epoch: training images x repeats, plus the regularisation samples sd-scripts adds."""
+        train = self.train_samples()
+        return train + reg_samples(train, [s for s in self.subsets if s.is_reg])
+
+    def batches(self) -> int:
+        return math.ceil(self.samples() / self.batch_size)
+
+
+class DataPlan(NamedTuple):
+    """The data a run reads: where from, its datasets (empty for a stated size or builtin:shapes),
+    samples and batches per epoch, and what was found wrong or worth a notice on the way."""
+
+    source: str
+    datasets: list[Dataset]
+    samples: int
+    batches: int
+    problems: list[Problem]
+    key: str = "train_data_dir"
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.source == BUILTIN_DATA
+
+
+class NoData(NamedTuple):
+    """The data is not known on this machine: why, and the problems found while looking."""
+
+    why: str
+    problems: list[Problem]
+
+
+def _kept(images: int, validation_split: float) -> int:
+    """Training images left after sd-scripts' validation split (the first ceil(n x (1 - split)))."""
+    return math.ceil(images * (1 - validation_split)) if validation_split > 0 else images
+
+
+def reg_samples(train_samples: int, reg: list[Subset]) -> int:
+    """Regularisation samples per epoch: sd-scripts registers reg images (with their repeats) one by
+    one until they reach the training samples, then adds one repeat per image in turn until they do."""
+    infos = [s.repeats for s in reg for _ in s.images]
+    if not infos or train_samples == 0:
+        return 0
+    n = 0
+    for repeats in infos:
+        n += repeats
+        if n >= train_samples:
+            return n
+    return train_samples  # the later rounds add one sample at a time until n == train_samples
+
+
+# -- listing folders ---------------------------------------------------------------------------
+def list_images(folder: str) -> list[str]:
+    """Image paths of one folder, sorted, as sd-scripts' glob_images finds them."""
+    with os.scandir(folder) as entries:
+        return sorted(
+            e.path
+            for e in entries
+            if not e.name.startswith(".") and e.name.endswith(_EXTENSION_SPELLINGS) and e.is_file()
+        )
+
+
+def concept_repeats(name: str) -> int | None:
+    """The repeats of an `N_concept` folder name as sd-scripts reads them (int of the text before
+    the first "_"), or None when that is not an int."""
+    try:
+        return int(name.split("_")[0])
+    except ValueError:
+        return None
+
+
+def scan_concepts(train_data_dir: str) -> tuple[list[Subset], list[str]]:
+    """The concept folders of a DreamBooth-layout folder (sorted by name) and one notice per folder skipped.
 
     Raises OSError when the folder cannot be listed.
     """
     root = os.path.expanduser(train_data_dir)
-    folders: list[ConceptFolder] = []
+    folders: list[Subset] = []
     skipped: list[str] = []
-    subdirs = sorted(e.path for e in os.scandir(root) if e.is_dir())
+    with os.scandir(root) as entries:
+        subdirs = sorted(e.path for e in entries if e.is_dir())
     for path in subdirs:
         name = os.path.basename(path)
-        match = CONCEPT_DIR.match(name)
-        if match is None:
+        repeats = concept_repeats(name)
+        if repeats is None:
             skipped.append(f"{path}: not in the N_concept form (e.g. 10_shapes); skipped")
             continue
-        repeats = int(match.group(1))
         if repeats < 1:
-            skipped.append(f"{path}: 0 repeats; skipped")
+            skipped.append(f"{path}: {repeats} repeats; skipped")
             continue
-        with os.scandir(path) as entries:
-            images = sorted(e.path for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
-        folders.append(ConceptFolder(path, name, repeats, match.group(2).replace("_", " "), images))
+        _, _, tokens = name.partition("_")
+        folders.append(Subset(path, repeats, list_images(path), class_tokens=tokens))
     return folders, skipped
 
 
-def count_samples(train_data_dir: str) -> int | None:
-    """Samples per epoch (images x repeats), or None when the folder cannot be read or holds no image."""
+def unreadable(path: str) -> str | None:
+    """Why an image file cannot be decoded, judged from its first bytes; None when it may be an image.
+
+    A file that passes can still be damaged further on: training decodes every image before its
+    first step and stops naming any that fails."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        return f"cannot be opened ({exc.strerror or exc})"
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return None
+    return f"not an image (it starts with {head[:8]!r})"
+
+
+def image_problems(subsets: list[Subset], key: str) -> list[Problem]:
+    """An error naming the files of `subsets` that no image decoder can read (empty, or not an image)."""
+    bad = [(path, why) for s in subsets for path in s.images if (why := unreadable(path)) is not None]
+    if not bad:
+        return []
+    shown = ", ".join(f"{path} ({why})" for path, why in bad[:_SHOWN])
+    more = f", and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+    return [
+        problem(
+            key,
+            "image files training can read",
+            raw(f"{len(bad)} unreadable: {shown}{more}"),
+            "remove or replace them: training stops on them before its first step (sd-scripts stops too)",
+        )
+    ]
+
+
+# -- the three sources -------------------------------------------------------------------------
+def folder_plan(train_data_dir: str, batch_size: int) -> DataPlan | NoData:
+    """The DreamBooth-layout folder (or builtin:shapes) train_data_dir names."""
+    key = "train_data_dir"
     if train_data_dir == BUILTIN_DATA:
-        return BUILTIN_SHAPES_SIZE
+        return DataPlan(BUILTIN_DATA, [], BUILTIN_SHAPES_SIZE, math.ceil(BUILTIN_SHAPES_SIZE / batch_size), [])
     try:
         if not os.path.isdir(os.path.expanduser(train_data_dir)):
+            return NoData(f'train_data_dir "{train_data_dir}" is not a folder on this machine', [])
+        folders, skipped = scan_concepts(train_data_dir)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        return NoData(f'train_data_dir "{train_data_dir}" cannot be read ({exc})', [])
+    dataset = Dataset(folders, batch_size)
+    if not dataset.samples():
+        return NoData(f'train_data_dir "{train_data_dir}" holds no image in N_concept/ folders', [])
+    problems = image_problems(folders, key)
+    problems += [problem(key, "N_concept/ folders", raw(n), severity="notice") for n in skipped]
+    return DataPlan(f'train_data_dir "{train_data_dir}"', [dataset], dataset.samples(), dataset.batches(), problems)
+
+
+def size_plan(samples: int, batch_size: int) -> DataPlan:
+    """A stated data-set size: samples per epoch (images x repeats), batched by train_batch_size."""
+    return DataPlan(f"samples_per_epoch = {samples}", [], samples, math.ceil(samples / batch_size), [])
+
+
+def dataset_config_plan(path: str, fallback: dict[str, Any]) -> DataPlan | NoData:
+    """kohya's dataset_config file; `fallback` holds the training config's values (the last lookup
+    before sd-scripts' defaults: batch_size, resolution, caption_extension, num_repeats, ...)."""
+    key = "dataset_config"
+    name = os.path.expanduser(path)
+    if not os.path.isfile(name):
+        return NoData(f'dataset_config "{path}" is not a file on this machine', [])
+    try:
+        doc = _read_table_file(name)
+    except (OSError, ValueError) as exc:
+        found = exc.strerror if isinstance(exc, OSError) else str(exc)
+        return NoData(
+            f'dataset_config "{path}" cannot be read',
+            [Problem("", "a kohya dataset config (TOML or JSON)", found or "", file=path)],
+        )
+    reader = _DatasetConfigReader(path, doc, fallback)
+    datasets = reader.datasets()
+    if reader.unknown_kind:
+        return NoData(f'dataset_config "{path}" {reader.unknown_kind}', reader.problems)
+    if any(p.severity == "error" for p in reader.problems):
+        return NoData(f'dataset_config "{path}" has errors', reader.problems)
+    samples = sum(d.samples() for d in datasets)
+    if not samples:
+        return NoData(f'dataset_config "{path}" names no folder with images here', reader.problems)
+    read = [s for d in datasets if d.train_samples() for s in d.subsets]  # reg images alone are not read
+    problems = reader.problems + [p.located(file=path) for p in image_problems(read, "image_dir")]
+    batches = sum(d.batches() for d in datasets)
+    return DataPlan(f'dataset_config "{path}"', datasets, samples, batches, problems, key=key)
+
+
+def _read_table_file(name: str) -> dict[str, Any]:
+    with open(name, "rb") as f:
+        data = f.read()
+    if name.lower().endswith(".json"):
+        import json  # only for a JSON dataset config
+
+        doc = json.loads(data.decode("utf-8"))
+    else:
+        from lora_sched.config.loader import tomllib
+
+        doc = tomllib.loads(data.decode("utf-8"))
+    if not isinstance(doc, dict):
+        raise ValueError("the top level is not a table")
+    return doc
+
+
+class _DatasetConfigReader:
+    """The DreamBooth-style datasets of a dataset_config document, with each value's type checked."""
+
+    def __init__(self, path: str, doc: dict[str, Any], fallback: dict[str, Any]) -> None:
+        self.path, self.doc, self.fallback = path, doc, fallback
+        self.problems: list[Problem] = []
+        self.unknown_kind = ""
+
+    def error(self, key: str, expected: str, found: Any) -> None:
+        self.problems.append(problem(key, expected, found).located(file=self.path))
+
+    def value(self, name: str, tables: list[tuple[str, dict]], expected: type | tuple, default: Any) -> Any:
+        """The first non-None `name` in `tables` (subset, dataset, general, config), type-checked."""
+        for where, table in tables:
+            if table.get(name) is None:
+                continue
+            value = table[name]
+            ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in _as_tuple(expected))
+            if not ok:
+                self.error(f"{where}{name}", _EXPECTED[name], value)
+                return default
+            return value
+        return default
+
+    def datasets(self) -> list[Dataset]:
+        general = self.doc.get("general") or {}
+        entries = self.doc.get("datasets") or []
+        if not isinstance(general, dict) or not isinstance(entries, list):
+            self.error("datasets", "[general] and [[datasets]] tables", raw("another structure"))
+            return []
+        out = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                self.error(f"datasets[{i}]", "a [[datasets]] table", entry)
+                continue
+            out.append(self.dataset(i, entry, general))
+        return out
+
+    def dataset(self, i: int, entry: dict, general: dict) -> Dataset:
+        tables = [(f"datasets[{i}].", entry), ("general.", general), ("", self.fallback)]
+        batch = self.value("batch_size", tables, int, KOHYA_DATASET_DEFAULTS["batch_size"])
+        split = self.value("validation_split", tables, (int, float), 0.0)
+        resolution = self.value("resolution", tables, (int, list, str), None)
+        if batch < 1:
+            self.error(f"datasets[{i}].batch_size", _EXPECTED["batch_size"], batch)
+            batch = 1
+        subsets, seen = [], set()
+        raw_subsets = entry.get("subsets") or []
+        for j, sub in enumerate(raw_subsets if isinstance(raw_subsets, list) else []):
+            if not isinstance(sub, dict):
+                self.error(f"datasets[{i}].subsets[{j}]", "a [[datasets.subsets]] table", sub)
+                continue
+            if "metadata_file" in sub or "conditioning_data_dir" in sub:
+                self.unknown_kind = (
+                    "uses fine-tuning (metadata_file) or ControlNet subsets, which lora_sched does not count"
+                )
+                continue
+            subset = self.subset(f"datasets[{i}].subsets[{j}].", [(f"datasets[{i}].subsets[{j}].", sub), *tables])
+            if subset is None or subset.repeats < 1 or subset.path in seen:  # sd-scripts ignores these too
+                continue
+            seen.add(subset.path)
+            subsets.append(subset)
+        return Dataset(subsets, batch, resolution, float(split))
+
+    def subset(self, where: str, tables: list[tuple[str, dict]]) -> Subset | None:
+        image_dir = tables[0][1].get("image_dir")
+        if not isinstance(image_dir, str):
+            self.error(
+                f"{where}image_dir", _EXPECTED["image_dir"], image_dir if image_dir is not None else raw("nothing")
+            )
             return None
-        folders, _ = scan_concepts(train_data_dir)
-    except (OSError, ValueError):  # ValueError: a NUL byte in the path
-        return None
-    return sum(f.repeats * len(f.images) for f in folders) or None
+        repeats = self.value("num_repeats", tables, int, KOHYA_SUBSET_DEFAULTS["num_repeats"])
+        is_reg = self.value("is_reg", tables[:1], bool, False)
+        class_tokens = self.value("class_tokens", tables, str, None)
+        caption_extension = self.value("caption_extension", tables, str, KOHYA_SUBSET_DEFAULTS["caption_extension"])
+        folder = os.path.expanduser(image_dir)
+        try:
+            images = list_images(folder) if os.path.isdir(folder) else []
+        except (OSError, ValueError):
+            images = []
+        if not images:  # sd-scripts skips such a subset with a warning
+            self.problems.append(
+                problem(
+                    f"{where}image_dir", "a folder with images", image_dir, "skipped, as sd-scripts skips it", "notice"
+                ).located(file=self.path)
+            )
+        return Subset(folder, repeats, images, class_tokens, caption_extension, is_reg)
+
+
+def _as_tuple(expected: type | tuple) -> tuple:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+_EXPECTED = {
+    "image_dir": "a folder path (a string)",
+    "num_repeats": "an int (repeats per epoch)",
+    "batch_size": "an int >= 1",
+    "is_reg": "true or false",
+    "class_tokens": "a string",
+    "caption_extension": "a string",
+    "validation_split": "a number in [0, 1]",
+    "resolution": "an int or [width, height]",
+}
+
+
+def plan_data(
+    values: dict[str, Any], given: set[str] | dict[str, Any], dataset_config: str | None = None
+) -> DataPlan | NoData:
+    """The data a config's run reads (see the module docstring for the order of the sources).
+
+    values: the config's values (defaults applied); given: the keys the config sets.
+    """
+    batch = int(values["train_batch_size"])
+    size = values.get("samples_per_epoch")
+    config_path = dataset_config or values.get("dataset_config")
+    found: DataPlan | NoData
+    if config_path:
+        # the training config is the last lookup before sd-scripts' defaults: only what it sets
+        fallback = {"batch_size": batch, **{k: values[k] for k in ("resolution", "caption_extension") if k in given}}
+        found = dataset_config_plan(str(config_path), fallback)
+    elif "train_data_dir" in given:
+        found = folder_plan(str(values["train_data_dir"]), batch)
+    else:
+        found = NoData("no data is named (train_data_dir or dataset_config)", [])
+    if size is None:
+        return found
+    if isinstance(found, NoData):
+        stated = size_plan(int(size), batch)
+        return stated._replace(problems=found.problems + stated.problems)
+    if found.samples != size:
+        note = problem(
+            "samples_per_epoch",
+            f"the size of the data named ({found.source}: {found.samples} samples per epoch)",
+            size,
+            f"the data on this machine is counted: {found.samples}",
+            severity="warning",
+        )
+        return found._replace(problems=[*found.problems, note])
+    return found

@@ -518,6 +518,13 @@ KEYS: tuple[Key, ...] = (
         nullable=False,
     ),
     _k(
+        "dataset_config",
+        "path",
+        D,
+        "kohya dataset config (TOML or JSON: [[datasets]], [[datasets.subsets]]); replaces train_data_dir",
+        None,
+    ),
+    _k(
         "resolution",
         "resolution",
         D,
@@ -544,6 +551,15 @@ KEYS: tuple[Key, ...] = (
         "horizon T the schedule is drawn over (default: the run length)",
         None,
         default_doc="the run length",
+    ),
+    _k(
+        "samples_per_epoch",
+        "int",
+        L,
+        "samples per epoch (images x repeats) when the data is not on this machine; counts epochs",
+        None,
+        low=1,
+        high=MAX_STEPS,
     ),
     _k("hold_after_horizon", "bool", L, "hold the last LR for steps past the horizon", False, nullable=False),
     _k(

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from lora_sched.config.args import parse_scheduler_args
+from lora_sched.config.dataset import NoData
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.lora_easy import lora_easy_class, map_class
@@ -51,7 +52,11 @@ _SCHEDULE_INPUTS = {
     "scale_schedule_ratio",
     "scale_warmup",
     *GLOBAL_SCHEDULER_KEYS,
+    "dataset_config",
+    "samples_per_epoch",
 }
+#: Keys the data a run reads depends on: when one is invalid, the data is not counted.
+_DATA_INPUTS = {"train_data_dir", "dataset_config", "samples_per_epoch", "train_batch_size"}
 
 
 #: Largest config accepted, in bytes: real ones are a few KB; the cap bounds the time and memory of a check.
@@ -66,11 +71,15 @@ _KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')"""
 _DOTTED_RUN = re.compile(rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*")
 
 
-def load_config(path: str | os.PathLike[str], *, trust_scheduler_code: bool = False) -> LoraConfig:
-    """Read and validate a TOML config; raise ConfigError listing every problem with file:line."""
+def load_config(
+    path: str | os.PathLike[str], *, trust_scheduler_code: bool = False, data: dict[str, Any] | None = None
+) -> LoraConfig:
+    """Read and validate a TOML config; raise ConfigError listing every problem with file:line.
+
+    data: command-line values for the data keys (``dataset_config``, ``samples_per_epoch``), which
+    replace the file's."""
     name = os.fspath(path)
-    data = read_config_bytes(name)
-    return loads_config(data, source=name, trust_scheduler_code=trust_scheduler_code)
+    return loads_config(read_config_bytes(name), source=name, trust_scheduler_code=trust_scheduler_code, data=data)
 
 
 def read_config_bytes(name: str) -> bytes:
@@ -144,8 +153,14 @@ def _too_big(source: str, size: int) -> Problem:
     )
 
 
-def loads_config(text: str | bytes, source: str = "<string>", *, trust_scheduler_code: bool = False) -> LoraConfig:
-    """Validate TOML text (str or bytes); `source` names it in messages."""
+def loads_config(
+    text: str | bytes,
+    source: str = "<string>",
+    *,
+    trust_scheduler_code: bool = False,
+    data: dict[str, Any] | None = None,
+) -> LoraConfig:
+    """Validate TOML text (str or bytes); `source` names it in messages; `data` as in load_config."""
     if len(text) > MAX_CONFIG_BYTES:  # str: characters, each at least a byte
         raise ConfigError(_too_big(source, len(text.encode("utf-8")) if isinstance(text, str) else len(text)))
     if isinstance(text, bytes):
@@ -168,7 +183,7 @@ def loads_config(text: str | bytes, source: str = "<string>", *, trust_scheduler
         raise ConfigError(_toml_problem(exc, source, text)) from None
     except (RecursionError, MemoryError):
         raise ConfigError(Problem("", "valid TOML", "a document nested too deeply", file=source)) from None
-    return _Loader(text, doc, source, trust_scheduler_code).run()
+    return _Loader(text, doc, source, trust_scheduler_code, data).run()
 
 
 def _deep_key_line(text: str) -> int | None:
@@ -212,8 +227,11 @@ def _toml_problem(exc: Exception, source: str, text: str) -> Problem:
 
 
 class _Loader:
-    def __init__(self, text: str, doc: dict[str, Any], source: str, trust: bool) -> None:
+    def __init__(
+        self, text: str, doc: dict[str, Any], source: str, trust: bool, data: dict[str, Any] | None = None
+    ) -> None:
         self.text, self.doc, self.source, self.trust = text, doc, source, trust
+        self.flag_values = {k: v for k, v in (data or {}).items() if v is not None}
         self._lines: dict[tuple, int] | None = None
         self.problems: list[Problem] = []
         self.notes: list[Problem] = []
@@ -248,6 +266,9 @@ class _Loader:
     def _locate_one(self, p: Problem) -> Problem:
         if p.file is not None:
             return p
+        if _split_key(p.key)[0] in self.flag_values:  # a value from the command line, not the file
+            flat = _split_key(p.key)[0]
+            return p.located(key="--" + flat.replace("_", "-") + p.key[len(flat) :])
         if p.expected.startswith("\0"):  # raw() belongs to `found`; tolerate it in `expected`
             p = p._replace(expected=p.expected[1:])
         flat, rest = _split_key(p.key)
@@ -311,6 +332,10 @@ class _Loader:
                 )
             else:
                 self.add(top, value, None, (top,))
+        for key, value in self.flag_values.items():  # the command line wins over the file
+            section = self.where.get(key, (None, ()))[0]
+            self.where[key] = (section, ())
+            self.given[key] = value
 
     def add(self, key: str, value: Any, section: str | None, path: tuple) -> None:
         if key in self.where:
@@ -463,28 +488,9 @@ class _Loader:
         bad_inputs.update(set(self.typos.values()) & _SCHEDULE_INPUTS)
         config = LoraConfig(values=values, path=self.source, extras=self.extras, locator=self.locate)
         config.trust_scheduler_code = self.trust
-        if "train_data_dir" in self.given and "train_data_dir" not in bad_inputs and config.num_samples() is None:
-            self.notes.append(
-                problem(
-                    "train_data_dir",
-                    "a folder of images (kohya layout: N_concept/ folders with captions) or builtin:shapes",
-                    values["train_data_dir"],
-                    "not found or no image here; training needs it where it runs",
-                    severity="notice",
-                )
-            )
-        if values["max_train_epochs"] is not None and "train_data_dir" not in self.given:
-            self.notes.append(
-                problem(
-                    "max_train_epochs",
-                    "train_data_dir to count the steps of an epoch",
-                    values["max_train_epochs"],
-                    f"no train_data_dir: epochs are counted on {values['train_data_dir']} "
-                    f"({config.num_samples()} samples); kohya-colab keeps the data set in a separate file",
-                    severity="notice",
-                )
-            )
         config.sections = {k: s for k, (s, _) in self.where.items()}
+        if not bad_inputs & _DATA_INPUTS:
+            self.data_problems(config, values)
         type_path = values["lr_scheduler_type"]
         args = dict(values["lr_scheduler_args"])
         arg_keys: dict[str, str] = {}
@@ -525,6 +531,8 @@ class _Loader:
             base_lr=values["learning_rate"],
             arg_keys=arg_keys,
         )
+        if not bad_inputs & _DATA_INPUTS and config.unknown_run_length() is not None:  # its length waits for the data
+            bad_inputs.add("max_train_epochs")
         if not bad_inputs:
             try:
                 frame = config.resolve()
@@ -538,6 +546,35 @@ class _Loader:
             independent = [p for p in check_form(config.request) if _split_key(p.key)[0] not in reported]
             self.problems.extend(config.locate(independent))
         return config
+
+    def data_problems(self, config: LoraConfig, values: dict[str, Any]) -> None:
+        """What counting the data found (unreadable images, skipped folders), and a notice when an
+        epoch-based run length cannot be counted here."""
+        found = config.data()
+        self.problems.extend(found.problems)
+        why = config.unknown_run_length()
+        if why is not None:
+            self.notes.append(
+                problem(
+                    "max_train_epochs",
+                    "the data set, to count the steps of an epoch",
+                    values["max_train_epochs"],
+                    f"the run length is unknown here: {why}; give the data (train_data_dir, dataset_config or "
+                    "--dataset-config) or its size (samples_per_epoch / --samples-per-epoch = images x repeats)",
+                    severity="notice",
+                )
+            )
+        elif isinstance(found, NoData) and ({"train_data_dir", "dataset_config"} & set(self.given)):
+            key = "dataset_config" if values["dataset_config"] else "train_data_dir"
+            self.notes.append(
+                problem(
+                    key,
+                    "data on this machine",
+                    raw(found.why),
+                    "training needs it where it runs",
+                    severity="notice",
+                )
+            )
 
     def check_optimizer_pairing(self, values: dict[str, Any], schedule: str, args: dict[str, Any]) -> None:
         """The torch layer's pure-Python rule: `adafactor` <-> Adafactor(relative_step=True)."""

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from lora_sched.config.args import parse_kv_list
-from lora_sched.config.dataset import count_samples
+from lora_sched.config.dataset import DataPlan, NoData, plan_data
 from lora_sched.config.keys import KEY_BY_NAME
 from lora_sched.errors import ConfigError, Problem
-from lora_sched.schedules.durations import steps_per_epoch
+from lora_sched.schedules.durations import steps_per_epoch, updates_per_epoch
 from lora_sched.schedules.resolve import ResolvedSchedule, ScheduleRequest, TrainingShape, resolve
 
 
@@ -66,7 +66,7 @@ class LoraConfig:
         self.sections = {} if sections is None else sections
         self.trust_scheduler_code = trust_scheduler_code
         self.locator = locator
-        self._samples: tuple[str, int | None] | None = None
+        self._data: tuple[tuple, DataPlan | NoData] | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LoraConfig):
@@ -94,21 +94,42 @@ class LoraConfig:
 
         return copy.deepcopy(self.request)
 
-    def num_samples(self) -> int | None:
-        """Samples per epoch of train_data_dir (images x repeats), None if it cannot be counted.
+    def data(self) -> DataPlan | NoData:
+        """The data the run reads: dataset_config, train_data_dir or samples_per_epoch (lora_sched.config.dataset).
 
-        Counted once per config and folder: validate and preview resolve several times."""
-        folder = self.values["train_data_dir"]
-        if self._samples is None or self._samples[0] != folder:
-            self._samples = (folder, count_samples(folder))
-        return self._samples[1]
+        Found once per config and data keys: validate and preview resolve several times."""
+        v = self.values
+        given = "train_data_dir" in self.sections
+        key = (v["train_data_dir"], v.get("dataset_config"), v.get("samples_per_epoch"), v["train_batch_size"], given)
+        if self._data is None or self._data[0] != key:
+            self._data = (key, plan_data(v, set(self.sections)))
+        return self._data[1]
+
+    def unknown_run_length(self) -> str | None:
+        """Why the run length cannot be counted here (epochs, and no data known), or None when it can."""
+        found = self.data()
+        if self.values["max_train_epochs"] is None or not isinstance(found, NoData):
+            return None
+        return found.why
+
+    def num_samples(self) -> int | None:
+        """Samples per epoch of the data the run reads (repeats included), None when it is unknown here."""
+        found = self.data()
+        return found.samples if isinstance(found, DataPlan) else None
 
     def training_shape(self, num_processes: int = 1, num_samples: int | None = None) -> TrainingShape:
-        """Steps per epoch and samples per step; num_samples defaults to counting train_data_dir."""
+        """Steps per epoch and samples per step; num_samples (batched by train_batch_size) replaces the data's count."""
         batch = self.values["train_batch_size"]
         accum = self.values["gradient_accumulation_steps"]
-        samples = num_samples if num_samples is not None else self.num_samples()
-        per_epoch = steps_per_epoch(samples, batch, accum, num_processes) if samples else None
+        if num_samples is not None:
+            per_epoch = steps_per_epoch(num_samples, batch, accum, num_processes)
+        else:
+            found = self.data()
+            per_epoch = None
+            if isinstance(found, DataPlan):
+                per_epoch = updates_per_epoch(found.batches, accum, num_processes)
+                batches = {d.batch_size for d in found.datasets}
+                batch = batches.pop() if len(batches) == 1 else batch
         return TrainingShape(steps_per_epoch=per_epoch, samples_per_step=batch * accum * num_processes)
 
     def resolve(self, shape: TrainingShape | None = None) -> ResolvedSchedule:

@@ -1,8 +1,9 @@
 """Writing configs: tomli-w only (a caption or path with quotes or newlines must round-trip), atomic.
 
 Keys go in the key table's order, grouped into the sections we write ([model_arguments] ...
-[lora_sched]); None values are omitted; sd-scripts keys we do not use are written back where they
-came from. lr_scheduler_args is a TOML table, or kohya's "key=value" list for sd-scripts exports.
+[lora_sched]); None values are omitted, and so are a config's defaults it does not set; sd-scripts
+keys we do not use are written back where they came from. lr_scheduler_args is a TOML table, or
+kohya's "key=value" list for sd-scripts exports.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def _plain(value: Any) -> Any:
 def to_document(config: LoraConfig | Mapping[str, Any], *, kohya_list_args: bool = False) -> dict[str, dict]:
     """The nested {section: {key: value}} document we write for a config or a flat dict."""
     if isinstance(config, LoraConfig):
-        flat: dict[str, Any] = dict(config.values)
+        # what the config sets, or the loader derived: a default written out would read back as given
+        # (train_data_dir = "builtin:shapes" would then count epochs on the built-in set)
+        flat: dict[str, Any] = {
+            k: v for k, v in config.values.items() if k in config.sections or v != KEY_BY_NAME[k].default
+        }
         extras = dict(config.extras)
     else:
         flat, extras = {}, {}

@@ -311,11 +311,7 @@ class SchedulerForm:
         target = Path(path) if path is not None else Path(self.path.value)
         cfg = load_config(target)
         flat = {**cfg.values, **{key: value for key, (_, value) in cfg.extras.items()}}
-        form_values = tr.flat_to_form(flat)
-        samples = cfg.num_samples()
-        if samples is not None:  # the epochs preview counts the dataset the file names
-            form_values.update(num_images=samples, num_repeats=1)
-        self.set_values(form_values)
+        self.set_values(tr.flat_to_form(flat))
         return cfg
 
     # ------------------------------------------------------------------------------- refresh
@@ -329,8 +325,7 @@ class SchedulerForm:
         values = self.values
         try:
             cfg, text = tr.translate(values, source=self._source())
-            samples = tr.dataset_samples(values)
-            steps, curves = tr.preview_sample(cfg, samples)
+            steps, curves = tr.preview_sample(cfg)
         except ConfigError as exc:
             self._invalid(str(exc))
             return
@@ -347,8 +342,8 @@ class SchedulerForm:
             )
         self.warning_text = "\n".join(notes)
         self.error_html.value = _message_html(self.warning_text, "#8a6d00") if self.warning_text else ""
-        resolved = self.resolved = cfg.resolve(shape=tr.preview_shape(cfg, samples))
-        self._update_length_info(resolved, samples)
+        resolved = self.resolved = cfg.resolve()
+        self._update_length_info(resolved, cfg)
         self._draw(steps, curves, resolved)
         self._update_bound(resolved, cfg)
 
@@ -377,11 +372,12 @@ class SchedulerForm:
         for key in ("max_train_epochs", "num_images", "num_repeats"):
             _show(f[key], epochs)
 
-    def _update_length_info(self, resolved: Any, samples: int | None) -> None:
+    def _update_length_info(self, resolved: Any, cfg: LoraConfig) -> None:
         text = f"run: {resolved.run_length} steps; warmup {resolved.warmup} steps; horizon {resolved.horizon} steps"
-        if samples is not None:
-            per_epoch = resolved.run_length // max(1, self.fields["max_train_epochs"].value)
-            text = f"{samples} samples (images x repeats) = {per_epoch} steps per epoch; " + text
+        if cfg.values["max_train_epochs"] is not None:
+            found = cfg.data()  # the data validate, preview and train count (the images field when not here)
+            per_epoch = cfg.training_shape().steps_per_epoch
+            text = f"{found.samples} samples per epoch ({found.source}) = {per_epoch} steps per epoch; " + text
         self.length_info.value = f"<small>{html.escape(text)}</small>"
 
     def _draw(self, steps: Any, curves: Mapping[str, Any], resolved: Any) -> None:

@@ -10,8 +10,10 @@ Form values are a plain dict (see `DEFAULTS` for every key):
 * ``lr_scheduler`` and ``args`` (schedule parameter name -> value as entered);
 * ``warmup_mode`` "steps" (``warmup_steps``) or "percent" (``warmup_percent``, written as the
   fraction kohya reads: 5 % -> ``lr_warmup_steps = 0.05``);
-* ``length_mode`` "steps" (``max_train_steps``) or "epochs" (``max_train_epochs``; the preview
-  counts ceil(images x repeats / batch) / accumulation updates per epoch);
+* ``length_mode`` "steps" (``max_train_steps``) or "epochs" (``max_train_epochs``): an epoch is
+  counted on the data training reads, as `lora-sched preview` counts it (``train_data_dir`` when it
+  is on this machine, or builtin:shapes; a dataset_config among the extra keys); when the data is
+  not here, on the ``num_images`` x ``num_repeats`` fields, written as ``samples_per_epoch``;
 * learning rates and training keys under their kohya names.
 """
 
@@ -81,6 +83,7 @@ FORM_KEYS = frozenset(
         "lr_warmup_steps",
         "max_train_steps",
         "max_train_epochs",
+        "samples_per_epoch",
     }
 )
 
@@ -221,6 +224,7 @@ def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
         flat["lr_warmup_steps"] = v["warmup_steps"]
     if v["length_mode"] == "epochs":
         flat["max_train_epochs"] = v["max_train_epochs"]
+        flat["samples_per_epoch"] = dataset_samples(v)  # None when the data is here: the config counts it
     else:
         flat["max_train_steps"] = v["max_train_steps"]
     table: dict[str, Any] = {}
@@ -240,10 +244,25 @@ def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: val for k, val in flat.items() if val is not None}
 
 
-def dataset_samples(values: Mapping[str, Any]) -> int | None:
-    """images x repeats in epochs mode (the preview's dataset size), else None."""
+def data_here(values: Mapping[str, Any]) -> bool:
+    """Whether the data the form names (train_data_dir, or a dataset_config among the extra keys) is
+    on this machine, so that an epoch is counted on it (the same walk validate and train use)."""
+    from lora_sched.config.dataset import DataPlan, plan_data
+
     v = {**DEFAULTS, **values}
-    if v["length_mode"] != "epochs":
+    data = {
+        "train_batch_size": 1,
+        "train_data_dir": str(v["train_data_dir"]),
+        "dataset_config": (v.get("extra") or {}).get("dataset_config"),
+    }
+    return isinstance(plan_data(data, {"train_data_dir"}), DataPlan)
+
+
+def dataset_samples(values: Mapping[str, Any]) -> int | None:
+    """images x repeats in epochs mode when the data is not on this machine (the `samples_per_epoch` the
+    form writes), else None (a run in steps, or data here, which is counted instead)."""
+    v = {**DEFAULTS, **values}
+    if v["length_mode"] != "epochs" or data_here(v):
         return None
     images, repeats = v["num_images"], v["num_repeats"]
     for key, n in (("num_images", images), ("num_repeats", repeats)):
@@ -268,8 +287,7 @@ def translate(values: Mapping[str, Any], source: str = "<form>") -> tuple[LoraCo
 
     text = to_toml(values)
     cfg = loads_config(text, source=source)
-    samples = dataset_samples(values)
-    cfg.resolve(shape=preview_shape(cfg, samples))  # resolution problems count as invalid too
+    cfg.resolve()  # resolution problems count as invalid too
     return cfg, text
 
 
@@ -331,6 +349,8 @@ def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:
         )
     if flat.get("max_train_epochs") is not None:
         values.update(length_mode="epochs", max_train_epochs=flat["max_train_epochs"])
+        if flat.get("samples_per_epoch") is not None:
+            values.update(num_images=flat["samples_per_epoch"], num_repeats=1)
     else:
         values.update(length_mode="steps", max_train_steps=flat.get("max_train_steps", DEFAULTS["max_train_steps"]))
     if flat.get("lr_scheduler_type"):  # a custom torch class: its args belong to it, not to a catalogue spec

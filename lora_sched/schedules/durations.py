@@ -171,11 +171,16 @@ def resolve_duration(duration: Duration, ctx: TimeContext, key: str, *, is_warmu
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, grad_accum: int = 1, num_processes: int = 1) -> int:
-    """Optimizer updates per epoch, counted the way a sharded accelerate dataloader yields them.
+    """Optimizer updates per epoch of `num_samples` samples in batches of `batch_size` (see `updates_per_epoch`)."""
+    return updates_per_epoch(math.ceil(num_samples / batch_size), grad_accum, num_processes)
+
+
+def updates_per_epoch(batches: int, grad_accum: int = 1, num_processes: int = 1) -> int:
+    """Optimizer updates per epoch of `batches` batches, counted the way a sharded accelerate dataloader yields them.
 
     Each process sees ceil(batches / processes) batches (accelerate pads to even batches), and a
-    partial accumulation window at the end of an epoch still ends in an update.
+    partial accumulation window at the end of an epoch still ends in an update: sd-scripts'
+    ceil(len(train_dataloader) / num_processes / gradient_accumulation_steps).
     """
-    batches = math.ceil(num_samples / batch_size)
     per_process = math.ceil(batches / num_processes)
     return max(1, math.ceil(per_process / grad_accum))

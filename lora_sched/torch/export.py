@@ -217,9 +217,27 @@ def _check_args_for_kohya(args: dict[str, Any], cfg: Any) -> None:
 
 
 def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
-    """The flat kohya values of the export (the config's other keys kept as they are)."""
+    """The flat kohya values of the export: the keys the source sets, as they are, and the schedule's.
+
+    Refuses (ConfigError) an epoch-based config whose data is not known here: the exported
+    max_train_steps would be a guess."""
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ConfigError(problem("--num-processes", "an int >= 1", num_processes))
+    why = cfg.unknown_run_length()
+    if why is not None:
+        raise ConfigError(
+            cfg.locate(
+                [
+                    problem(
+                        "max_train_epochs",
+                        "a run length counted on the data (an export never guesses one)",
+                        cfg.values["max_train_epochs"],
+                        f"{why}; give --dataset-config FILE or --samples-per-epoch N (images x repeats), "
+                        "or write max_train_steps",
+                    )
+                ]
+            )
+        )
     rs = cfg.resolve(cfg.training_shape(num_processes=num_processes))
     if cfg.scheduler_type:
         keys = custom_keys(cfg, rs, num_processes)
@@ -236,10 +254,12 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
     _check_args_for_kohya(keys["lr_scheduler_args"], cfg)
     from lora_sched.config.keys import KEY_BY_NAME
 
-    values = {
+    values = {  # only what the source sets: lora_sched's own defaults (builtin model and data, ...) stay out
         k: v
         for k, v in cfg.values.items()
-        if k not in SCHEDULE_KEYS and not (k in KEY_BY_NAME and KEY_BY_NAME[k].section == "lora_sched")
+        if k in cfg.sections
+        and k not in SCHEDULE_KEYS
+        and not (k in KEY_BY_NAME and KEY_BY_NAME[k].section == "lora_sched")
     }
     for key in SCHEDULE_KEYS:
         values[key] = None
@@ -255,16 +275,20 @@ def export_kohya(cfg: Any, num_processes: int = 1) -> str:
     from lora_sched.config.writer import dumps_config
 
     values = export_values(cfg, num_processes)
-    out = LoraConfig(values=values, path=cfg.path, extras=dict(cfg.extras))
+    out = LoraConfig(values=values, path=cfg.path, extras=dict(cfg.extras), sections=dict.fromkeys(values))
     return dumps_config(out, kohya_list_args=True)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`lora-sched export --kohya FILE [-o OUT] [--num-processes N]`."""
-    from lora_sched.config import load_config
+    from lora_sched.config.commands import EXIT_NEEDS_DATA, load, needs_data
     from lora_sched.config.writer import atomic_write_text
 
-    cfg = load_config(args.kohya, trust_scheduler_code=bool(getattr(args, "trust_scheduler_code", False)))
+    cfg = load(args, args.kohya)
+    message = needs_data(cfg, "export")
+    if message is not None:
+        print(message, file=sys.stderr)
+        return EXIT_NEEDS_DATA
     text = export_kohya(cfg, args.num_processes)
     if args.output:
         atomic_write_text(args.output, text)

@@ -15,10 +15,11 @@ QUICKSTART = Path(__file__).resolve().parent.parent / "data" / "quickstart.toml"
 def load_train_config(args: Namespace) -> Any:
     """The config named on the command line (default: the packaged quick start), with overrides applied."""
     from lora_sched.config import load_config
+    from lora_sched.config.commands import data_options
 
     path = Path(args.file) if args.file else QUICKSTART
     trust = bool(getattr(args, "trust_scheduler_code", False))
-    cfg = load_config(path, trust_scheduler_code=trust)
+    cfg = load_config(path, trust_scheduler_code=trust, data=data_options(args))
     overrides: dict[str, Any] = {}
     if getattr(args, "output_dir", None):
         overrides["output_dir"] = str(args.output_dir)
@@ -36,7 +37,9 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
     """Re-validate the config with some values replaced (through the same loader, so every check runs)."""
     from lora_sched.config import dumps_config, loads_config
 
-    values = {k: x for k, x in cfg.values.items() if x is not None}
+    # only what the file sets (and its sd-scripts keys): a default written out would count as given
+    values = {k: x for k, x in cfg.values.items() if x is not None and k in cfg.sections}
+    values.update({k: x for k, (_, x) in cfg.extras.items() if x is not None})
     for key, value in overrides.items():
         if value is None:
             values.pop(key, None)

@@ -1,8 +1,11 @@
 """Training data: kohya's folder layout or the generated `builtin:shapes`, cached as latents once.
 
-kohya layout: ``train_data_dir/N_concept/`` folders (N = repeats per epoch) holding images with
-same-name caption files (``caption_extension``, default ``.txt``). An image that cannot be read is
-reported by name and skipped; a dataset left with no image is a ConfigError.
+The data is what the config layer found (lora_sched.config.dataset: train_data_dir in kohya's
+``N_concept/`` layout, or a dataset_config), walked by the same code that counts the preview's
+epochs: images with same-name caption files (``caption_extension``); an image without one is
+captioned by its folder's words (sd-scripts uses the class tokens too). An image that cannot be
+decoded stops training before its first step, naming every such file: the preview counted it, so
+skipping it would run a different length than the preview showed.
 
 Order: the examples of an epoch are a permutation drawn from a generator seeded by (seed, epoch)
 alone, and each process takes every P-th batch of it (the way accelerate shards a dataloader), so
@@ -17,10 +20,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
-from lora_sched.config.dataset import IMAGE_EXTENSIONS, scan_concepts
+from lora_sched.config.dataset import IMAGE_EXTENSIONS, DataPlan, NoData, folder_plan
 from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 
@@ -102,6 +105,64 @@ class _Drawing:
 
 
 # -- kohya folders ---------------------------------------------------------------------------
+class TrainingData(NamedTuple):
+    """What training reads: its examples (repeats in each), the batch size and the resolution."""
+
+    examples: list[Example]
+    batch_size: int
+    resolution: Any
+
+
+def training_data(cfg: Any) -> TrainingData:
+    """The examples of the data the config names (dataset_config, else train_data_dir, default
+    builtin:shapes), with the batch size and resolution they are trained at."""
+    v = cfg.values
+    caption_extension = str(v.get("caption_extension") or ".txt")
+    batch, resolution = int(v["train_batch_size"]), v["resolution"]
+    if not v.get("dataset_config"):
+        return TrainingData(load_examples(str(v["train_data_dir"]), caption_extension), batch, resolution)
+    found = cfg.data()
+    if isinstance(found, NoData) or not found.datasets:
+        why = found.why if isinstance(found, NoData) else "it holds no dataset here"
+        raise ConfigError(problem("dataset_config", "a kohya dataset config with images", v["dataset_config"], why))
+    dataset = found.datasets[0]
+    examples = examples_from(found, caption_extension)
+    return TrainingData(examples, dataset.batch_size, dataset.resolution or resolution)
+
+
+def examples_from(found: DataPlan, caption_extension: str) -> list[Example]:
+    """Every example of a counted data plan; ConfigError for what lora_sched's trainer does not run
+    (several datasets, regularisation images, a validation split): the count would differ."""
+    key = found.key
+    refusal = ""
+    if len(found.datasets) > 1:
+        refusal = f"{len(found.datasets)} [[datasets]] (sd-scripts batches each apart; lora-sched train reads one)"
+    elif any(s.is_reg and s.images for d in found.datasets for s in d.subsets):
+        refusal = "regularisation images (is_reg / reg_data_dir): lora-sched train does not train on them"
+    elif any(d.validation_split > 0 for d in found.datasets):
+        refusal = "a validation_split: lora-sched train has no validation set"
+    if refusal:
+        raise ConfigError(
+            problem(
+                key,
+                "data lora-sched train runs exactly as counted",
+                raw(refusal),
+                "train it with sd-scripts (export --kohya), or simplify the data",
+            )
+        )
+    examples: list[Example] = []
+    for subset in (s for d in found.datasets for s in d.subsets):
+        suffix = caption_suffix(subset.caption_extension or caption_extension)  # "txt" reads img.txt, as sd-scripts
+        for image_path in subset.images:
+            image = Path(image_path)
+            caption_file = Path(os.path.splitext(image_path)[0] + suffix)
+            caption = subset.concept
+            if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
+                caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
+            examples.append(Example(f"{subset.name}/{image.name}", caption, subset.repeats, path=image))
+    return examples
+
+
 def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str = "train_data_dir") -> list[Example]:
     """Every example of `train_data_dir` (kohya layout) or of `builtin:shapes`; ConfigError if none."""
     if train_data_dir.startswith("builtin:"):
@@ -115,51 +176,47 @@ def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str
         raise ConfigError(
             problem(key, "a folder of N_concept/ subfolders (kohya layout)", train_data_dir, f"the path {what}")
         )
-    examples: list[Example] = []
-    suffix = caption_suffix(caption_extension)  # "txt" reads img.txt, as in sd-scripts
-    folders, skipped = scan_concepts(str(root))  # the same walk that counts an epoch for the preview
-    for notice in skipped:
-        print(f"notice: {notice}", file=sys.stderr)
-    for folder in folders:
-        for image_path in folder.images:
-            image = Path(image_path)
-            caption_file = Path(os.path.splitext(image_path)[0] + suffix)
-            caption = folder.concept
-            if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
-                caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
-            examples.append(Example(f"{folder.name}/{image.name}", caption, folder.repeats, path=image))
-    if not examples:
-        subfolders = len(folders) + len(skipped)
-        found = f"no images in {subfolders} subfolder(s)" if subfolders else "an empty folder"
+    found = folder_plan(train_data_dir, 1)  # the same walk that counts an epoch for the preview
+    if isinstance(found, NoData):
         raise ConfigError(
             problem(
                 key,
                 f"N_concept/ subfolders with images ({', '.join(IMAGE_EXTENSIONS)}) and same-name captions",
-                raw(found),
+                raw(found.why),
                 f"e.g. {root / '10_shapes' / 'img001.png'} with {root / '10_shapes' / 'img001.txt'}",
             )
         )
-    return examples
+    for notice in found.problems:
+        if notice.severity == "notice":
+            print(f"notice: {notice.found}", file=sys.stderr)
+    return examples_from(found, caption_extension)
 
 
 def load_images(examples: list[Example], width: int, height: int, key: str = "train_data_dir") -> tuple[list, list]:
-    """Load every image; an unreadable one is reported by name and skipped. -> (examples, images)."""
-    kept, images = [], []
+    """Decode every image (before the first step); ConfigError naming each one that cannot be read."""
+    images, bad = [], []
     for example in examples:
         try:
             images.append(example.load(width, height))
-        except Exception as exc:  # PIL raises many types for a bad file: report and skip them all
-            print(
-                f"warning: {example.path}: cannot read the image ({type(exc).__name__}: {exc}); skipped",
-                file=sys.stderr,
-            )
-            continue
-        kept.append(example)
-    if not kept:
+        except Exception as exc:  # PIL raises many types for a bad file: collect them all
+            bad.append(f"{example.path} ({type(exc).__name__}: {exc})")
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ConfigError(
-            problem(key, "at least one readable image", raw(f"{len(examples)} image(s), none readable"), "see above")
+            problem(
+                key,
+                "images training can decode",
+                raw(f"{len(bad)} of {len(examples)} unreadable: {shown}"),
+                "remove or replace them; training stops before its first step so that it runs the length "
+                "the preview counted",
+            )
         )
-    return kept, images
+    return examples, images
+
+
+def sample_index(examples: list[Example]) -> list[int]:
+    """Example positions with repeats expanded: one epoch is one pass over it."""
+    return [i for i, ex in enumerate(examples) for _ in range(ex.repeats)]
 
 
 # -- cached tensors and the sharded order ----------------------------------------------------
@@ -206,7 +263,7 @@ def cache_data(model: Any, examples: list[Example], images: list, cache_text: bo
         embeddings = None
         if cache_text:
             embeddings = torch.cat([model.text_encoder(ids[i : i + batch])[0] for i in range(0, len(ids), batch)])
-    index = [i for i, ex in enumerate(examples) for _ in range(ex.repeats)]
+    index = sample_index(examples)
     return CachedData(latents, ids, embeddings, index, captions)
 
 
@@ -233,6 +290,10 @@ class ShardedOrder:
     @property
     def batches_per_process(self) -> int:
         return math.ceil(self.num_batches / self.num_processes)
+
+    def updates_per_epoch(self, accum: int) -> int:
+        """Optimizer updates per epoch: windows of `accum` micro-batches, the last one possibly shorter."""
+        return math.ceil(self.batches_per_process / accum)
 
     def permutation(self, epoch: int) -> list[int]:
         import torch

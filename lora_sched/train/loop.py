@@ -30,7 +30,7 @@ from typing import Any
 from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import checkpoint as ckpt
-from lora_sched.train.data import CachedData, ShardedOrder, cache_data, load_examples, load_images, step_generator
+from lora_sched.train.data import CachedData, ShardedOrder, cache_data, load_images, step_generator, training_data
 from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
 from lora_sched.train.model import check_model_source, load_model
 from lora_sched.train.optim import build_optimizer, is_schedule_free, parse_optimizer_args
@@ -123,15 +123,15 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     # Every input is checked before anything is written or any heavy model is built.
     check_output_dir(output_dir)
     check_model_source(str(v["pretrained_model_name_or_path"]))
-    width, height = parse_resolution(v["resolution"])
-    examples = load_examples(str(v["train_data_dir"]), str(v.get("caption_extension") or ".txt"))
-    examples, images = load_images(examples, width, height)
+    data_read = training_data(cfg)  # the same walk that counted the preview's epochs
+    width, height = parse_resolution(data_read.resolution)
+    examples, images = load_images(data_read.examples, width, height)
     optimizer_type = str(v.get("optimizer_type") or "AdamW")
     optimizer_args = parse_optimizer_args(v.get("optimizer_args"))
     group_lrs = cfg.group_lrs()
     train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
     seed = int(v["seed"])
-    batch_size, accum = int(v["train_batch_size"]), int(v["gradient_accumulation_steps"])
+    batch_size, accum = data_read.batch_size, int(v["gradient_accumulation_steps"])
     resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
     if resume and resume_dir is None:
         print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
@@ -162,7 +162,8 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), train_te, seed)
 
     order = ShardedOrder(data.num_samples, batch_size, seed, rank, procs)
-    steps_per_epoch = math.ceil(order.batches_per_process / accum)
+    steps_per_epoch = order.updates_per_epoch(accum)
+    check_epoch_length(cfg, steps_per_epoch, procs)
     from lora_sched.schedules import TrainingShape
 
     shape = TrainingShape(steps_per_epoch=steps_per_epoch, samples_per_step=batch_size * accum * procs)
@@ -310,6 +311,34 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     if tracker:
         accelerator.end_training()
     return TrainResult(out_file, final_step, loss_value, main)
+
+
+def check_epoch_length(cfg: Any, steps_per_epoch: int, procs: int) -> None:
+    """Refuse, before the first step, an epoch-based run whose epoch is not the one the preview counts.
+
+    The preview counts what the config names (lora_sched.config.dataset); training counts what it
+    read. They differ when the config states a samples_per_epoch that is not the data's, or names no
+    data at all (training then reads builtin:shapes, which an epoch count never assumes)."""
+    if cfg.values.get("max_train_epochs") is None:
+        return  # a run in steps does not depend on the epoch length
+    counted = cfg.training_shape(num_processes=procs).steps_per_epoch
+    if counted == steps_per_epoch:
+        return
+    found = cfg.data()
+    source = getattr(found, "source", None) or "no data named"
+    raise ConfigError(
+        problem(
+            "max_train_epochs",
+            f"an epoch of the data training reads ({steps_per_epoch} steps with {procs} process(es))",
+            raw(
+                f"{counted} steps per epoch counted on {source}"
+                if counted
+                else f"an epoch of unknown length ({source})"
+            ),
+            "name the data training reads: train_data_dir (builtin:shapes for the built-in set) or dataset_config; "
+            "remove samples_per_epoch when the data is here",
+        )
+    )
 
 
 def _forget_previous_run() -> None:

@@ -1,0 +1,375 @@
+"""One step count everywhere: the data a run reads is counted once, the way sd-scripts counts it,
+and validate, preview, export and the training data path agree on it.
+
+Counting rules checked here (sd-scripts library/train_util.py and library/config_util.py at commit
+48d368fa557731ad0488c07304dfeba8c07910eb): folder repeats are int(name before the first "_"),
+images are files ending in one of the lower/upper-case extension spellings (hidden files are not
+globbed), dataset_config values fall back subset -> dataset -> general -> the training config ->
+sd-scripts' defaults, each dataset is batched apart, regularisation images are repeated or cut to
+the training samples, and an epoch is ceil(batches / processes / accumulation) updates.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+import tomllib
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from lora_sched.cli import main
+from lora_sched.config import load_config, loads_config
+from lora_sched.config.dataset import DataPlan, NoData, reg_samples
+from lora_sched.errors import ConfigError
+from lora_sched.torch.export import export_kohya
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # enough for counting, which reads no further
+
+
+def touch_images(folder: Path, n: int, ext: str = ".png", data: bytes = PNG_SIGNATURE) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"img{i:03d}{ext}").write_bytes(data)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- the folder layout -------------------------------------------------------------------------
+def test_folder_names_and_extensions_as_sd_scripts_globs_them(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    touch_images(data / "3_cat", 2)
+    touch_images(data / "3_cat", 1, ".JPG")  # an upper-case spelling sd-scripts globs
+    (data / "3_cat" / "odd.Png").write_bytes(PNG_SIGNATURE)  # a mixed case it does not
+    (data / "3_cat" / ".hidden.png").write_bytes(PNG_SIGNATURE)  # glob's * skips hidden files
+    (data / "3_cat" / "notes.txt").write_text("x")
+    touch_images(data / "2", 4)  # "2": int("2") = 2 repeats, an empty class token
+    touch_images(data / "0_off", 5)  # 0 repeats: skipped
+    touch_images(data / "cats_3", 5)  # no leading int: skipped
+    (data / "loose.png").write_bytes(PNG_SIGNATURE)  # not in a concept folder: not read
+    cfg = loads_config(f"train_data_dir = {str(data)!r}\ntrain_batch_size = 4\nmax_train_epochs = 2")
+    found = cfg.data()
+    assert isinstance(found, DataPlan)
+    assert found.samples == 3 * 3 + 2 * 4 == 17
+    assert found.batches == 5  # ceil(17 / 4)
+    assert cfg.resolve().run_length == 10
+    notices = [p.found for p in cfg.warnings if p.key == "train_data_dir" and p.severity == "notice"]
+    assert len(notices) == 2 and any("0_off" in n for n in notices) and any("cats_3" in n for n in notices)
+
+
+def test_unreadable_images_are_errors_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    touch_images(data / "5_cat", 3)
+    (data / "5_cat" / "empty.png").write_bytes(b"")
+    (data / "5_cat" / "text.jpg").write_text("hello, not a jpeg")
+    config = write(tmp_path / "c.toml", f"train_data_dir = {str(data)!r}\nmax_train_epochs = 1\n")
+    for verb in ("validate", "preview"):
+        assert main([verb, str(config)]) == 1
+        err = capsys.readouterr().err
+        assert f"{config}:1: train_data_dir: expected image files training can read, got 2 unreadable" in err
+        assert "empty.png (an empty file (0 bytes))" in err and "text.jpg (not an image" in err
+    assert main(["export", "--kohya", str(config)]) == 1
+
+
+def test_reg_samples_follow_sd_scripts_balancing() -> None:
+    from lora_sched.config.dataset import Subset
+
+    def reg(*counts_repeats: tuple[int, int]) -> list[Subset]:
+        folders = enumerate(counts_repeats)
+        return [Subset(f"r{i}", r, [f"r{i}/{j}.png" for j in range(n)], is_reg=True) for i, (n, r) in folders]
+
+    assert reg_samples(20, reg((3, 1))) == 20  # fewer: repeated up to the training samples
+    assert reg_samples(20, reg((30, 1))) == 20  # more: cut at the training samples
+    assert reg_samples(20, reg((3, 7))) == 21  # 7 + 7 + 7: the first pass stops past 20
+    assert reg_samples(20, reg((1, 5), (2, 4))) == 20  # 5 + 4 + 4 = 13, then one repeat at a time
+    assert reg_samples(0, reg((3, 1))) == 0
+    assert reg_samples(20, []) == 0
+
+
+# -- dataset_config ----------------------------------------------------------------------------
+DATASET_TOML = """
+[general]
+batch_size = 2
+num_repeats = 3
+caption_extension = ".txt"
+
+[[datasets]]
+resolution = 512
+
+  [[datasets.subsets]]
+  image_dir = "{data}/a"
+
+  [[datasets.subsets]]
+  image_dir = "{data}/b"
+  num_repeats = 1
+
+  [[datasets.subsets]]
+  image_dir = "{data}/a"      # the same folder again: sd-scripts ignores the duplicate
+
+  [[datasets.subsets]]
+  image_dir = "{data}/a"
+  num_repeats = 0             # ignored too (but the duplicate check comes first in sd-scripts)
+
+  [[datasets.subsets]]
+  image_dir = "{data}/reg"
+  is_reg = true
+
+[[datasets]]
+batch_size = 4
+validation_split = 0.25
+
+  [[datasets.subsets]]
+  image_dir = "{data}/c"
+"""
+
+
+def _dataset_tree(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    touch_images(data / "a", 5)
+    touch_images(data / "b", 2)
+    touch_images(data / "reg", 4)
+    touch_images(data / "c", 10)
+    write(tmp_path / "ds.toml", DATASET_TOML.format(data=data))
+    return data
+
+
+def test_dataset_config_inherits_and_batches_each_dataset_apart(tmp_path: Path) -> None:
+    _dataset_tree(tmp_path)
+    cfg = loads_config(f"dataset_config = {str(tmp_path / 'ds.toml')!r}\nmax_train_epochs = 3\ntrain_batch_size = 8")
+    found = cfg.data()
+    assert isinstance(found, DataPlan) and found.key == "dataset_config"
+    first, second = found.datasets
+    # a: 5 x 3 (general's num_repeats) + b: 2 x 1 = 17 training samples; 4 reg images repeated up to 17
+    assert (first.train_samples(), first.samples(), first.batch_size, first.resolution) == (17, 34, 2, 512)
+    # c: ceil(10 x 0.75) = 8 training images x 3 repeats, batch 4 (its own, not general's 2)
+    assert (second.samples(), second.batch_size) == (24, 4)
+    assert found.batches == 17 + 6  # ceil(34 / 2) + ceil(24 / 4): no batch mixes two datasets
+    assert cfg.training_shape().steps_per_epoch == 23
+    assert cfg.training_shape(num_processes=2).steps_per_epoch == 12
+    assert cfg.resolve().run_length == 69
+
+
+def test_dataset_config_as_json_and_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    touch_images(data / "x", 6)
+    doc = {"datasets": [{"batch_size": 3, "subsets": [{"image_dir": str(data / "x"), "num_repeats": 2}]}]}
+    write(tmp_path / "ds.json", json.dumps(doc))
+    touch_images(data / "10_ignored", 50)  # sd-scripts ignores train_data_dir when a dataset_config is given
+    config = write(tmp_path / "c.toml", f"train_data_dir = {str(data)!r}\nmax_train_epochs = 5\n")
+    assert main(["validate", str(config), "--dataset-config", str(tmp_path / "ds.json")]) == 0
+    assert "20 steps" in capsys.readouterr().out  # 6 x 2 / 3 = 4 per epoch
+
+
+def test_dataset_config_mistakes_are_located_in_that_file(tmp_path: Path) -> None:
+    write(tmp_path / "ds.toml", '[[datasets]]\nbatch_size = "2"\n[[datasets.subsets]]\nnum_repeats = 2\n')
+    with pytest.raises(ConfigError) as info:
+        loads_config(f"dataset_config = {str(tmp_path / 'ds.toml')!r}\nmax_train_epochs = 1")
+    keys = {(p.file, p.key) for p in info.value.problems}
+    ds = str(tmp_path / "ds.toml")
+    assert (ds, "datasets[0].batch_size") in keys and (ds, "datasets[0].subsets[0].image_dir") in keys
+
+
+def test_fine_tuning_subsets_are_not_counted_but_a_stated_size_is(tmp_path: Path) -> None:
+    write(tmp_path / "ds.toml", '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "x"\nmetadata_file = "m.json"\n')
+    text = f"dataset_config = {str(tmp_path / 'ds.toml')!r}\nmax_train_epochs = 2\ntrain_batch_size = 4\n"
+    cfg = loads_config(text)
+    assert isinstance(cfg.data(), NoData) and "metadata_file" in cfg.unknown_run_length()
+    cfg = loads_config(text + "samples_per_epoch = 40\n")
+    assert cfg.resolve().run_length == 20
+
+
+# -- unknown data: say so, never guess ----------------------------------------------------------
+def test_epochs_without_data_are_never_counted_on_the_builtin_set(tmp_path: Path, capsys) -> None:
+    config = write(tmp_path / "c.toml", "max_train_epochs = 10\ntrain_batch_size = 2\n")
+    assert main(["preview", str(config)]) == 3
+    assert "the run length is unknown: 10 epochs" in capsys.readouterr().err
+    assert main(["export", "--kohya", str(config)]) == 3
+    assert "export: the run length is unknown" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="an export never guesses one"):
+        export_kohya(load_config(config))
+    assert main(["export", "--kohya", str(config), "--samples-per-epoch", "100"]) == 0
+    exported = tomllib.loads(capsys.readouterr().out)
+    assert exported["training_arguments"]["max_train_steps"] == 500  # 10 epochs of 100 / 2, not 160
+    named = write(
+        tmp_path / "b.toml", 'max_train_epochs = 10\ntrain_batch_size = 2\ntrain_data_dir = "builtin:shapes"\n'
+    )
+    assert main(["preview", str(named)]) == 0  # named: counted (32 / 2 x 10)
+    assert "160 steps" in capsys.readouterr().out
+
+
+def test_a_stated_size_that_disagrees_with_the_data_here_is_a_warning(tmp_path: Path) -> None:
+    touch_images(tmp_path / "data" / "2_x", 5)
+    cfg = loads_config(f"train_data_dir = {str(tmp_path / 'data')!r}\nmax_train_epochs = 1\nsamples_per_epoch = 99")
+    assert cfg.num_samples() == 10
+    (warning,) = [p for p in cfg.warnings if p.key == "samples_per_epoch"]
+    assert warning.severity == "warning" and "counted: 10" in warning.hint
+
+
+# -- item 5: the export writes what the source had --------------------------------------------
+EXPORT_SOURCES = {
+    "minimal.toml": 'max_train_steps = 100\nlr_scheduler = "cosine"\n',
+    "colab.toml": (
+        "[training_arguments]\nmax_train_epochs = 10\ntrain_batch_size = 2\nxformers = true\n"
+        '[optimizer_arguments]\nlearning_rate = 5e-4\nlr_scheduler = "cosine_with_restarts"\n'
+        "lr_scheduler_num_cycles = 3\nlr_warmup_steps = 0.05\n"
+        '[model_arguments]\npretrained_model_name_or_path = "/models/sd15.safetensors"\n'
+    ),
+    "rex.toml": 'max_train_steps = 300\nlr_scheduler = "rex"\nseed = 7\noutput_dir = "runs"\nresolution = 512\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORT_SOURCES))
+def test_export_writes_only_the_source_keys_and_the_schedule(tmp_path: Path, name: str) -> None:
+    from lora_sched.torch.export import KOHYA_DEFAULTS, SCHEDULE_KEYS
+
+    source = write(tmp_path / name, EXPORT_SOURCES[name])
+    cfg = load_config(source, data={"samples_per_epoch": 100})
+    text = export_kohya(cfg)
+    exported = {k: v for table in tomllib.loads(text).values() for k, v in table.items()}
+    given = set(cfg.sections) - {"samples_per_epoch"}  # a lora_sched key: sd-scripts has no use for it
+    assert set(exported) <= given | set(SCHEDULE_KEYS) | set(KOHYA_DEFAULTS)
+    assert {k for k in given if k not in SCHEDULE_KEYS} <= set(exported)
+    for default in ("builtin:tiny-sd", "builtin:shapes"):
+        assert default not in text
+    for key in ("resolution", "output_dir", "seed", "output_name", "train_data_dir"):
+        assert (key in exported) == (key in given), key
+
+
+# -- the property: preview's count is the training data path's, or training refuses ------------
+def _png_bytes() -> bytes:
+    Image = pytest.importorskip("PIL.Image")
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (10, 200, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+GOOD, EMPTY, TEXT, TRUNCATED, NO_CAPTION = "good", "empty", "text", "truncated", "no caption"
+FILE_KINDS = st.sampled_from([GOOD] * 12 + [NO_CAPTION] * 3 + [EMPTY, TEXT, TRUNCATED])
+
+
+@st.composite
+def layouts(draw: st.DrawFn) -> dict:
+    """A random data set: a kohya folder or a dataset_config, with subsets of random files, and a run shape."""
+    use_dataset_config = draw(st.booleans())
+    n_datasets = draw(st.sampled_from([1, 1, 1, 2])) if use_dataset_config else 1
+    datasets = []
+    for _ in range(n_datasets):
+        subsets = []
+        for _ in range(draw(st.integers(1, 3))):
+            subsets.append(
+                {
+                    "repeats": draw(st.sampled_from([0, 1, 1, 2, 3, 4, 10])),
+                    "files": draw(st.lists(FILE_KINDS, min_size=draw(st.sampled_from([0, 1, 1, 1])), max_size=5)),
+                    "is_reg": use_dataset_config and draw(st.integers(0, 5)) == 0,
+                }
+            )
+        datasets.append({"batch": draw(st.integers(1, 5)), "subsets": subsets})
+    return {
+        "dataset_config": use_dataset_config,
+        "datasets": datasets,
+        "batch": draw(st.integers(1, 5)),
+        "accum": draw(st.integers(1, 4)),
+        "procs": draw(st.integers(1, 3)),
+        "epochs": draw(st.integers(1, 3)),
+    }
+
+
+def _build(root: Path, layout: dict, png: bytes) -> tuple[str, dict]:
+    """The files and the config text of a layout, and what counting must find in it."""
+    data = root / "data"
+    data.mkdir()
+    content = {GOOD: png, NO_CAPTION: png, EMPTY: b"", TEXT: b"caption text, not an image", TRUNCATED: png[:20]}
+    several = len(layout["datasets"]) > 1
+    facts = {"unreadable": False, "truncated": False, "reg": False, "images": 0, "several": several}
+    tables = []
+    for d, dataset in enumerate(layout["datasets"]):
+        subsets = []
+        for s, subset in enumerate(dataset["subsets"]):
+            folder = data / (f"{subset['repeats']}_concept{d}{s}" if not layout["dataset_config"] else f"set{d}{s}")
+            folder.mkdir()
+            for i, kind in enumerate(subset["files"]):
+                (folder / f"{i}.png").write_bytes(content[kind])
+                if kind != NO_CAPTION:
+                    (folder / f"{i}.txt").write_text(f"caption {i}")
+            (folder / "readme.md").write_text("not an image: never counted")
+            subsets.append({"image_dir": str(folder), "num_repeats": subset["repeats"], "is_reg": subset["is_reg"]})
+        read = [s for s in dataset["subsets"] if s["repeats"] >= 1 and s["files"]]
+        if any(not s["is_reg"] for s in read):  # reg images alone are not read (sd-scripts: no data)
+            kinds = [k for s in read for k in s["files"]]
+            facts["unreadable"] |= EMPTY in kinds or TEXT in kinds
+            facts["truncated"] |= TRUNCATED in kinds
+            facts["reg"] |= any(s["is_reg"] for s in read)
+            facts["images"] += sum(len(s["files"]) for s in read if not s["is_reg"])
+        tables.append({"batch_size": dataset["batch"], "subsets": subsets})
+    text = f"max_train_epochs = {layout['epochs']}\ntrain_batch_size = {layout['batch']}\n"
+    text += f"gradient_accumulation_steps = {layout['accum']}\nresolution = 8\n"
+    if layout["dataset_config"]:
+        import tomli_w
+
+        (root / "ds.toml").write_text(tomli_w.dumps({"datasets": tables}), encoding="utf-8")
+        text += f"dataset_config = {str(root / 'ds.toml')!r}\n"
+    else:
+        text += f"train_data_dir = {str(data)!r}\n"
+    return text, facts
+
+
+def _training_epoch(cfg, procs: int) -> int:
+    """Updates per epoch as the training loop counts them: from the examples it decodes, on the
+    sharded order it iterates (lora_sched.train.loop), or ConfigError where training refuses."""
+    from lora_sched.train.data import ShardedOrder, load_images, sample_index, training_data
+    from lora_sched.train.loop import check_epoch_length, parse_resolution
+
+    read = training_data(cfg)
+    examples, _ = load_images(read.examples, *parse_resolution(read.resolution))
+    order = ShardedOrder(len(sample_index(examples)), read.batch_size, seed=0, rank=procs - 1, num_processes=procs)
+    steps = order.updates_per_epoch(int(cfg.values["gradient_accumulation_steps"]))
+    check_epoch_length(cfg, steps, procs)
+    return steps
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layout=layouts())
+def test_preview_counts_what_training_reads_or_training_refuses(layout: dict) -> None:
+    png = _png_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        text, facts = _build(root, layout, png)
+        procs = layout["procs"]
+        try:
+            cfg = loads_config(text, source=str(root / "c.toml"))
+        except ConfigError as exc:  # validate and preview refuse; train loads the same way and refuses too
+            assert facts["unreadable"], str(exc)
+            assert "unreadable" in str(exc)
+            event("refused at validate: unreadable image")
+            return
+        assert not facts["unreadable"]
+        if cfg.unknown_run_length() is not None:  # no image at all: preview asks for the size
+            assert facts["images"] == 0
+            with pytest.raises(ConfigError):
+                _training_epoch(cfg, procs)
+            event("unknown run length: training refuses")
+            return
+        previewed = cfg.training_shape(num_processes=procs).steps_per_epoch
+        run_length = cfg.resolve(cfg.training_shape(num_processes=procs)).run_length
+        assert run_length == layout["epochs"] * previewed
+        try:
+            trained = _training_epoch(cfg, procs)
+        except ConfigError as exc:  # refused before step 0, and only for a reason it names
+            assert facts["truncated"] or facts["reg"] or facts["several"], str(exc)
+            event("refused by training before step 0")
+            return
+        assert trained == previewed
+        if procs == 1:  # the preview's CSV has one row per step the training log will have
+            out = root / "lr.csv"
+            cfg_file = root / "c.toml"
+            cfg_file.write_text(text, encoding="utf-8")
+            assert main(["preview", str(cfg_file), "--csv", str(out)]) == 0
+            assert len(out.read_text().splitlines()) == 1 + layout["epochs"] * trained
+        event("preview == training")
