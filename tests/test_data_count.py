@@ -373,3 +373,54 @@ def test_preview_counts_what_training_reads_or_training_refuses(layout: dict) ->
             assert main(["preview", str(cfg_file), "--csv", str(out)]) == 0
             assert len(out.read_text().splitlines()) == 1 + layout["epochs"] * trained
         event("preview == training")
+
+
+# -- real runs (slow): train refuses before step 0, or its log is the preview step for step ------
+@pytest.mark.slow
+def test_train_on_a_folder_with_bad_images_refuses_then_runs_the_previewed_length(tmp_path, capsys) -> None:
+    pytest.importorskip("torch")
+    import csv
+
+    png = _png_bytes()
+    data = tmp_path / "data"
+    touch_images(data / "2_shapes", 5, data=png)
+    touch_images(data / "1_more", 2, data=png)
+    (data / "2_shapes" / "zero.png").write_bytes(b"")
+    out = tmp_path / "out"
+    config = write(
+        tmp_path / "c.toml",
+        f"train_data_dir = {str(data)!r}\noutput_dir = {str(out)!r}\nresolution = 32\ntrain_batch_size = 3\n"
+        'max_train_epochs = 2\nlr_scheduler = "cosine"\nlr_warmup_steps = 0.2\ntext_encoder_lr = 0.0\n',
+    )
+    for verb in ("preview", "train"):  # an empty file: found by the cheap check, named by every verb
+        assert main([verb, str(config)]) == 1
+        assert "zero.png (an empty file (0 bytes))" in capsys.readouterr().err
+    (data / "2_shapes" / "zero.png").write_bytes(png[:30])  # starts like a PNG: only decoding finds it
+    assert main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "zero.png" in err and "1 of 8 unreadable" in err and "Traceback" not in err
+    assert not out.exists()  # refused before anything was written
+    (data / "2_shapes" / "zero.png").unlink()
+    csv_path = tmp_path / "preview.csv"
+    assert main(["preview", str(config), "--csv", str(csv_path)]) == 0
+    assert main(["train", str(config)]) == 0
+    with csv_path.open(newline="") as f:
+        previewed = list(csv.DictReader(f))
+    with (out / "train_log.csv").open(newline="") as f:
+        logged = list(csv.DictReader(f))
+    assert len(previewed) == len(logged) == 2 * 4  # (5 x 2 + 2 x 1) / 3 = 4 steps per epoch, 2 epochs
+    assert [float(r["lr_unet"]) for r in logged] == [float(r["lr_unet"]) for r in previewed]
+
+
+@pytest.mark.slow
+def test_train_refuses_epochs_of_unnamed_data_before_building_anything(tmp_path, capsys) -> None:
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    config = write(tmp_path / "c.toml", f"max_train_epochs = 2\noutput_dir = {str(out)!r}\nresolution = 32\n")
+    assert main(["train", str(config)]) == 1  # it would read builtin:shapes, which no preview counted
+    err = capsys.readouterr().err
+    assert "max_train_epochs" in err and "an epoch of unknown length (no data named)" in err
+    assert not out.exists()
+    named = write(tmp_path / "d.toml", f"samples_per_epoch = 10\n{config.read_text()}")
+    assert main(["train", str(named)]) == 1  # a stated size, but training would read other data
+    assert "10 steps per epoch counted on samples_per_epoch = 10" in capsys.readouterr().err

@@ -30,7 +30,15 @@ from typing import Any
 from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import checkpoint as ckpt
-from lora_sched.train.data import CachedData, ShardedOrder, cache_data, load_images, step_generator, training_data
+from lora_sched.train.data import (
+    CachedData,
+    ShardedOrder,
+    cache_data,
+    load_images,
+    sample_index,
+    step_generator,
+    training_data,
+)
 from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
 from lora_sched.train.model import check_model_source, load_model
 from lora_sched.train.optim import build_optimizer, is_schedule_free, parse_optimizer_args
@@ -146,6 +154,9 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
         project_dir=str(output_dir / "logs") if tracker else None,
     )
     rank, procs, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    order = ShardedOrder(len(sample_index(examples)), batch_size, seed, rank, procs)
+    steps_per_epoch = order.updates_per_epoch(accum)
+    check_epoch_length(cfg, steps_per_epoch, procs)  # before the model is built: a refusal costs nothing
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -161,9 +172,7 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     model.vae.to("cpu")  # only needed for caching
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), train_te, seed)
 
-    order = ShardedOrder(data.num_samples, batch_size, seed, rank, procs)
-    steps_per_epoch = order.updates_per_epoch(accum)
-    check_epoch_length(cfg, steps_per_epoch, procs)
+    assert order.num_samples == data.num_samples  # the cache holds exactly the examples counted above
     from lora_sched.schedules import TrainingShape
 
     shape = TrainingShape(steps_per_epoch=steps_per_epoch, samples_per_step=batch_size * accum * procs)
