@@ -38,46 +38,18 @@ REFUSED = {"easy_sd15_constant_warmup_ratio": "lr_warmup_steps"}
 
 # Why a check fails today, one reason per open bug (issue 10). strict=True: a fix shows up as XPASS,
 # and its entry must then go.
-NO_DATASET_OPTION = (
-    "no --dataset-config option: kohya-colab and LoRA_Easy pass the dataset config on the command line (item 4)"
-)
-EXPORT_SEED = "export writes a seed the source did not have (item 5)"
+REX_FLOOR = "REX: min_lr is an absolute floor for every param group, as LoRA_Easy runs it (item 6)"
+CAWR_CLASS = "LoRA_Easy's CosineAnnealingWarmRestarts class is not mapped as its REX class is (item 6)"
+CONSTANT_WARMUP = "constant with a warmup: sd-scripts refuses the file, lora-sched accepts it"
 ALL = ("validate", "strict", "curve", "export")
 
 KNOWN_FAILURES: dict[str, list[tuple[tuple[str, ...], str]]] = {
-    "gui_sdxl_loha_ai_characters_v1_0": [(("export",), EXPORT_SEED)],
-    "gui_sdxl_lora_ai_now_prodigy_v1_0": [(("export",), EXPORT_SEED)],
-    "gui_sdxl_lora_ai_characters_standard_v1_0": [(("export",), EXPORT_SEED)],
-    "gui_sdxl_lora_ai_characters_standard_v1_1": [(("export",), EXPORT_SEED)],
-    "gui_sdxl_lora_adafactor_v1_0": [(("export",), EXPORT_SEED)],
-    "gui_sdxl_lora_by_malcolmrey_training_v1_0": [(("export",), EXPORT_SEED)],
-    "gui_ia3_sd15": [(("export",), EXPORT_SEED)],
-    "gui_lokr_sd15": [(("export",), EXPORT_SEED)],
-    "gui_locon_dadaptation_sdxl": [(("export",), EXPORT_SEED)],
-    "gui_loha_sd15": [(("export",), EXPORT_SEED)],
-    "gui_sd15_lokr_v2_0": [(("export",), EXPORT_SEED)],
-    "colab_sd15_defaults_cwr3_epochs": [(ALL, NO_DATASET_OPTION)],
-    "colab_sd15_constant_steps": [(ALL, NO_DATASET_OPTION)],
-    "colab_sd15_polynomial_power3": [(ALL, NO_DATASET_OPTION)],
-    "colab_sd15_cosine_style_no_te": [(ALL, NO_DATASET_OPTION)],
-    "colab_sd15_cww_steps_locon": [(ALL, NO_DATASET_OPTION)],
-    "colab_sd15_linear_two_subsets": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_defaults_cwr3_epochs": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_rex_epochs": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_rex_steps": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_constant_prodigy_steps": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_polynomial_locon": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_linear_style_no_te": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_cosine_came_two_subsets": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_cww_steps": [(ALL, NO_DATASET_OPTION)],
-    "colab_xl_rex_cached_te": [(ALL, NO_DATASET_OPTION)],
-    "easy_sdxl_rex_epochs": [(ALL, NO_DATASET_OPTION)],
-    "easy_sdxl_cawr_class": [(ALL, NO_DATASET_OPTION)],
-    "easy_sd15_cosine_warmup_ratio": [(ALL, NO_DATASET_OPTION)],
-    "easy_sd15_rex_steps": [(ALL, NO_DATASET_OPTION)],
-    "easy_sdxl_cww_steps": [(ALL, NO_DATASET_OPTION)],
-    "easy_sd15_polynomial_accum": [(ALL, NO_DATASET_OPTION)],
-    "easy_sd15_constant_warmup_ratio": [(ALL, NO_DATASET_OPTION)],
+    "colab_xl_rex_epochs": [(("curve", "export"), REX_FLOOR)],
+    "colab_xl_rex_steps": [(("curve", "export"), REX_FLOOR)],
+    "easy_sdxl_rex_epochs": [(("curve", "export"), REX_FLOOR)],
+    "easy_sd15_rex_steps": [(("curve", "export"), REX_FLOOR)],
+    "easy_sdxl_cawr_class": [(ALL, CAWR_CLASS)],
+    "easy_sd15_constant_warmup_ratio": [(ALL, CONSTANT_WARMUP)],
 }
 
 

@@ -489,6 +489,7 @@ class _Loader:
         config = LoraConfig(values=values, path=self.source, extras=self.extras, locator=self.locate)
         config.trust_scheduler_code = self.trust
         config.sections = {k: s for k, (s, _) in self.where.items()}
+        config.flags = set(self.flag_values)
         if not bad_inputs & _DATA_INPUTS:
             self.data_problems(config, values)
         type_path = values["lr_scheduler_type"]

@@ -67,6 +67,8 @@ class LoraConfig:
         self.trust_scheduler_code = trust_scheduler_code
         self.locator = locator
         self._data: tuple[tuple, DataPlan | NoData] | None = None
+        #: keys given on the command line (--dataset-config, --samples-per-epoch), not in the file
+        self.flags: set[str] = set()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LoraConfig):

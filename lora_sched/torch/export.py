@@ -258,6 +258,7 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
         k: v
         for k, v in cfg.values.items()
         if k in cfg.sections
+        and k not in cfg.flags  # sd-scripts gets those on its own command line too
         and k not in SCHEDULE_KEYS
         and not (k in KEY_BY_NAME and KEY_BY_NAME[k].section == "lora_sched")
     }
