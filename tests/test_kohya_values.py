@@ -93,7 +93,8 @@ def test_a_quoted_lora_sched_key_is_an_error_without_an_sd_scripts_reason() -> N
 
 
 def test_quoted_max_train_steps_is_ignored_when_epochs_set_the_run() -> None:
-    cfg = loads_config('max_train_steps = "100"\nmax_train_epochs = 2\ntrain_batch_size = 4\n', "c.toml")
+    text = 'max_train_steps = "100"\nmax_train_epochs = 2\ntrain_batch_size = 4\ntrain_data_dir = "builtin:shapes"\n'
+    cfg = loads_config(text, "c.toml")  # epochs count only on named data (builtin:shapes here)
     [warning] = [p for p in cfg.warnings if p.severity == "warning"]
     assert (warning.key, warning.line) == ("max_train_steps", 1) and "overwrites max_train_steps" in warning.hint
     assert cfg.resolve().run_length == 16  # 2 epochs of builtin:shapes (32 samples) at 4 per step
