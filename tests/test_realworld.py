@@ -38,17 +38,10 @@ REFUSED = {"easy_sd15_constant_warmup_ratio": "lr_warmup_steps"}
 
 # Why a check fails today, one reason per open bug (issue 10). strict=True: a fix shows up as XPASS,
 # and its entry must then go.
-REX_FLOOR = "REX: min_lr is an absolute floor for every param group, as LoRA_Easy runs it (item 6)"
-CAWR_CLASS = "LoRA_Easy's CosineAnnealingWarmRestarts class is not mapped as its REX class is (item 6)"
 CONSTANT_WARMUP = "constant with a warmup: sd-scripts refuses the file, lora-sched accepts it"
 ALL = ("validate", "strict", "curve", "export")
 
 KNOWN_FAILURES: dict[str, list[tuple[tuple[str, ...], str]]] = {
-    "colab_xl_rex_epochs": [(("curve", "export"), REX_FLOOR)],
-    "colab_xl_rex_steps": [(("curve", "export"), REX_FLOOR)],
-    "easy_sdxl_rex_epochs": [(("curve", "export"), REX_FLOOR)],
-    "easy_sd15_rex_steps": [(("curve", "export"), REX_FLOOR)],
-    "easy_sdxl_cawr_class": [(ALL, CAWR_CLASS)],
     "easy_sd15_constant_warmup_ratio": [(ALL, CONSTANT_WARMUP)],
 }
 
