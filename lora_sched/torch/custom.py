@@ -357,11 +357,12 @@ def check_run(
     The known limits of torch's classes are checked against the whole run, then the class is built
     on a dummy optimizer and stepped min(run, budget) times (budget: DRY_RUN_STEPS unless given); an
     exception at any step is an error naming the step. When the run is longer than the budget, a
-    notice says how far it was stepped. ReduceLROnPlateau depends on the loss and is not stepped.
+    notice says how far it was stepped. ReduceLROnPlateau (it depends on the loss) and LoraSchedLR
+    (a closed form) are not stepped.
     """
     args = dict(args or {})
     cls, problems = resolve_class(type_path, trust)
-    if cls is None or issubclass(cls, ReduceLROnPlateau):
+    if cls is None or issubclass(cls, (ReduceLROnPlateau, LoraSchedLR)):
         return []
     steps = class_steps(run_length, warmup)
     module = getattr(cls, "__module__", "")
