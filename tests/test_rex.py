@@ -317,3 +317,19 @@ def test_torch_cosine_annealing_warm_restarts_stays_torch():
         'max_train_steps = 50\nlr_scheduler_type = "CosineAnnealingWarmRestarts"\nlr_scheduler_args = ["T_0=10"]\n'
     )
     assert cfg.scheduler_type == "CosineAnnealingWarmRestarts"
+
+
+def test_a_zero_step_cycle_in_one_param_group_only_is_an_error():
+    """Cycles of 333, 166, 83, 42, 21, 10, 5, 2, 1 and then 0 steps (from step 663): the UNet's peak
+    0.3^9 is below its floor 1e-6 / 1e-4 there, so the class holds the floor; the text encoder's LR
+    5e-7 is below min_lr, the REX class gives it no floor and divides by zero at that step."""
+    text = (
+        "learning_rate = 1e-4\ntext_encoder_lr = 5e-7\nmax_train_steps = 1000\n"
+        f'lr_scheduler_type = "{REX_PATH}"\n'
+        'lr_scheduler_args = ["gamma=0.3", "first_cycle_max_steps=333", "cycle_multiplier=0.5", "min_lr=1e-6"]\n'
+    )
+    (p,) = _problems(text)
+    assert (p.key, p.line) == ("lr_scheduler_args.cycle_multiplier", 5)
+    assert p.hint == "cycle 9 (from step 663) would last 0 steps (the param group at LR 5e-07)"
+    cfg = loads_config(text.replace("text_encoder_lr = 5e-7", "text_encoder_lr = 2e-6"))
+    assert cfg.resolve().group_lrs(2e-6)[999] == 1e-6  # both groups hold the floor through the 0-step cycles

@@ -540,6 +540,8 @@ class _Loader:
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
             else:
+                groups = frame.group_problems(config.group_lrs().values(), config.request.key_for)
+                self.problems.extend(config.locate(groups))
                 if type_path and self.custom is not None:
                     self.check_custom_run(type_path, args_custom, frame.run_length, frame.warmup)
         else:  # resolving would only echo the broken input: still report what is wrong on its own

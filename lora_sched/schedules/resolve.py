@@ -154,6 +154,20 @@ class ResolvedSchedule(NamedTuple):
             return self
         return self._replace(base_lr=float(base_lr))
 
+    def group_problems(self, base_lrs: Any, key_for: Any = None) -> list[Problem]:
+        """What the schedule's check finds in the curve of each param group (base LRs > 0): with an
+        absolute floor a group can fail where the base LR's curve does not (a 0-step cycle that
+        LoRA_Easy's REX class divides by zero in, for a group whose LR is below min_lr)."""
+        if not self.per_group or self.spec.check is None:
+            return []
+        found: list[Problem] = []
+        for base in base_lrs:
+            if base > 0:
+                for p in self.spec.check(self.params, self.for_group(base)):
+                    key = key_for(p.key) if key_for and p.key in self.spec.param_names else p.key
+                    found.append(p.located(key=key)._replace(hint=f"{p.hint} (the param group at LR {base:g})"))
+        return list(dict.fromkeys(found))
+
     def group_lrs(self, base_lr: float, steps: Any = None) -> Any:
         """LR of a param group whose base LR is `base_lr`, for `steps` (default: every step of the run)."""
         return self.for_group(base_lr).multipliers(steps) * base_lr
