@@ -1,12 +1,13 @@
 """Reading the kohya-ss TOML dialect into a validated `LoraConfig` (DESIGN.md section 4).
 
-Order: bytes -> UTF-8 -> tomllib -> flatten the sections (a key in two sections is an error) ->
-sort keys into ours / sd-scripts' unused ones (a notice) / unknown (an error with did-you-mean) ->
-check each value against the key table -> build the schedule request (kohya global keys feed the
-schedule's params; LoRA_Easy's REX and cosine classes map to `rex` / `cosine_warmup_restarts`) ->
-resolve it with the schedule layer, which checks every scheduler argument. All problems are
-collected, then located (file, line, section.key) and raised together. Nothing here imports NumPy
-or torch.
+Order: bytes -> UTF-8 -> tomllib -> flatten the sections (a key in two sections is an error, a
+notice when both values are the same) -> sort keys into ours / the kohya tools' others (a notice) /
+a slip of a known key (an error with did-you-mean) / unknown (a warning: sd-scripts drops it) ->
+check each value against the key table, quoted numbers as sd-scripts would read them -> build the
+schedule request (kohya global keys feed the schedule's params, absent ones give sd-scripts'
+defaults; LoRA_Easy's REX and cosine classes map to `rex` / `cosine_warmup_restarts`) -> resolve
+it with the schedule layer, which checks every scheduler argument. All problems are collected, then
+located (file, line, section.key) and raised together. Nothing here imports NumPy or torch.
 """
 
 from __future__ import annotations
