@@ -197,3 +197,14 @@ def test_the_png_of_a_long_run_is_an_envelope(tmp_path, small_limits):
     png = tmp_path / "lr.png"
     pv.write_png(cfg, c, str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bound_of_a_billion_step_run_is_a_clear_error_not_an_out_of_memory(tmp_path):
+    config = tmp_path / "long.toml"
+    config.write_text(RESTARTS.format(warmup=WARMUP, cycles=CYCLES, steps=BILLION))
+    out = run_limited(f"from lora_sched.cli import main\nraise SystemExit(main(['bound', {str(config)!r}]))")
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.stderr == (
+        f"{config}: expected a run of at most 16,777,216 steps for `bound` (it holds every step in memory), "
+        "got 1,000,000,000 steps\n    hint: `preview` shows a run of any length\n"
+    )

@@ -12,10 +12,13 @@ import numpy as np
 
 from lora_sched.analysis.bound import bound_terms
 from lora_sched.analysis.schedule import ScheduleBound, infinite_note, schedule_bound, step_sizes, transfer_lr
-from lora_sched.errors import ConfigError, problem
+from lora_sched.errors import ConfigError, Problem, problem
 from lora_sched.schedules import ResolvedSchedule
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+#: Longest run the bound is computed for: it holds several float arrays of the run's length (a billion
+#: steps would need tens of GB).
+MAX_BOUND_STEPS = 1 << 24
 HEADER = "convex-optimization bound (Schaipp et al. 2025, Thm. 1), D = {D:g}, G = {G:g}"
 
 
@@ -44,6 +47,8 @@ def _check_args(args: Namespace) -> str:
         return "--steps goes with --transfer (lora-sched bound --transfer FILE --steps N)"
     if args.steps is not None and args.steps < 1:
         return f"--steps: expected an int >= 1, got {args.steps}"
+    if args.steps is not None and args.steps > MAX_BOUND_STEPS:
+        return f"--steps: expected at most {MAX_BOUND_STEPS:,} steps (the bound holds every step in memory)"
     if args.transfer and args.png:
         return "--png draws the comparison of FILEs; leave it out with --transfer"
     return ""
@@ -64,7 +69,18 @@ def _load(path: str) -> Loaded:
             "set lr_scheduler to a catalogue schedule (`lora-sched list`); a custom torch class has no closed form",
         )
         raise ConfigError([p.located(file=path) for p in cfg.locate([found])])
-    return Loaded(path, cfg, cfg.resolve(), float(cfg.group_lrs()["unet"]))
+    resolved = cfg.resolve()
+    if resolved.run_length > MAX_BOUND_STEPS:
+        raise ConfigError(
+            Problem(
+                "",
+                f"a run of at most {MAX_BOUND_STEPS:,} steps for `bound` (it holds every step in memory)",
+                f"{resolved.run_length:,} steps",
+                "`preview` shows a run of any length",
+                file=path,
+            )
+        )
+    return Loaded(path, cfg, resolved, float(cfg.group_lrs()["unet"]))
 
 
 def _fmt(x: float) -> str:
