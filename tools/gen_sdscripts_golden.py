@@ -225,6 +225,12 @@ def verify_export(python: str, script, entry: dict, config: Path, dataset: Path 
     except BaseException as exc:
         print(f"{entry['name']}: sd-scripts refuses the export: {type(exc).__name__}: {exc}")
         return False
+    if error:
+        print(
+            f"{entry['name']}: exported (sd-scripts runs the export, {len(rows)} steps),"
+            f" but sd-scripts refuses the source: {error}"
+        )
+        return False
     got = {f"lr_{n}": [r[i] for r in rows] for i, n in enumerate(names)}
     want = {k: v for k, v in golden.items() if k != "step"}
     if sorted(got) != sorted(want) or any(len(got[k]) != len(want[k]) for k in want):
