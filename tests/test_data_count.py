@@ -77,6 +77,20 @@ def test_unreadable_images_are_errors_naming_them(tmp_path: Path, capsys: pytest
     assert main(["export", "--kohya", str(config)]) == 1
 
 
+def test_reg_data_dir_joins_the_dataset_as_sd_scripts_reads_it(tmp_path: Path) -> None:
+    touch_images(tmp_path / "train" / "10_cat", 5)
+    touch_images(tmp_path / "reg" / "1_person", 3)
+    text = f"train_data_dir = {str(tmp_path / 'train')!r}\nmax_train_epochs = 2\ntrain_batch_size = 4\n"
+    cfg = loads_config(text + f"reg_data_dir = {str(tmp_path / 'reg')!r}\n")
+    assert cfg.num_samples() == 50 + 50  # 3 reg images repeated up to the 50 training samples
+    assert cfg.resolve().run_length == 2 * 25
+    from lora_sched.train.data import training_data
+
+    with pytest.raises(ConfigError, match="regularisation images"):  # lora-sched train would count 50
+        training_data(cfg)
+    assert loads_config(text + 'reg_data_dir = ""\n').num_samples() == 50  # the GUI's "unset"
+
+
 def test_reg_samples_follow_sd_scripts_balancing() -> None:
     from lora_sched.config.dataset import Subset
 

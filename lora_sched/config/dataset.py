@@ -8,7 +8,8 @@ dataset_config is given, and so does this):
    each value looked up subset -> dataset -> general -> the training config -> sd-scripts' default;
 2. ``train_data_dir``: kohya's DreamBooth layout, ``N_concept/`` folders whose images count N
    times (a folder whose name does not start with an int before ``_`` is skipped, as is N < 1;
-   loose images in ``train_data_dir`` itself are not read);
+   loose images in ``train_data_dir`` itself are not read), and ``reg_data_dir``'s folders as
+   regularisation images of the same dataset;
 3. ``samples_per_epoch``: stated by the user for data that is not on this machine (images x
    repeats, regularisation samples included).
 
@@ -206,8 +207,9 @@ def image_problems(subsets: list[Subset], key: str) -> list[Problem]:
 
 
 # -- the three sources -------------------------------------------------------------------------
-def folder_plan(train_data_dir: str, batch_size: int) -> DataPlan | NoData:
-    """The DreamBooth-layout folder (or builtin:shapes) train_data_dir names."""
+def folder_plan(train_data_dir: str, batch_size: int, reg_data_dir: str | None = None) -> DataPlan | NoData:
+    """The DreamBooth-layout folder (or builtin:shapes) train_data_dir names, with the regularisation
+    folders of reg_data_dir (the same layout) in the same dataset, as sd-scripts reads them."""
     key = "train_data_dir"
     if train_data_dir == BUILTIN_DATA:
         return DataPlan(BUILTIN_DATA, [], BUILTIN_SHAPES_SIZE, math.ceil(BUILTIN_SHAPES_SIZE / batch_size), [])
@@ -215,6 +217,10 @@ def folder_plan(train_data_dir: str, batch_size: int) -> DataPlan | NoData:
         if not os.path.isdir(os.path.expanduser(train_data_dir)):
             return NoData(f'train_data_dir "{train_data_dir}" is not a folder on this machine', [])
         folders, skipped = scan_concepts(train_data_dir)
+        if reg_data_dir and os.path.isdir(os.path.expanduser(reg_data_dir)):
+            reg, reg_skipped = scan_concepts(reg_data_dir)
+            folders += [s._replace(is_reg=True) for s in reg]
+            skipped += reg_skipped
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         return NoData(f'train_data_dir "{train_data_dir}" cannot be read ({exc})', [])
     dataset = Dataset(folders, batch_size)
@@ -382,11 +388,15 @@ _EXPECTED = {
 
 
 def plan_data(
-    values: dict[str, Any], given: set[str] | dict[str, Any], dataset_config: str | None = None
+    values: dict[str, Any],
+    given: set[str] | dict[str, Any],
+    dataset_config: str | None = None,
+    reg_data_dir: str | None = None,
 ) -> DataPlan | NoData:
     """The data a config's run reads (see the module docstring for the order of the sources).
 
-    values: the config's values (defaults applied); given: the keys the config sets.
+    values: the config's values (defaults applied); given: the keys the config sets; reg_data_dir:
+    sd-scripts' regularisation folder next to train_data_dir (an empty string is unset).
     """
     batch = int(values["train_batch_size"])
     size = values.get("samples_per_epoch")
@@ -397,7 +407,7 @@ def plan_data(
         fallback = {"batch_size": batch, **{k: values[k] for k in ("resolution", "caption_extension") if k in given}}
         found = dataset_config_plan(str(config_path), fallback)
     elif "train_data_dir" in given:
-        found = folder_plan(str(values["train_data_dir"]), batch)
+        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir)
     else:
         found = NoData("no data is named (train_data_dir or dataset_config)", [])
     if size is None:

@@ -102,9 +102,18 @@ class LoraConfig:
         Found once per config and data keys: validate and preview resolve several times."""
         v = self.values
         given = "train_data_dir" in self.sections
-        key = (v["train_data_dir"], v.get("dataset_config"), v.get("samples_per_epoch"), v["train_batch_size"], given)
+        reg = self.extras.get("reg_data_dir", (None, None))[1]  # an sd-scripts key lora_sched does not train on
+        reg = reg if isinstance(reg, str) else None
+        key = (
+            v["train_data_dir"],
+            v.get("dataset_config"),
+            v.get("samples_per_epoch"),
+            v["train_batch_size"],
+            given,
+            reg,
+        )
         if self._data is None or self._data[0] != key:
-            self._data = (key, plan_data(v, set(self.sections)))
+            self._data = (key, plan_data(v, set(self.sections), reg_data_dir=reg))
         return self._data[1]
 
     def unknown_run_length(self) -> str | None:

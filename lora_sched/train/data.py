@@ -119,9 +119,11 @@ def training_data(cfg: Any) -> TrainingData:
     v = cfg.values
     caption_extension = str(v.get("caption_extension") or ".txt")
     batch, resolution = int(v["train_batch_size"]), v["resolution"]
-    if not v.get("dataset_config"):
-        return TrainingData(load_examples(str(v["train_data_dir"]), caption_extension), batch, resolution)
     found = cfg.data()
+    if not v.get("dataset_config"):
+        if isinstance(found, DataPlan) and found.datasets:  # the folders the preview counted (reg_data_dir too)
+            return TrainingData(examples_from(found, caption_extension), batch, resolution)
+        return TrainingData(load_examples(str(v["train_data_dir"]), caption_extension), batch, resolution)
     if isinstance(found, NoData) or not found.datasets:
         why = found.why if isinstance(found, NoData) else "it holds no dataset here"
         raise ConfigError(problem("dataset_config", "a kohya dataset config with images", v["dataset_config"], why))
