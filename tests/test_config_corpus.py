@@ -7,13 +7,18 @@ Most files go through the CLI entry point in-process (fast); a handful through a
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the package depends on tomli there
+    import tomli as tomllib
 
 from lora_sched.cli import main
 
@@ -61,6 +66,8 @@ def test_corpus_is_large_and_indexed() -> None:
 @pytest.mark.parametrize("name", FILES)
 def test_invalid_config(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = CORPUS / name
+    if name.startswith("custom_class") and importlib.util.find_spec("torch") is None:
+        pytest.skip("no torch here: validate checks a custom torch class by building it (the train extra)")
     entry = EXPECTED[name]
     code, out, err = run_inprocess(path, entry.get("strict", False), capsys)
     check(name, code, out, err, str(path))

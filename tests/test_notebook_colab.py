@@ -5,15 +5,18 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
 from pathlib import Path
 
-import nbformat
 import pytest
-from notebook_kernel import NOTEBOOK, install_kernel
 
-from lora_sched.config import load_config
-from lora_sched.notebook import quick_settings
-from lora_sched.schedules import all_specs
+nbformat = pytest.importorskip("nbformat", reason="nbformat (the test extra) is not installed")
+
+from notebook_kernel import NOTEBOOK, install_kernel  # noqa: E402
+
+from lora_sched.config import load_config  # noqa: E402
+from lora_sched.notebook import quick_settings  # noqa: E402
+from lora_sched.schedules import all_specs  # noqa: E402
 
 
 def _cells() -> list:
@@ -29,11 +32,49 @@ def test_notebook_is_valid_and_needs_no_colab() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "google.colab" not in source
+    # Colab's module only where Drive is asked for, and its absence only prints a line
+    assert source.count("google.colab") == 1
+    drive = r"if use_google_drive:\n\s+try:\n\s+from google.colab import drive.*\n\s+except ImportError:"
+    assert re.search(drive, source)
+    assert 'use_google_drive = False  #@param {type:"boolean"}' in source
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
     # the install only happens when lora_sched cannot be imported
     setup = next(c.source for c in nb.cells if "%pip" in c.source)
     assert re.search(r"try:\n\s+import lora_sched\nexcept ImportError:\n\s+%pip install", setup)
+
+
+def _run_setup_cell(monkeypatch: pytest.MonkeyPatch, cwd: Path, package_source: str) -> list[str]:
+    """Run the setup cell as if lora_sched were not installed; return the pip command lines it ran."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    setup = next(c.source for c in _cells() if "%pip" in c.source)
+    setup, n = re.subn(r'^package_source = ""', f"package_source = {package_source!r}", setup, flags=re.M)
+    assert n == 1
+    namespace: dict = {}
+    commands: list[str] = []
+
+    class Shell:  # what %pip does here: expand {expressions} in the namespace, record, "install"
+        def run_line_magic(self, magic: str, line: str) -> None:
+            commands.append(re.sub(r"\{(.+?)\}\"", lambda m: str(eval(m.group(1), namespace)) + '"', line))
+            monkeypatch.delitem(sys.modules, "lora_sched")  # installed: importable again
+
+    namespace["get_ipython"] = Shell
+    monkeypatch.setitem(sys.modules, "lora_sched", None)  # not installed: `import lora_sched` fails
+    monkeypatch.chdir(cwd)
+    exec(TransformerManager().transform_cell(setup), namespace)
+    return commands
+
+
+def test_setup_cell_installs_from_the_repository_copy_or_its_git_url(monkeypatch, tmp_path, capsys) -> None:
+    pytest.importorskip("IPython", reason="IPython (the test extra's ipykernel) transforms the %pip line")
+    repo = NOTEBOOK.parents[1]
+    # in the checkout's notebooks/ folder, nothing set: the checkout itself
+    assert _run_setup_cell(monkeypatch, repo / "notebooks", "") == [f'install -q "{repo}[notebook,train]"']
+    url = "git+https://example.invalid/owner/lora_sched.git"
+    assert _run_setup_cell(monkeypatch, tmp_path, url) == [f'install -q "lora_sched[notebook,train] @ {url}"']
+    with pytest.raises(SystemExit, match="set package_source to its git URL"):
+        _run_setup_cell(monkeypatch, tmp_path, "")
+    assert "lora_sched 0.1.0" in capsys.readouterr().out
 
 
 def test_quick_settings_fields_follow_the_catalogue() -> None:

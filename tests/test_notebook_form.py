@@ -376,3 +376,12 @@ def test_saving_into_a_missing_folder_reports_in_the_form(form: SchedulerForm, t
     form.save_button.click()  # must not raise out of the widget callback
     assert "not saved" in form.status.value and "No such file or directory" in form.status.value
     assert not target.exists()
+
+
+def test_the_training_section_is_titled_on_every_ipywidgets():
+    """Accordion titles set with set_title (ipywidgets 7, which Colab ships, ignores titles=)."""
+    import ipywidgets
+
+    form = SchedulerForm(quick_settings("cosine"))
+    (accordion,) = [c for c in form.widget.children if isinstance(c, ipywidgets.Accordion)]
+    assert accordion.get_title(0) == "Model, data and output"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_lr_close, grid, our_lrs, ours, reference_lrs
+
+pytest.importorskip("transformers")
+
 from transformers.optimization import (
     get_cosine_with_min_lr_schedule_with_warmup,
     get_inverse_sqrt_schedule,

@@ -333,3 +333,30 @@ def test_a_zero_step_cycle_in_one_param_group_only_is_an_error():
     assert p.hint == "cycle 9 (from step 663) would last 0 steps (the param group at LR 5e-07)"
     cfg = loads_config(text.replace("text_encoder_lr = 5e-7", "text_encoder_lr = 2e-6"))
     assert cfg.resolve().group_lrs(2e-6)[999] == 1e-6  # both groups hold the floor through the 0-step cycles
+
+
+@pytest.mark.parametrize("min_lr_ratio", [0.0, 0.1])
+def test_rex_d_half_matches_pytorch_optimizer_rexscheduler_step_by_step(min_lr_ratio):
+    """pytorch_optimizer's REXScheduler, one cycle, no warmup, d = 0.5, driven as torch schedulers are
+    (the LR of update s is the LR after s step() calls): equal to ours at every step s >= 1.
+
+    Step 0 differs on purpose. torch's scheduler constructor takes the initial step (f(0), the
+    peak), then REXScheduler's constructor overwrites the LR with min_lr. We follow f(0) = the peak
+    at step 0: REX's profile starts at the peak (the paper, and pytorch_optimizer's own formula at
+    progress 0), and with min_lr = 0 the reset would make the first update of every run a no-op.
+    """
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer", reason="pytorch_optimizer (optimizers extra)")
+    torch = pytest.importorskip("torch")
+    steps, floor = 100, LR * min_lr_ratio
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    theirs = pytorch_optimizer.REXScheduler(optimizer, total_steps=steps, max_lr=LR, min_lr=floor)
+    reference = [optimizer.param_groups[0]["lr"]]
+    for _ in range(steps + 5):
+        theirs.step()
+        reference.append(optimizer.param_groups[0]["lr"])
+    rs = ours("rex", steps, 0, {"d": 0.5, "min_lr_ratio": min_lr_ratio})
+    mine = LR * rs.multipliers(np.arange(steps + 1))
+    np.testing.assert_allclose(mine[1:], reference[1 : steps + 1], rtol=1e-12, atol=1e-18)
+    assert reference[0] == floor and mine[0] == LR  # theirs: the constructor's reset; ours: the peak
+    assert reference[steps:] == [floor] * 6  # both hold the floor from total_steps on
+    assert mine[steps] == pytest.approx(floor, abs=1e-18)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the package depends on tomli there
+    import tomli as tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

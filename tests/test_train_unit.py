@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_optimizer_args_are_parsed_as_literals():
     assert exc.value.problems[0].key == "optimizer_args[1]"
 
 
-def test_optimizers_by_kohya_name():
+def test_optimizers_by_kohya_name(monkeypatch):
     from transformers.optimization import Adafactor
 
     opt = build_optimizer("AdamW", _groups(), {"weight_decay": 0.1}, relative_step=False)
@@ -136,7 +137,10 @@ def test_optimizers_by_kohya_name():
     assert ada.param_groups[0]["lr"] is None and ada.param_groups[0]["initial_lr"] == 1e-3
     with pytest.raises(ConfigError, match="AdamW"):
         build_optimizer("AdamWW", _groups(), {}, relative_step=False)
-    with pytest.raises(ConfigError, match="pip install bitsandbytes"):
+    for module in ("bitsandbytes", "bitsandbytes.optim"):  # as if not installed: importing them fails
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr("lora_sched.train.optim.installed_version", lambda package: None)
+    with pytest.raises(ConfigError, match="bitsandbytes is not installed: pip install bitsandbytes"):
         build_optimizer("AdamW8bit", _groups(), {}, relative_step=False)
     with pytest.raises(ConfigError) as exc:
         build_optimizer("AdamW", _groups(), {"wieght_decay": 0.1}, relative_step=False)

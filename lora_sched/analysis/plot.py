@@ -28,9 +28,9 @@ class Curve:
 def plot_bounds(curves: Sequence[Curve], out: str | os.PathLike[str], D: float = 1.0, G: Any = 1.0) -> Path:
     """Top: LR per step. Bottom: Omega_t (bound had the run stopped at t) at the configured LR (solid) and
     at the bound-optimal LR (dashed), on about 150 values of t. Written atomically; returns the path."""
-    import matplotlib
+    from lora_sched.dependencies import import_optional
 
-    matplotlib.use("Agg")
+    import_optional("matplotlib", "matplotlib", "plot").use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_lr, ax_bound) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)

@@ -292,9 +292,9 @@ def write_csv(cfg: LoraConfig, c: Curve, path: str) -> None:
 
 def write_png(cfg: LoraConfig, c: Curve, path: str) -> None:
     """A plot of the LR per group over the run (matplotlib, Agg backend, imported only here)."""
-    import matplotlib
+    from lora_sched.dependencies import import_optional
 
-    matplotlib.use("Agg")
+    import_optional("matplotlib", "matplotlib", "plot").use("Agg")
     from matplotlib.figure import Figure
 
     bases = cfg.group_lrs()

@@ -101,7 +101,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file to write in pieces (a CSV of a billion steps); it replaces `path` when the block
-    ends without an error, else it is removed and `path` is left as it was."""
+    ends without an error, else it is removed and `path` is left as it was.
+
+    The file gets the permissions any other tool's new file would (0o666 less the umask; an existing
+    file keeps its own): mkstemp alone would leave every output readable by its owner only.
+    """
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
     try:
@@ -110,6 +114,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise OSError(exc.errno, exc.strerror, target) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, _mode_for(target))
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -118,6 +123,22 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(target: str) -> int:
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:  # a new file
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere it can only be read by setting it."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status", encoding="ascii") as f:
+        return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def dump_config(

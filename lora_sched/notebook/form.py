@@ -58,8 +58,9 @@ class SchedulerForm:
     """
 
     def __init__(self, values: Mapping[str, Any] | None = None, path: str = "lora_sched.toml") -> None:
-        import ipywidgets as w
+        from lora_sched.dependencies import import_optional
 
+        w = import_optional("ipywidgets", "ipywidgets", "notebook")
         self._w = w
         self._suspended = True
         self._config: LoraConfig | None = None
@@ -199,8 +200,8 @@ class SchedulerForm:
                     ]
                 )
             ],
-            titles=("Model, data and output",),
         )
+        training.set_title(0, "Model, data and output")  # ipywidgets 7 (Colab's) and 8 both have set_title
         files = w.HBox([self.path, self.save_button, self.load_button])
         return w.VBox(
             [

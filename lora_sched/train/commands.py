@@ -33,8 +33,20 @@ def load_train_config(args: Namespace) -> Any:
     return cfg
 
 
+#: The command-line flag each overridden key comes from.
+FLAG_OF = {
+    "output_dir": "--output-dir",
+    "max_train_steps": "--max-train-steps",
+    "max_train_epochs": "--max-train-steps",
+}
+
+
 def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
-    """Re-validate the config with some values replaced (through the same loader, so every check runs)."""
+    """Re-validate the config with some values replaced (through the same loader, so every check runs).
+
+    Problems found then, or later in training, still point into the user's file: a key from the
+    file at its line there, an overridden key at the flag it came from.
+    """
     from lora_sched.config import dumps_config, loads_config
 
     # only what the file sets (and its sd-scripts keys): a default written out would count as given
@@ -45,15 +57,47 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
             values.pop(key, None)
         else:
             values[key] = value
-    return loads_config(
-        dumps_config(values), source=f"{cfg.path} (with command-line overrides)", trust_scheduler_code=trust
-    )
+    locate = _override_locator(cfg, set(overrides))
+    try:
+        new = loads_config(dumps_config(values), source=str(cfg.path), trust_scheduler_code=trust)
+    except ConfigError as exc:
+        raise ConfigError(locate([_unlocated(p) for p in exc.problems])) from None
+    new.locator = locate
+    new.warnings = cfg.warnings  # found in the user's file, located there
+    new.extras = cfg.extras  # sd-scripts keys training checks (network_module, log_with, ...)
+    return new
+
+
+def _override_locator(cfg: Any, overridden: set[str]) -> Any:
+    def locate(problems: list[Any]) -> list[Any]:
+        out = []
+        for p in problems:
+            flat = p.key.split(".")[0].split("[")[0]
+            if flat in overridden and p.file is None:
+                out.append(p._replace(key=f"{FLAG_OF[flat]} ({p.key})"))
+            else:
+                out.extend(cfg.locate([p]))
+        return out
+
+    return locate
+
+
+def _unlocated(p: Any) -> Any:
+    """A problem located in the re-validated text, back to its flat key (``section.key`` -> ``key``)."""
+    from lora_sched.config.keys import SECTIONS
+
+    section, _, rest = p.key.partition(".")
+    return p._replace(file=None, line=None, key=rest if section in SECTIONS and rest else p.key)
 
 
 def cmd_train(args: Namespace) -> int:
     cfg = load_train_config(args)
     for warning in getattr(cfg, "warnings", []):
         print(str(warning), file=sys.stderr)
+    from lora_sched.dependencies import check_train_dependencies, quiet_optional_imports
+
+    check_train_dependencies()
+    quiet_optional_imports()
     from lora_sched.train.loop import train
 
     try:

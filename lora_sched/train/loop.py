@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import io
 import math
 import os
@@ -41,7 +40,14 @@ from lora_sched.train.data import (
 )
 from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
 from lora_sched.train.model import check_model_source, load_model
-from lora_sched.train.optim import build_optimizer, is_schedule_free, parse_optimizer_args
+from lora_sched.train.optim import (
+    build_optimizer,
+    evaluation_weights,
+    is_schedule_free,
+    parse_optimizer_args,
+    set_optimizer_mode,
+)
+from lora_sched.train.options import check_network_module, tracker_settings
 
 LOG_NAME = "train_log.csv"
 
@@ -131,6 +137,8 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     # Every input is checked before anything is written or any heavy model is built.
     check_output_dir(output_dir)
     check_model_source(str(v["pretrained_model_name_or_path"]))
+    check_network_module(cfg)
+    tracker, log_dir = tracker_settings(cfg, output_dir)
     data_read = training_data(cfg)  # the same walk that counted the preview's epochs
     width, height = parse_resolution(data_read.resolution)
     examples, images = load_images(data_read.examples, width, height)
@@ -145,13 +153,12 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
         print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
     saved = _read_resume(resume_dir, cfg) if resume_dir is not None else None
 
-    tracker = "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
     _forget_previous_run()
     accelerator = Accelerator(
         cpu=_no_accelerator(torch),  # else accelerate ignores torchrun's processes on a CPU-only machine
         mixed_precision=str(v.get("mixed_precision") or "no"),
         log_with=tracker,
-        project_dir=str(output_dir / "logs") if tracker else None,
+        project_dir=str(log_dir) if tracker else None,
     )
     rank, procs, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     order = ShardedOrder(len(sample_index(examples)), batch_size, seed, rank, procs)
@@ -206,6 +213,7 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     start = 0
     if saved is not None:
         start = _resume(saved, accelerator, params, optimizer, scheduler, allow_schedule_change)
+        set_optimizer_mode(optimizer, "train")  # a schedule-free checkpoint holds its eval weights
     if start >= resolved.run_length:
         print(
             f"notice: the checkpoint is at step {start}: the run ({resolved.run_length} steps) is complete",
@@ -284,11 +292,15 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
         bar.set_postfix(step=step, loss=f"{loss_value:.4f}", lr=f"{lrs[0]:.3g}", refresh=False)
         done = step + 1
         if save_every and done % int(save_every) == 0 and done < resolved.run_length:
-            ckpt.save_checkpoint(accelerator, output_dir, done, params, optimizer, scheduler, {**state, "epoch": epoch})
+            with evaluation_weights(optimizer):
+                ckpt.save_checkpoint(
+                    accelerator, output_dir, done, params, optimizer, scheduler, {**state, "epoch": epoch}
+                )
     bar.close()
     if log is not None:
         log.close()
 
+    set_optimizer_mode(optimizer, "eval")  # schedule-free: save the averaged weights, as sd-scripts does
     final_step = max(start, resolved.run_length)
     if start < resolved.run_length:
         ckpt.save_checkpoint(

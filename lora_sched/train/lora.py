@@ -19,9 +19,13 @@ KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
 
 
 def add_lora(model: Any, rank: int, alpha: float, train_text_encoder: bool, seed: int) -> None:
-    """Freeze the model, then add trainable LoRA layers (lora_A drawn from `seed`, lora_B zero)."""
+    """Freeze the model, then add trainable LoRA layers (lora_A drawn from `seed`, lora_B zero).
+
+    The text encoder gets its adapter from peft directly, not through transformers' `add_adapter`,
+    whose peft version demands change between transformers releases (5.24 asks for an unreleased peft).
+    """
     import torch
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
 
     for part in (model.unet, model.vae, model.text_encoder):
         part.requires_grad_(False)
@@ -31,8 +35,9 @@ def add_lora(model: Any, rank: int, alpha: float, train_text_encoder: bool, seed
             LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=UNET_TARGETS)
         )
         if train_text_encoder:
-            model.text_encoder.add_adapter(
-                LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=TEXT_ENCODER_TARGETS)
+            inject_adapter_in_model(
+                LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=TEXT_ENCODER_TARGETS),
+                model.text_encoder,
             )
 
 

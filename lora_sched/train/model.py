@@ -55,18 +55,26 @@ class SDModel:
 
 
 def builtin_tokenizer() -> Any:
-    """A CLIP byte-level BPE tokenizer with a character vocabulary built in code (no files).
+    """A CLIP byte-level BPE tokenizer with a character vocabulary built in code (no download).
 
     Vocabulary: BOS, EOS, every byte-level character, and every one with CLIP's end-of-word
-    suffix ``</w>``; no merges, so captions tokenize one character per token.
+    suffix ``</w>``; no merges, so captions tokenize one character per token. It is loaded from a
+    vocab.json / merges.txt pair written to a temporary folder: the one way transformers 4.x and
+    5.x both accept (building from in-memory ``vocab=`` / ``merges=`` is 5.x only).
     """
-    from transformers import CLIPTokenizer
+    import json
+    import tempfile
+
+    from transformers import CLIPTokenizerFast  # the tokenizers-backed class (in 5.x an alias of CLIPTokenizer)
 
     chars = _byte_level_alphabet()
     vocab = {BOS: 0, EOS: 1}
     for token in chars + [c + "</w>" for c in chars]:
         vocab[token] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=MAX_TOKENS)
+    with tempfile.TemporaryDirectory(prefix="lora_sched_tokenizer_") as folder:
+        Path(folder, "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        Path(folder, "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+        return CLIPTokenizerFast.from_pretrained(folder, model_max_length=MAX_TOKENS, local_files_only=True)
 
 
 def _byte_level_alphabet() -> list[str]:

@@ -1,33 +1,20 @@
-"""Optimizers by kohya name (AdamW, SGD, SGDNesterov, Adafactor, schedule-free, any torch.optim class)
-with kohya's ``optimizer_args`` ("key=value" strings, values read as Python literals, never eval'd)."""
+"""Optimizers by kohya name (the shared table in lora_sched.config.optimizers: sd-scripts' names,
+torch.optim classes, ``module.Class`` paths) with kohya's ``optimizer_args`` ("key=value" strings,
+values read as Python literals, never eval'd)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from lora_sched.config import optimizers
 from lora_sched.config.args import parse_kv_list
 from lora_sched.config.keys import unusable_optimizer
+from lora_sched.dependencies import installed_version
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
-
-#: Schedule-free optimizers (the `schedulefree` package): they need a constant LR schedule.
-SCHEDULE_FREE = {
-    "adamwschedulefree": "AdamWScheduleFree",
-    "sgdschedulefree": "SGDScheduleFree",
-    "radamschedulefree": "RAdamScheduleFree",
-}
-#: kohya optimizer names from other packages: lowercase name -> (pip package, module, class).
-_NEEDS_PACKAGE = {
-    "adamw8bit": ("bitsandbytes", "bitsandbytes.optim", "AdamW8bit"),
-    "pagedadamw8bit": ("bitsandbytes", "bitsandbytes.optim", "PagedAdamW8bit"),
-    "lion8bit": ("bitsandbytes", "bitsandbytes.optim", "Lion8bit"),
-    "lion": ("lion-pytorch", "lion_pytorch", "Lion"),
-    "dadaptation": ("dadaptation", "dadaptation", "DAdaptAdam"),
-    "dadaptadam": ("dadaptation", "dadaptation", "DAdaptAdam"),
-    "prodigy": ("prodigyopt", "prodigyopt", "Prodigy"),
-}
 
 
 def parse_optimizer_args(
@@ -45,73 +32,114 @@ def parse_optimizer_args(
 
 
 def is_schedule_free(name: str) -> bool:
-    return name.lower() in SCHEDULE_FREE
+    spec = optimizers.lookup(name)
+    return spec is not None and spec.schedule_free
 
 
-def build_optimizer(name: str, groups: list[dict[str, Any]], args: Mapping[str, Any], relative_step: bool) -> Any:
-    """The optimizer `name` over param `groups`; `relative_step` = the `adafactor` schedule is chosen."""
-    import torch
-
+def optimizer_class(name: str) -> tuple[Any, dict[str, Any]]:
+    """The optimizer class `name` stands for and the keyword arguments sd-scripts adds for it."""
     unusable = unusable_optimizer(name)  # the rule validate applies: both accept the same set
     if unusable:
         raise ConfigError(unusable)
-    lowered = name.lower()
-    kwargs = dict(args)
-    if lowered in _NEEDS_PACKAGE:
-        cls = _from_package(name, *_NEEDS_PACKAGE[lowered])
-    elif lowered in SCHEDULE_FREE:
-        cls = _from_package(name, "schedulefree", "schedulefree", SCHEDULE_FREE[lowered])
-    elif lowered == "adafactor":
-        from transformers.optimization import Adafactor
+    spec = optimizers.lookup(name)
+    if spec is None:
+        hint = did_you_mean(name, optimizers.known_names()) or "or a dotted path like pytorch_optimizer.CAME"
+        raise ConfigError(problem("optimizer_type", optimizers.EXPECTED, name, hint))
+    cls = getattr(_import(name, spec), spec.attr, None)
+    if cls is None:
+        version = installed_version(spec.package)
+        raise ConfigError(
+            problem(
+                "optimizer_type",
+                f"a class {spec.attr} in {spec.module}",
+                name,
+                f"{spec.package} {version} has no {spec.module}.{spec.attr}: a newer release may; "
+                f"check the spelling (class names are case-sensitive)",
+            )
+        )
+    import torch
 
-        cls = Adafactor
+    if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
+        raise ConfigError(
+            problem("optimizer_type", "a torch optimizer class", name, f"{spec.module}.{spec.attr} is not one")
+        )
+    return cls, dict(spec.defaults)
+
+
+def _import(name: str, spec: optimizers.OptimizerSpec) -> Any:
+    try:
+        return importlib.import_module(spec.module)
+    except ImportError as exc:
+        version = installed_version(spec.package)
+        if version is None:
+            hint = f"the package {spec.package} is not installed: pip install {spec.package} (or pick AdamW)"
+        else:  # installed, yet the import fails: usually a release built for another torch
+            hint = f"{spec.package} {version} is installed but importing {spec.module} failed: {exc}"
+        expected = f"an optimizer whose package is installed ({spec.package})"
+        raise ConfigError(problem("optimizer_type", expected, name, hint)) from None
+
+
+def build_optimizer(name: str, groups: list[dict[str, Any]], args: Mapping[str, Any], relative_step: bool) -> Any:
+    """The optimizer `name` over param `groups`; `relative_step` = the `adafactor` schedule is chosen.
+
+    As in sd-scripts, the first group's LR is also passed as ``lr`` (some classes require it).
+    """
+    cls, defaults = optimizer_class(name)
+    _check_one_lr(name, groups)
+    kwargs = {"lr": groups[0]["lr"], **defaults, **args}
+    if name.strip().lower() == "adafactor":  # sd-scripts' Adafactor: transformers', LR relative to the step
         kwargs.setdefault("relative_step", relative_step)
         kwargs.setdefault("scale_parameter", relative_step)
         kwargs.setdefault("warmup_init", False)
         if kwargs["relative_step"]:
+            kwargs["lr"] = None
             for group in groups:
                 group["initial_lr"] = group["lr"]  # the adafactor schedule reports LRs relative to this
                 group["lr"] = None
-    elif lowered == "sgdnesterov":
-        cls = torch.optim.SGD
-        kwargs.setdefault("momentum", 0.9)
-        kwargs.setdefault("nesterov", True)
-    else:
-        attr = name.removeprefix("torch.optim.")
-        cls = getattr(torch.optim, attr, None)
-        if cls is None:
-            for candidate in dir(torch.optim):
-                if candidate.lower() == attr.lower():
-                    cls = getattr(torch.optim, candidate)
-        if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)):
-            names = [n for n in dir(torch.optim) if inspect.isclass(getattr(torch.optim, n)) and n[0].isupper()]
-            hint = did_you_mean(name, [*names, "Adafactor", "SGDNesterov", *SCHEDULE_FREE.values()])
-            raise ConfigError(
-                problem("optimizer_type", "AdamW, SGD, SGDNesterov, Adafactor or a torch.optim class", name, hint)
-            )
     try:
-        return cls(groups, **kwargs)
+        optimizer = cls(groups, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            problem(
-                "optimizer_args", f"arguments {getattr(cls, '__name__', name)} accepts", raw(repr(kwargs)), str(exc)
-            )
-        ) from None
+        expected = f"arguments {getattr(cls, '__name__', name)} accepts"
+        shown = {k: x for k, x in kwargs.items() if k in args or k in defaults}
+        raise ConfigError(problem("optimizer_args", expected, raw(repr(shown)), str(exc))) from None
+    set_optimizer_mode(optimizer, "train")  # schedule-free optimizers step only in train mode
+    return optimizer
 
 
-def _from_package(name: str, package: str, module: str, attr: str) -> Any:
+def _check_one_lr(name: str, groups: list[dict[str, Any]]) -> None:
+    """D-Adaptation and Prodigy adapt one LR for all groups: they refuse different group LRs at the
+    first step (a traceback mid-run); say so before training starts."""
+    spec = optimizers.lookup(name)
+    lrs = {g["name"]: g["lr"] for g in groups if g.get("lr")}
+    if spec is None or not spec.one_lr or len(set(lrs.values())) < 2:
+        return
+    raise ConfigError(
+        problem(
+            "text_encoder_lr",
+            f"the UNet's LR ({lrs.get('unet')}) or 0 with {spec.name}, which adapts one LR for every part",
+            lrs.get("text_encoder"),
+            "set text_encoder_lr = unet_lr (1.0 is the usual value for D-Adaptation and Prodigy), "
+            "or 0 to train the UNet only",
+        )
+    )
+
+
+def set_optimizer_mode(optimizer: Any, mode: str) -> None:
+    """train() / eval() on a schedule-free optimizer (its param groups carry "train_mode"); others: nothing.
+
+    Schedule-free optimizers step one sequence of weights and evaluate another (an average of it):
+    sd-scripts saves in eval mode and trains in train mode.
+    """
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
+    if inner.param_groups and "train_mode" in inner.param_groups[0]:
+        getattr(inner, mode)()
+
+
+@contextlib.contextmanager
+def evaluation_weights(optimizer: Any) -> Iterator[None]:
+    """The model holds a schedule-free optimizer's eval weights inside the block (for saving)."""
+    set_optimizer_mode(optimizer, "eval")
     try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        raise ConfigError(
-            problem(
-                "optimizer_type",
-                f"an optimizer whose package is installed ({package})",
-                name,
-                f"pip install {package}, or use AdamW",
-            )
-        ) from None
-    cls = getattr(mod, attr, None)
-    if cls is None:
-        raise ConfigError(problem("optimizer_type", f"{module}.{attr} (not in the installed {package})", name))
-    return cls
+        yield
+    finally:
+        set_optimizer_mode(optimizer, "train")
