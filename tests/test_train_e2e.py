@@ -270,6 +270,7 @@ def test_sigkill_after_checkpoint_then_resume_is_bitwise_identical(tmp_path):
     assert not (killed / "lora.safetensors").exists()
     done = sorted(p.name for p in (killed / "checkpoints").glob("step-*"))
     assert done and done[-1] != f"step-{steps:08d}"
+    assert (killed / ".lora-sched.lock").is_file()  # left behind by the killed run: must not block the resume
 
     assert main(["train", str(cfg_ref)]) == 0  # the uninterrupted run (in this process: same threads, same math)
     resumed = run_cli("train", str(cfg_killed), "--resume", "latest")

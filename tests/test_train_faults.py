@@ -3,10 +3,15 @@ from a damaged one, nothing tracebacks (lora-sched train, builtin:tiny-sd, a few
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,8 @@ torch = pytest.importorskip("torch")
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.train import checkpoint as ckpt  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
 
 
@@ -38,6 +45,7 @@ def write_config(path: Path, output_dir: Path, **values) -> Path:
         "output_name": "lora",
     }
     flat.update(values)
+    flat = {k: v for k, v in flat.items() if v is not None}
     path.write_text(tomli_w.dumps({"training_arguments": flat}), encoding="utf-8")
     return path
 
@@ -159,3 +167,142 @@ def test_a_damaged_state_json_is_a_clear_error(run, capsys, edit, needle):
     ckpt.write_manifest(folder)  # checksums that match the edit: the fields themselves are checked
     code, err = train(capsys, str(config), "--resume", str(folder))
     assert code == 1 and needle in err and "damaged" in err, err
+
+
+# -- torn logs, lineage, two runs, signals ----------------------------------------------------
+def read_log(out: Path) -> list[dict[str, str]]:
+    with open(out / "train_log.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def same_rows(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
+    keys = ("step", "epoch", "lr_unet", "loss")  # seconds is wall time
+    return [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+
+
+@pytest.mark.parametrize(
+    ("tail", "whole_rows"),
+    [
+        (lambda row: row[: len(row) // 2], 2),  # a power cut while the row after the checkpoint was written
+        (lambda row: "\0" * 40, 2),  # zeros a file system can leave in place of unwritten data
+        (None, 1),  # cut before the checkpoint's step: the missing row is said, not invented
+    ],
+)
+def test_a_torn_log_resumes_without_a_traceback(run, capsys, tail, whole_rows):
+    config, out = run
+    reference_rows, reference = read_log(out), tensors(out / "lora.safetensors")
+    lines = (out / "train_log.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[: 1 + whole_rows]
+    torn = tail(lines[1 + whole_rows]) if tail else lines[1 + whole_rows][:7]
+    (out / "train_log.csv").write_text("".join(kept) + torn, encoding="utf-8")
+    code, err = train(capsys, str(config), "--resume", str(step_dir(out, 2)))
+    assert code == 0, err
+    rows = read_log(out)
+    if whole_rows == 2:
+        assert same_rows(rows, reference_rows)
+        assert "notice: " not in err.replace("notice: resuming at step 2", "")
+    else:
+        assert same_rows(rows, [reference_rows[0], *reference_rows[2:]])
+        assert "held whole rows for steps 0-0 only" in err and "without rows for steps 1-1" in err
+    resumed = tensors(out / "lora.safetensors")
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_resume_latest_never_continues_a_stale_checkpoint_of_another_schedule(run, capsys, monkeypatch, tmp_path):
+    from lora_sched.train import loop
+
+    _, out = run
+    new_schedule = write_config(tmp_path / "c.toml", out, lr_warmup_steps=2)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the resumed run dies before its first step is logged
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop._CsvLog, "write", killed)
+        code, err = train(capsys, str(new_schedule), "--resume", str(step_dir(out, 2)), "--allow-schedule-change")
+    assert code == 130
+    assert "was made with another schedule (warmup: 1 -> 2" in err
+    assert "the later checkpoints (step-00000004) moved to checkpoints.superseded-" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002"]
+    (stale,) = out.glob("checkpoints.superseded-*/step-00000004")
+    ckpt.verify_checkpoint(stale)  # kept intact, out of --resume latest's way
+    code, err = train(capsys, str(new_schedule), "--resume", "latest")
+    assert code == 1 and "step-00000002" in err and "schedule.warmup" in err and "complete" not in err
+    code, err = train(capsys, str(new_schedule), "--resume", "latest", "--allow-schedule-change")
+    assert code == 0 and "resumed from" in err and "at step 2" in err
+    state = json.loads((step_dir(out, 4) / ckpt.STATE_FILE).read_text())
+    assert state["resolved"]["warmup"] == 2
+
+
+def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(tmp_path, capsys):
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "c.toml", out, max_train_steps=30, save_every_n_steps=None)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "lora_sched", "train", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
+    lock, deadline = out / ".lora-sched.lock", time.monotonic() + 240
+    while first.poll() is None and time.monotonic() < deadline:
+        if lock.exists() and f'"pid": {first.pid}' in lock.read_text():
+            break
+        time.sleep(0.01)
+    code, err = train(capsys, str(config))
+    still_running = first.poll() is None
+    _, first_err = first.communicate(timeout=900)
+    assert still_running, "the first run ended before the second started"
+    assert code == 1
+    assert f"output_dir: expected a folder no other run is writing to, got {out}, in use by pid {first.pid}" in err
+    assert first.returncode == 0, first_err[-2000:]
+    assert [int(r["step"]) for r in read_log(out)] == list(range(30))
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000030"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = write_config(root / "c.toml", root / "run", max_train_steps=60, save_every_n_steps=None)
+    assert main(["train", str(config)]) == 0  # in this process: same threads, same math as the sigkill test
+    return root / "run"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_then_resume_is_bit_identical(uninterrupted, tmp_path, signum):
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "c.toml", out, max_train_steps=60, save_every_n_steps=None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lora_sched", "train", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
+    log, deadline = out / "train_log.csv", time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.exists() and log.read_text(encoding="utf-8").count("\n") >= 3:  # header + 2 steps
+            break
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signum, err[-2000:]
+    step = len(read_log(out))
+    assert 2 <= step < 60
+    folder = step_dir(out, step)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == [folder.name]  # saved at the signal, no other
+    ckpt.verify_checkpoint(folder)
+    assert f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {folder} saved" in err
+    assert "Traceback" not in err and not (out / "lora.safetensors").exists()
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lora_sched", "train", str(config), "--resume", "latest"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert same_rows(read_log(out), read_log(uninterrupted))
+    a, b = tensors(uninterrupted / "lora.safetensors"), tensors(out / "lora.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

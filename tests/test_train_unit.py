@@ -280,3 +280,92 @@ def test_resolution_the_model_cannot_take(tmp_path, capsys):
     config = _config(tmp_path / "c.toml", resolution=40)  # builtin:tiny-sd needs multiples of 8 x 2
     _fails_cleanly(capsys, config, f"{config}:", "resolution", "multiples of 16")
     assert not (tmp_path / "out").exists()
+
+
+# -- the output folder and early errors: reported before the model is built -------------------
+@pytest.fixture
+def no_model_build(monkeypatch):
+    """Make building the model (or loading the images) fail loudly: the errors under test come first."""
+    from lora_sched.train import loop
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was built before the error was reported")
+
+    monkeypatch.setattr(loop, "load_model", refuse)
+
+
+def test_tiny_sd_geometry_constants_match_the_built_model():
+    from lora_sched.train.memory import BUILTIN_BLOCKS, resolution_multiple
+    from lora_sched.train.model import build_tiny_sd
+
+    model = build_tiny_sd()
+    assert BUILTIN_BLOCKS["vae"] == tuple(model.vae.config.block_out_channels)
+    assert BUILTIN_BLOCKS["unet"] == tuple(model.unet.config.block_out_channels)
+    assert resolution_multiple("builtin:tiny-sd") == 16
+
+
+def test_cache_memory_lower_bound():
+    from lora_sched.train.memory import cache_bytes
+
+    # 32 images at 8192 x 8192: 3 bytes (RGB) + 2 x 12 bytes (float32 copies) a pixel; VAE: 8 x 32 channels x 4 bytes
+    assert cache_bytes(32, 8192, 8192, 32) == (32 * 8192 * 8192 * 27, 8 * 32 * 8192 * 8192 * 4)
+    assert cache_bytes(3, 64, 32, 128) == (3 * 64 * 32 * 27, 3 * 128 * 64 * 32 * 4)
+
+
+def test_a_resolution_too_large_for_memory_is_refused_before_loading(tmp_path, capsys, no_model_build, monkeypatch):
+    from lora_sched.train import loop, memory
+
+    monkeypatch.setattr(loop, "load_images", lambda *a: pytest.fail("images loaded before the memory check"))
+    monkeypatch.setattr(memory, "available_host_bytes", lambda: 8 * 2**30)
+    config = _config(tmp_path / "c.toml", resolution=8192)
+    need = (32 * 8192 * 8192 * 27 + 8 * 32 * 8192 * 8192 * 4) / 2**30
+    _fails_cleanly(
+        capsys,
+        config,
+        f"{config}:",
+        "resolution: expected a size whose training data fits in memory (8.0 GiB available)",
+        f"got 8192 x 8192: caching 32 image(s) needs at least {need:.1f} GiB",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_optimizer_or_bad_arguments_are_reported_before_the_model(tmp_path, capsys, no_model_build):
+    config = _config(tmp_path / "c.toml", optimizer_type="AdamWW")
+    _fails_cleanly(capsys, config, "optimizer_type", "AdamWW")
+    config = _config(tmp_path / "c.toml", optimizer_args=["betas=(0.9,)"])
+    _fails_cleanly(capsys, config, "optimizer_args", "AdamW")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_reported_before_the_model(tmp_path, capsys, no_model_build):
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "train_log.csv").mkdir()
+    _fails_cleanly(capsys, _config(tmp_path / "c.toml", output_dir=str(blocked)), "output_dir", "train_log.csv")
+    (blocked / "train_log.csv").rmdir()
+    (blocked / "checkpoints").write_text("not a folder")
+    _fails_cleanly(capsys, _config(tmp_path / "c.toml", output_dir=str(blocked)), "checkpoints is not a folder")
+    (blocked / "checkpoints").unlink()
+    (blocked / "lora.safetensors").mkdir()
+    _fails_cleanly(
+        capsys, _config(tmp_path / "c.toml", output_dir=str(blocked), output_name="lora"), "lora.safetensors"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, where no process may create a folder")
+def test_an_output_folder_nobody_can_create_is_reported_before_the_model(tmp_path, capsys, no_model_build):
+    config = _config(tmp_path / "c.toml", output_dir="/proc/lora-sched-out")
+    _fails_cleanly(
+        capsys, config, "output_dir: expected a folder this user can create and write", "/proc/lora-sched-out"
+    )
+
+
+def test_a_second_run_into_a_locked_output_folder_names_the_holder(tmp_path, capsys, no_model_build):
+    from lora_sched.train.lock import OutputLock
+
+    out = tmp_path / "out"
+    with OutputLock(out):
+        err = _fails_cleanly(capsys, _config(tmp_path / "c.toml"), "output_dir: expected a folder no other run")
+        assert f"in use by pid {os.getpid()} on " in err and "started 20" in err
+    with pytest.raises(AssertionError, match="the model was built"):  # released: the run gets past the lock
+        main(["train", str(_config(tmp_path / "c.toml"))])

@@ -47,7 +47,6 @@ SECTIONS = (
 )
 
 
-
 class Key:
     """One config key.
 

@@ -98,7 +98,7 @@ def cmd_train(args: Namespace) -> int:
 
     check_train_dependencies()
     quiet_optional_imports()
-    from lora_sched.train.loop import train
+    from lora_sched.train.loop import TrainingInterrupted, train
 
     try:
         result = train(
@@ -107,6 +107,12 @@ def cmd_train(args: Namespace) -> int:
             trust_scheduler_code=bool(getattr(args, "trust_scheduler_code", False)),
             allow_schedule_change=bool(getattr(args, "allow_schedule_change", False)),
         )
+    except TrainingInterrupted as stop:
+        print(
+            f"lora-sched train: {stop}; checkpoint {stop.checkpoint} saved (continue with --resume latest)",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
     except OSError as exc:
         print(f"lora-sched train: cannot write the output: {exc}", file=sys.stderr)
         return 1

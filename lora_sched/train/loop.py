@@ -19,7 +19,9 @@ import io
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,7 +40,9 @@ from lora_sched.train.data import (
     step_generator,
     training_data,
 )
+from lora_sched.train.lock import OutputLock
 from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
+from lora_sched.train.memory import check_memory, check_resolution
 from lora_sched.train.model import check_model_source, load_model
 from lora_sched.train.optim import (
     build_optimizer,
@@ -74,8 +78,9 @@ def parse_resolution(value: Any) -> tuple[int, int]:
     return width, height
 
 
-def check_output_dir(output_dir: Path) -> None:
-    """Refuse an output_dir that is a file or cannot be created."""
+def check_output_dir(output_dir: Path, output_file: str | None = None) -> None:
+    """Refuse an output_dir that is a file or cannot be created, or that holds a folder where a
+    file goes (the LoRA, the log) or a file where a folder goes (checkpoints/)."""
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(
             problem(
@@ -92,6 +97,24 @@ def check_output_dir(output_dir: Path) -> None:
                     problem("output_dir", "a path whose parents are folders", str(output_dir), f"{parent} is a file")
                 )
             break
+    inside = [(ckpt.checkpoints_dir(output_dir), "a folder"), (output_dir / LOG_NAME, "a file")]
+    if output_file:
+        inside.append((output_dir / output_file, "a file"))
+    for path, kind in inside:
+        try:
+            wrong = path.exists() and (path.is_dir() != (kind == "a folder") or path.is_symlink())
+        except (OSError, ValueError):  # a name the OS cannot take is the config layer's to report
+            continue
+        if wrong:
+            raise ConfigError(
+                problem(
+                    "output_dir",
+                    f"a folder where {path.name} can be written",
+                    str(output_dir),
+                    f"{path} is not {kind}{' (a link)' if path.is_symlink() else ''}; move it away or choose "
+                    "another output_dir",
+                )
+            )
 
 
 def _set_aside_old_checkpoints(output_dir: Path, resume_dir: Path | None) -> None:
@@ -102,13 +125,39 @@ def _set_aside_old_checkpoints(output_dir: Path, resume_dir: Path | None) -> Non
         return
     if not ckpt.list_checkpoints(output_dir):
         return
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = root.with_name(f"checkpoints.previous-{stamp}")
-    n = 1
-    while target.exists():
-        target, n = root.with_name(f"checkpoints.previous-{stamp}-{n}"), n + 1
+    target = _free_name(root, "previous")
     os.replace(root, target)
     print(f"notice: {root} held another run's checkpoints: moved to {target.name}", file=sys.stderr)
+
+
+def _set_aside_later_checkpoints(output_dir: Path, saved: ckpt.Checkpoint) -> None:
+    """Resuming at step k continues a new line of the run: checkpoints after k (of the run that made
+    them, maybe another schedule, maybe damaged) move to checkpoints.superseded-*/, so a later
+    `--resume latest` picks this run's checkpoints, never theirs."""
+    root = ckpt.checkpoints_dir(output_dir)
+    if saved.folder.resolve().parent != root.resolve():
+        return
+    later = [folder for step, folder in ckpt.list_checkpoints(output_dir) if step > saved.step]
+    if not later:
+        return
+    target = _free_name(root, "superseded")
+    target.mkdir()
+    for folder in later:
+        os.replace(folder, target / folder.name)
+    names = ", ".join(f.name for f in later)
+    print(
+        f"notice: resuming at step {saved.step}: the later checkpoints ({names}) moved to {target.name}",
+        file=sys.stderr,
+    )
+
+
+def _free_name(root: Path, label: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = root.with_name(f"{root.name}.{label}-{stamp}")
+    n = 1
+    while target.exists():
+        target, n = root.with_name(f"{root.name}.{label}-{stamp}-{n}"), n + 1
+    return target
 
 
 def train(
@@ -120,13 +169,16 @@ def train(
     ConfigError located in the config file (file:line of the key).
     """
     try:
-        return _train(cfg, resume, trust_scheduler_code, allow_schedule_change)
+        with contextlib.ExitStack() as held:  # the output folder's lock, the signal handlers
+            return _train(cfg, resume, trust_scheduler_code, allow_schedule_change, held)
     except ConfigError as exc:
         locate = getattr(cfg, "locate", None)
         raise ConfigError(locate(exc.problems) if locate else exc.problems) from None
 
 
-def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool) -> TrainResult:
+def _train(
+    cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool, held: Any
+) -> TrainResult:
     import numpy as np
     import torch
     from accelerate import Accelerator
@@ -135,19 +187,25 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     output_dir = Path(os.path.expanduser(str(v["output_dir"])))
     resume = resume if resume is not None else v.get("resume")
     # Every input is checked before anything is written or any heavy model is built.
-    check_output_dir(output_dir)
+    check_output_dir(output_dir, f"{v['output_name']}.safetensors")
     check_model_source(str(v["pretrained_model_name_or_path"]))
     check_network_module(cfg)
     tracker, log_dir = tracker_settings(cfg, output_dir)
     data_read = training_data(cfg)  # the same walk that counted the preview's epochs
     width, height = parse_resolution(data_read.resolution)
-    examples, images = load_images(data_read.examples, width, height)
+    model_name = str(v["pretrained_model_name_or_path"])
+    check_resolution(model_name, width, height, data_read.resolution)
+    check_memory(model_name, len(data_read.examples), width, height, _env_int("LOCAL_WORLD_SIZE", 1))
     optimizer_type = str(v.get("optimizer_type") or "AdamW")
     optimizer_args = parse_optimizer_args(v.get("optimizer_args"))
     group_lrs = cfg.group_lrs()
     train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
+    _check_optimizer(optimizer_type, optimizer_args, group_lrs, train_te, cfg.schedule_name == "adafactor")
     seed = int(v["seed"])
     batch_size, accum = data_read.batch_size, int(v["gradient_accumulation_steps"])
+    examples, images = load_images(data_read.examples, width, height)
+    if _env_int("RANK", 0) == 0:  # one run per output folder (process 0 of a multi-process run holds it)
+        held.enter_context(OutputLock(output_dir))
     resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
     if resume and resume_dir is None:
         print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
@@ -212,7 +270,7 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
 
     start = 0
     if saved is not None:
-        start = _resume(saved, accelerator, params, optimizer, scheduler, allow_schedule_change)
+        start = _resume(saved, accelerator, params, optimizer, scheduler, allow_schedule_change, resolved)
         set_optimizer_mode(optimizer, "train")  # a schedule-free checkpoint holds its eval weights
     if start >= resolved.run_length:
         print(
@@ -222,6 +280,8 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
 
     if main:  # only now, with every input checked and the resume accepted
         _set_aside_old_checkpoints(output_dir, resume_dir)
+        if saved is not None:
+            _set_aside_later_checkpoints(output_dir, saved)
     accelerator.wait_for_everyone()
     log = _CsvLog(output_dir / LOG_NAME, group_names, start) if main else None
     if tracker and main:
@@ -248,6 +308,8 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     )
     perm_epoch, perm = -1, None
     loss_value = float("nan")
+    stop = held.enter_context(_StopSignals())
+    stopping, done = False, start
     for step in range(start, resolved.run_length):
         epoch, window = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
@@ -291,14 +353,21 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
         bar.update(1)
         bar.set_postfix(step=step, loss=f"{loss_value:.4f}", lr=f"{lrs[0]:.3g}", refresh=False)
         done = step + 1
-        if save_every and done % int(save_every) == 0 and done < resolved.run_length:
+        stopping = stop.requested(accelerator)
+        if done < resolved.run_length and (stopping or (save_every and done % int(save_every) == 0)):
+            if log is not None:
+                log.sync()  # the rows up to a checkpoint are on disk before it is
             with evaluation_weights(optimizer):
                 ckpt.save_checkpoint(
                     accelerator, output_dir, done, params, optimizer, scheduler, {**state, "epoch": epoch}
                 )
+        if stopping:
+            break
     bar.close()
     if log is not None:
         log.close()
+    if stopping and done < resolved.run_length:
+        raise TrainingInterrupted(stop.signum, done, ckpt.checkpoints_dir(output_dir) / f"step-{done:08d}")
 
     set_optimizer_mode(optimizer, "eval")  # schedule-free: save the averaged weights, as sd-scripts does
     final_step = max(start, resolved.run_length)
@@ -331,6 +400,8 @@ def _train(cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_sched
     accelerator.wait_for_everyone()
     if tracker:
         accelerator.end_training()
+    if stopping:  # the signal came during the last step: the run is complete, the exit still says stopped
+        raise TrainingInterrupted(stop.signum, final_step, ckpt.checkpoints_dir(output_dir) / f"step-{final_step:08d}")
     return TrainResult(out_file, final_step, loss_value, main)
 
 
@@ -360,6 +431,53 @@ def check_epoch_length(cfg: Any, steps_per_epoch: int, procs: int) -> None:
             "remove samples_per_epoch when the data is here",
         )
     )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM stopped the run after saving a checkpoint at step `step` (exit 128 + signum)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM during the loop are noted, not acted on at once: the loop saves a checkpoint
+    at the end of the current step, then stops. A second signal gets the previous behaviour back
+    (an immediate stop; checkpoints are atomic, so even a kill mid-save loses nothing saved)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+    def requested(self, accelerator: Any) -> bool:
+        """Whether to stop after this step (in a multi-process run: when any process got a signal)."""
+        if accelerator.num_processes == 1:
+            return self.signum is not None
+        if self.signum is not None:
+            accelerator.set_trigger()
+        if accelerator.check_trigger():
+            self.signum = self.signum or signal.SIGTERM
+            return True
+        return False
 
 
 def _forget_previous_run() -> None:
@@ -471,7 +589,13 @@ def _resume_refused(folder: Path) -> Any:
 
 
 def _resume(
-    saved: ckpt.Checkpoint, accelerator: Any, params: dict, optimizer: Any, scheduler: Any, allow_change: bool
+    saved: ckpt.Checkpoint,
+    accelerator: Any,
+    params: dict,
+    optimizer: Any,
+    scheduler: Any,
+    allow_change: bool,
+    resolved: Any,
 ) -> int:
     """Load a checkpoint; refuse (ConfigError) when the schedule changed (unless allowed).
 
@@ -487,6 +611,8 @@ def _resume(
         what = f"it does not fit this run ({type(exc).__name__}: {exc})"
         raise ckpt.damaged(saved.folder / "scheduler.pt", what) from None
     state = saved.state
+    if allow_change and accelerator.is_main_process:
+        _notice_schedule_change(saved, resolved)
     if state["num_processes"] != accelerator.num_processes:
         print(
             f"notice: checkpoint made with {state['num_processes']} process(es), resumed with "
@@ -498,22 +624,54 @@ def _resume(
     return saved.step
 
 
+def _notice_schedule_change(saved: ckpt.Checkpoint, resolved: Any) -> None:
+    """Say so when an allowed resume continues a checkpoint made with another schedule."""
+    from lora_sched.schedules import ResolvedSchedule
+
+    try:
+        changes = ResolvedSchedule.from_dict(saved.state["resolved"]).curve_changes(resolved)
+    except (KeyError, TypeError, ValueError):
+        changes = ["(the checkpoint's schedule record is unreadable)"]
+    if changes:
+        print(
+            f"notice: {saved.folder} was made with another schedule ({'; '.join(changes)}); "
+            "continuing with the current one from its step (--allow-schedule-change)",
+            file=sys.stderr,
+        )
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _check_optimizer(name: str, args: dict, group_lrs: dict, train_te: bool, relative_step: bool) -> None:
+    """Build the optimizer over one-element stand-in parameters: an unknown name, a missing package
+    or arguments the class refuses are reported before the model is built."""
+    import torch
+
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": float(group_lrs["unet"]), "name": "unet"}]
+    if train_te:
+        groups.append(
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": float(group_lrs["text_encoder"]), "name": "te"}
+        )
+    build_optimizer(name, groups, args, relative_step=relative_step)
+
+
 class _CsvLog:
     """step, epoch, lr_<group>..., loss, seconds; on resume, rows from the resumed step on are dropped.
 
     seconds = wall time since this process opened the log, when the step's update finished
-    (throughput per step without start-up; bench/bench_train.py reads it).
+    (throughput per step without start-up; bench/bench_train.py reads it). The file is fsynced
+    before every checkpoint, so the rows of the steps a checkpoint holds survive a power cut.
     """
 
     def __init__(self, path: Path, groups: list[str], start: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         header = ["step", "epoch", *[f"lr_{g}" for g in groups], "loss", "seconds"]
-        kept: list[list[str]] = []
-        if start > 0 and path.is_file():
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows = list(csv.reader(fh))
-            if rows and rows[0] == header:
-                kept = [r for r in rows[1:] if r and int(r[0]) < start]
+        kept = _rows_before(path, header, start) if start > 0 else []
         text = io.StringIO(newline="")
         writer = csv.writer(text)
         writer.writerow(header)
@@ -528,8 +686,66 @@ class _CsvLog:
         self._writer.writerow([step, epoch, *(repr(lr) for lr in lrs), repr(loss), seconds])
         self._fh.flush()
 
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
     def close(self) -> None:
+        self.sync()
         self._fh.close()
+
+
+def _rows_before(path: Path, header: list[str], start: int) -> list[list[str]]:
+    """The earlier log's rows of steps 0 .. start-1, in order, as long as they are whole.
+
+    Reading stops at the first row that is not a complete record of the next step: a row torn by a
+    power cut (or zeros the file system left), a hand edit. Rows after the checkpoint's step are
+    dropped anyway (the resumed run writes them again); a log cut short before it is said so.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        print(f"notice: {path}: cannot read the earlier log ({exc.strerror}); it starts afresh", file=sys.stderr)
+        return []
+    if not lines or _csv_row(lines[0]) != header:
+        print(f"notice: {path} has another header (another run's log?): it starts afresh", file=sys.stderr)
+        return []
+    kept: list[list[str]] = []
+    for line in lines[1:]:
+        row = _csv_row(line)
+        if len(kept) == start or not _is_log_row(row, len(header), len(kept)):
+            break
+        kept.append(row)
+    if len(kept) < start:
+        whole = f"steps 0-{len(kept) - 1}" if kept else "no step"
+        print(
+            f"notice: {path} held whole rows for {whole} only (the rest was cut or damaged); "
+            f"the log continues at step {start}, without rows for steps {len(kept)}-{start - 1}",
+            file=sys.stderr,
+        )
+    return kept
+
+
+def _csv_row(line: str) -> list[str]:
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return []
+
+
+def _is_log_row(row: list[str], width: int, step: int) -> bool:
+    """A whole row of the log for `step`: every field present and a number."""
+    if len(row) != width or row[0] != str(step):
+        return False
+    try:
+        int(row[1])
+        for field in row[2:]:
+            float(field)
+    except ValueError:
+        return False
+    return all(field.strip() == field and field for field in row)
 
 
 def _jsonable(value: Any) -> Any:

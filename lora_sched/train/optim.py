@@ -98,7 +98,7 @@ def build_optimizer(name: str, groups: list[dict[str, Any]], args: Mapping[str, 
                 group["lr"] = None
     try:
         optimizer = cls(groups, **kwargs)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, IndexError, KeyError) as exc:  # betas=(0.9,) is an IndexError in torch
         expected = f"arguments {getattr(cls, '__name__', name)} accepts"
         shown = {k: x for k, x in kwargs.items() if k in args or k in defaults}
         raise ConfigError(problem("optimizer_args", expected, raw(repr(shown)), str(exc))) from None
