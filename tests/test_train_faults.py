@@ -306,3 +306,17 @@ def test_a_signal_saves_a_checkpoint_then_resume_is_bit_identical(uninterrupted,
     assert same_rows(read_log(out), read_log(uninterrupted))
     a, b = tensors(uninterrupted / "lora.safetensors"), tensors(out / "lora.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_model_folder_with_a_crafted_pickle_never_runs_it(tmp_path, capsys):
+    from lora_sched.train.model import build_tiny_sd
+
+    model_dir, canary = tmp_path / "model", tmp_path / "canary"
+    build_tiny_sd().pipeline().save_pretrained(str(model_dir), safe_serialization=False)
+    (weights,) = (model_dir / "unet").glob("*.bin")
+    weights.write_bytes(pickle.dumps({"conv_in.weight": _Canary(canary)}))
+    config = write_config(tmp_path / "c.toml", tmp_path / "out", pretrained_model_name_or_path=str(model_dir))
+    code, err = train(capsys, str(config))
+    assert code == 1
+    assert not canary.exists()
+    assert "pretrained_model_name_or_path: expected a diffusers folder whose weights load" in err

@@ -291,7 +291,7 @@ def no_model_build(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was built before the error was reported")
 
-    monkeypatch.setattr(loop, "load_model", refuse)
+    monkeypatch.setattr(loop, "_load_model", refuse)
 
 
 def test_tiny_sd_geometry_constants_match_the_built_model():

@@ -108,8 +108,7 @@ def save_checkpoint(
     tmp = root / f".tmp-step-{step:08d}"
     main = accelerator.is_main_process
     if main:
-        if tmp.exists():
-            shutil.rmtree(tmp)  # left by a run killed mid-save
+        _remove(tmp)  # left by a run killed mid-save
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     _write_part(tmp / f"rng-{accelerator.process_index}.pt", _torch_bytes(rng_state()))
@@ -127,15 +126,23 @@ def save_checkpoint(
         _fsync_dir(tmp)
         if final.exists():  # the same step saved again (a resumed run): swap, then drop the old copy
             old = root / f".old-step-{step:08d}"
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             os.replace(final, old)
             os.replace(tmp, final)
-            shutil.rmtree(old)
+            _remove(old)
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
     accelerator.wait_for_everyone()
     return final
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder, a file or a link at `path` (whatever a crash or a user left there)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _torch_bytes(obj: Any) -> bytes:

@@ -226,7 +226,7 @@ def _train(
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
-    model = load_model(str(v["pretrained_model_name_or_path"]))
+    model = _load_model(model_name)
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     if width % step_px or height % step_px:
         raise ConfigError(problem("resolution", f"multiples of {step_px} for this model", v["resolution"]))
@@ -478,6 +478,24 @@ class _StopSignals:
             self.signum = self.signum or signal.SIGTERM
             return True
         return False
+
+
+def _load_model(name: str) -> Any:
+    """load_model, with a weights file that does not load (damaged, or a pickle holding more than
+    tensors, which diffusers and transformers read with weights_only=True) reported, not raised."""
+    try:
+        return load_model(name)
+    except ConfigError:
+        raise
+    except Exception as exc:  # diffusers, transformers, safetensors and torch each raise their own kinds
+        raise ConfigError(
+            problem(
+                "pretrained_model_name_or_path",
+                "a diffusers folder whose weights load (safetensors, or .bin files of tensors only)",
+                raw(f"{name}: {type(exc).__name__}: {str(exc)[:400]}"),
+                "re-download or re-convert the model (e.g. to safetensors)",
+            )
+        ) from None
 
 
 def _forget_previous_run() -> None:
