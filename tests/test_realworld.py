@@ -32,18 +32,14 @@ SCHEDULE_KEYS = {
     "max_train_epochs",
 }
 
-# Files sd-scripts refuses (their golden file holds its error): lora-sched must refuse them too, naming
-# this key, in validate, preview and export.
-REFUSED = {"easy_sd15_constant_warmup_ratio": "lr_warmup_steps"}
+# Files sd-scripts refuses at start-up (their golden file holds its error) for a reason lora-sched
+# deliberately runs (see the README's differences from sd-scripts): validate passes with a warning
+# naming this key, --strict refuses, and `export --kohya` writes a file sd-scripts runs.
+SDSCRIPTS_REFUSES = {"easy_sd15_constant_warmup_ratio": "lr_warmup_steps"}
 
-# Why a check fails today, one reason per open bug (issue 10). strict=True: a fix shows up as XPASS,
-# and its entry must then go.
-CONSTANT_WARMUP = "constant with a warmup: sd-scripts refuses the file, lora-sched accepts it"
-ALL = ("validate", "strict", "curve", "export")
-
-KNOWN_FAILURES: dict[str, list[tuple[tuple[str, ...], str]]] = {
-    "easy_sd15_constant_warmup_ratio": [(ALL, CONSTANT_WARMUP)],
-}
+# Why a check fails today, one reason per open bug. strict=True: a fix shows up as XPASS, and its
+# entry must then go.
+KNOWN_FAILURES: dict[str, list[tuple[tuple[str, ...], str]]] = {}
 
 
 def cases(check: str) -> list:
@@ -80,14 +76,7 @@ def assert_same_curve(name: str, got: dict[str, list[float]]) -> None:
     want = {k: v for k, v in golden.items() if k.startswith("lr_")}
     # sd-scripts leaves a group with LR 0 out of the optimizer; an all-zero column says the same
     got = {k: v for k, v in got.items() if k in want or any(v)}
-    assert sorted(got) == sorted(want), f"param groups: lora_sched {sorted(got)}, sd-scripts {sorted(want)}"
-    for column, expected in want.items():
-        actual = got[column]
-        assert len(actual) == len(expected), f"run length: lora_sched {len(actual)} steps, sd-scripts {len(expected)}"
-        for step, (a, e) in enumerate(zip(actual, expected)):
-            assert math.isclose(a, e, rel_tol=REL, abs_tol=0.0), (
-                f"{column} step {step}: lora_sched {a!r}, sd-scripts {e!r}"
-            )
+    assert_curves_equal(got, want)
 
 
 def flat(doc: dict) -> dict:
@@ -114,34 +103,53 @@ def test_corpus_is_complete() -> None:
         assert f"`{entry['config']}`" in readme
 
 
-def assert_refused(entry: dict, code: int, text: str) -> None:
-    _, _, error = read_golden(entry["name"])
-    assert error, "sd-scripts runs this file"
-    assert code == 1, text
-    assert REFUSED[entry["name"]] in text, text
+def warned_about(entry: dict, text: str) -> bool:
+    """Whether lora-sched said the key sd-scripts refuses this file for."""
+    key = SDSCRIPTS_REFUSES.get(entry["name"], "lr_warmup_steps")
+    return f"{key}: expected no warmup" in text
 
 
-def test_refused_files_are_the_ones_sdscripts_refuses() -> None:
+def assert_curves_equal(got: dict[str, list[float]], want: dict[str, list[float]]) -> None:
+    """Step by step, every param group (`got`: lora-sched's, `want`: the reference)."""
+    assert sorted(got) == sorted(want), f"param groups: lora_sched {sorted(got)}, reference {sorted(want)}"
+    for column, expected in want.items():
+        actual = got[column]
+        assert len(actual) == len(expected), f"run length: lora_sched {len(actual)} steps, reference {len(expected)}"
+        for step, (a, e) in enumerate(zip(actual, expected)):
+            assert math.isclose(a, e, rel_tol=REL, abs_tol=0.0), (
+                f"{column} step {step}: lora_sched {a!r}, reference {e!r}"
+            )
+
+
+def test_the_files_sdscripts_refuses_are_listed() -> None:
     refused_by_sdscripts = {e["name"] for e in ENTRIES if read_golden(e["name"])[2]}
-    assert refused_by_sdscripts == set(REFUSED)
+    assert refused_by_sdscripts == set(SDSCRIPTS_REFUSES)
+
+
+def constant_with_warmup(config: Path, dataset: Path | None) -> dict[str, list[float]]:
+    """The curve lora-sched trains for a `constant` file with a warmup: a linear ramp from 0, then flat."""
+    from lora_sched.config import load_config
+
+    cfg = load_config(config, data={"dataset_config": str(dataset)} if dataset else None)
+    rs = cfg.resolve()
+    ramp = [min(1.0, s / rs.warmup) for s in range(rs.run_length)]
+    return {f"lr_{group}": [lr * m for m in ramp] for group, lr in cfg.group_lrs().items() if lr}
 
 
 @pytest.mark.parametrize("entry", cases("validate"))
 def test_validate(entry: dict, tmp_path: Path, capsys) -> None:
     config, dataset = relocate(entry, tmp_path)
     code, text = run(["validate", str(config), *data_args(dataset)], capsys)
-    if entry["name"] in REFUSED:
-        assert_refused(entry, code, text)
-    else:
-        assert code == 0, text
+    assert code == 0, text
+    assert warned_about(entry, text) == (entry["name"] in SDSCRIPTS_REFUSES), text
 
 
 @pytest.mark.parametrize("entry", cases("strict"))
 def test_validate_strict(entry: dict, tmp_path: Path, capsys) -> None:
     config, dataset = relocate(entry, tmp_path)
     code, text = run(["validate", "--strict", str(config), *data_args(dataset)], capsys)
-    if entry["name"] in REFUSED:
-        assert_refused(entry, code, text)
+    if entry["name"] in SDSCRIPTS_REFUSES:
+        assert code == 1 and warned_about(entry, text), text
     else:
         assert code == 0, text
 
@@ -149,11 +157,11 @@ def test_validate_strict(entry: dict, tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("entry", cases("curve"))
 def test_preview_curve(entry: dict, tmp_path: Path, capsys) -> None:
     config, dataset = relocate(entry, tmp_path)
-    if entry["name"] in REFUSED:
-        code, text = run(["preview", str(config), *data_args(dataset)], capsys)
-        assert_refused(entry, code, text)
+    got = preview_table(config, dataset, tmp_path / "preview.csv", capsys)
+    if entry["name"] in SDSCRIPTS_REFUSES:
+        assert_curves_equal(got, constant_with_warmup(config, dataset))
         return
-    assert_same_curve(entry["name"], preview_table(config, dataset, tmp_path / "preview.csv", capsys))
+    assert_same_curve(entry["name"], got)
 
 
 @pytest.mark.parametrize("entry", cases("export"))
@@ -161,10 +169,6 @@ def test_export(entry: dict, tmp_path: Path, capsys) -> None:
     config, dataset = relocate(entry, tmp_path)
     exported = tmp_path / f"exported_{config.name}"
     code, text = run(["export", "--kohya", str(config), "-o", str(exported), *data_args(dataset)], capsys)
-    if entry["name"] in REFUSED:
-        assert_refused(entry, code, text)
-        assert not exported.exists()
-        return
     assert code == 0, text
     source = flat(tomllib.loads(config.read_text(encoding="utf-8")))
     written = flat(tomllib.loads(exported.read_text(encoding="utf-8")))
@@ -172,4 +176,9 @@ def test_export(entry: dict, tmp_path: Path, capsys) -> None:
     assert not added, f"export added keys the source did not have: {added}"
     changed = sorted(k for k in source if k not in SCHEDULE_KEYS and written.get(k) != source[k])
     assert not changed, f"export changed or dropped: {changed}"
-    assert_same_curve(entry["name"], preview_table(exported, dataset, tmp_path / "exported.csv", capsys))
+    curve = preview_table(exported, dataset, tmp_path / "exported.csv", capsys)
+    if entry["name"] in SDSCRIPTS_REFUSES:
+        assert written["lr_scheduler"] == "constant_with_warmup"  # what sd-scripts runs with a warmup
+        assert_curves_equal(curve, constant_with_warmup(config, dataset))
+        return
+    assert_same_curve(entry["name"], curve)

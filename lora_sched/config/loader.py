@@ -543,6 +543,8 @@ class _Loader:
             else:
                 groups = frame.group_problems(config.group_lrs().values(), config.request.key_for)
                 self.problems.extend(config.locate(groups))
+                if frame.warmup and (type_path or name == "constant"):
+                    self.problems.append(_warmup_sd_scripts_refuses(type_path or "constant", frame.warmup))
                 if type_path and self.custom is not None:
                     self.check_custom_run(type_path, args_custom, frame.run_length, frame.warmup)
         else:  # resolving would only echo the broken input: still report what is wrong on its own
@@ -724,6 +726,20 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return bool(a == b)
+
+
+def _warmup_sd_scripts_refuses(schedule: str, warmup: int) -> Problem:
+    """sd-scripts stops at start-up on a warmup with `constant` or a custom class; lora_sched runs it."""
+    instead = "constant_with_warmup" if schedule == "constant" else "lora_sched.torch.WarmupThen"
+    return problem(
+        "lr_warmup_steps",
+        f"no warmup with {schedule} (sd-scripts refuses the file: it does not require num_warmup_steps)",
+        raw(f"a warmup of {warmup} steps"),
+        f"lora-sched trains the warmup in front of it and `export --kohya` writes {instead}; "
+        "to run this very file in sd-scripts, remove the warmup"
+        + (' or write lr_scheduler = "constant_with_warmup"' if schedule == "constant" else ""),
+        severity="warning",
+    )
 
 
 def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:
