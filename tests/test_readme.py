@@ -33,3 +33,11 @@ def test_readme_opens_with_install_and_test_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert _readme_commands()[1] in ci.splitlines()
+
+
+def test_the_docs_stand_alone():
+    """The docs name no internal spec and no path of the machine they were written on."""
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs" / "sections").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for outside in ("DESIGN.md", "/work/"):
+            assert outside not in text, f"{page.name} mentions {outside}"
