@@ -44,6 +44,24 @@ def commit_of(checkout: Path) -> str:
     ).stdout.strip()
 
 
+def corpus_entry(name: str, tool: str, repo: str, commit: str, *, dataset_config: bool, **facts) -> dict:
+    """One file's row of manifest.json: the file names follow from `name`; nothing is hand-edited."""
+    return {
+        "name": name,
+        "tool": tool,
+        "repo": repo,
+        "commit": commit,
+        "source_paths": facts["source_paths"],
+        "choices": facts["choices"],
+        "changes": "none",
+        "config": f"{name}.toml",
+        "dataset_config": f"{name}.dataset.toml" if dataset_config else None,
+        "script": facts["script"],
+        "data_root": facts["data_root"],
+        "folders": facts["folders"],
+    }
+
+
 def slug(text: str) -> str:
     out = "".join(c.lower() if c.isalnum() else "_" for c in text)
     while "__" in out:
@@ -437,31 +455,54 @@ def build_gui(src: Path, out: Path) -> list[dict]:
         (out / f"{name}.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
         script = "flux_train_network" if flux else "sdxl_train_network" if sdxl else "train_network"
         entries.append(
-            {
-                "name": name,
-                "tool": "kohya_ss GUI (LoRA tab)",
-                "repo": "bmaltais/kohya_ss",
-                "commit": commit,
-                "source_paths": [
+            corpus_entry(
+                name,
+                "kohya_ss GUI (LoRA tab)",
+                "bmaltais/kohya_ss",
+                commit,
+                dataset_config=False,
+                source_paths=[
                     f"presets/lora/{preset_path.name}",
                     "kohya_gui/lora_gui.py (train_model)",
                     "kohya_gui/common_gui.py (update_my_data, resolve_lr_warmup_steps)",
                 ],
-                "choices": "preset loaded as is; paths filled in; "
+                choices="preset loaded as is; paths filled in; "
                 + ", ".join(f"{k}: {v} images" for k, v in folders.items()),
-                "changes": "none",
-                "config": f"{name}.toml",
-                "dataset_config": None,
-                "script": script,
-                "data_root": data_root,
-                "folders": folders,
-            }
+                script=script,
+                data_root=data_root,
+                folders=folders,
+            )
         )
     return entries
 
 
 # ----------------------------------------------------------------------------------------------
 # (b) kohya-colab notebooks
+
+
+COLAB_ROOT = "/content/drive/MyDrive/Loras"  # both notebooks' main_dir
+
+
+def colab_run(c: dict) -> tuple[int | None, int | None, list[dict]]:
+    """What both notebooks read from the form alike: (epochs, steps, subsets with their image counts)."""
+    epochs = c["how_many"] if c["preferred_unit"] == "Epochs" else None
+    steps = c["how_many"] if c["preferred_unit"] == "Steps" else None
+    images_folder = f"{COLAB_ROOT}/{c['project']}/dataset"
+    subsets = c["subsets"] or [{"num_repeats": c["num_repeats"], "image_dir": images_folder, "images": c["images"]}]
+    return epochs, steps, subsets
+
+
+def colab_network_args(c: dict, conv_dim: int, conv_alpha: int) -> list[str] | None:
+    """LoCon's conv layers (the notebooks differ only in the defaults)."""
+    if c["lora_type"].lower() != "locon":
+        return None
+    return [f"conv_dim={c.get('conv_dim', conv_dim)}", f"conv_alpha={c.get('conv_alpha', conv_alpha)}"]
+
+
+def colab_dataset(general: dict, subsets: list[dict]) -> dict:
+    """The dataset_config both notebooks write: [general] and one dataset of the subsets."""
+    plain = [{k: v for k, v in s.items() if k != "images"} for s in subsets]
+    return {"general": general, "datasets": [{"subsets": plain}]}
 
 
 def colab_sd15(choice: dict) -> tuple[dict, dict]:
@@ -486,20 +527,14 @@ def colab_sd15(choice: dict) -> tuple[dict, dict]:
         **choice,
     }
     project = c["project"]
-    main_dir = "/content/drive/MyDrive/Loras"
-    images_folder = f"{main_dir}/{project}/dataset"
-    epochs = c["how_many"] if c["preferred_unit"] == "Epochs" else None
-    steps = c["how_many"] if c["preferred_unit"] == "Steps" else None
+    epochs, steps, subsets = colab_run(c)
     num_cycles = c["lr_scheduler_number"] if c["lr_scheduler"] == "cosine_with_restarts" else 0
     power = c["lr_scheduler_number"] if c["lr_scheduler"] == "polynomial" else 0
-    subsets = c["subsets"] or [{"num_repeats": c["num_repeats"], "image_dir": images_folder, "images": c["images"]}]
     # validate_dataset: the notebook's own estimate of the run for the warmup
     per_epoch = sum(s["images"] * s["num_repeats"] for s in subsets) / c["train_batch_size"]
     total = steps or int(epochs * per_epoch)
     warmup = int(total * c["lr_warmup_ratio"])
-    network_args = None
-    if c["lora_type"].lower() == "locon":
-        network_args = [f"conv_dim={c.get('conv_dim', 8)}", f"conv_alpha={c.get('conv_alpha', 1)}"]
+    network_args = colab_network_args(c, 8, 1)
     config = {
         "additional_network_arguments": {
             "unet_lr": c["unet_lr"],
@@ -536,8 +571,8 @@ def colab_sd15(choice: dict) -> tuple[dict, dict]:
             "persistent_data_loader_workers": True,
             "save_precision": "fp16",
             "mixed_precision": "fp16",
-            "output_dir": f"{main_dir}/{project}/output",
-            "logging_dir": f"{main_dir}/_logs",
+            "output_dir": f"{COLAB_ROOT}/{project}/output",
+            "logging_dir": f"{COLAB_ROOT}/_logs",
             "output_name": project,
             "log_prefix": project,
         },
@@ -551,22 +586,19 @@ def colab_sd15(choice: dict) -> tuple[dict, dict]:
         "dataset_arguments": {"cache_latents": True},
     }
     res = c["resolution"]
-    dataset = {
-        "general": {
-            "resolution": res,
-            "shuffle_caption": True,
-            "keep_tokens": 1,
-            "flip_aug": False,
-            "caption_extension": ".txt",
-            "enable_bucket": True,
-            "bucket_reso_steps": 64,
-            "bucket_no_upscale": False,
-            "min_bucket_reso": 320 if res > 640 else 256,
-            "max_bucket_reso": 1280 if res > 640 else 1024,
-        },
-        "datasets": [{"subsets": [{k: v for k, v in s.items() if k != "images"} for s in subsets]}],
+    general = {
+        "resolution": res,
+        "shuffle_caption": True,
+        "keep_tokens": 1,
+        "flip_aug": False,
+        "caption_extension": ".txt",
+        "enable_bucket": True,
+        "bucket_reso_steps": 64,
+        "bucket_no_upscale": False,
+        "min_bucket_reso": 320 if res > 640 else 256,
+        "max_bucket_reso": 1280 if res > 640 else 1024,
     }
-    return drop_none_in_sections(config), drop_none_in_sections(dataset)
+    return drop_none_in_sections(config), drop_none_in_sections(colab_dataset(general, subsets))
 
 
 def drop_none_in_sections(doc: dict) -> dict:
@@ -597,10 +629,7 @@ def colab_xl(choice: dict) -> tuple[dict, dict]:
         **choice,
     }
     project = c["project"]
-    main_dir = "/content/drive/MyDrive/Loras"
-    images_folder = f"{main_dir}/{project}/dataset"
-    epochs = c["how_many"] if c["preferred_unit"] == "Epochs" else None
-    steps = c["how_many"] if c["preferred_unit"] == "Steps" else None
+    epochs, steps, subsets = colab_run(c)
     unet_lr, te_lr, alpha = c["unet_lr"], c["text_encoder_lr"], c["network_alpha"]
     optimizer, optimizer_args, full_precision = c["optimizer"], [], True
     if c["recommended_values"]:
@@ -630,7 +659,6 @@ def colab_xl(choice: dict) -> tuple[dict, dict]:
         lr_scheduler = "cosine"
         scheduler_type = "LoraEasyCustomOptimizer.RexAnnealingWarmRestarts.RexAnnealingWarmRestarts"
         scheduler_args = ["min_lr=1e-9", "gamma=0.9", "d=0.9"]
-    subsets = c["subsets"] or [{"num_repeats": c["num_repeats"], "image_dir": images_folder, "images": c["images"]}]
     images_times_repeats = sum(s["images"] * s["num_repeats"] for s in subsets)
     total = steps or int(epochs * images_times_repeats / c["train_batch_size"])
     warmup = int(total * c["lr_warmup_ratio"])
@@ -643,9 +671,7 @@ def colab_xl(choice: dict) -> tuple[dict, dict]:
             scheduler_args.append(f"warmup_steps={rex_warmup}")
     cache_te = c["cache_text_encoder_outputs"]
     mixed = "fp16"
-    network_args = None
-    if c["lora_type"].lower() == "locon":
-        network_args = [f"conv_dim={c.get('conv_dim', 16)}", f"conv_alpha={c.get('conv_alpha', 8)}"]
+    network_args = colab_network_args(c, 16, 8)
     config = {
         "network_arguments": {
             "unet_lr": unet_lr,
@@ -706,27 +732,24 @@ def colab_xl(choice: dict) -> tuple[dict, dict]:
             "save_every_n_epochs": 1,
             "save_last_n_epochs": 10,
             "output_name": project,
-            "output_dir": f"{main_dir}/{project}/output",
+            "output_dir": f"{COLAB_ROOT}/{project}/output",
             "log_prefix": project,
-            "logging_dir": f"{main_dir}/_logs",
+            "logging_dir": f"{COLAB_ROOT}/_logs",
         },
     }
-    dataset = {
-        "general": {
-            "resolution": 1024,
-            "shuffle_caption": not cache_te,
-            "keep_tokens": 1,
-            "flip_aug": False,
-            "caption_extension": ".txt",
-            "enable_bucket": True,
-            "bucket_no_upscale": False,
-            "bucket_reso_steps": 64,
-            "min_bucket_reso": 256,
-            "max_bucket_reso": 4096,
-        },
-        "datasets": [{"subsets": [{k: v for k, v in s.items() if k != "images"} for s in subsets]}],
+    general = {
+        "resolution": 1024,
+        "shuffle_caption": not cache_te,
+        "keep_tokens": 1,
+        "flip_aug": False,
+        "caption_extension": ".txt",
+        "enable_bucket": True,
+        "bucket_no_upscale": False,
+        "bucket_reso_steps": 64,
+        "min_bucket_reso": 256,
+        "max_bucket_reso": 4096,
     }
-    return drop_none_in_sections(config), drop_none_in_sections(dataset)
+    return drop_none_in_sections(config), drop_none_in_sections(colab_dataset(general, subsets))
 
 
 COLAB_SD15_CHOICES = [
@@ -833,7 +856,7 @@ COLAB_XL_CHOICES = [
 
 
 def two_subsets(project: str, repeats: tuple[int, int], counts: tuple[int, int]) -> list[dict]:
-    base = f"/content/drive/MyDrive/Loras/{project}/dataset"
+    base = f"{COLAB_ROOT}/{project}/dataset"
     return [
         {"num_repeats": repeats[0], "image_dir": f"{base}/main", "images": counts[0]},
         {"num_repeats": repeats[1], "image_dir": f"{base}/extra", "images": counts[1]},
@@ -856,26 +879,24 @@ def build_colab(src: Path, out: Path) -> list[dict]:
             config, dataset = writer(choice)
             (out / f"{name}.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
             (out / f"{name}.dataset.toml").write_text(tomli_w.dumps(dataset), encoding="utf-8")
-            data_root = f"/content/drive/MyDrive/Loras/{name}/dataset"
+            data_root = f"{COLAB_ROOT}/{name}/dataset"
             if choice.get("subsets"):
                 folders = {s["image_dir"][len(data_root) + 1 :]: s["images"] for s in choice["subsets"]}
             else:
                 folders = {"": choice["images"]}
             entries.append(
-                {
-                    "name": name,
-                    "tool": "kohya-colab",
-                    "repo": "hollowstrawberry/kohya-colab",
-                    "commit": commit,
-                    "source_paths": [f"{notebook} (create_config, validate_dataset, calculate_rex_steps)"],
-                    "choices": text + "; " + ", ".join(f"{k or 'dataset'}: {v} images" for k, v in folders.items()),
-                    "changes": "none",
-                    "config": f"{name}.toml",
-                    "dataset_config": f"{name}.dataset.toml",
-                    "script": script,
-                    "data_root": data_root,
-                    "folders": folders,
-                }
+                corpus_entry(
+                    name,
+                    "kohya-colab",
+                    "hollowstrawberry/kohya-colab",
+                    commit,
+                    dataset_config=True,
+                    source_paths=[f"{notebook} (create_config, validate_dataset, calculate_rex_steps)"],
+                    choices=text + "; " + ", ".join(f"{k or 'dataset'}: {v} images" for k, v in folders.items()),
+                    script=script,
+                    data_root=data_root,
+                    folders=folders,
+                )
             )
     return entries
 
@@ -1156,23 +1177,21 @@ def build_easy(src: Path, out: Path) -> list[dict]:
         (out / f"{name}.toml").write_text(easy_config_text(args), encoding="utf-8")
         (out / f"{name}.dataset.toml").write_text(easy_dataset_text(general, subset_args), encoding="utf-8")
         entries.append(
-            {
-                "name": name,
-                "tool": "LoRA_Easy_Training_scripts (backend)",
-                "repo": "derrian-distro/LoRA_Easy_Training_scripts_Backend",
-                "commit": commit,
-                "source_paths": [
+            corpus_entry(
+                name,
+                "LoRA_Easy_Training_scripts (backend)",
+                "derrian-distro/LoRA_Easy_Training_scripts_Backend",
+                commit,
+                dataset_config=True,
+                source_paths=[
                     "utils/validation.py (validate_args, validate_warmup_ratio, validate_restarts)",
                     "utils/process.py",
                 ],
-                "choices": text + "; " + ", ".join(f"{f}: {c} images x {r}" for f, r, c in subsets),
-                "changes": "none",
-                "config": f"{name}.toml",
-                "dataset_config": f"{name}.dataset.toml",
-                "script": "sdxl_train_network" if sdxl else "train_network",
-                "data_root": data_root,
-                "folders": {folder: count for folder, _r, count in subsets},
-            }
+                choices=text + "; " + ", ".join(f"{f}: {c} images x {r}" for f, r, c in subsets),
+                script="sdxl_train_network" if sdxl else "train_network",
+                data_root=data_root,
+                folders={folder: count for folder, _r, count in subsets},
+            )
         )
     return entries
 
