@@ -263,6 +263,15 @@ lr_scheduler_args = [
     assert lines[("a", "dotted.key", "other", 1)] == 11
 
 
+def test_key_lines_nests_arrays_of_tables_as_toml_does() -> None:
+    text = "[[d]]\n[[d.s]]\nx = 1\n[[d]]\n[d.t]\ny = 2\n[[d.s]]\nx = 3\n[[d.s]]\nx = 4\n"
+    lines = key_lines(text)
+    assert lines[("d", 0, "s", 0, "x")] == 3
+    assert lines[("d", 1, "t", "y")] == 6
+    assert lines[("d", 1, "s", 0, "x")] == 8
+    assert lines[("d", 1, "s", 1, "x")] == 10
+
+
 def test_bytes_with_bom_and_crlf() -> None:
     cfg = loads_config(b"\xef\xbb\xbf[optimizer_arguments]\r\nlearning_rate = 3e-4\r\n", source="bom.toml")
     assert cfg.values["learning_rate"] == 3e-4

@@ -181,12 +181,22 @@ def test_dataset_config_as_json_and_from_the_command_line(tmp_path: Path, capsys
 
 
 def test_dataset_config_mistakes_are_located_in_that_file(tmp_path: Path) -> None:
-    write(tmp_path / "ds.toml", '[[datasets]]\nbatch_size = "2"\n[[datasets.subsets]]\nnum_repeats = 2\n')
+    write(
+        tmp_path / "ds.toml",
+        '[general]\nnum_repeats = "3"\n'
+        '[[datasets]]\nbatch_size = "2"\n[[datasets.subsets]]\nnum_repeats = 2\n'
+        '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "a"\n[[datasets.subsets]]\nimage_dir = "b"\nis_reg = 1\n',
+    )
     with pytest.raises(ConfigError) as info:
         loads_config(f"dataset_config = {str(tmp_path / 'ds.toml')!r}\nmax_train_epochs = 1")
-    keys = {(p.file, p.key) for p in info.value.problems}
     ds = str(tmp_path / "ds.toml")
-    assert (ds, "datasets[0].batch_size") in keys and (ds, "datasets[0].subsets[0].image_dir") in keys
+    found = {(p.file, p.line, p.key) for p in info.value.problems}
+    assert found >= {
+        (ds, 4, "datasets[0].batch_size"),
+        (ds, 5, "datasets[0].subsets[0].image_dir"),  # missing: the line of its [[datasets.subsets]]
+        (ds, 2, "general.num_repeats"),
+        (ds, 12, "datasets[1].subsets[1].is_reg"),  # the second dataset's second subset
+    }
 
 
 def test_fine_tuning_subsets_are_not_counted_but_a_stated_size_is(tmp_path: Path) -> None:

@@ -244,7 +244,7 @@ def dataset_config_plan(path: str, fallback: dict[str, Any]) -> DataPlan | NoDat
     if not os.path.isfile(name):
         return NoData(f'dataset_config "{path}" is not a file on this machine', [])
     try:
-        doc = _read_table_file(name)
+        doc, text = _read_table_file(name)
     except (OSError, ValueError) as exc:
         found = exc.strerror if isinstance(exc, OSError) else str(exc)
         return NoData(
@@ -253,6 +253,7 @@ def dataset_config_plan(path: str, fallback: dict[str, Any]) -> DataPlan | NoDat
         )
     reader = _DatasetConfigReader(path, doc, fallback)
     datasets = reader.datasets()
+    reader.problems = _with_lines(reader.problems, text)
     if reader.unknown_kind:
         return NoData(f'dataset_config "{path}" {reader.unknown_kind}', reader.problems)
     if any(p.severity == "error" for p in reader.problems):
@@ -266,9 +267,11 @@ def dataset_config_plan(path: str, fallback: dict[str, Any]) -> DataPlan | NoDat
     return DataPlan(f'dataset_config "{path}"', datasets, samples, batches, problems, key=key)
 
 
-def _read_table_file(name: str) -> dict[str, Any]:
+def _read_table_file(name: str) -> tuple[dict[str, Any], str | None]:
+    """The document and, for TOML, its text (to give problems their lines)."""
     with open(name, "rb") as f:
         data = f.read()
+    text: str | None = None
     if name.lower().endswith(".json"):
         import json  # only for a JSON dataset config
 
@@ -276,10 +279,30 @@ def _read_table_file(name: str) -> dict[str, Any]:
     else:
         from lora_sched.config.loader import tomllib
 
-        doc = tomllib.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        doc = tomllib.loads(text)
     if not isinstance(doc, dict):
         raise ValueError("the top level is not a table")
-    return doc
+    return doc, text
+
+
+def _with_lines(problems: list[Problem], text: str | None) -> list[Problem]:
+    """Problems keyed like "datasets[0].subsets[1].num_repeats" with the line the key is on (a missing
+    key: the line of the table that lacks it)."""
+    if not problems or text is None:
+        return problems
+    import re  # only when the dataset config has a problem
+
+    from lora_sched.config.locate import key_lines
+
+    lines = key_lines(text)
+    located = []
+    for p in problems:
+        path = tuple(int(i) if i else part for i, part in re.findall(r"\[(\d+)\]|([^.\[\]]+)", p.key))
+        while path and path not in lines:
+            path = path[:-1]
+        located.append(p.located(line=lines.get(path)))
+    return located
 
 
 class _DatasetConfigReader:

@@ -146,7 +146,7 @@ class _Scanner:
             line = self.line()
             if self.at("[["):
                 self.i += 2
-                name = tuple(self.key())
+                name = _in_arrays(self.key(), arrays)
                 self.i = self.t.index("]]", self.i) + 2
                 count = arrays.get(name, 0)
                 arrays[name] = count + 1
@@ -155,7 +155,7 @@ class _Scanner:
                 self.record(current, line)
             elif self.at("["):
                 self.i += 1
-                current = tuple(self.key())
+                current = _in_arrays(self.key(), arrays)
                 self.i = self.t.index("]", self.i) + 1
                 self.record(current, line)
             else:
@@ -164,6 +164,17 @@ class _Scanner:
                 self.spaces()
                 self.i += 1  # "="
                 self.value((*current, *parts))
+
+
+def _in_arrays(parts: list[str], arrays: dict[Path, int]) -> Path:
+    """A header's path with the latest item of each enclosing array of tables: `[[datasets.subsets]]`
+    after the second `[[datasets]]` is ("datasets", 1, "subsets"), as TOML nests it."""
+    path: Path = ()
+    for part in parts[:-1]:
+        path = (*path, part)
+        if path in arrays:
+            path = (*path, arrays[path] - 1)
+    return (*path, parts[-1])
 
 
 def key_lines(text: str) -> dict[Path, int]:
