@@ -211,6 +211,16 @@ def test_fine_tuning_subsets_are_not_counted_but_a_stated_size_is(tmp_path: Path
 # -- unknown data: say so, never guess ----------------------------------------------------------
 def test_epochs_without_data_are_never_counted_on_the_builtin_set(tmp_path: Path, capsys) -> None:
     config = write(tmp_path / "c.toml", "max_train_epochs = 10\ntrain_batch_size = 2\n")
+    assert main(["validate", str(config)]) == 0
+    captured = capsys.readouterr()
+    why = "no data is named: neither train_data_dir nor dataset_config is set"
+    assert captured.out == f"{config}: ok (constant, 10 epochs: run length unknown here ({why}))\n"
+    assert captured.err == (
+        f"{config}:1: notice: max_train_epochs: expected data to count the steps of an epoch, "
+        "got 10 epochs of data that is not on this machine\n"
+        f"    hint: {why}; give the data (train_data_dir, dataset_config or --dataset-config) or its size "
+        "(samples_per_epoch / --samples-per-epoch = images x repeats)\n"
+    )
     assert main(["preview", str(config)]) == 3
     assert "the run length is unknown: 10 epochs" in capsys.readouterr().err
     assert main(["export", "--kohya", str(config)]) == 3

@@ -432,7 +432,7 @@ def plan_data(
     elif "train_data_dir" in given:
         found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir)
     else:
-        found = NoData("no data is named (train_data_dir or dataset_config)", [])
+        found = NoData("no data is named: neither train_data_dir nor dataset_config is set", [])
     if size is None:
         return found
     if isinstance(found, NoData):

@@ -563,10 +563,10 @@ class _Loader:
             self.notes.append(
                 problem(
                     "max_train_epochs",
-                    "the data set, to count the steps of an epoch",
-                    values["max_train_epochs"],
-                    f"the run length is unknown here: {why}; give the data (train_data_dir, dataset_config or "
-                    "--dataset-config) or its size (samples_per_epoch / --samples-per-epoch = images x repeats)",
+                    "data to count the steps of an epoch",
+                    raw(f"{values['max_train_epochs']} epochs of data that is not on this machine"),
+                    f"{why}; give the data (train_data_dir, dataset_config or --dataset-config) or its size "
+                    "(samples_per_epoch / --samples-per-epoch = images x repeats)",
                     severity="notice",
                 )
             )
