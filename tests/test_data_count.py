@@ -77,6 +77,30 @@ def test_unreadable_images_are_errors_naming_them(tmp_path: Path, capsys: pytest
     assert main(["export", "--kohya", str(config)]) == 1
 
 
+@pytest.mark.parametrize("verb", ["validate", "preview", "export", "form"])
+def test_each_image_is_opened_once_per_command(tmp_path: Path, verb: str, monkeypatch) -> None:
+    import lora_sched.config.dataset as dataset
+
+    data = tmp_path / "data"
+    touch_images(data / "5_cat", 4)
+    touch_images(data / "2_dog", 3)
+    opened: list[str] = []
+    real = dataset.unreadable
+    monkeypatch.setattr(dataset, "unreadable", lambda path: opened.append(path) or real(path))
+    if verb == "form":  # one form update: the TOML is written, loaded and previewed
+        pytest.importorskip("numpy")
+        from lora_sched.notebook import translate
+
+        values = {"length_mode": "epochs", "max_train_epochs": 2, "train_data_dir": str(data)}
+        cfg, _ = translate.translate(values)
+        translate.preview_sample(cfg)
+    else:
+        config = write(tmp_path / "c.toml", f"train_data_dir = {str(data)!r}\nmax_train_epochs = 2\n")
+        args = {"validate": ["validate"], "preview": ["preview"], "export": ["export", "--kohya"]}[verb]
+        assert main([*args, str(config)]) == 0
+    assert sorted(opened) == sorted(str(p) for p in data.glob("*/*.png"))
+
+
 def test_reg_data_dir_joins_the_dataset_as_sd_scripts_reads_it(tmp_path: Path) -> None:
     touch_images(tmp_path / "train" / "10_cat", 5)
     touch_images(tmp_path / "reg" / "1_person", 3)

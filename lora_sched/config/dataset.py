@@ -207,9 +207,12 @@ def image_problems(subsets: list[Subset], key: str) -> list[Problem]:
 
 
 # -- the three sources -------------------------------------------------------------------------
-def folder_plan(train_data_dir: str, batch_size: int, reg_data_dir: str | None = None) -> DataPlan | NoData:
+def folder_plan(
+    train_data_dir: str, batch_size: int, reg_data_dir: str | None = None, check_images: bool = True
+) -> DataPlan | NoData:
     """The DreamBooth-layout folder (or builtin:shapes) train_data_dir names, with the regularisation
-    folders of reg_data_dir (the same layout) in the same dataset, as sd-scripts reads them."""
+    folders of reg_data_dir (the same layout) in the same dataset, as sd-scripts reads them;
+    check_images: read each image's first bytes (see image_problems)."""
     key = "train_data_dir"
     if train_data_dir == BUILTIN_DATA:
         return DataPlan(BUILTIN_DATA, [], BUILTIN_SHAPES_SIZE, math.ceil(BUILTIN_SHAPES_SIZE / batch_size), [])
@@ -226,7 +229,7 @@ def folder_plan(train_data_dir: str, batch_size: int, reg_data_dir: str | None =
     dataset = Dataset(folders, batch_size)
     if not dataset.samples():
         return NoData(f'train_data_dir "{train_data_dir}" holds no image in N_concept/ folders', [])
-    problems = image_problems(folders, key)
+    problems = image_problems(folders, key) if check_images else []
     problems += [problem(key, "N_concept/ folders", raw(n), severity="notice") for n in skipped]
     return DataPlan(f'train_data_dir "{train_data_dir}"', [dataset], dataset.samples(), dataset.batches(), problems)
 
@@ -236,7 +239,7 @@ def size_plan(samples: int, batch_size: int) -> DataPlan:
     return DataPlan(f"samples_per_epoch = {samples}", [], samples, math.ceil(samples / batch_size), [])
 
 
-def dataset_config_plan(path: str, fallback: dict[str, Any]) -> DataPlan | NoData:
+def dataset_config_plan(path: str, fallback: dict[str, Any], check_images: bool = True) -> DataPlan | NoData:
     """kohya's dataset_config file; `fallback` holds the training config's values (the last lookup
     before sd-scripts' defaults: batch_size, resolution, caption_extension, num_repeats, ...)."""
     key = "dataset_config"
@@ -262,7 +265,9 @@ def dataset_config_plan(path: str, fallback: dict[str, Any]) -> DataPlan | NoDat
     if not samples:
         return NoData(f'dataset_config "{path}" names no folder with images here', reader.problems)
     read = [s for d in datasets if d.train_samples() for s in d.subsets]  # reg images alone are not read
-    problems = reader.problems + [p.located(file=path) for p in image_problems(read, "image_dir")]
+    problems = reader.problems
+    if check_images:
+        problems = problems + [p.located(file=path) for p in image_problems(read, "image_dir")]
     batches = sum(d.batches() for d in datasets)
     return DataPlan(f'dataset_config "{path}"', datasets, samples, batches, problems, key=key)
 
@@ -415,11 +420,13 @@ def plan_data(
     given: set[str] | dict[str, Any],
     dataset_config: str | None = None,
     reg_data_dir: str | None = None,
+    check_images: bool = True,
 ) -> DataPlan | NoData:
     """The data a config's run reads (see the module docstring for the order of the sources).
 
     values: the config's values (defaults applied); given: the keys the config sets; reg_data_dir:
-    sd-scripts' regularisation folder next to train_data_dir (an empty string is unset).
+    sd-scripts' regularisation folder next to train_data_dir (an empty string is unset);
+    check_images: False to find only where the data is and its size (no image file is opened).
     """
     batch = int(values["train_batch_size"])
     size = values.get("samples_per_epoch")
@@ -428,9 +435,9 @@ def plan_data(
     if config_path:
         # the training config is the last lookup before sd-scripts' defaults: only what it sets
         fallback = {"batch_size": batch, **{k: values[k] for k in ("resolution", "caption_extension") if k in given}}
-        found = dataset_config_plan(str(config_path), fallback)
+        found = dataset_config_plan(str(config_path), fallback, check_images)
     elif "train_data_dir" in given:
-        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir)
+        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir, check_images)
     else:
         found = NoData("no data is named: neither train_data_dir nor dataset_config is set", [])
     if size is None:

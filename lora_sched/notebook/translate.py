@@ -246,7 +246,8 @@ def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def data_here(values: Mapping[str, Any]) -> bool:
     """Whether the data the form names (train_data_dir, or a dataset_config among the extra keys) is
-    on this machine, so that an epoch is counted on it (the same walk validate and train use)."""
+    on this machine, so that an epoch is counted on it (the same walk validate and train use; the
+    images are checked once, when the config is loaded)."""
     from lora_sched.config.dataset import DataPlan, plan_data
 
     v = {**DEFAULTS, **values}
@@ -255,7 +256,7 @@ def data_here(values: Mapping[str, Any]) -> bool:
         "train_data_dir": str(v["train_data_dir"]),
         "dataset_config": (v.get("extra") or {}).get("dataset_config"),
     }
-    return isinstance(plan_data(data, {"train_data_dir"}), DataPlan)
+    return isinstance(plan_data(data, {"train_data_dir"}, check_images=False), DataPlan)
 
 
 def dataset_samples(values: Mapping[str, Any]) -> int | None:
