@@ -41,3 +41,18 @@ def test_the_docs_stand_alone():
         text = page.read_text(encoding="utf-8")
         for outside in ("DESIGN.md", "/work/"):
             assert outside not in text, f"{page.name} mentions {outside}"
+
+
+def test_the_config_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python example of the config layer runs as written (and its LR is the group's)."""
+    import shutil
+
+    blocks = (ROOT / "README.md").read_text(encoding="utf-8").split("```python")[1:]
+    (example,) = [b.split("```", 1)[0] for b in blocks if 'load_config("configs/quickstart.toml")' in b]
+    (tmp_path / "configs").mkdir()
+    shutil.copy(ROOT / "configs" / "quickstart.toml", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(example, "README.md", "exec"), scope)
+    assert (scope["lr_unet"] == scope["cfg"].group_lrs()["unet"] * scope["rs"].multipliers()).all()
+    assert (tmp_path / "my.toml").is_file()
