@@ -97,10 +97,6 @@ class DataPlan(NamedTuple):
     problems: list[Problem]
     key: str = "train_data_dir"
 
-    @property
-    def is_builtin(self) -> bool:
-        return self.source == BUILTIN_DATA
-
 
 class NoData(NamedTuple):
     """The data is not known on this machine: why, and the problems found while looking."""
