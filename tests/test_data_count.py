@@ -77,6 +77,19 @@ def test_unreadable_images_are_errors_naming_them(tmp_path: Path, capsys: pytest
     assert main(["export", "--kohya", str(config)]) == 1
 
 
+def test_a_folder_with_no_concept_folder_says_which_folders_were_skipped(tmp_path: Path, capsys) -> None:
+    touch_images(tmp_path / "data", 2)  # loose images: not read
+    touch_images(tmp_path / "data" / "cats", 3)  # no repeat count
+    config = write(tmp_path / "c.toml", f"max_train_epochs = 2\ntrain_data_dir = {str(tmp_path / 'data')!r}\n")
+    assert main(["preview", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert (
+        f"{config}:2: notice: train_data_dir: expected N_concept/ folders, got {tmp_path / 'data' / 'cats'}: "
+        "not in the N_concept form (e.g. 10_shapes); skipped\n"
+    ) in err
+    assert "2 epochs of data that cannot be counted here (train_data_dir" in err
+
+
 @pytest.mark.parametrize("verb", ["validate", "preview", "export", "form"])
 def test_each_image_is_opened_once_per_command(tmp_path: Path, verb: str, monkeypatch) -> None:
     import lora_sched.config.dataset as dataset
@@ -241,7 +254,7 @@ def test_epochs_without_data_are_never_counted_on_the_builtin_set(tmp_path: Path
     assert captured.out == f"{config}: ok (constant, 10 epochs: run length unknown here ({why}))\n"
     assert captured.err == (
         f"{config}:1: notice: max_train_epochs: expected data to count the steps of an epoch, "
-        "got 10 epochs of data that is not on this machine\n"
+        "got 10 epochs of data that cannot be counted here\n"
         f"    hint: {why}; give the data (train_data_dir, dataset_config or --dataset-config) or its size "
         "(samples_per_epoch / --samples-per-epoch = images x repeats)\n"
     )

@@ -42,8 +42,8 @@ def needs_data(cfg: LoraConfig, verb: str) -> str | None:
         return None
     where = f"{cfg.path}: " if cfg.path else ""
     return (
-        f"{where}{verb}: the run length is unknown: {cfg.values['max_train_epochs']} epochs of data that is not "
-        f"on this machine ({why}).\n"
+        f"{where}{verb}: the run length is unknown: {cfg.values['max_train_epochs']} epochs of data that cannot "
+        f"be counted here ({why}).\n"
         "    Give the data set, or its size in samples per epoch (images x repeats):\n"
         "      --dataset-config FILE  or  --samples-per-epoch N\n"
         "    (in the file: dataset_config, train_data_dir or samples_per_epoch)"

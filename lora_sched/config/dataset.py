@@ -223,10 +223,11 @@ def folder_plan(
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         return NoData(f'train_data_dir "{train_data_dir}" cannot be read ({exc})', [])
     dataset = Dataset(folders, batch_size)
-    if not dataset.samples():
-        return NoData(f'train_data_dir "{train_data_dir}" holds no image in N_concept/ folders', [])
+    skipped_notes = [problem(key, "N_concept/ folders", raw(n), severity="notice") for n in skipped]
+    if not dataset.samples():  # the skipped folders say why
+        return NoData(f'train_data_dir "{train_data_dir}" holds no image in N_concept/ folders', skipped_notes)
     problems = image_problems(folders, key) if check_images else []
-    problems += [problem(key, "N_concept/ folders", raw(n), severity="notice") for n in skipped]
+    problems += skipped_notes
     return DataPlan(f'train_data_dir "{train_data_dir}"', [dataset], dataset.samples(), dataset.batches(), problems)
 
 

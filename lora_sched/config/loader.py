@@ -564,7 +564,7 @@ class _Loader:
                 problem(
                     "max_train_epochs",
                     "data to count the steps of an epoch",
-                    raw(f"{values['max_train_epochs']} epochs of data that is not on this machine"),
+                    raw(f"{values['max_train_epochs']} epochs of data that cannot be counted here"),
                     f"{why}; give the data (train_data_dir, dataset_config or --dataset-config) or its size "
                     "(samples_per_epoch / --samples-per-epoch = images x repeats)",
                     severity="notice",
