@@ -495,3 +495,14 @@ def test_train_refuses_epochs_of_unnamed_data_before_building_anything(tmp_path,
     named = write(tmp_path / "d.toml", f"samples_per_epoch = 10\n{config.read_text()}")
     assert main(["train", str(named)]) == 1  # a stated size, but training would read other data
     assert "10 steps per epoch counted on samples_per_epoch = 10" in capsys.readouterr().err
+
+
+def test_relative_data_paths_are_read_from_the_working_folder(tmp_path: Path, monkeypatch) -> None:
+    touch_images(tmp_path / "img", 4)
+    write(tmp_path / "ds.toml", '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "img"\nnum_repeats = 3\n')
+    (tmp_path / "configs").mkdir()
+    config = write(tmp_path / "configs" / "c.toml", 'dataset_config = "ds.toml"\nmax_train_epochs = 2\n')
+    monkeypatch.chdir(tmp_path)  # as sd-scripts: not the config file's folder
+    assert load_config(config).resolve().run_length == 24  # 4 images x 3 repeats, batch 1, 2 epochs
+    monkeypatch.chdir(tmp_path / "configs")
+    assert "is not a file on this machine" in load_config(config).unknown_run_length()
