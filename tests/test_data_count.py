@@ -506,3 +506,16 @@ def test_relative_data_paths_are_read_from_the_working_folder(tmp_path: Path, mo
     assert load_config(config).resolve().run_length == 24  # 4 images x 3 repeats, batch 1, 2 epochs
     monkeypatch.chdir(tmp_path / "configs")
     assert "is not a file on this machine" in load_config(config).unknown_run_length()
+
+
+def test_an_epoch_duration_without_data_asks_for_the_data(tmp_path: Path) -> None:
+    text = 'max_train_steps = 100\nlr_scheduler = "cosine"\nlr_warmup_steps = "1ep"\n'
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, source="c.toml")
+    (p,) = info.value.problems
+    assert str(p) == (
+        'c.toml:3: lr_warmup_steps: expected a duration in steps (epochs need the dataset size), got "1ep" (a string)\n'
+        "    hint: give the data an epoch is counted on (train_data_dir, dataset_config or --dataset-config) "
+        "or its size (samples_per_epoch / --samples-per-epoch), or write the duration in steps"
+    )
+    assert loads_config(text + "samples_per_epoch = 20\n").resolve().warmup == 20  # what the hint offers works

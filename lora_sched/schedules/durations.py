@@ -150,7 +150,8 @@ def resolve_duration(duration: Duration, ctx: TimeContext, key: str, *, is_warmu
                     key,
                     "a duration in steps (epochs need the dataset size)",
                     str(duration),
-                    "give max_train_epochs with a dataset, or write the duration in steps",
+                    "give the data an epoch is counted on (train_data_dir, dataset_config or --dataset-config) "
+                    "or its size (samples_per_epoch / --samples-per-epoch), or write the duration in steps",
                 )
             )
         steps = int(duration.value) * ctx.steps_per_epoch
