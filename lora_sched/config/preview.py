@@ -49,6 +49,7 @@ class Curve(NamedTuple):
     at: Callable[[Any], Any]
     #: LR of each param group (`LoraConfig.group_lrs`) at given steps, with m the multipliers there
     lrs: Callable[[Any, Any], dict[str, Any]]
+    rs: Any  #: the resolved schedule the curve was drawn from (resolved once per preview)
 
     @property
     def dense(self) -> bool:
@@ -68,20 +69,21 @@ def curve(cfg: LoraConfig) -> Curve:
     bases = cfg.group_lrs()
     if cfg.scheduler_type:
         covered = min(n, CUSTOM_STEPS)
-        m, by_group = _custom_lrs(cfg, covered)
+        m, by_group = _custom_lrs(cfg, rs, covered)
 
         def custom_lrs(steps: Any, _m: Any) -> dict[str, Any]:
             return {group: lrs[np.asarray(steps)] for group, lrs in by_group.items()}
 
-        return Curve(np.arange(covered, dtype=np.int64), m, n, covered, lambda steps: m[np.asarray(steps)], custom_lrs)
+        every = np.arange(covered, dtype=np.int64)
+        return Curve(every, m, n, covered, lambda steps: m[np.asarray(steps)], custom_lrs, rs)
     steps, m = sample(rs)
 
     def lrs(wanted: Any, m_there: Any) -> dict[str, Any]:
         return group_lrs_at(rs, bases, wanted, m_there)
 
     if steps.size == n:
-        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)], lrs)
-    return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)), lrs)
+        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)], lrs, rs)
+    return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)), lrs, rs)
 
 
 def group_lrs_at(rs: Any, bases: dict[str, float], steps: Any, m: Any) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def envelope(x: Any, y: Any, points: int = 2000) -> tuple[Any, Any]:
     return np.repeat(np.asarray(x)[edges[:-1]], 2), pairs.reshape(-1)
 
 
-def _custom_lrs(cfg: LoraConfig, steps: int) -> tuple[Any, dict[str, Any]]:
+def _custom_lrs(cfg: LoraConfig, rs: Any, steps: int) -> tuple[Any, dict[str, Any]]:
     """m (the LR of a group at learning_rate / learning_rate) and each param group's LRs, from one
     pass of the class over a dummy optimizer holding all of them (a class with absolute LR
     arguments, such as OneCycleLR's max_lr, gives each group the LR it really gets)."""
@@ -141,7 +143,6 @@ def _custom_lrs(cfg: LoraConfig, steps: int) -> tuple[Any, dict[str, Any]]:
                 ]
             )
         ) from None
-    rs = cfg.resolve()
     base = float(rs.base_lr)
     bases = cfg.group_lrs()
     args = (rs.warmup, rs.warmup_start, rs.warmup_type, cfg.trust_scheduler_code)
@@ -194,7 +195,7 @@ def _marked_steps(rs: Any, n: int) -> list[int]:
 
 def key_steps(cfg: LoraConfig, c: Curve) -> list[tuple[int, str]]:
     """(step, why) for the steps worth printing, sorted and unique."""
-    rs = cfg.resolve()
+    rs = c.rs
     n = c.covered
     horizon, warmup = rs.horizon, rs.warmup
     marks: dict[int, list[str]] = {}
