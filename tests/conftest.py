@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -9,6 +11,28 @@ import numpy as np
 import pytest
 
 from lora_sched.schedules import ResolvedSchedule, ScheduleRequest, resolve
+
+
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is now. diffusers and transformers give their loggers a
+    StreamHandler bound to sys.stderr (and its flush) when first used; under capsys that is one test's capture,
+    closed by the next test, whose output would then hold logging's own "--- Logging error ---"."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def _library_logs_follow_stderr() -> None:
+    for name in ("diffusers", "transformers"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _CurrentStderr):
+                handler.stream = _CurrentStderr()  # not setStream: it flushes the closed capture
+                handler.__dict__.pop("flush", None)  # diffusers binds the first stderr's flush too
+
 
 #: Parity tolerance on the learning rate, absolute and relative (DESIGN.md section 5).
 TOL = 1e-9

@@ -204,13 +204,6 @@ def _train(
     seed = int(v["seed"])
     batch_size, accum = data_read.batch_size, int(v["gradient_accumulation_steps"])
     examples, images = load_images(data_read.examples, width, height)
-    if _env_int("RANK", 0) == 0:  # one run per output folder (process 0 of a multi-process run holds it)
-        held.enter_context(OutputLock(output_dir))
-    resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
-    if resume and resume_dir is None:
-        print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
-    saved = _read_resume(resume_dir, cfg) if resume_dir is not None else None
-
     _forget_previous_run()
     accelerator = Accelerator(
         cpu=_no_accelerator(torch),  # else accelerate ignores torchrun's processes on a CPU-only machine
@@ -222,6 +215,13 @@ def _train(
     order = ShardedOrder(len(sample_index(examples)), batch_size, seed, rank, procs)
     steps_per_epoch = order.updates_per_epoch(accum)
     check_epoch_length(cfg, steps_per_epoch, procs)  # before the model is built: a refusal costs nothing
+    # the lock creates output_dir: taken once every input is known good
+    if _env_int("RANK", 0) == 0:  # one run per output folder (process 0 of a multi-process run holds it)
+        held.enter_context(OutputLock(output_dir))
+    resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
+    if resume and resume_dir is None:
+        print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
+    saved = _read_resume(resume_dir, cfg) if resume_dir is not None else None
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
