@@ -50,8 +50,6 @@ SCHEDULE_KEYS = (
     "scale_schedule_ratio",
     "scale_warmup",
 )
-#: sd-scripts' defaults for its global scheduler keys (what it uses when a key is absent).
-KOHYA_DEFAULTS = {"lr_scheduler_num_cycles": 1, "lr_scheduler_power": 1.0, "lr_decay_steps": 0}
 
 
 def _plain(value: Any) -> Any:
@@ -262,9 +260,8 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
         and k not in SCHEDULE_KEYS
         and not (k in KEY_BY_NAME and KEY_BY_NAME[k].section == "lora_sched")
     }
-    for key in SCHEDULE_KEYS:
+    for key in SCHEDULE_KEYS:  # None: not written, so sd-scripts uses its own default
         values[key] = None
-    values.update(KOHYA_DEFAULTS)
     values.update(keys)
     values["max_train_steps"] = rs.run_length
     return values
