@@ -190,3 +190,39 @@ def test_resuming_with_another_number_of_processes_keeps_the_update():
     one.load_state_dict(state)
     assert one.last_epoch == 7
     assert opt.param_groups[0]["lr"] == rs.multiplier(7)
+
+
+def test_adapter_keywords_cover_every_lora_sched_lr_keyword():
+    """The schedules layer's ADAPTER_KEYWORDS (what `register` refuses as param names) is the adapter's
+    own keyword set: its signature and every non-parameter key the export writes for it."""
+    import inspect
+
+    from lora_sched.schedules.spec import ADAPTER_KEYWORDS
+    from lora_sched.torch.export import lora_sched_lr_args
+
+    signature = set(inspect.signature(LoraSchedLR.__init__).parameters) - {"self", "kwargs"}
+    assert signature <= ADAPTER_KEYWORDS
+    rs = resolve(
+        ScheduleRequest(
+            "rex",
+            warmup=5,
+            max_train_steps=90,
+            schedule_steps=100,
+            warmup_start=0.1,
+            warmup_type="cosine",
+            hold_after_horizon=True,
+        )
+    )
+    frame = set(lora_sched_lr_args(rs, 2)) - set(rs.params)
+    assert frame == {
+        "schedule",
+        "horizon",
+        "run_length",
+        "warmup",
+        "warmup_start",
+        "warmup_type",
+        "hold_after_horizon",
+        "base_lr",
+        "num_processes",
+    }
+    assert frame <= ADAPTER_KEYWORDS

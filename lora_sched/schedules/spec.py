@@ -206,12 +206,45 @@ class ScheduleSpec(NamedTuple):
         return tuple(p.name for p in self.params)
 
 
+#: Keyword arguments of the torch adapter `LoraSchedLR` that frame a schedule rather than shape it:
+#: its name, duration, warmup and base LR. In flat form (the ``lr_scheduler_args`` sd-scripts passes
+#: through), every other keyword is read as a schedule parameter.
+ADAPTER_FRAME_KEYS: tuple[str, ...] = (
+    "schedule",
+    "spec",
+    "horizon",
+    "run_length",
+    "warmup",
+    "warmup_start",
+    "warmup_type",
+    "hold_after_horizon",
+    "base_lr",
+)
+#: Every keyword `LoraSchedLR` takes for itself. A schedule parameter (or alias) with one of these
+#: names would be swallowed by the adapter and silently change the exported curve, so `register`
+#: refuses it. Kept here, not in the torch layer, so the schedules layer never imports torch.
+ADAPTER_KEYWORDS: frozenset[str] = frozenset(
+    (*ADAPTER_FRAME_KEYS, "optimizer", "resolved", "num_processes", "last_epoch")
+)
+
 _REGISTRY: dict[str, ScheduleSpec] = {}
 _ALIASES: dict[str, str] = {}
 
 
+def _check_param_names(spec: ScheduleSpec) -> None:
+    for param in spec.params:
+        for name in (param.name, *param.aliases):
+            if name in ADAPTER_KEYWORDS:
+                raise ValueError(
+                    f"schedule {spec.name!r}: parameter name {name!r} is a keyword of the torch adapter "
+                    f"LoraSchedLR ({', '.join(sorted(ADAPTER_KEYWORDS))}); rename the parameter"
+                )
+
+
 def register(spec: ScheduleSpec) -> ScheduleSpec:
-    """Add a spec to the registry; names and aliases must be unique."""
+    """Add a spec to the registry; names and aliases must be unique, and no parameter may be named
+    like one of the torch adapter's own keywords (`ADAPTER_KEYWORDS`)."""
+    _check_param_names(spec)
     for name in (spec.name, *spec.aliases):
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"schedule name {name!r} registered twice")

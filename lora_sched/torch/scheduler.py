@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lora_sched.errors import ConfigError, Problem, problem, raw
 from lora_sched.schedules import ResolvedSchedule, ScheduleRequest, resolve
+from lora_sched.schedules.spec import ADAPTER_FRAME_KEYS
 
 if TYPE_CHECKING:
     from lora_sched.config import LoraConfig
@@ -229,7 +230,7 @@ _FLAT_SCHEDULE_KEYS = ("warmup_start", "warmup_type", "hold_after_horizon")
 #: Frame arguments whose string form is read as a literal (sd-scripts already literal-evaluates
 #: its items; this serves callers that pass raw "key=value" text). Strings meant as strings
 #: (schedule names, step_rules, "2ep" durations) are never re-read.
-_NUMERIC_FRAME_KEYS = ("horizon", "run_length", "warmup", "warmup_start", "base_lr", "hold_after_horizon")
+_NUMERIC_FRAME_KEYS = tuple(k for k in ADAPTER_FRAME_KEYS if k not in ("schedule", "spec", "warmup_type"))
 _NUMERIC_KINDS = ("int", "float", "bool", "durations")
 
 
