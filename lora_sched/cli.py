@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from lora_sched.errors import ConfigError
 
@@ -27,41 +27,25 @@ def _handler(path: str):
     return getattr(importlib.import_module(module), func)
 
 
-class _SkippedVerb:
-    """Stands in for the sub-parser of a verb not being run (argparse parsers are slow to build)."""
+class Verb(NamedTuple):
+    """One verb of the command line: its handler ("module:function", imported only when it runs),
+    its one-line help and the function that adds its options to its sub-parser."""
 
-    def add_argument(self, *args: object, **kwargs: object) -> None:
-        pass
+    name: str
+    handler: str
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with `only`, just that verb's sub-parser is built (a fast start for validate)."""
-    import argparse
+def _no_options(p: argparse.ArgumentParser) -> None:
+    pass
 
-    parser = argparse.ArgumentParser(
-        prog="lora-sched",
-        description="Learning-rate schedules for LoRA fine-tuning: validate, preview, export, train.",
-    )
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    def verb(name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
-        if only is not None and name != only:
-            return _SkippedVerb()  # type: ignore[return-value]
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        return p
-
-    verb("list", "lora_sched.cli_catalogue:cmd_list", "list every schedule with its aliases and one-line doc")
-
-    p = verb(
-        "describe",
-        "lora_sched.cli_catalogue:cmd_describe",
-        "parameters, defaults, bounds, formula, reference and gotchas of one schedule",
-    )
+def _describe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="schedule name or alias")
 
-    p = verb("validate", VALIDATE_HANDLER, "check config files; exit 1 on any error")
+
+def _validate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     _data_options(p)
@@ -71,11 +55,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="allow lr_scheduler_type to import modules outside torch and lora_sched",
     )
 
-    p = verb(
-        "preview",
-        "lora_sched.config.commands:cmd_preview",
-        "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV",
-    )
+
+def _preview_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--png", metavar="OUT", help="write a plot of the LR per group")
     p.add_argument("--csv", metavar="OUT", help="write step,lr per group for every step")
@@ -83,7 +64,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _data_options(p)
     p.add_argument("--trust-scheduler-code", action="store_true")
 
-    p = verb("export", "lora_sched.torch.export:cmd_export", "write a TOML that stock sd-scripts runs")
+
+def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kohya", required=True, metavar="FILE", help="the config to export")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout)")
     p.add_argument(
@@ -95,14 +77,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _data_options(p)
     p.add_argument("--trust-scheduler-code", action="store_true")
 
-    p = verb("schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect")
+
+def _schema_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help="write it to a file (e.g. lora_sched.schema.json)")
 
-    p = verb(
-        "bound",
-        "lora_sched.analysis.commands:cmd_bound",
-        "convex-optimization bound of schedules, their bound-optimal LR and LR transfer",
-    )
+
+def _bound_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--D", type=float, default=1.0, help="distance from start to optimum (default 1)")
     p.add_argument("--G", type=float, default=1.0, help="gradient-norm bound (default 1)")
@@ -110,7 +90,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--transfer", action="store_true", help="LR for the same schedule run for --steps steps")
     p.add_argument("--steps", type=int, help="run length to transfer the LR to")
 
-    p = verb("train", "lora_sched.train.commands:cmd_train", "run a LoRA fine-tune driven by the config")
+
+def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", nargs="?", help="config (default: the built-in quick start)")
     p.add_argument("--resume", metavar="DIR", help="checkpoint directory, or 'latest'")
     p.add_argument("--output-dir", metavar="DIR", help="override output_dir")
@@ -122,6 +103,60 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     _data_options(p)
     p.add_argument("--trust-scheduler-code", action="store_true")
+
+
+#: Every verb, in the order `--help` lists them; the parser is built from this table.
+VERBS: tuple[Verb, ...] = (
+    Verb(
+        "list",
+        "lora_sched.cli_catalogue:cmd_list",
+        "list every schedule with its aliases and one-line doc",
+        _no_options,
+    ),
+    Verb(
+        "describe",
+        "lora_sched.cli_catalogue:cmd_describe",
+        "parameters, defaults, bounds, formula, reference and gotchas of one schedule",
+        _describe_options,
+    ),
+    Verb("validate", VALIDATE_HANDLER, "check config files; exit 1 on any error", _validate_options),
+    Verb(
+        "preview",
+        "lora_sched.config.commands:cmd_preview",
+        "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV",
+        _preview_options,
+    ),
+    Verb("export", "lora_sched.torch.export:cmd_export", "write a TOML that stock sd-scripts runs", _export_options),
+    Verb(
+        "schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect", _schema_options
+    ),
+    Verb(
+        "bound",
+        "lora_sched.analysis.commands:cmd_bound",
+        "convex-optimization bound of schedules, their bound-optimal LR and LR transfer",
+        _bound_options,
+    ),
+    Verb("train", "lora_sched.train.commands:cmd_train", "run a LoRA fine-tune driven by the config", _train_options),
+)
+VERB_NAMES: frozenset[str] = frozenset(v.name for v in VERBS)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only` (a verb name), just that verb's sub-parser is built, since argparse
+    parsers are slow to build (a fast start for validate)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="lora-sched",
+        description="Learning-rate schedules for LoRA fine-tuning: validate, preview, export, train.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb in VERBS:
+        if only is None or verb.name == only:
+            p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
+            p.set_defaults(handler=verb.handler)
+            verb.options(p)
     return parser
 
 
@@ -148,7 +183,7 @@ def _version() -> str:
 
 def _plain_validate(argv: list[str]) -> SimpleNamespace | None:
     """`validate FILE... [--strict] [--trust-scheduler-code]` read without argparse, whose import and
-    set-up cost more than validating a file (DESIGN.md section 12); None for anything else (help,
+    set-up cost more than validating a file; None for anything else (help,
     other or abbreviated options, no file), which argparse then handles."""
     flags = {"--strict": "strict", "--trust-scheduler-code": "trust_scheduler_code"}
     if not argv or argv[0] != "validate":
@@ -173,11 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _plain_validate(argv)
     if args is None:
-        first = argv[0] if argv and not argv[0].startswith("-") else None
-        parser = build_parser(only=first)
-        if first is not None and first not in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
-            parser = build_parser()  # an unknown verb: the full parser lists the valid ones
-        args = parser.parse_args(argv)
+        first = argv[0] if argv and argv[0] in VERB_NAMES else None
+        args = build_parser(only=first).parse_args(argv)  # an unknown verb: the full parser lists the valid ones
     try:
         return int(_handler(args.handler)(args) or EXIT_OK)
     except ConfigError as exc:

@@ -234,3 +234,25 @@ def test_validate_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> Non
             main(argv)
         assert info.value.code == 2
     assert "invalid choice: 'valdate'" in capsys.readouterr().err
+
+
+def test_parser_is_built_from_the_verb_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from lora_sched.cli import VERBS, build_parser
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    for verb in VERBS:
+        assert f"    {verb.name} " in listing  # --help lists every verb of the table
+        only = build_parser(only=verb.name)  # the fast path builds that verb alone, with its handler
+        assert only.parse_args([verb.name, *_minimal_args(verb.name)]).handler == verb.handler
+
+
+def _minimal_args(verb: str) -> list[str]:
+    return {
+        "describe": ["cosine"],
+        "validate": ["a.toml"],
+        "preview": ["a.toml"],
+        "export": ["--kohya", "a.toml"],
+        "bound": ["a.toml"],
+    }.get(verb, [])
