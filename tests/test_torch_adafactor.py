@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from lora_sched.config.adafactor import check_adafactor
 from lora_sched.errors import ConfigError
 from lora_sched.schedules import ScheduleRequest, resolve
-from lora_sched.torch.checks import check_adafactor
 
 
 def test_curve_is_the_relative_step_size():

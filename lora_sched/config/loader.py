@@ -583,10 +583,10 @@ class _Loader:
             )
 
     def check_optimizer_pairing(self, values: dict[str, Any], schedule: str, args: dict[str, Any]) -> None:
-        """The torch layer's pure-Python rule: `adafactor` <-> Adafactor(relative_step=True)."""
+        """`adafactor` <-> Adafactor(relative_step=True): see lora_sched.config.adafactor."""
         if schedule != "adafactor" and "adafactor" not in str(values["optimizer_type"]).lower():
             return  # the rule concerns neither (and its module need not load)
-        from lora_sched.torch.checks import check_adafactor  # no torch import
+        from lora_sched.config.adafactor import check_adafactor
 
         self.problems.extend(check_adafactor(values["optimizer_type"], values["optimizer_args"], schedule, args))
 

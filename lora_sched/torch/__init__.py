@@ -1,7 +1,6 @@
 """The torch adapter: the LR scheduler training uses, safe resume, custom torch classes, kohya export.
 
-Names are resolved lazily (PEP 562) so that light helpers such as `lora_sched.torch.checks`
-can be imported at validation time without importing torch.
+Names are resolved lazily (PEP 562) so that importing the package does not import torch.
 
 >>> from lora_sched.torch import build_scheduler
 >>> sched = build_scheduler(cfg, optimizer)   # LoraSchedLR, AdafactorLR or a custom torch class
@@ -24,7 +23,7 @@ _EXPORTS = {
     "preview_lrs": "lora_sched.torch.custom",
     "check_scheduler_type": "lora_sched.torch.custom",
     "preview_multipliers": "lora_sched.torch.custom",
-    "check_adafactor": "lora_sched.torch.checks",
+    "check_adafactor": "lora_sched.config.adafactor",
     "export_kohya": "lora_sched.torch.export",
 }
 

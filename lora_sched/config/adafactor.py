@@ -1,6 +1,6 @@
-"""Validation-time checks of the torch layer that need no torch: the adafactor pairing rule.
+"""The adafactor pairing rule, checked when a config is validated (pure Python: no torch).
 
-`check_adafactor` is pure Python (called by the config layer for every config): the `adafactor`
+`check_adafactor` runs for every config that names Adafactor or the schedule: the `adafactor`
 schedule is Adafactor's own relative step size, so it is only meaningful with
 ``optimizer_type = "Adafactor"`` and ``relative_step=True`` (Adafactor's and sd-scripts' default),
 and the reverse pairing, Adafactor(relative_step=True) under any other schedule, silently ignores
@@ -23,7 +23,7 @@ def parse_kohya_args(items: Iterable[str] | Mapping[str, Any] | None) -> dict[st
         return {}
     if isinstance(items, Mapping):
         return dict(items)
-    from lora_sched.config.args import parse_kv_list  # torch-free; ast loads only here
+    from lora_sched.config.args import parse_kv_list  # ast loads only here
 
     return parse_kv_list(list(items), "optimizer_args")[0]  # malformed items: the config layer reports them
 
