@@ -1,6 +1,6 @@
 """Bench: per-step cost of LoraSchedLR.step() against diffusers' LambdaLR for the same schedule.
 
-Target (DESIGN.md section 12): LoraSchedLR.step() <= 1.0x the step of diffusers' scheduler that
+Target: LoraSchedLR.step() <= 1.0x the step of diffusers' scheduler that
 draws the same curve (diffusers' get_scheduler, a torch LambdaLR), on an optimizer with two param
 groups (UNet and text encoder). Both are measured here, in this process, interleaved; the ratio
 is printed per schedule and the script exits 1 when any ratio misses the target.

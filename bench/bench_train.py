@@ -7,7 +7,7 @@ processes, alternating. Throughput is taken from per-step wall-clock stamps each
 after the first `--skip`, so start-up (imports, model build, latent caching) is left out; a run's
 time per step is the median of its step-to-step intervals and the result the best round of each
 (robust to other processes on a shared machine); `--threads` sets torch's threads in both; peak
-memory is each child's max RSS (os.wait4). Targets (DESIGN.md section 12): speed ratio >= 0.95,
+memory is each child's max RSS (os.wait4). Targets: speed ratio >= 0.95,
 memory ratio within 5%.
 
     python bench/bench_train.py [--rounds 3] [--steps 300] [--skip 20]

@@ -1,4 +1,4 @@
-"""Cold start of `lora-sched validate` against a bare `python -c pass` (DESIGN.md section 12: <= 2x).
+"""Cold start of `lora-sched validate` against a bare `python -c pass` (target: <= 2x).
 
 Both commands run as fresh processes, alternating, with the same interpreter and bytecode caches
 (in a temporary PYTHONPYCACHEPREFIX, as an installed package has them); the figure is the ratio of

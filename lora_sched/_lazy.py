@@ -1,4 +1,4 @@
-"""Lazy module proxies: keep heavy imports out of module import time (DESIGN.md principle 2)."""
+"""Lazy module proxies: keep heavy imports out of module import time."""
 
 from __future__ import annotations
 

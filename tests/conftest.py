@@ -34,7 +34,7 @@ def _library_logs_follow_stderr() -> None:
                 handler.__dict__.pop("flush", None)  # diffusers binds the first stderr's flush too
 
 
-#: Parity tolerance on the learning rate, absolute and relative (DESIGN.md section 5).
+#: Parity tolerance on the learning rate, absolute and relative.
 TOL = 1e-9
 #: The horizons of the parity grid, and the warmups tried for each (W = T - 1 needs T >= 2).
 HORIZONS = (1, 2, 7, 100, 10007)

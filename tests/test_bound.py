@@ -1,4 +1,4 @@
-"""The convex bound (DESIGN.md section 10) against two independent references and the paper's numbers.
+"""The convex bound against two independent references and the paper's numbers.
 
 The `scheduled` package (fabian-sp/lr-scheduling) is not installable here: the PyPI name `scheduled`
 belongs to an unrelated placeholder. So the references are written out below:
@@ -250,7 +250,7 @@ def test_lr_transfer_ratio_linear_over_wsd(cooldown, expected):
 
 
 def test_longer_cooldown_raises_the_optimal_lr_by_the_stated_factor():
-    """DESIGN.md: going from a 20% to a 60% cooldown raises the optimal base LR by about 1.95 / 1.41 = 1.38x."""
+    """Going from a 20% to a 60% cooldown raises the optimal base LR by about 1.95 / 1.41 = 1.38x."""
 
     def gamma(c):
         rs = resolve(ScheduleRequest("wsd", args={"decay": c}, max_train_steps=PAPER_T))

@@ -66,7 +66,7 @@ def test_compares_linear_and_wsd_like_the_paper(tmp_path):
 
     ratio = number(rf"wsd.toml: bound-optimal base LR {NUM}x linear.toml's", out)
     assert ratio == pytest.approx(wsd.optimal_base_lr / linear.optimal_base_lr, rel=PRINTED)
-    assert number(rf"inverse {NUM}\)", out) == pytest.approx(1.95, rel=0.02)  # DESIGN.md section 10
+    assert number(rf"inverse {NUM}\)", out) == pytest.approx(1.95, rel=0.02)
     assert number(rf"use {NUM} for wsd.toml", out) == pytest.approx(1e-4 * ratio, rel=PRINTED)
 
 

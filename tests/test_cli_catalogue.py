@@ -71,7 +71,7 @@ def test_describe_an_alias_shows_its_defaults():
 
 def test_describe_unknown_name_is_a_usage_error_with_did_you_mean():
     out = run("describe", "cosine_with_restart")
-    assert out.returncode == 2  # DESIGN section 9: 1 is for invalid configs, 2 for usage errors
+    assert out.returncode == 2  # 1 is for invalid configs, 2 for usage errors
     assert "did you mean `cosine_with_restarts`?" in out.stderr
     assert "Traceback" not in out.stderr
     assert out.stdout == ""

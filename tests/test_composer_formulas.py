@@ -1,4 +1,4 @@
-"""Schedules checked against the formulas of DESIGN.md section 5 with values computed by hand.
+"""Schedules checked against their catalogue formulas with values computed by hand.
 
 Composer-style schedules (polynomial, step, multistep with warmup, exponential with decay_period,
 warm restarts), sqrt, warmup composition in front of schedules whose references take none, and
@@ -116,7 +116,7 @@ def test_inverse_sqrt_formula():
     close(at(rs, 0, 27, 72), [1.0, 0.5, 1 / 3])
 
 
-# ---- Composer's scale_schedule_ratio (DESIGN.md section 3) ----
+# ---- Composer's scale_schedule_ratio ----
 
 
 def test_ssr_composer_doc_example():

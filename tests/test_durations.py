@@ -1,4 +1,4 @@
-"""Durations: every form users write (DESIGN.md section 3), and every way to get one wrong."""
+"""Durations: every form users write, and every way to get one wrong."""
 
 from __future__ import annotations
 

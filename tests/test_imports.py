@@ -1,4 +1,4 @@
-"""Import cost (DESIGN.md section 2): the schedule layer imports no torch, diffusers or ipywidgets,
+"""Import cost: the schedule layer imports no torch, diffusers or ipywidgets,
 and validation (specs + resolution) imports no NumPy; only evaluating a curve does."""
 
 from __future__ import annotations

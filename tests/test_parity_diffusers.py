@@ -1,4 +1,4 @@
-"""Parity with diffusers' schedulers, step by step over s = 0..T, to 1e-9 (DESIGN.md section 5).
+"""Parity with diffusers' schedulers, step by step over s = 0..T, to 1e-9.
 
 The reference is a real torch optimizer driven by diffusers' scheduler; ours is
 base_lr x ResolvedSchedule.multipliers(0..T). Conventions that differ on purpose:

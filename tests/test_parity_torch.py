@@ -1,4 +1,4 @@
-"""Parity with torch's own LR schedulers, step by step over s = 0..T, to 1e-9 (DESIGN.md section 5).
+"""Parity with torch's own LR schedulers, step by step over s = 0..T, to 1e-9.
 
 torch's StepLR, MultiStepLR, ExponentialLR, CosineAnnealingWarmRestarts and OneCycleLR take no
 warmup: they are compared with W = 0 (warmup composition is tested in test_composer_formulas.py).

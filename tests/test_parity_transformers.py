@@ -1,4 +1,4 @@
-"""Parity with transformers' schedulers, step by step over s = 0..T, to 1e-9 (DESIGN.md section 5).
+"""Parity with transformers' schedulers, step by step over s = 0..T, to 1e-9.
 
 Conventions: our num_cycles is sd-scripts' (transformers' num_cycles = n / 2, as kohya passes it);
 transformers' WSD warmup starts at min_lr_ratio (we set warmup_start = min_lr_ratio to compare) and

@@ -36,11 +36,14 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_docs_stand_alone():
-    """The docs name no internal spec and no path of the machine they were written on."""
-    for page in [ROOT / "README.md", *sorted((ROOT / "docs" / "sections").glob("*.md"))]:
+    """The docs, docstrings and comments name no internal spec and no path of the machine they were
+    written on."""
+    sources = [p for folder in ("lora_sched", "bench", "tools", "notebooks") for p in (ROOT / folder).rglob("*.*")]
+    sources = [p for p in sources if p.suffix in (".py", ".md", ".ipynb", ".toml")]
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs" / "sections").glob("*.md")), *sorted(sources)]:
         text = page.read_text(encoding="utf-8")
         for outside in ("DESIGN.md", "/work/"):
-            assert outside not in text, f"{page.name} mentions {outside}"
+            assert outside not in text, f"{page.relative_to(ROOT)} mentions {outside}"
 
 
 def test_the_config_python_example_runs(tmp_path, monkeypatch):

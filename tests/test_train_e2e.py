@@ -1,6 +1,6 @@
 """End-to-end training runs on builtin:tiny-sd / builtin:shapes (a few steps each, CPU).
 
-What they show (DESIGN.md sections 7 and 11): the LR the optimizer used at every step equals the
+What they show: the LR the optimizer used at every step equals the
 preview; accumulation and processes never change the number of scheduler steps; a run killed
 with SIGKILL after a checkpoint resumes bit for bit; the output loads in diffusers.
 """

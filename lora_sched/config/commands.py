@@ -1,4 +1,4 @@
-"""`lora-sched validate`, `preview` and `schema` (DESIGN.md section 9).
+"""`lora-sched validate`, `preview` and `schema`.
 
 validate imports neither NumPy nor torch (unless lr_scheduler_type names a custom class);
 preview needs NumPy only. Exit codes: 0 ok, 1 invalid config (messages on stderr), 3 the run

@@ -1,4 +1,4 @@
-"""The declarative table of every config key lora_sched reads (DESIGN.md section 4).
+"""The declarative table of every config key lora_sched reads.
 
 One `Key` per flat kohya name: its kind, default, bounds, the section we write it under and a
 one-line doc. Validation, the writer's order and sections, the JSON Schema and the config
@@ -57,7 +57,7 @@ class Key:
     """
 
     # A plain class rather than a dataclass: this table loads on every `validate`, whose start-up
-    # time is budgeted (DESIGN.md section 12), and a dataclass costs more to create than to use.
+    # time is budgeted, and a dataclass costs more to create than to use.
     __slots__ = (
         "allow_empty",
         "choices",

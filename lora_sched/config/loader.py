@@ -1,4 +1,4 @@
-"""Reading the kohya-ss TOML dialect into a validated `LoraConfig` (DESIGN.md section 4).
+"""Reading the kohya-ss TOML dialect into a validated `LoraConfig`.
 
 Order: bytes -> UTF-8 -> tomllib -> flatten the sections (a key in two sections is an error, a
 notice when both values are the same) -> sort keys into ours / the kohya tools' others (a notice) /

@@ -1,4 +1,4 @@
-"""The notebook form (DESIGN.md section 8): ipywidgets that write validated kohya TOML.
+"""The notebook form: ipywidgets that write validated kohya TOML.
 
 `SchedulerForm` is the widget; `lora_sched.notebook.translate` holds the plain functions behind it (form values ->
 flat kohya keys -> validated config -> TOML text) that the Colab quick-settings cell uses too.

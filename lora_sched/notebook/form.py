@@ -1,6 +1,6 @@
 """`SchedulerForm`: an ipywidgets form that writes validated kohya TOML, with a live LR preview.
 
-Every field comes from the schedule specs (DESIGN.md section 8): the dropdown lists the catalogue
+Every field comes from the schedule specs: the dropdown lists the catalogue
 with one-line summaries, and only the chosen schedule's parameters are shown, each with its doc,
 unit, range and default. Each change re-runs the translator (`translate.py`): the config is
 validated from the exact TOML text the Save button would write, the error of invalid values is

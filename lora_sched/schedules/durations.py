@@ -1,6 +1,6 @@
 """Durations: how long a warmup, a decay or a cycle lasts, in the forms users write.
 
-Accepted forms (DESIGN.md section 3):
+Accepted forms:
 
 * ``100`` (int): steps.
 * ``0.05`` (float in [0, 1)): fraction of the horizon (kohya's convention).

@@ -1,6 +1,6 @@
 """From what the user wrote to a fully resolved schedule in integer steps.
 
-Order (DESIGN.md section 3): run length and horizon -> scale schedule ratio -> warmup and every
+Order: run length and horizon -> scale schedule ratio -> warmup and every
 duration in steps -> parameter checks. The `ResolvedSchedule` is what previews, exports, the
 bound and the torch adapter consume, and what a checkpoint records.
 """

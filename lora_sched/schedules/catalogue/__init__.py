@@ -1,4 +1,4 @@
-"""The schedule catalogue (DESIGN.md section 5). Importing this package registers every spec.
+"""The schedule catalogue. Importing this package registers every spec.
 
 Each module holds one family; each schedule is one `ScheduleSpec` whose curve docstring states its
 formula. Notation: s step, W warmup steps, T horizon, p = (s - W) / max(1, T - W) clipped to
