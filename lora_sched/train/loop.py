@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
@@ -34,6 +34,7 @@ from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.data import (
     CachedData,
     ShardedOrder,
+    TrainingData,
     cache_data,
     load_images,
     sample_index,
@@ -176,24 +177,43 @@ def train(
         raise ConfigError(locate(exc.problems) if locate else exc.problems) from None
 
 
-def _train(
-    cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool, held: Any
-) -> TrainResult:
-    import numpy as np
-    import torch
-    from accelerate import Accelerator
+class RunPlan(NamedTuple):
+    """Everything a run needs that the config decides, computed (and checked) once, before any model
+    is built or anything is written."""
 
+    output_dir: Path
+    out_file: Path
+    resume: str | None
+    model_name: str
+    tracker: Any
+    log_dir: Path | None
+    data: TrainingData
+    width: int
+    height: int
+    optimizer_type: str
+    optimizer_args: dict
+    group_lrs: dict
+    train_te: bool
+    seed: int
+    batch_size: int
+    accum: int
+    mixed_precision: str
+    max_grad_norm: float
+    save_every: int | None
+
+
+def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
+    """The run `cfg` describes; every input is checked here (output folder, model source, network
+    module, tracker, data, resolution, memory, optimizer, in that order), so a refusal costs nothing."""
     v = cfg.values
     output_dir = Path(os.path.expanduser(str(v["output_dir"])))
-    resume = resume if resume is not None else v.get("resume")
-    # Every input is checked before anything is written or any heavy model is built.
     check_output_dir(output_dir, f"{v['output_name']}.safetensors")
-    check_model_source(str(v["pretrained_model_name_or_path"]))
+    model_name = str(v["pretrained_model_name_or_path"])
+    check_model_source(model_name)
     check_network_module(cfg)
     tracker, log_dir = tracker_settings(cfg, output_dir)
     data_read = training_data(cfg)  # the same walk that counted the preview's epochs
     width, height = parse_resolution(data_read.resolution)
-    model_name = str(v["pretrained_model_name_or_path"])
     check_resolution(model_name, width, height, data_read.resolution)
     check_memory(model_name, len(data_read.examples), width, height, _env_int("LOCAL_WORLD_SIZE", 1))
     optimizer_type = str(v.get("optimizer_type") or "AdamW")
@@ -201,208 +221,325 @@ def _train(
     group_lrs = cfg.group_lrs()
     train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
     _check_optimizer(optimizer_type, optimizer_args, group_lrs, train_te, cfg.schedule_name == "adafactor")
-    seed = int(v["seed"])
-    batch_size, accum = data_read.batch_size, int(v["gradient_accumulation_steps"])
-    examples, images = load_images(data_read.examples, width, height)
+    save_every = v.get("save_every_n_steps")
+    return RunPlan(
+        output_dir=output_dir,
+        out_file=output_dir / f"{v['output_name']}.safetensors",
+        resume=resume if resume is not None else v.get("resume"),
+        model_name=model_name,
+        tracker=tracker,
+        log_dir=log_dir,
+        data=data_read,
+        width=width,
+        height=height,
+        optimizer_type=optimizer_type,
+        optimizer_args=optimizer_args,
+        group_lrs=group_lrs,
+        train_te=train_te,
+        seed=int(v["seed"]),
+        batch_size=data_read.batch_size,
+        accum=int(v["gradient_accumulation_steps"]),
+        mixed_precision=str(v.get("mixed_precision") or "no"),
+        max_grad_norm=float(v.get("max_grad_norm") or 0.0),
+        save_every=int(save_every) if save_every else None,
+    )
+
+
+@dataclass
+class _Run:
+    """The live objects of a run, made by the setup functions below and used by the step and finish."""
+
+    cfg: Any
+    plan: RunPlan
+    accelerator: Any
+    order: ShardedOrder
+    steps_per_epoch: int
+    resume_dir: Path | None = None
+    saved: ckpt.Checkpoint | None = None
+    model: Any = None
+    data: Any = None
+    resolved: Any = None
+    params: dict | None = None
+    optimizer: Any = None
+    scheduler: Any = None
+    unet: Any = None
+    text_encoder: Any = None
+    wrapped: list | None = None
+    start: int = 0
+    _permutation: tuple[int, Any] = (-1, None)  # (epoch, its data order): drawn once per epoch
+
+    def permutation(self, epoch: int) -> Any:
+        if self._permutation[0] != epoch:
+            self._permutation = (epoch, self.order.permutation(epoch))
+        return self._permutation[1]
+
+    def state(self, epoch: int) -> dict:
+        """The run's record in a checkpoint (state.json)."""
+        return {
+            "values": {k: _jsonable(x) for k, x in self.cfg.values.items()},
+            "resolved": self.resolved.to_dict(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch": epoch,
+        }
+
+    def save_checkpoint(self, step: int, epoch: int) -> None:
+        ckpt.save_checkpoint(
+            self.accelerator,
+            self.plan.output_dir,
+            step,
+            self.params,
+            self.optimizer,
+            self.scheduler,
+            self.state(epoch),
+        )
+
+
+def _train(
+    cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool, held: Any
+) -> TrainResult:
+    plan = plan_run(cfg, resume)
+    examples, images = load_images(plan.data.examples, plan.width, plan.height)
+    run = _open_run(cfg, plan, examples, held)
+    _build_model(run, examples, images)
+    _build_training(run, trust_scheduler_code)
+    if run.saved is not None:
+        run.start = _resume(
+            run.saved,
+            run.accelerator,
+            run.params,
+            run.optimizer,
+            run.scheduler,
+            allow_schedule_change,
+            run.resolved,
+        )
+        set_optimizer_mode(run.optimizer, "train")  # a schedule-free checkpoint holds its eval weights
+    if run.start >= run.resolved.run_length:
+        print(
+            f"notice: the checkpoint is at step {run.start}: the run ({run.resolved.run_length} steps) is complete",
+            file=sys.stderr,
+        )
+    if run.accelerator.is_main_process:  # only now, with every input checked and the resume accepted
+        _set_aside_old_checkpoints(plan.output_dir, run.resume_dir)
+        if run.saved is not None:
+            _set_aside_later_checkpoints(plan.output_dir, run.saved)
+    run.accelerator.wait_for_everyone()
+    stopped, done, loss_value = _run_steps(run, held)
+    return _finish(run, stopped, done, loss_value)
+
+
+def _open_run(cfg: Any, plan: RunPlan, examples: list, held: Any) -> _Run:
+    """The accelerator, the data order, the epoch check, the output folder's lock, the checkpoint to
+    resume (read and checked) and the seeds: everything before the model is built."""
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+
     _forget_previous_run()
     accelerator = Accelerator(
         cpu=_no_accelerator(torch),  # else accelerate ignores torchrun's processes on a CPU-only machine
-        mixed_precision=str(v.get("mixed_precision") or "no"),
-        log_with=tracker,
-        project_dir=str(log_dir) if tracker else None,
+        mixed_precision=plan.mixed_precision,
+        log_with=plan.tracker,
+        project_dir=str(plan.log_dir) if plan.tracker else None,
     )
-    rank, procs, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    order = ShardedOrder(len(sample_index(examples)), batch_size, seed, rank, procs)
-    steps_per_epoch = order.updates_per_epoch(accum)
+    procs = accelerator.num_processes
+    order = ShardedOrder(len(sample_index(examples)), plan.batch_size, plan.seed, accelerator.process_index, procs)
+    steps_per_epoch = order.updates_per_epoch(plan.accum)
     check_epoch_length(cfg, steps_per_epoch, procs)  # before the model is built: a refusal costs nothing
     # the lock creates output_dir: taken once every input is known good
     if _env_int("RANK", 0) == 0:  # one run per output folder (process 0 of a multi-process run holds it)
-        held.enter_context(OutputLock(output_dir))
-    resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
-    if resume and resume_dir is None:
+        held.enter_context(OutputLock(plan.output_dir))
+    run = _Run(cfg, plan, accelerator, order, steps_per_epoch)
+    resume, output_dir = plan.resume, plan.output_dir
+    run.resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
+    if resume and run.resume_dir is None:
         print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
-    saved = _read_resume(resume_dir, cfg) if resume_dir is not None else None
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    run.saved = _read_resume(run.resume_dir, cfg) if run.resume_dir is not None else None
+    random.seed(plan.seed)
+    np.random.seed(plan.seed % 2**32)
+    torch.manual_seed(plan.seed)
+    return run
 
-    model = _load_model(model_name)
+
+def _build_model(run: _Run, examples: list, images: Any) -> None:
+    """Load the model, cache the latents (and frozen text embeddings), add the LoRA layers."""
+    plan, v = run.plan, run.cfg.values
+    model = _load_model(plan.model_name)
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
-    if width % step_px or height % step_px:
+    if plan.width % step_px or plan.height % step_px:
         raise ConfigError(problem("resolution", f"multiples of {step_px} for this model", v["resolution"]))
-    device = accelerator.device
     for part in (model.vae, model.text_encoder, model.unet):
-        part.to(device)
-    data = cache_data(model, examples, images, cache_text=not train_te)
+        part.to(run.accelerator.device)
+    run.data = cache_data(model, examples, images, cache_text=not plan.train_te)
     model.vae.to("cpu")  # only needed for caching
-    add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), train_te, seed)
+    add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), plan.train_te, plan.seed)
+    assert run.order.num_samples == run.data.num_samples  # the cache holds exactly the examples counted above
+    run.model = model
 
-    assert order.num_samples == data.num_samples  # the cache holds exactly the examples counted above
+
+def _build_training(run: _Run, trust_scheduler_code: bool) -> None:
+    """The schedule resolved with the real epoch, the optimizer over the LoRA parameters (by group),
+    the models prepared by accelerate and the LR scheduler (never prepared: stepped once per update)."""
     from lora_sched.schedules import TrainingShape
 
-    shape = TrainingShape(steps_per_epoch=steps_per_epoch, samples_per_step=batch_size * accum * procs)
-    resolved = cfg.resolve(shape)
-
+    plan, model, accelerator = run.plan, run.model, run.accelerator
+    samples_per_step = plan.batch_size * plan.accum * accelerator.num_processes
+    resolved = run.cfg.resolve(TrainingShape(steps_per_epoch=run.steps_per_epoch, samples_per_step=samples_per_step))
     params = {f"unet.{k}": p for k, p in trainable(model.unet).items()}
-    groups = [{"params": list(params.values()), "lr": float(group_lrs["unet"]), "name": "unet"}]
-    if train_te:
+    groups = [{"params": list(params.values()), "lr": float(plan.group_lrs["unet"]), "name": "unet"}]
+    if plan.train_te:
         te_params = {f"text_encoder.{k}": p for k, p in trainable(model.text_encoder).items()}
-        groups.append(
-            {"params": list(te_params.values()), "lr": float(group_lrs["text_encoder"]), "name": "text_encoder"}
-        )
+        te_lr = float(plan.group_lrs["text_encoder"])
+        groups.append({"params": list(te_params.values()), "lr": te_lr, "name": "text_encoder"})
         params.update(te_params)
-    optimizer = build_optimizer(optimizer_type, groups, optimizer_args, relative_step=resolved.name == "adafactor")
-    if is_schedule_free(optimizer_type) and resolved.name not in ("constant", "constant_with_warmup"):
+    optimizer = build_optimizer(
+        plan.optimizer_type, groups, plan.optimizer_args, relative_step=resolved.name == "adafactor"
+    )
+    if is_schedule_free(plan.optimizer_type) and resolved.name not in ("constant", "constant_with_warmup"):
         print(
-            f"notice: {optimizer_type} schedules its own LR: lr_scheduler {resolved.name} replaced by constant",
+            f"notice: {plan.optimizer_type} schedules its own LR: lr_scheduler {resolved.name} replaced by constant",
             file=sys.stderr,
         )
         resolved = _constant_like(resolved)
-    group_names = [g["name"] for g in optimizer.param_groups]
-
-    if train_te:
-        unet, text_encoder, optimizer = accelerator.prepare(model.unet, model.text_encoder, optimizer)
-        wrapped = [unet, text_encoder]
+    if plan.train_te:
+        run.unet, run.text_encoder, optimizer = accelerator.prepare(model.unet, model.text_encoder, optimizer)
+        run.wrapped = [run.unet, run.text_encoder]
     else:
-        unet, optimizer = accelerator.prepare(model.unet, optimizer)
-        text_encoder, wrapped = model.text_encoder, [unet]
-    scheduler = _build_scheduler(cfg, resolved, optimizer, trust_scheduler_code)
+        run.unet, optimizer = accelerator.prepare(model.unet, optimizer)
+        run.text_encoder, run.wrapped = model.text_encoder, [run.unet]
+    run.scheduler = _build_scheduler(run.cfg, resolved, optimizer, trust_scheduler_code)
+    run.resolved, run.params, run.optimizer = resolved, params, optimizer
 
-    start = 0
-    if saved is not None:
-        start = _resume(saved, accelerator, params, optimizer, scheduler, allow_schedule_change, resolved)
-        set_optimizer_mode(optimizer, "train")  # a schedule-free checkpoint holds its eval weights
-    if start >= resolved.run_length:
-        print(
-            f"notice: the checkpoint is at step {start}: the run ({resolved.run_length} steps) is complete",
-            file=sys.stderr,
-        )
 
-    if main:  # only now, with every input checked and the resume accepted
-        _set_aside_old_checkpoints(output_dir, resume_dir)
-        if saved is not None:
-            _set_aside_later_checkpoints(output_dir, saved)
-    accelerator.wait_for_everyone()
-    log = _CsvLog(output_dir / LOG_NAME, group_names, start) if main else None
-    if tracker and main:
-        accelerator.init_trackers("lora_sched")
-    state = {
-        "values": {k: _jsonable(x) for k, x in v.items()},
-        "resolved": resolved.to_dict(),
-        "steps_per_epoch": steps_per_epoch,
-    }
-    save_every = v.get("save_every_n_steps")
-    noise_steps = int(model.noise_scheduler.config.num_train_timesteps)
-    prediction = model.noise_scheduler.config.prediction_type
-    trained_params = list(params.values())
-    max_grad_norm = float(v.get("max_grad_norm") or 0.0)
+def _run_steps(run: _Run, held: Any) -> tuple[int | None, int, float]:
+    """Steps start .. run_length-1, each logged, with checkpoints every save_every_n_steps and at a
+    stop signal. Returns (the signal that stopped the run or None, steps done, last loss)."""
     from tqdm.auto import tqdm
 
+    plan, accelerator, resolved = run.plan, run.accelerator, run.resolved
+    main = accelerator.is_main_process
+    group_names = [g["name"] for g in run.optimizer.param_groups]
+    log = _CsvLog(plan.output_dir / LOG_NAME, group_names, run.start) if main else None
+    if plan.tracker and main:
+        accelerator.init_trackers("lora_sched")
     bar = tqdm(
         total=resolved.run_length,
-        initial=start,
+        initial=run.start,
         desc="train",
         disable=not accelerator.is_local_main_process,
         dynamic_ncols=True,
         file=sys.stderr,
     )
-    perm_epoch, perm = -1, None
     loss_value = float("nan")
     stop = held.enter_context(_StopSignals())
-    stopping, done = False, start
-    for step in range(start, resolved.run_length):
-        epoch, window = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm_epoch, perm = epoch, order.permutation(epoch)
-        positions = range(window * accum, min((window + 1) * accum, order.batches_per_process))
-        lrs = _current_lrs(scheduler, optimizer)
-        total = torch.zeros((), device=device)
-        for micro, position in enumerate(positions):
-            rows = [data.index[i] for i in order.batch(epoch, position, perm)]
-            last = micro == len(positions) - 1
-            with contextlib.ExitStack() as stack:
-                if not last:
-                    for m in wrapped:
-                        stack.enter_context(accelerator.no_sync(m))
-                loss = _loss(
-                    unet,
-                    text_encoder,
-                    model.noise_scheduler,
-                    data,
-                    rows,
-                    train_te,
-                    step_generator(seed, step, micro, rank),
-                    noise_steps,
-                    prediction,
-                    device,
-                )
-                accelerator.backward(loss / len(positions))
-            total += loss.detach()
-        if max_grad_norm > 0:
-            accelerator.clip_grad_norm_(trained_params, max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = (
-            float(accelerator.reduce(total / len(positions), "mean")) if procs > 1 else float(total) / len(positions)
-        )
-        _step_scheduler(scheduler, loss_value)
+    stopping, done = False, run.start
+    for step in range(run.start, resolved.run_length):
+        epoch = step // run.steps_per_epoch
+        lrs = _current_lrs(run.scheduler, run.optimizer)
+        loss_value = _train_step(run, step)
         if log is not None:
             log.write(step, epoch, lrs, loss_value)
-        if tracker:
+        if plan.tracker:
             accelerator.log({"loss": loss_value, **{f"lr/{n}": lr for n, lr in zip(group_names, lrs)}}, step=step)
         bar.update(1)
         bar.set_postfix(step=step, loss=f"{loss_value:.4f}", lr=f"{lrs[0]:.3g}", refresh=False)
         done = step + 1
         stopping = stop.requested(accelerator)
-        if done < resolved.run_length and (stopping or (save_every and done % int(save_every) == 0)):
+        if done < resolved.run_length and (stopping or (plan.save_every and done % plan.save_every == 0)):
             if log is not None:
                 log.sync()  # the rows up to a checkpoint are on disk before it is
-            with evaluation_weights(optimizer):
-                ckpt.save_checkpoint(
-                    accelerator, output_dir, done, params, optimizer, scheduler, {**state, "epoch": epoch}
-                )
+            with evaluation_weights(run.optimizer):
+                run.save_checkpoint(done, epoch)
         if stopping:
             break
     bar.close()
     if log is not None:
         log.close()
-    if stopping and done < resolved.run_length:
-        raise TrainingInterrupted(stop.signum, done, ckpt.checkpoints_dir(output_dir) / f"step-{done:08d}")
+    return (stop.signum if stopping else None), done, loss_value
 
-    set_optimizer_mode(optimizer, "eval")  # schedule-free: save the averaged weights, as sd-scripts does
-    final_step = max(start, resolved.run_length)
-    if start < resolved.run_length:
-        ckpt.save_checkpoint(
-            accelerator,
-            output_dir,
-            final_step,
-            params,
-            optimizer,
-            scheduler,
-            {**state, "epoch": (final_step - 1) // steps_per_epoch},
-        )
-    out_file = output_dir / f"{v['output_name']}.safetensors"
-    if main and (start < resolved.run_length or not out_file.exists()):
-        metadata = _metadata(
-            cfg,
-            v,
-            resolved,
-            group_lrs,
-            data,
-            steps_per_epoch,
-            final_step,
-            optimizer_type,
-            width,
-            height,
-            model.unet.config,
-        )
-        save_safetensors_atomic(to_kohya(lora_tensors(model, train_te), float(v["network_alpha"])), out_file, metadata)
+
+def _train_step(run: _Run, step: int) -> float:
+    """One optimizer update over the micro-batches of `step`'s window, then one scheduler step;
+    returns the window's mean loss (over every process)."""
+    import torch
+
+    plan, accelerator, order = run.plan, run.accelerator, run.order
+    epoch, window = divmod(step, run.steps_per_epoch)
+    perm = run.permutation(epoch)
+    positions = range(window * plan.accum, min((window + 1) * plan.accum, order.batches_per_process))
+    noise_scheduler = run.model.noise_scheduler
+    total = torch.zeros((), device=accelerator.device)
+    for micro, position in enumerate(positions):
+        rows = [run.data.index[i] for i in order.batch(epoch, position, perm)]
+        with contextlib.ExitStack() as stack:
+            if micro != len(positions) - 1:  # DDP averages gradients on the window's last backward only
+                for m in run.wrapped:
+                    stack.enter_context(accelerator.no_sync(m))
+            gen = step_generator(plan.seed, step, micro, accelerator.process_index)
+            loss = _loss(
+                run.unet,
+                run.text_encoder,
+                noise_scheduler,
+                run.data,
+                rows,
+                plan.train_te,
+                gen,
+                int(noise_scheduler.config.num_train_timesteps),
+                noise_scheduler.config.prediction_type,
+                accelerator.device,
+            )
+            accelerator.backward(loss / len(positions))
+        total += loss.detach()
+    if plan.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(list(run.params.values()), plan.max_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if accelerator.num_processes > 1:
+        loss_value = float(accelerator.reduce(total / len(positions), "mean"))
+    else:
+        loss_value = float(total) / len(positions)
+    _step_scheduler(run.scheduler, loss_value)
+    return loss_value
+
+
+def _finish(run: _Run, stopped: int | None, done: int, loss_value: float) -> TrainResult:
+    """The final checkpoint and the LoRA file (with kohya's metadata); a stop before the last step
+    raises TrainingInterrupted (its checkpoint was saved by the loop)."""
+    plan, accelerator, resolved = run.plan, run.accelerator, run.resolved
+    checkpoints = ckpt.checkpoints_dir(plan.output_dir)
+    if stopped is not None and done < resolved.run_length:
+        raise TrainingInterrupted(stopped, done, checkpoints / f"step-{done:08d}")
+    set_optimizer_mode(run.optimizer, "eval")  # schedule-free: save the averaged weights, as sd-scripts does
+    final_step = max(run.start, resolved.run_length)
+    if run.start < resolved.run_length:
+        run.save_checkpoint(final_step, (final_step - 1) // run.steps_per_epoch)
+    out_file, main = plan.out_file, accelerator.is_main_process
+    if main and (run.start < resolved.run_length or not out_file.exists()):
+        _save_lora(run, final_step)
     accelerator.wait_for_everyone()
-    if tracker:
+    if plan.tracker:
         accelerator.end_training()
-    if stopping:  # the signal came during the last step: the run is complete, the exit still says stopped
-        raise TrainingInterrupted(stop.signum, final_step, ckpt.checkpoints_dir(output_dir) / f"step-{final_step:08d}")
+    if stopped is not None:  # the signal came during the last step: the run is complete, the exit still says stopped
+        raise TrainingInterrupted(stopped, final_step, checkpoints / f"step-{final_step:08d}")
     return TrainResult(out_file, final_step, loss_value, main)
+
+
+def _save_lora(run: _Run, final_step: int) -> None:
+    plan, v = run.plan, run.cfg.values
+    metadata = _metadata(
+        run.cfg,
+        v,
+        run.resolved,
+        plan.group_lrs,
+        run.data,
+        run.steps_per_epoch,
+        final_step,
+        plan.optimizer_type,
+        plan.width,
+        plan.height,
+        run.model.unet.config,
+    )
+    lora = to_kohya(lora_tensors(run.model, plan.train_te), float(v["network_alpha"]))
+    save_safetensors_atomic(lora, plan.out_file, metadata)
 
 
 def check_epoch_length(cfg: Any, steps_per_epoch: int, procs: int) -> None:
@@ -499,8 +636,12 @@ def _load_model(name: str) -> Any:
 
 
 def _forget_previous_run() -> None:
-    """Let a second run in the same single process (a notebook) choose another mixed_precision:
-    accelerate keeps its settings in a process-wide singleton that refuses any change."""
+    """Let a second run in the same single process (a notebook) choose another mixed_precision.
+
+    The one use of accelerate's private API, and unavoidable: accelerate keeps its settings in a
+    process-wide singleton (AcceleratorState) that refuses a changed setting and offers no public way
+    to clear it (its own tests call the same private `_reset_state`). Only a single-process run
+    resets it; a torchrun process is one run and never gets here twice."""
     from accelerate.state import AcceleratorState, PartialState
 
     if AcceleratorState._shared_state and PartialState().num_processes == 1:
