@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 torch = pytest.importorskip("torch")
+
+from train_support import write_train_config  # noqa: E402
 
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.config import load_config  # noqa: E402
@@ -33,25 +34,8 @@ pytestmark = pytest.mark.slow
 
 
 def write_config(path: Path, output_dir: Path, **values) -> Path:
-    """A training config: defaults for a short cheap run, overridden by `values` (None drops a key)."""
-    flat = {
-        "pretrained_model_name_or_path": "builtin:tiny-sd",
-        "train_data_dir": "builtin:shapes",
-        "resolution": 32,
-        "train_batch_size": 2,
-        "learning_rate": 1e-3,
-        "text_encoder_lr": 5e-4,
-        "lr_scheduler": "cosine",
-        "lr_warmup_steps": 3,
-        "max_train_steps": 10,
-        "seed": 7,
-        "output_dir": str(output_dir),
-        "output_name": "lora",
-    }
-    flat.update(values)
-    flat = {k: v for k, v in flat.items() if v is not None}
-    path.write_text(tomli_w.dumps({"training_arguments": flat}), encoding="utf-8")
-    return path
+    """This module's short run (None drops a key)."""
+    return write_train_config(path, output_dir, {}, **values)
 
 
 def read_log(output_dir: Path) -> list[dict[str, str]]:

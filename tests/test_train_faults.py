@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
+
+from train_support import write_train_config  # noqa: E402
 
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.train import checkpoint as ckpt  # noqa: E402
@@ -28,26 +29,23 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
 
 
+FAULT_RUN = {"text_encoder_lr": 0.0, "lr_warmup_steps": 1, "max_train_steps": 4, "save_every_n_steps": 2}
+
+
 def write_config(path: Path, output_dir: Path, **values) -> Path:
-    flat = {
-        "pretrained_model_name_or_path": "builtin:tiny-sd",
-        "train_data_dir": "builtin:shapes",
-        "resolution": 32,
-        "train_batch_size": 2,
-        "learning_rate": 1e-3,
-        "text_encoder_lr": 0.0,
-        "lr_scheduler": "cosine",
-        "lr_warmup_steps": 1,
-        "max_train_steps": 4,
-        "save_every_n_steps": 2,
-        "seed": 7,
-        "output_dir": str(output_dir),
-        "output_name": "lora",
-    }
-    flat.update(values)
-    flat = {k: v for k, v in flat.items() if v is not None}
-    path.write_text(tomli_w.dumps({"training_arguments": flat}), encoding="utf-8")
-    return path
+    """This module's short run (None drops a key)."""
+    return write_train_config(path, output_dir, FAULT_RUN, **values)
+
+
+def start_training(config: Path) -> subprocess.Popen:
+    """`lora-sched train CONFIG` in a child process (stderr kept for the test's messages)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lora_sched", "train", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -237,13 +235,7 @@ def test_resume_latest_never_continues_a_stale_checkpoint_of_another_schedule(ru
 def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(tmp_path, capsys):
     out = tmp_path / "run"
     config = write_config(tmp_path / "c.toml", out, max_train_steps=30, save_every_n_steps=None)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "lora_sched", "train", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=ENV,
-        text=True,
-    )
+    first = start_training(config)
     lock, deadline = out / ".lora-sched.lock", time.monotonic() + 240
     while first.poll() is None and time.monotonic() < deadline:
         if lock.exists() and f'"pid": {first.pid}' in lock.read_text():
@@ -272,13 +264,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_a_signal_saves_a_checkpoint_then_resume_is_bit_identical(uninterrupted, tmp_path, signum):
     out = tmp_path / "run"
     config = write_config(tmp_path / "c.toml", out, max_train_steps=60, save_every_n_steps=None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lora_sched", "train", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=ENV,
-        text=True,
-    )
+    proc = start_training(config)
     log, deadline = out / "train_log.csv", time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
         if log.exists() and log.read_text(encoding="utf-8").count("\n") >= 3:  # header + 2 steps

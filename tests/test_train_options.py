@@ -10,32 +10,19 @@ import stat
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
+
+from train_support import write_train_config  # noqa: E402
 
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.config.writer import current_umask  # noqa: E402
 
 
 def write_config(path: Path, output_dir: Path, **values) -> Path:
-    flat = {
-        "pretrained_model_name_or_path": "builtin:tiny-sd",
-        "train_data_dir": "builtin:shapes",
-        "resolution": 32,
-        "train_batch_size": 2,
-        "learning_rate": 1e-3,
-        "text_encoder_lr": 5e-4,
-        "lr_scheduler": "cosine",
-        "lr_warmup_steps": 1,
-        "max_train_steps": 3,
-        "seed": 7,
-        "output_dir": str(output_dir),
-    }
-    flat.update(values)
-    path.write_text(tomli_w.dumps(flat), encoding="utf-8")
-    return path
+    """This module's short run (None drops a key)."""
+    return write_train_config(path, output_dir, {"lr_warmup_steps": 1, "max_train_steps": 3}, section=None, **values)
 
 
 def _line_of(path: Path, key: str) -> int:
