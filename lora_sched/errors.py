@@ -67,15 +67,15 @@ def problem(key: str, expected: str, found: object, hint: str = "", severity: Se
     return Problem(key=key, expected=expected, found=describe_value(found), hint=hint, severity=severity)
 
 
-def too_many(items: Sized) -> str:
+def too_many(items: Sized) -> Raw:
     """`found` for a list over its cap: its length, not its items."""
     return raw(f"{len(items):,} items")
 
 
 def describe_value(value: object) -> str:
     """How a found value is shown: TOML-ish literal plus its type where the type is the mistake."""
-    if isinstance(value, str) and value.startswith("\0"):
-        return value[1:]  # pre-formatted description
+    if isinstance(value, Raw):
+        return value.text
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, str):
@@ -91,9 +91,15 @@ def describe_value(value: object) -> str:
     return repr(value)
 
 
-def raw(text: str) -> str:
+class Raw(NamedTuple):
+    """A `found` text already formatted as a message shows it: `describe_value` adds no quotes or type."""
+
+    text: str
+
+
+def raw(text: str) -> Raw:
     """Mark a `found` text as already formatted (no type suffix added)."""
-    return "\0" + text
+    return Raw(text)
 
 
 def finite_number(value: object) -> float | None:

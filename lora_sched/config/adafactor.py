@@ -75,7 +75,7 @@ def check_adafactor(
                 problems.append(
                     problem(
                         "optimizer_args.warmup_init",
-                        raw(f"{wanted} (as lr_scheduler_args.warmup_init, so the preview shows the real steps)"),
+                        f"{wanted} (as lr_scheduler_args.warmup_init, so the preview shows the real steps)",
                         raw(repr(warmup_init)),
                         f"set warmup_init={warmup_init} in lr_scheduler_args too",
                     )
@@ -84,7 +84,7 @@ def check_adafactor(
         problems.append(
             problem(
                 "lr_scheduler",
-                raw('"adafactor" with Adafactor(relative_step=True), which ignores any other schedule'),
+                '"adafactor" with Adafactor(relative_step=True), which ignores any other schedule',
                 lr_scheduler,
                 'set lr_scheduler = "adafactor", or add "relative_step=False" (and a learning_rate) to optimizer_args',
             )

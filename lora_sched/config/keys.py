@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
 from lora_sched.config import optimizers
-from lora_sched.errors import Problem, did_you_mean, problem, range_text, raw, too_many
+from lora_sched.errors import Problem, Raw, did_you_mean, problem, range_text, raw, too_many
 from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, MAX_STEPS
 
 KeyKind = Literal[
@@ -208,7 +208,7 @@ LORA_SUFFIX = ".safetensors"
 _WINDOWS_INVALID = set('<>:"|?*')
 
 
-def _shown(value: str) -> str:
+def _shown(value: str) -> str | Raw:
     """A string as a message shows it: control characters escaped (a NUL would end the line in a terminal)."""
     return raw(repr(value) + " (a string)") if any(ord(c) < 32 for c in value) else value
 

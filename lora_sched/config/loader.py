@@ -270,8 +270,6 @@ class _Loader:
         if _split_key(p.key)[0] in self.flag_values:  # a value from the command line, not the file
             flat = _split_key(p.key)[0]
             return p.located(key="--" + flat.replace("_", "-") + p.key[len(flat) :])
-        if p.expected.startswith("\0"):  # raw() belongs to `found`; tolerate it in `expected`
-            p = p._replace(expected=p.expected[1:])
         flat, rest = _split_key(p.key)
         if flat not in self.where:
             line = None

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
-from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem
+from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem, raw
 from lora_sched.schedules.durations import (
     MAX_STEPS,
     TimeContext,
@@ -107,6 +107,18 @@ class ScheduleRequest:
 
     def key_for(self, param: str) -> str:
         return self.arg_keys.get(param, f"lr_scheduler_args.{param}")
+
+
+class CurveChange(NamedTuple):
+    """One difference between the curves of two schedules: `what` (a field, or ``params.NAME``) went
+    from `old` to `new` (values as `ResolvedSchedule.to_dict` records them)."""
+
+    what: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.old!r} -> {self.new!r}"
 
 
 class ResolvedSchedule(NamedTuple):
@@ -206,8 +218,8 @@ class ResolvedSchedule(NamedTuple):
             requested_name=str(data.get("name")),
         )
 
-    def curve_changes(self, other: ResolvedSchedule) -> list[str]:
-        """What differs between the curves of two schedules, as 'what: old -> new' lines.
+    def curve_changes(self, other: ResolvedSchedule) -> list[CurveChange]:
+        """What differs between the curves of two schedules (`str()` of each reads 'what: old -> new').
 
         The run length is not part of the curve: a longer run over the same horizon is the same
         schedule (only hold_after_horizon decides what happens past it).
@@ -216,11 +228,11 @@ class ResolvedSchedule(NamedTuple):
         changes = []
         for key in ("name", "warmup", "horizon", "warmup_start", "warmup_type", "hold_after_horizon", "base_lr"):
             if mine[key] != theirs[key]:
-                changes.append(f"{key}: {mine[key]!r} -> {theirs[key]!r}")
+                changes.append(CurveChange(key, mine[key], theirs[key]))
         for key in sorted(set(mine["params"]) | set(theirs["params"])):
             old, new = mine["params"].get(key), theirs["params"].get(key)
             if old != new:
-                changes.append(f"params.{key}: {old!r} -> {new!r}")
+                changes.append(CurveChange(f"params.{key}", old, new))
         return changes
 
 
@@ -470,7 +482,7 @@ def _resolve_params(
                 problem(
                     request.key_for(param.name),
                     f"{spec.name} needs `{param.name}`: {param.expected()}",
-                    "\0nothing",
+                    raw("nothing"),
                     param.doc,
                 )
             )
@@ -505,4 +517,4 @@ def _unknown_arg(spec: ScheduleSpec, name: str, value: Any, key: str) -> Problem
         else:
             hint = f"{spec.name} takes no arguments"
     expected = f"an argument of {spec.name}" if spec.params else f"no arguments ({spec.name} takes none)"
-    return problem(key, expected, f"\0`{name}` = {value!r}", hint)
+    return problem(key, expected, raw(f"`{name}` = {value!r}"), hint)

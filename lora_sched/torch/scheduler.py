@@ -211,10 +211,8 @@ def schedule_changes(
 ) -> list[Problem]:
     """One problem per changed curve parameter (from `ResolvedSchedule.curve_changes`)."""
     changes = []
-    for line in saved.curve_changes(current):
-        what, _, values = line.partition(": ")
-        old, _, new = values.partition(" -> ")
-        changes.append(_change(what, old, new))
+    for change in saved.curve_changes(current):
+        changes.append(_change(change.what, repr(change.old), repr(change.new)))
     if saved_base_lrs is not None and current_base_lrs is not None:
         current_f = [float(b) for b in current_base_lrs]
         if len(saved_base_lrs) != len(current_f):

@@ -339,7 +339,7 @@ def identity_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> li
             out.append(
                 problem(
                     key,
-                    raw(f"{saved.get(key)!r} (as in the checkpoint)"),
+                    f"{saved.get(key)!r} (as in the checkpoint)",
                     raw(f"{current.get(key)!r} in the current config"),
                     "restore the value the run started with, or start a new run in another output_dir",
                 )

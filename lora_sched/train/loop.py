@@ -788,7 +788,7 @@ def _notice_schedule_change(saved: ckpt.Checkpoint, resolved: Any) -> None:
     from lora_sched.schedules import ResolvedSchedule
 
     try:
-        changes = ResolvedSchedule.from_dict(saved.state["resolved"]).curve_changes(resolved)
+        changes = [str(c) for c in ResolvedSchedule.from_dict(saved.state["resolved"]).curve_changes(resolved)]
     except (KeyError, TypeError, ValueError):
         changes = ["(the checkpoint's schedule record is unreadable)"]
     if changes:
