@@ -9,10 +9,11 @@ import pytest
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
 from lora_sched.config import from_values, load_config, loads_config
-from lora_sched.config.args import parse_kv_list, parse_literal
+from lora_sched.config.args import KvItem, parse_kv_list, parse_literal, split_kv
 from lora_sched.config.keys import KEYS
 from lora_sched.config.locate import key_lines
 from lora_sched.errors import ConfigError
+from lora_sched.notebook.translate import flat_to_form
 from lora_sched.schedules import ScheduleRequest, TrainingShape, resolve
 
 ROOT = Path(__file__).parent.parent
@@ -180,6 +181,20 @@ def test_kohya_list_items_split_on_the_first_equals_and_read_literals() -> None:
     assert bad.key == "k[0]" and "step_rules='1:10,0.1'" in bad.hint
     assert parse_literal("1j") == (False, None)  # not a value TOML could hold
     assert parse_literal("[" * 5000 + "]" * 5000) == (False, None)
+
+
+def test_one_reader_splits_key_value_items_for_the_config_the_key_check_and_the_form() -> None:
+    assert split_kv(" betas = [0.9,0.99]") == KvItem("betas", " [0.9,0.99]")
+    assert split_kv("s='a=b'") == KvItem("s", "'a=b'") and split_kv("s='a=b'").literal() == (True, "a=b")
+    assert split_kv("no_equals") is None and split_kv(3) is None
+    # the key table's check and the list parser agree on what is an item
+    cfg = loads_config('optimizer_args = ["weight_decay=0.1", "betas=[0.9,0.99]"]')
+    assert cfg.optimizer_kwargs() == {"weight_decay": 0.1, "betas": [0.9, 0.99]}
+    with pytest.raises(ConfigError, match=r"optimizer_args\[1\]: expected a \"key=value\" string"):
+        loads_config('optimizer_args = ["weight_decay=0.1", "=3"]')
+    # the form reads a list the same way; text that is no literal stays text for the validator to name
+    form = flat_to_form({"lr_scheduler": "cosine", "lr_scheduler_args": ["num_cycles = 2", "min_lr_ratio=a b"]})
+    assert form["args"]["num_cycles"] == 2 and form["args"]["min_lr_ratio"] == "a b"
 
 
 def test_kohya_colab_rex_class_maps_to_rex() -> None:

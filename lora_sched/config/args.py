@@ -10,7 +10,7 @@ empty value is an error naming the item. Table form: typed TOML values, one leve
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from lora_sched.errors import Problem, problem, raw, too_many
 from lora_sched.schedules.durations import MAX_LIST_ITEMS
@@ -19,6 +19,27 @@ _BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _LITERAL_TYPES = (bool, int, float, str, list, type(None))
 #: Longest value text we hand to literal_eval (a deep or huge literal is never a scheduler arg).
 _MAX_VALUE_LEN = 10_000
+
+
+class KvItem(NamedTuple):
+    """One kohya "key=value" string split at its first "=": the key (stripped) and the value text."""
+
+    name: str
+    text: str
+
+    def literal(self) -> tuple[bool, Any]:
+        """(ok, value) of the value text, read as `parse_literal` reads it."""
+        return parse_literal(self.text)
+
+
+def split_kv(item: Any) -> KvItem | None:
+    """The one reader of kohya's "key=value" items (optimizer_args, lr_scheduler_args, the form's
+    fields): split at the FIRST "=", so ``betas=[0.9,0.99]`` and ``step_rules="1:10,0.1:20"`` keep
+    theirs. None for anything else (not a string, or no "=")."""
+    if not isinstance(item, str):
+        return None
+    name, eq, text = item.partition("=")
+    return KvItem(name.strip(), text) if eq else None
 
 
 def parse_literal(text: str) -> tuple[bool, Any]:
@@ -72,17 +93,17 @@ def parse_kv_list(items: Any, key: str) -> tuple[dict[str, Any], list[Problem], 
         if not isinstance(item, str):
             problems.append(problem(item_key, 'a "key=value" string', _shown(item), "quote the whole item"))
             continue
-        name, eq, text = item.partition("=")
-        name = name.strip()
-        if not eq:
+        kv = split_kv(item)
+        if kv is None:
             problems.append(
                 problem(item_key, 'a "key=value" string', _shown(item), f'write "{item.strip()[:40]}=VALUE"')
             )
             continue
+        name, text = kv
         if not name:
             problems.append(problem(item_key, 'a "key=value" string with a non-empty key', _shown(item)))
             continue
-        ok, value = parse_literal(text)
+        ok, value = kv.literal()
         if not ok:
             hint = "values are Python literals: 0.5, 3, True, 'text', [100, 200]"
             if text.strip() and text.strip()[0] not in "'\"[(" and len(text) < 200:

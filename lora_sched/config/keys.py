@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
 from lora_sched.config import optimizers
+from lora_sched.config.args import split_kv
 from lora_sched.errors import Problem, Raw, did_you_mean, problem, range_text, raw, too_many
 from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, MAX_STEPS
 
@@ -156,7 +157,8 @@ class Key:
             if len(value) > MAX_LIST_ITEMS:
                 return problem(self.name, f"{self.expected()}, at most {MAX_LIST_ITEMS:,}", too_many(value))
             for i, item in enumerate(value):
-                if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
+                kv = split_kv(item)
+                if kv is None or not kv.name:
                     return problem(f"{self.name}[{i}]", 'a "key=value" string', item)
             return None
         if kind == "resolution":

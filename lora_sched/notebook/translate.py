@@ -391,13 +391,13 @@ def _scheduler_args(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, Mapping):
         return dict(value)
+    from lora_sched.config.args import KvItem, split_kv
+
     out = {}
     for item in value:
-        key, _, text = str(item).partition("=")
-        try:
-            out[key.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = text.strip()
+        kv = split_kv(str(item)) or KvItem(str(item).strip(), "")
+        ok, parsed = kv.literal()
+        out[kv.name] = parsed if ok else kv.text.strip()  # the field shows the text; validating names the error
     return out
 
 
