@@ -168,6 +168,9 @@ def format_value(value: Any) -> str:
 Curve = Callable[[Any, Any], Any]
 #: A cross-parameter check on resolved values; returns problems (keyed by param name).
 Check = Callable[[Mapping[str, Any], Any], list[Problem]]
+#: How stock sd-scripts draws a schedule: (resolved schedule, number of processes) -> the kohya keys
+#: of a built-in lr_scheduler giving the identical curve, or None where none does.
+KohyaExport = Callable[[Any, int], "dict[str, Any] | None"]
 
 
 class ScheduleSpec(NamedTuple):
@@ -183,7 +186,9 @@ class ScheduleSpec(NamedTuple):
     accepts_warmup: bool = True
     warmup_note: str = ""
     check: Check | None = None
-    kohya_name: str | None = None
+    #: The export to a built-in sd-scripts lr_scheduler (see catalogue/_kohya.py); None: the kohya
+    #: export always runs this schedule through lora_sched's LoraSchedLR.
+    to_kohya: KohyaExport | None = None
     family: str = "decay"
     #: A parameter holding an absolute LR (REX's ``min_lr`` floor). When it is set, each param group's
     #: curve is drawn from that group's own base LR (`ResolvedSchedule.for_group`), not one shared m(s).

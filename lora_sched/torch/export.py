@@ -57,73 +57,12 @@ def _plain(value: Any) -> Any:
 
 
 def builtin_keys(rs: ResolvedSchedule, n: int) -> dict[str, Any] | None:
-    """kohya keys for a built-in sd-scripts name giving rs's exact curve with n processes, or None."""
-    p, w = rs.params, rs.warmup
+    """kohya keys for a built-in sd-scripts name giving rs's exact curve with n processes, or None:
+    the schedule's own `to_kohya` hook says (lora_sched.schedules.catalogue._kohya)."""
     if rs.horizon != rs.run_length:  # sd-scripts draws every curve over max_train_steps
         return None
-    plain_warmup = rs.warmup_type == "linear" and (w == 0 or rs.warmup_start == 0.0)
-    keys: dict[str, Any] = {"lr_warmup_steps": w * n}
-    name = rs.name
-    if name in ("constant", "constant_with_warmup"):
-        if not plain_warmup:
-            return None
-        return {"lr_scheduler": "constant_with_warmup" if w else "constant", "lr_warmup_steps": w * n}
-    if name == "linear":
-        if not plain_warmup or p["min_lr_ratio"] != 0.0:
-            return None
-        return {**keys, "lr_scheduler": "linear"}
-    if name in ("cosine", "cosine_with_min_lr"):
-        if not plain_warmup:
-            return None
-        if p["min_lr_ratio"] == 0.0 and name == "cosine":
-            args = {} if p["num_cycles"] == 1.0 else {"num_cycles": p["num_cycles"] / 2}
-            return {**keys, "lr_scheduler": "cosine", "lr_scheduler_args": args}
-        return {
-            **keys,
-            "lr_scheduler": "cosine_with_min_lr",
-            "lr_scheduler_num_cycles": p["num_cycles"],
-            "lr_scheduler_min_lr_ratio": p["min_lr_ratio"],
-        }
-    if name == "cosine_with_restarts":
-        if not plain_warmup or p["min_lr_ratio"] != 0.0 or p["restart_decay"] != 1.0 or p["cycle_warmup"] != 0:
-            return None
-        return {**keys, "lr_scheduler": "cosine_with_restarts", "lr_scheduler_num_cycles": p["num_cycles"]}
-    if name == "polynomial":
-        if not plain_warmup:
-            return None
-        return {
-            **keys,
-            "lr_scheduler": "polynomial",
-            "lr_scheduler_power": p["power"],
-            "lr_scheduler_args": {"lr_end": p["lr_end"]},
-        }
-    if name == "inverse_sqrt":
-        if not plain_warmup:
-            return None
-        return {**keys, "lr_scheduler": "inverse_sqrt", "lr_scheduler_timescale": p["timescale"] * n}
-    if name == "warmup_stable_decay":
-        # transformers' WSD warmup starts at min_lr_ratio and knows linear and cosine warmups
-        if w and rs.warmup_start != p["min_lr_ratio"]:
-            return None
-        return {
-            **keys,
-            "lr_scheduler": "warmup_stable_decay",
-            "lr_decay_steps": p["decay"] * n,
-            "lr_scheduler_num_cycles": 1,  # sd-scripts passes num_cycles / 2 = 0.5: one half-cosine
-            "lr_scheduler_min_lr_ratio": p["min_lr_ratio"],
-            "lr_scheduler_args": {"decay_type": p["decay_type"], "warmup_type": rs.warmup_type},
-        }
-    if name == "piecewise_constant":
-        if w:
-            return None  # sd-scripts gives piecewise_constant no warmup
-        from lora_sched.schedules.catalogue.discrete import parse_step_rules
-
-        bounds, values, last = parse_step_rules(p["step_rules"])
-        rules = ",".join(f"{v!r}:{b * n}" for v, b in zip(values, bounds)) + f",{last!r}"
-        return {"lr_scheduler": "piecewise_constant", "lr_warmup_steps": 0, "lr_scheduler_args": {"step_rules": rules}}
-    if name == "adafactor":  # Adafactor counts its own updates: the number of processes does not matter
-        return {"lr_scheduler": "adafactor", "lr_warmup_steps": 0}
-    return None
+    hook = rs.spec.to_kohya
+    return None if hook is None else hook(rs, n)
 
 
 def lora_sched_lr_args(rs: ResolvedSchedule, n: int) -> dict[str, Any]:

@@ -22,6 +22,11 @@ def adafactor_curve(s: Any, rs: Any) -> Any:
     return rho / rs.base_lr
 
 
+def _adafactor_to_kohya(rs: Any, n: int) -> dict[str, Any]:
+    """Adafactor counts its own updates: the number of processes does not matter."""
+    return {"lr_scheduler": "adafactor", "lr_warmup_steps": 0}
+
+
 register(
     ScheduleSpec(
         name="adafactor",
@@ -44,7 +49,7 @@ register(
             "(Adafactor's default) each tensor's real step is rho(s) x max(1e-3, RMS(tensor)).",
             "Adafactor ignores learning_rate, unet_lr and text_encoder_lr when relative_step=True.",
         ),
-        kohya_name="adafactor",
+        to_kohya=_adafactor_to_kohya,
         family="constant",
     )
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_sched._lazy import np
+from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import min_lr_ratio, num_cycles_float
 from lora_sched.schedules.evaluate import floor_scale, progress
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
@@ -18,6 +19,23 @@ def cosine_curve(s: Any, rs: Any) -> Any:
     x += 1.0
     x *= 0.5
     return floor_scale(x, rs.params["min_lr_ratio"])
+
+
+def _cosine_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    """sd-scripts' cosine is diffusers' (num_cycles halved, no floor); with a floor, cosine_with_min_lr."""
+    if not plain_warmup(rs):
+        return None
+    p = rs.params
+    if p["min_lr_ratio"] == 0.0 and rs.name == "cosine":
+        args = {} if p["num_cycles"] == 1.0 else {"num_cycles": p["num_cycles"] / 2}
+        return with_warmup(rs, n, lr_scheduler="cosine", lr_scheduler_args=args)
+    return with_warmup(
+        rs,
+        n,
+        lr_scheduler="cosine_with_min_lr",
+        lr_scheduler_num_cycles=p["num_cycles"],
+        lr_scheduler_min_lr_ratio=p["min_lr_ratio"],
+    )
 
 
 _CYCLES_GOTCHA = (
@@ -41,7 +59,7 @@ register(
             "sd-scripts ignores lr_scheduler_num_cycles and lr_scheduler_min_lr_ratio for cosine (a value other "
             "than the default loads with a warning); set num_cycles / min_lr_ratio in lr_scheduler_args.",
         ),
-        kohya_name="cosine",
+        to_kohya=_cosine_to_kohya,
         family="cosine",
     )
 )
@@ -54,7 +72,7 @@ register(
         curve=cosine_curve,
         reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes)",
         gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),
-        kohya_name="cosine_with_min_lr",
+        to_kohya=_cosine_to_kohya,
         family="cosine",
     )
 )

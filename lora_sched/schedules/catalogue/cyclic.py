@@ -6,6 +6,7 @@ from typing import Any
 
 from lora_sched._lazy import np
 from lora_sched.errors import Problem, problem
+from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr, min_lr_ratio, num_cycles_int, restart_decay
 from lora_sched.schedules.evaluate import floor_scale, progress
 from lora_sched.schedules.spec import REQUIRED, Check, Param, ScheduleSpec, register
@@ -61,6 +62,14 @@ def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
+def _restarts_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    """diffusers' hard restarts: no floor, no decay of the peaks, no warmup in each cycle."""
+    p = rs.params
+    if not plain_warmup(rs) or p["min_lr_ratio"] != 0.0 or p["restart_decay"] != 1.0 or p["cycle_warmup"] != 0:
+        return None
+    return with_warmup(rs, n, lr_scheduler="cosine_with_restarts", lr_scheduler_num_cycles=p["num_cycles"])
+
+
 register(
     ScheduleSpec(
         name="cosine_with_restarts",
@@ -78,7 +87,7 @@ register(
             "diffusers drops to 0 after the horizon; here the final value (the floor) holds.",
         ),
         check=_check_cycle_warmup,
-        kohya_name="cosine_with_restarts",
+        to_kohya=_restarts_to_kohya,
         family="cyclic",
     )
 )

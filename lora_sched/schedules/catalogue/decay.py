@@ -6,6 +6,7 @@ from typing import Any
 
 from lora_sched._lazy import np
 from lora_sched.errors import Problem, problem
+from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import decay_type, min_lr_ratio
 from lora_sched.schedules.evaluate import decay_shape, floor_scale, progress
 from lora_sched.schedules.spec import Param, ScheduleSpec, register
@@ -14,6 +15,13 @@ from lora_sched.schedules.spec import Param, ScheduleSpec, register
 def constant_curve(s: Any, rs: Any) -> Any:
     """m(s) = 1"""
     return np.ones_like(s)
+
+
+def _constant_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    """sd-scripts refuses a warmup with `constant`: a warmup is written as constant_with_warmup."""
+    if not plain_warmup(rs):
+        return None
+    return {"lr_scheduler": "constant_with_warmup" if rs.warmup else "constant", "lr_warmup_steps": rs.warmup * n}
 
 
 register(
@@ -25,7 +33,7 @@ register(
         reference="diffusers get_constant_schedule; SambaFlow fixed_lr",
         aliases={"fixed_lr": {}},
         gotchas=("sd-scripts refuses a warmup with `constant`: the kohya export writes constant_with_warmup instead.",),
-        kohya_name="constant",
+        to_kohya=_constant_to_kohya,
         family="constant",
     )
 )
@@ -37,7 +45,7 @@ register(
         params=(),
         curve=constant_curve,
         reference="diffusers get_constant_schedule_with_warmup",
-        kohya_name="constant_with_warmup",
+        to_kohya=_constant_to_kohya,
         family="constant",
     )
 )
@@ -46,6 +54,12 @@ register(
 def linear_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r)(1 - p)"""
     return floor_scale(1.0 - progress(s, rs), rs.params["min_lr_ratio"])
+
+
+def _linear_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    if not plain_warmup(rs) or rs.params["min_lr_ratio"] != 0.0:
+        return None
+    return with_warmup(rs, n, lr_scheduler="linear")
 
 
 register(
@@ -57,7 +71,7 @@ register(
         reference="diffusers get_linear_schedule_with_warmup; SambaFlow polynomial_decay_schedule_with_warmup",
         aliases={"polynomial_decay_schedule_with_warmup": {}},
         gotchas=("SambaFlow calls this 'polynomial' decay although it is linear.",),
-        kohya_name="linear",
+        to_kohya=_linear_to_kohya,
     )
 )
 
@@ -85,6 +99,18 @@ def _check_polynomial(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
+def _polynomial_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    if not plain_warmup(rs):
+        return None
+    return with_warmup(
+        rs,
+        n,
+        lr_scheduler="polynomial",
+        lr_scheduler_power=rs.params["power"],
+        lr_scheduler_args={"lr_end": rs.params["lr_end"]},
+    )
+
+
 register(
     ScheduleSpec(
         name="polynomial",
@@ -109,7 +135,7 @@ register(
             "In kohya GUIs the same number field means `power` here and cycles elsewhere.",
         ),
         check=_check_polynomial,
-        kohya_name="polynomial",
+        to_kohya=_polynomial_to_kohya,
     )
 )
 
@@ -164,6 +190,12 @@ def _default_timescale(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
+def _inverse_sqrt_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    if not plain_warmup(rs):
+        return None
+    return with_warmup(rs, n, lr_scheduler="inverse_sqrt", lr_scheduler_timescale=rs.params["timescale"] * n)
+
+
 register(
     ScheduleSpec(
         name="inverse_sqrt",
@@ -183,7 +215,7 @@ register(
         curve=inverse_sqrt_curve,
         reference="transformers get_inverse_sqrt_schedule",
         check=_default_timescale,
-        kohya_name="inverse_sqrt",
+        to_kohya=_inverse_sqrt_to_kohya,
     )
 )
 
@@ -217,6 +249,22 @@ def wsd_curve(s: Any, rs: Any) -> Any:
 
 _DECAY = Param("decay", "duration", "length D of the final decay", default=0.2, kohya_key="lr_decay_steps")
 
+def _wsd_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    """transformers' WSD warmup starts at min_lr_ratio and knows linear and cosine warmups."""
+    p = rs.params
+    if rs.warmup and rs.warmup_start != p["min_lr_ratio"]:
+        return None
+    return with_warmup(
+        rs,
+        n,
+        lr_scheduler="warmup_stable_decay",
+        lr_decay_steps=p["decay"] * n,
+        lr_scheduler_num_cycles=1,  # sd-scripts passes num_cycles / 2 = 0.5: one half-cosine
+        lr_scheduler_min_lr_ratio=p["min_lr_ratio"],
+        lr_scheduler_args={"decay_type": p["decay_type"], "warmup_type": rs.warmup_type},
+    )
+
+
 register(
     ScheduleSpec(
         name="warmup_stable_decay",
@@ -232,7 +280,7 @@ register(
             'linear: set decay_type = "cosine" for the sd-scripts curve.',
         ),
         check=_check_decay_fits,
-        kohya_name="warmup_stable_decay",
+        to_kohya=_wsd_to_kohya,
     )
 )
 

@@ -39,6 +39,15 @@ def _check_step_rules(text: str) -> str | None:
     return None
 
 
+def _piecewise_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+    """diffusers' piecewise_constant, its step bounds x n processes; sd-scripts gives it no warmup."""
+    if rs.warmup:
+        return None
+    bounds, values, last = parse_step_rules(rs.params["step_rules"])
+    rules = ",".join(f"{v!r}:{b * n}" for v, b in zip(values, bounds)) + f",{last!r}"
+    return {"lr_scheduler": "piecewise_constant", "lr_warmup_steps": 0, "lr_scheduler_args": {"step_rules": rules}}
+
+
 def piecewise_constant_curve(s: Any, rs: Any) -> Any:
     """m(s) = value of the first rule (sorted by step) whose step > s, else the last value"""
     bounds, values, last = parse_step_rules(rs.params["step_rules"])
@@ -63,7 +72,7 @@ register(
         curve=piecewise_constant_curve,
         reference="diffusers get_piecewise_constant_schedule",
         gotchas=("Each rule's value holds until (not including) its step; steps count from 0, warmup included.",),
-        kohya_name="piecewise_constant",
+        to_kohya=_piecewise_to_kohya,
         family="discrete",
     )
 )
