@@ -98,8 +98,8 @@ def test_each_image_is_opened_once_per_command(tmp_path: Path, verb: str, monkey
     touch_images(data / "5_cat", 4)
     touch_images(data / "2_dog", 3)
     opened: list[str] = []
-    real = dataset.unreadable
-    monkeypatch.setattr(dataset, "unreadable", lambda path: opened.append(path) or real(path))
+    real = dataset.read_head
+    monkeypatch.setattr(dataset, "read_head", lambda path, sizes: opened.append(path) or real(path, sizes))
     if verb == "form":  # one form update: the TOML is written, loaded and previewed
         pytest.importorskip("numpy")
         from lora_sched.notebook import translate

@@ -32,13 +32,21 @@ import os
 from typing import Any, NamedTuple
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
+from lora_sched.config.buckets import (
+    BUCKET_DEFAULTS,
+    BucketRules,
+    BucketSettings,
+    Size,
+    bucket_batches,
+    bucket_counts,
+    resolution_size,
+)
+from lora_sched.config.image_head import ImageHead, read_head
 from lora_sched.errors import Problem, problem, raw
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 #: The spellings sd-scripts globs for (lower and upper case only).
 _EXTENSION_SPELLINGS = IMAGE_EXTENSIONS + tuple(e.upper() for e in IMAGE_EXTENSIONS)
-#: First bytes of the formats an image file may hold (PIL reads by content, not by extension).
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 #: sd-scripts' defaults for the dataset_config values the count and training read.
 KOHYA_SUBSET_DEFAULTS = {"num_repeats": 1, "is_reg": False, "caption_extension": ".caption", "class_tokens": None}
 KOHYA_DATASET_DEFAULTS = {"batch_size": 1, "validation_split": 0.0}
@@ -55,6 +63,7 @@ class Subset(NamedTuple):
     class_tokens: str | None = None
     caption_extension: str | None = None
     is_reg: bool = False
+    sizes: list[Size | None] | None = None  # (width, height) of each image, read when bucketing needs them
 
     @property
     def name(self) -> str:
@@ -67,12 +76,14 @@ class Subset(NamedTuple):
 
 
 class Dataset(NamedTuple):
-    """One batched dataset: its subsets, batch size, resolution (None: the config's) and validation split."""
+    """One batched dataset: its subsets, batch size, resolution (None: the config's), validation split
+    and bucketing (None: off)."""
 
     subsets: list[Subset]
     batch_size: int
     resolution: Any = None
     validation_split: float = 0.0
+    buckets: BucketSettings | None = None
 
     def train_samples(self) -> int:
         return sum(s.repeats * _kept(len(s.images), self.validation_split) for s in self.subsets if not s.is_reg)
@@ -82,7 +93,33 @@ class Dataset(NamedTuple):
         train = self.train_samples()
         return train + reg_samples(train, [s for s in self.subsets if s.is_reg])
 
+    def bucketed(self) -> bool:
+        """Whether images go to several buckets here (bucketing on and every image's size known)."""
+        return bool(
+            self.buckets is not None
+            and self.buckets.enable_bucket
+            and all(s.sizes is not None and None not in s.sizes for s in self.subsets if s.images)
+        )
+
+    def image_repeats(self) -> list[tuple[Subset, int, int]]:
+        """(subset, image index, repeats) of every image an epoch reads: the training images kept by
+        the validation split, then the regularisation images with sd-scripts' balanced repeats."""
+        split = self.validation_split
+        train = [(s, i, s.repeats) for s in self.subsets if not s.is_reg for i in range(_kept(len(s.images), split))]
+        reg = [(s, i, s.repeats) for s in self.subsets if s.is_reg for i in range(len(s.images))]
+        balanced = reg_repeats(sum(r for _, _, r in train), [r for _, _, r in reg])
+        return train + [(s, i, r) for (s, i, _), r in zip(reg, balanced) if r > 0]
+
+    def bucket_counts(self) -> dict[Size, int]:
+        """Samples per bucket (bucketed() must hold)."""
+        assert self.buckets is not None
+        rules = BucketRules(self.buckets)
+        return bucket_counts((rules.place(s.sizes[i]).bucket, r) for s, i, r in self.image_repeats())  # type: ignore[index]
+
     def batches(self) -> int:
+        """Batches per epoch: each bucket is batched apart (one bucket without bucketing)."""
+        if self.bucketed():
+            return bucket_batches(self.bucket_counts().values(), self.batch_size)
         return math.ceil(self.samples() / self.batch_size)
 
 
@@ -111,17 +148,26 @@ def _kept(images: int, validation_split: float) -> int:
 
 
 def reg_samples(train_samples: int, reg: list[Subset]) -> int:
-    """Regularisation samples per epoch: sd-scripts registers reg images (with their repeats) one by
-    one until they reach the training samples, then adds one repeat per image in turn until they do."""
-    infos = [s.repeats for s in reg for _ in s.images]
-    if not infos or train_samples == 0:
-        return 0
+    """Regularisation samples per epoch (see reg_repeats)."""
+    return sum(reg_repeats(train_samples, [s.repeats for s in reg for _ in s.images]))
+
+
+def reg_repeats(train_samples: int, repeats: list[int]) -> list[int]:
+    """The repeats each regularisation image gets: sd-scripts registers them (with their own
+    repeats) one by one until they reach the training samples (the rest get 0); when all are
+    registered short of it, it adds one repeat per image in turn until they reach it."""
+    given = [0] * len(repeats)
     n = 0
-    for repeats in infos:
-        n += repeats
+    for i, r in enumerate(repeats):
         if n >= train_samples:
-            return n
-    return train_samples  # the later rounds add one sample at a time until n == train_samples
+            return given
+        given[i], n = r, n + r
+    while repeats and n < train_samples:
+        for i in range(len(given)):
+            if n >= train_samples:
+                break
+            given[i], n = given[i] + 1, n + 1
+    return given
 
 
 # -- listing folders ---------------------------------------------------------------------------
@@ -168,26 +214,17 @@ def scan_concepts(train_data_dir: str) -> tuple[list[Subset], list[str]]:
     return folders, skipped
 
 
-def unreadable(path: str) -> str | None:
-    """Why an image file cannot be decoded, judged from its first bytes; None when it may be an image.
+def read_heads(subsets: list[Subset], sizes: bool) -> dict[str, ImageHead]:
+    """Each image's header, read once: whether it may be an image and, with `sizes`, its size."""
+    return {path: read_head(path, sizes) for s in subsets for path in s.images}
+
+
+def image_problems(subsets: list[Subset], key: str, heads: dict[str, ImageHead]) -> list[Problem]:
+    """An error naming the files of `subsets` that no image decoder can read (empty, or not an image).
 
     A file that passes can still be damaged further on: training decodes every image before its
     first step and stops naming any that fails."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as exc:
-        return f"cannot be opened ({exc.strerror or exc})"
-    if not head:
-        return "an empty file (0 bytes)"
-    if head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return None
-    return f"not an image (it starts with {head[:8]!r})"
-
-
-def image_problems(subsets: list[Subset], key: str) -> list[Problem]:
-    """An error naming the files of `subsets` that no image decoder can read (empty, or not an image)."""
-    bad = [(path, why) for s in subsets for path in s.images if (why := unreadable(path)) is not None]
+    bad = [(path, why) for s in subsets for path in s.images if (why := heads[path].unreadable) is not None]
     if not bad:
         return []
     shown = ", ".join(f"{path} ({why})" for path, why in bad[:_SHOWN])
@@ -202,13 +239,58 @@ def image_problems(subsets: list[Subset], key: str) -> list[Problem]:
     ]
 
 
+def with_sizes(dataset: Dataset, heads: dict[str, ImageHead], key: str) -> tuple[Dataset, list[Problem]]:
+    """The dataset with each image's size (when it buckets), and an error for settings sd-scripts
+    refuses or images no bucket holds; sizes a header does not give are read with PIL when present."""
+    settings = dataset.buckets
+    if settings is None or not settings.enable_bucket:
+        return dataset, []
+    refused = settings.problem()
+    if refused:
+        name, why = refused
+        return dataset, [problem(name, f"bucket settings sd-scripts accepts ({key})", raw(why))]
+    subsets = [s._replace(sizes=[heads[p].size or _decoded_size(p) for p in s.images]) for s in dataset.subsets]
+    dataset = dataset._replace(subsets=subsets)
+    rules, bad = BucketRules(settings), []
+    for s in subsets:
+        for path, size in zip(s.images, s.sizes or []):
+            if size is None:
+                continue  # unreadable: reported by image_problems, or found by training
+            try:
+                rules.place(size)
+            except ValueError as exc:
+                bad.append(f"{path} ({exc})")
+    if not bad:
+        return dataset, []
+    shown = ", ".join(bad[:_SHOWN]) + (f", and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else "")
+    return dataset, [problem(key, "images a bucket can hold", raw(shown), "remove them or lower bucket_reso_steps")]
+
+
+def _decoded_size(path: str) -> Size | None:
+    """An image's size from PIL (a format the header reader does not know), None without PIL."""
+    try:
+        from PIL import Image  # only for such a file
+    except ImportError:
+        return None
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # PIL raises many kinds for a damaged file; training reports it by name
+        return None
+
+
 # -- the three sources -------------------------------------------------------------------------
 def folder_plan(
-    train_data_dir: str, batch_size: int, reg_data_dir: str | None = None, check_images: bool = True
+    train_data_dir: str,
+    batch_size: int,
+    reg_data_dir: str | None = None,
+    check_images: bool = True,
+    buckets: BucketSettings | None = None,
 ) -> DataPlan | NoData:
     """The DreamBooth-layout folder (or builtin:shapes) train_data_dir names, with the regularisation
     folders of reg_data_dir (the same layout) in the same dataset, as sd-scripts reads them;
-    check_images: read each image's first bytes (see image_problems)."""
+    check_images: read each image's first bytes (see image_problems), and its size when `buckets`
+    is on (builtin:shapes is drawn at the resolution: one bucket)."""
     key = "train_data_dir"
     if train_data_dir == BUILTIN_DATA:
         return DataPlan(BUILTIN_DATA, [], BUILTIN_SHAPES_SIZE, math.ceil(BUILTIN_SHAPES_SIZE / batch_size), [])
@@ -222,11 +304,15 @@ def folder_plan(
             skipped += reg_skipped
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         return NoData(f'train_data_dir "{train_data_dir}" cannot be read ({exc})', [])
-    dataset = Dataset(folders, batch_size)
+    dataset = Dataset(folders, batch_size, buckets=buckets)
     skipped_notes = [problem(key, "N_concept/ folders", raw(n), severity="notice") for n in skipped]
     if not dataset.samples():  # the skipped folders say why
         return NoData(f'train_data_dir "{train_data_dir}" holds no image in N_concept/ folders', skipped_notes)
-    problems = image_problems(folders, key) if check_images else []
+    problems = []
+    if check_images:
+        heads = read_heads(folders, sizes=buckets is not None and buckets.enable_bucket)
+        dataset, problems = with_sizes(dataset, heads, key)
+        problems = image_problems(folders, key, heads) + problems
     problems += skipped_notes
     return DataPlan(f'train_data_dir "{train_data_dir}"', [dataset], dataset.samples(), dataset.batches(), problems)
 
@@ -264,7 +350,15 @@ def dataset_config_plan(path: str, fallback: dict[str, Any], check_images: bool 
     read = [s for d in datasets if d.train_samples() for s in d.subsets]  # reg images alone are not read
     problems = reader.problems
     if check_images:
-        problems = problems + [p.located(file=path) for p in image_problems(read, "image_dir")]
+        heads = read_heads(read, sizes=any(d.buckets is not None and d.buckets.enable_bucket for d in datasets))
+        found = image_problems(read, "image_dir", heads)
+        # a dataset of regularisation images alone is not read (sd-scripts never loads it)
+        sized = [
+            with_sizes(d, heads, f"datasets[{i}]") if d.train_samples() else (d, []) for i, d in enumerate(datasets)
+        ]
+        datasets = [d for d, _ in sized]
+        found += [p for _, ps in sized for p in ps]
+        problems = problems + [p.located(file=path) for p in found]
     batches = sum(d.batches() for d in datasets)
     return DataPlan(f'dataset_config "{path}"', datasets, samples, batches, problems, key=key)
 
@@ -350,6 +444,7 @@ class _DatasetConfigReader:
         batch = self.value("batch_size", tables, int, KOHYA_DATASET_DEFAULTS["batch_size"])
         split = self.value("validation_split", tables, (int, float), 0.0)
         resolution = self.value("resolution", tables, (int, list, str), None)
+        buckets = self.buckets(tables, resolution)
         if batch < 1:
             self.error(f"datasets[{i}].batch_size", _EXPECTED["batch_size"], batch)
             batch = 1
@@ -369,7 +464,16 @@ class _DatasetConfigReader:
                 continue
             seen.add(subset.path)
             subsets.append(subset)
-        return Dataset(subsets, batch, resolution, float(split))
+        return Dataset(subsets, batch, resolution, float(split), buckets)
+
+    def buckets(self, tables: list[tuple[str, dict]], resolution: Any) -> BucketSettings | None:
+        """The dataset's bucketing (dataset -> general -> the training config -> sd-scripts' defaults);
+        None when its resolution is unreadable (reported by training, which needs it)."""
+        size = resolution_size(resolution)
+        if size is None:
+            return None
+        found = {k: self.value(k, tables, type(d), d) for k, d in BUCKET_DEFAULTS.items()}
+        return BucketSettings(size, **found)
 
     def subset(self, where: str, tables: list[tuple[str, dict]]) -> Subset | None:
         image_dir = tables[0][1].get("image_dir")
@@ -409,7 +513,21 @@ _EXPECTED = {
     "caption_extension": "a string",
     "validation_split": "a number in [0, 1]",
     "resolution": "an int or [width, height]",
+    "enable_bucket": "true or false",
+    "bucket_no_upscale": "true or false",
+    "min_bucket_reso": "an int (pixels)",
+    "max_bucket_reso": "an int (pixels)",
+    "bucket_reso_steps": "an int >= 1 (pixels)",
 }
+
+
+def config_buckets(values: dict[str, Any]) -> BucketSettings | None:
+    """The training config's bucketing (for train_data_dir); None when its resolution is unreadable."""
+    size = resolution_size(values.get("resolution"))
+    if size is None:
+        return None
+    found = {k: d if values.get(k) is None else values[k] for k, d in BUCKET_DEFAULTS.items()}
+    return BucketSettings(size, **found)
 
 
 def plan_data(
@@ -431,10 +549,11 @@ def plan_data(
     found: DataPlan | NoData
     if config_path:
         # the training config is the last lookup before sd-scripts' defaults: only what it sets
-        fallback = {"batch_size": batch, **{k: values[k] for k in ("resolution", "caption_extension") if k in given}}
+        passed = ("resolution", "caption_extension", *BUCKET_DEFAULTS)
+        fallback = {"batch_size": batch, **{k: values[k] for k in passed if k in given}}
         found = dataset_config_plan(str(config_path), fallback, check_images)
     elif "train_data_dir" in given:
-        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir, check_images)
+        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir, check_images, config_buckets(values))
     else:
         found = NoData("no data is named: neither train_data_dir nor dataset_config is set", [])
     if size is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lora_sched.config.args import parse_kv_list
+from lora_sched.config.buckets import BUCKET_DEFAULTS
 from lora_sched.config.dataset import DataPlan, NoData, plan_data
 from lora_sched.config.keys import KEY_BY_NAME
 from lora_sched.errors import ConfigError, Problem
@@ -111,6 +112,8 @@ class LoraConfig:
             v["train_batch_size"],
             given,
             reg,
+            v["resolution"],
+            tuple(v[k] for k in BUCKET_DEFAULTS),
         )
         if self._data is None or self._data[0] != key:
             self._data = (key, plan_data(v, set(self.sections), reg_data_dir=reg))
