@@ -231,3 +231,13 @@ def test_bucket_settings_sd_scripts_refuses_are_errors(tmp_path: Path) -> None:
         "got 640 (on the steps), above the resolution's shorter side 512"
     )
     assert loads_config(text + "min_bucket_reso = 300\n").data().batches == 1  # 300 rounds down to 256
+
+
+def test_whole_float_sizes_as_kohya_ss_gui_presets_write_them(tmp_path: Path) -> None:
+    write_sizes(tmp_path / "data" / "1_x", [(1920, 1080), (800, 800)])
+    text = f"train_data_dir = {str(tmp_path / 'data')!r}\nresolution = 512\nenable_bucket = true\n"
+    text += "train_batch_size = 2\n"
+    cfg = loads_config(text + "bucket_reso_steps = 64.0\nmax_bucket_reso = 2048.0\n")
+    assert cfg.data().batches == 2 and cfg.data().datasets[0].buckets.bucket_reso_steps == 64
+    with pytest.raises(ConfigError, match=r"bucket_reso_steps: expected bucket settings .* got 64.5: a whole number"):
+        loads_config(text + "bucket_reso_steps = 64.5\n")

@@ -49,6 +49,10 @@ class BucketSettings(NamedTuple):
         """(key, why) when sd-scripts refuses these settings (its asserts at start-up), else None."""
         if not self.enable_bucket:
             return None
+        for key in ("min_bucket_reso", "max_bucket_reso", "bucket_reso_steps"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                return key, f"{value!r}: a whole number of pixels"
         if self.bucket_reso_steps < 1:
             return "bucket_reso_steps", f"{self.bucket_reso_steps}: it must be at least 1"
         low, high = self.min_max()
@@ -78,6 +82,11 @@ class Placement(NamedTuple):
     @property
     def crop_left_top(self) -> Size:
         return (self.resized[0] - self.bucket[0]) // 2, (self.resized[1] - self.bucket[1]) // 2
+
+
+def whole(value: object) -> object:
+    """A whole float (64.0, as kohya_ss GUI presets write sizes) as its int; anything else as it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def resolution_size(value: object) -> Size | None:

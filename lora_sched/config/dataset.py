@@ -40,6 +40,7 @@ from lora_sched.config.buckets import (
     bucket_batches,
     bucket_counts,
     resolution_size,
+    whole,
 )
 from lora_sched.config.image_head import ImageHead, read_head
 from lora_sched.errors import Problem, problem, raw
@@ -526,7 +527,7 @@ def config_buckets(values: dict[str, Any]) -> BucketSettings | None:
     size = resolution_size(values.get("resolution"))
     if size is None:
         return None
-    found = {k: d if values.get(k) is None else values[k] for k, d in BUCKET_DEFAULTS.items()}
+    found = {k: d if values.get(k) is None else whole(values[k]) for k, d in BUCKET_DEFAULTS.items()}
     return BucketSettings(size, **found)
 
 
@@ -550,7 +551,7 @@ def plan_data(
     if config_path:
         # the training config is the last lookup before sd-scripts' defaults: only what it sets
         passed = ("resolution", "caption_extension", *BUCKET_DEFAULTS)
-        fallback = {"batch_size": batch, **{k: values[k] for k in passed if k in given}}
+        fallback = {"batch_size": batch, **{k: whole(values[k]) for k in passed if k in given}}
         found = dataset_config_plan(str(config_path), fallback, check_images)
     elif "train_data_dir" in given:
         found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir, check_images, config_buckets(values))

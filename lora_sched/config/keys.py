@@ -507,9 +507,20 @@ KEYS: tuple[Key, ...] = (
         False,
         nullable=False,
     ),
-    _k("min_bucket_reso", "int", D, "smallest bucket side (rounded down to bucket_reso_steps)", 256, low=1, high=65_536),
-    _k("max_bucket_reso", "int", D, "largest bucket side (rounded up to bucket_reso_steps)", 1024, low=1, high=65_536),
-    _k("bucket_reso_steps", "int", D, "bucket sides are multiples of this", 64, low=1, high=8192),
+    # whole numbers; kohya_ss GUI presets write them as floats (64.0), read as the int
+    _k(
+        "min_bucket_reso",
+        "float",
+        D,
+        "smallest bucket side (rounded down to bucket_reso_steps)",
+        256,
+        low=1,
+        high=65_536,
+    ),
+    _k(
+        "max_bucket_reso", "float", D, "largest bucket side (rounded up to bucket_reso_steps)", 1024, low=1, high=65_536
+    ),
+    _k("bucket_reso_steps", "float", D, "bucket sides are multiples of this", 64, low=1, high=8192),
     _k(
         "bucket_no_upscale",
         "bool",
