@@ -324,7 +324,7 @@ def test_without_the_torch_adapter_custom_classes_load_but_do_not_preview(monkey
 
     from lora_sched.config import preview
 
-    monkeypatch.setitem(sys.modules, "lora_sched.torch.custom", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "lora_sched.torch.preview", None)  # import raises ImportError
     cfg = loads_config('lr_scheduler_type = "StepLR"\nlr_scheduler_args = ["step_size=3"]\nmax_train_steps = 9')
     assert cfg.scheduler_type == "StepLR"
     with pytest.raises(ConfigError) as info:

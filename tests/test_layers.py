@@ -46,7 +46,7 @@ KNOWN_VIOLATIONS = {
     ("lora_sched.config.loader", "lora_sched.torch"),
     # `preview` of a custom torch class steps it over a dummy optimizer (torch.custom.preview_lrs);
     # same inversion as above.
-    ("lora_sched.config.preview", "lora_sched.torch.custom"),
+    ("lora_sched.config.preview", "lora_sched.torch.preview"),
 }
 
 

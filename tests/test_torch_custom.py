@@ -13,12 +13,8 @@ torch = pytest.importorskip("torch")
 from lora_sched.config import loads_config  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.torch import build_scheduler  # noqa: E402
-from lora_sched.torch.custom import (  # noqa: E402
-    WarmupThen,
-    check_scheduler_type,
-    preview_lrs,
-    preview_multipliers,
-)
+from lora_sched.torch.custom import WarmupThen, check_scheduler_type  # noqa: E402
+from lora_sched.torch.preview import preview_lrs, preview_multipliers  # noqa: E402
 
 TEMPLATE = """[optimizer_arguments]
 learning_rate = 1e-3
@@ -109,6 +105,19 @@ def _plain_torch(cls: str, args: list[str], steps: int) -> np.ndarray:
     kwargs = parse_kv_list(args, "a")[0]
     opt = _optimizer()
     return _step(opt, getattr(torch.optim.lr_scheduler, cls)(opt, **kwargs), steps)
+
+
+def test_warmup_then_is_initialised_as_a_torch_scheduler():
+    opt = _optimizer()
+    sched = WarmupThen(opt, "CyclicLR", warmup=4, base_lr=1e-5, max_lr=1e-3, step_size_up=5)
+    # LRScheduler.__init__ ran: the groups record their initial LR, the counters start at update 0
+    assert [g["initial_lr"] for g in opt.param_groups] == [1e-5, 1e-5]  # CyclicLR's own, as alone
+    assert (sched.last_epoch, sched._step_count, sched.base_lrs) == (0, 1, [1e-3, 5e-4])
+    assert sched.get_last_lr() == [0.0, 0.0]  # warmup_start 0
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr() == [1e-5, 1e-5] == sched.inner.get_last_lr()  # the class's LR at its step 0
 
 
 @pytest.mark.parametrize("cls", sorted(set(VALID) - {"ReduceLROnPlateau"}))  # plateau: tests at the end
@@ -300,7 +309,7 @@ def test_a_class_that_raises_mid_run_is_a_validate_error_naming_the_step(raises_
 
 
 def test_past_the_dry_run_budget_validate_notes_it_and_preview_and_export_refuse(raises_at, monkeypatch, tmp_path):
-    import lora_sched.torch.custom as custom
+    import lora_sched.torch.custom.checks as custom
     from lora_sched.cli import main
 
     monkeypatch.setattr(custom, "DRY_RUN_STEPS", 20)

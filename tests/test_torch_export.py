@@ -158,7 +158,7 @@ def test_custom_torch_class_with_warmup_is_wrapped():
     flat = _flat(doc)
     assert flat["lr_scheduler_type"] == WARMUP_THEN
     got = kohya_lrs(doc)
-    from lora_sched.torch.custom import preview_lrs
+    from lora_sched.torch.preview import preview_lrs
 
     want = preview_lrs("StepLR", {"step_size": 6, "gamma": 0.5}, [LR, TE_LR], 40, warmup=5)
     np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
@@ -200,7 +200,7 @@ def test_cli_export_writes_the_file(tmp_path, capsys):
 def test_exported_file_loads_back_with_the_same_curve(tmp_path):
     cfg = _config("rex", 5, 90, "", "'num_cycles=3', 'restart_decay=0.9', 'cycle_warmup=4'")
     again = loads_config(export_kohya(cfg), source="exported.toml")
-    from lora_sched.torch.custom import preview_multipliers
+    from lora_sched.torch.preview import preview_multipliers
 
     np.testing.assert_allclose(preview_multipliers(again), cfg.resolve().multipliers(), rtol=0, atol=1e-15)
     # an export for 2 processes previews (and trains in lora-sched, one step() per update) the same curve

@@ -316,7 +316,7 @@ def test_fresh_run_into_a_folder_with_checkpoints_sets_them_aside(tmp_path, caps
 
 
 def test_adafactor_schedule_and_custom_torch_class_follow_their_preview(tmp_path):
-    from lora_sched.torch.custom import preview_lrs as custom_preview
+    from lora_sched.torch.preview import preview_lrs as custom_preview
 
     ada_out, cos_out = tmp_path / "ada", tmp_path / "cos"
     ada = write_config(

@@ -128,7 +128,7 @@ def _custom_lrs(cfg: LoraConfig, rs: Any, steps: int) -> tuple[Any, dict[str, An
     pass of the class over a dummy optimizer holding all of them (a class with absolute LR
     arguments, such as OneCycleLR's max_lr, gives each group the LR it really gets)."""
     try:
-        from lora_sched.torch.custom import preview_lrs  # type: ignore[attr-defined]
+        from lora_sched.torch.preview import preview_lrs
     except ImportError:
         raise ConfigError(
             cfg.locate(

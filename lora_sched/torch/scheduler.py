@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -24,9 +24,6 @@ from torch.optim.lr_scheduler import LRScheduler
 from lora_sched.errors import ConfigError, Problem, problem, raw
 from lora_sched.schedules import ResolvedSchedule, ScheduleRequest, resolve
 from lora_sched.schedules.spec import ADAPTER_FRAME_KEYS
-
-if TYPE_CHECKING:
-    from lora_sched.config import LoraConfig
 
 #: Steps evaluated per NumPy call; one block of Python floats is cached at a time.
 BLOCK = 8192
@@ -307,32 +304,3 @@ def _resolve_flat(optimizer: Optimizer, kwargs: dict[str, Any]) -> ResolvedSched
         renamed["lr_warmup_steps"] = "lr_scheduler_args.warmup"
         renamed["lr_scheduler"] = "lr_scheduler_args.schedule"
         raise ConfigError([p.located(key=renamed.get(p.key, p.key)) for p in exc.problems]) from None
-
-
-def build_scheduler(
-    config_or_resolved: LoraConfig | ResolvedSchedule,
-    optimizer: Optimizer,
-    *,
-    trust_scheduler_code: bool = False,
-    **kwargs: Any,
-) -> LRScheduler | Any:
-    """The torch scheduler for a config or a resolved schedule, stepped once per optimizer update.
-
-    A `LoraConfig` with ``lr_scheduler_type`` set builds that torch class (warmup composed in
-    front, see `lora_sched.torch.custom`); ``adafactor`` builds `AdafactorLR`; every other
-    schedule builds `LoraSchedLR`. Extra keyword arguments go to the scheduler class.
-    """
-    if isinstance(config_or_resolved, ResolvedSchedule):
-        resolved = config_or_resolved
-    else:
-        cfg = config_or_resolved
-        if getattr(cfg, "scheduler_type", None):
-            from lora_sched.torch.custom import build_custom_scheduler
-
-            return build_custom_scheduler(cfg, optimizer, trust=trust_scheduler_code, **kwargs)
-        resolved = cfg.resolve()
-    if resolved.name == "adafactor":
-        from lora_sched.torch.adafactor import AdafactorLR
-
-        return AdafactorLR(optimizer, resolved=resolved, **kwargs)
-    return LoraSchedLR(optimizer, resolved=resolved, **kwargs)

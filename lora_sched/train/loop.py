@@ -685,25 +685,10 @@ def _loss(
 
 
 def _build_scheduler(cfg: Any, resolved: Any, optimizer: Any, trust: bool) -> Any:
-    """LoraSchedLR (or AdafactorLR) over the schedule resolved with the real steps per epoch; a
-    custom torch class (lr_scheduler_type) with the resolved warmup composed in front."""
-    if getattr(cfg, "scheduler_type", None):
-        from lora_sched.torch.custom import build_scheduler_class
-
-        v = cfg.values
-        return build_scheduler_class(
-            cfg.scheduler_type,
-            cfg.scheduler_type_args,
-            optimizer,
-            resolved.warmup,
-            resolved.warmup_start,
-            resolved.warmup_type,
-            int(v.get("plateau_every") or 10),
-            trust,
-        )
+    """The scheduler over the schedule resolved with the real steps per epoch (torch's one factory)."""
     from lora_sched.torch import build_scheduler
 
-    return build_scheduler(resolved, optimizer)
+    return build_scheduler(cfg, optimizer, resolved=resolved, trust_scheduler_code=trust)
 
 
 def _current_lrs(scheduler: Any, optimizer: Any) -> list[float]:
