@@ -13,10 +13,17 @@ import numpy as np
 import pytest
 
 from lora_sched.config import dumps_config, load_config, loads_config
+from lora_sched.config.keys import KEYS
 from lora_sched.errors import ConfigError
 from lora_sched.notebook import SchedulerForm, quick_settings
 from lora_sched.notebook.form import param_hint
-from lora_sched.notebook.translate import form_to_flat, param_defaults, param_field_kind
+from lora_sched.notebook.translate import (
+    DEFAULTS,
+    TRAINING_DEFAULTS,
+    form_to_flat,
+    param_defaults,
+    param_field_kind,
+)
 from lora_sched.schedules import Param, all_specs, get_spec
 
 NAMES = [s.name for s in all_specs()]
@@ -385,3 +392,12 @@ def test_the_training_section_is_titled_on_every_ipywidgets():
     form = SchedulerForm(quick_settings("cosine"))
     (accordion,) = [c for c in form.widget.children if isinstance(c, ipywidgets.Accordion)]
     assert accordion.get_title(0) == "Model, data and output"
+
+
+def test_the_forms_training_fields_start_at_the_key_tables_defaults():
+    form_keys = [key for key in KEYS if "form" in key.roles]
+    assert {key.name for key in form_keys} == set(TRAINING_DEFAULTS)
+    assert {"resolution", "optimizer_args", "train_data_dir", "network_dim"} <= set(TRAINING_DEFAULTS)
+    flat = form_to_flat(DEFAULTS)
+    for key in form_keys:  # an empty optimizer_args field is not written: the key's default, []
+        assert flat.get(key.name, []) == key.default, key.name

@@ -36,6 +36,14 @@ KeyKind = Literal[
     "path",
 ]
 
+#: What a key feeds besides its own value; every list of keys a consumer needs is derived from these.
+#: "schedule": the LR schedule itself, which `export --kohya` rewrites from the resolved schedule.
+#: "global": one of kohya's global scheduler keys: it feeds a schedule parameter (Param.kohya_key).
+#: "data": the data the run reads, on which an epoch is counted.
+#: "curve": the resolved curve otherwise (the base LR, the batches per update).
+#: "form": a field of the notebook form, which starts at the key's default.
+Role = Literal["schedule", "global", "data", "curve", "form"]
+
 #: The sections we write, in order; any section name is accepted on read.
 SECTIONS = (
     "model_arguments",
@@ -55,6 +63,8 @@ class Key:
     ``resolution`` = int or "W,H";
     ``kv_list`` = kohya list of "key=value" strings; ``sched_args`` = lr_scheduler_args, list or table).
     low / high: inclusive bounds unless low_open / high_open. multiple_of: ints must divide by it.
+    roles: what else the key feeds (`Role`); sd_default: for kohya's global scheduler keys, the
+    value sd-scripts uses when the key is absent.
     """
 
     # A plain class rather than a dataclass: this table loads on every `validate`, whose start-up
@@ -73,7 +83,9 @@ class Key:
         "multiple_of",
         "name",
         "nullable",
+        "roles",
         "rule",
+        "sd_default",
         "section",
     )
 
@@ -95,11 +107,14 @@ class Key:
         allow_empty: bool = False,
         default_doc: str | None = None,
         rule: Callable[[Key, str], Problem | None] | None = None,
+        roles: tuple[Role, ...] = (),
+        sd_default: Any = None,
     ) -> None:
         self.name, self.kind, self.section, self.doc, self.default = name, kind, section, doc, default
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
         self.choices, self.multiple_of, self.nullable = choices, multiple_of, nullable
         self.allow_empty, self.default_doc, self.rule = allow_empty, default_doc, rule
+        self.roles, self.sd_default = frozenset(roles), sd_default
 
     def __repr__(self) -> str:
         return f"Key({self.name!r}, {self.kind!r}, default={self.default!r})"
@@ -313,9 +328,10 @@ KEYS: tuple[Key, ...] = (
         "base model: a local diffusers folder, or builtin:tiny-sd (a small model built offline)",
         BUILTIN_MODEL,
         nullable=False,
+        roles=("form",),
     ),
     # sd-scripts takes any rank; LyCORIS presets write 100000 for "full rank". The top is int32's.
-    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=2**31 - 1, nullable=False),
+    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=2**31 - 1, nullable=False, roles=("form",)),
     _k(
         "network_alpha",
         "float",
@@ -326,6 +342,7 @@ KEYS: tuple[Key, ...] = (
         low_open=True,
         high=100_000,
         nullable=False,
+        roles=("form",),
     ),
     _k(
         "network_train_unet_only",
@@ -353,8 +370,9 @@ KEYS: tuple[Key, ...] = (
         low_open=True,
         high=10,
         nullable=False,
+        roles=("curve",),
     ),
-    _k("unet_lr", "float", O, "UNet LoRA base LR", None, low=0, high=10, default_doc="learning_rate"),
+    _k("unet_lr", "float", O, "UNet LoRA base LR", None, low=0, high=10, default_doc="learning_rate", roles=("curve",)),
     _k(
         "text_encoder_lr",
         "floats",
@@ -373,19 +391,35 @@ KEYS: tuple[Key, ...] = (
         "optimizer name (sd-scripts names, torch.optim classes or a dotted path)",
         "AdamW",
         nullable=False,
+        roles=("form",),
     ),
     _k(
-        "optimizer_args", "kv_list", O, 'optimizer keyword arguments, kohya form ["key=value", ...]', [], nullable=False
+        "optimizer_args",
+        "kv_list",
+        O,
+        'optimizer keyword arguments, kohya form ["key=value", ...]',
+        [],
+        nullable=False,
+        roles=("form",),
     ),
     _k("max_grad_norm", "float", O, "gradient clipping norm (0 = off)", 1.0, low=0, high=1e6, nullable=False),
-    _k("lr_scheduler", "str", O, "schedule name or alias from `lora-sched list`", "constant", nullable=False),
-    _k("lr_warmup_steps", "duration", O, "warmup length", 0, nullable=False),
+    _k(
+        "lr_scheduler",
+        "str",
+        O,
+        "schedule name or alias from `lora-sched list`",
+        "constant",
+        nullable=False,
+        roles=("schedule",),
+    ),
+    _k("lr_warmup_steps", "duration", O, "warmup length", 0, nullable=False, roles=("schedule",)),
     _k(
         "lr_scheduler_type",
         "str",
         O,
         "a torch LR scheduler class (CosineAnnealingLR or a dotted path) instead of lr_scheduler",
         None,
+        roles=("schedule",),
     ),
     _k(
         "lr_scheduler_args",
@@ -394,6 +428,7 @@ KEYS: tuple[Key, ...] = (
         "schedule-specific arguments (see `lora-sched describe NAME`)",
         {},
         nullable=False,
+        roles=("schedule",),
     ),
     _k(
         "lr_scheduler_num_cycles",
@@ -405,6 +440,8 @@ KEYS: tuple[Key, ...] = (
         low_open=True,
         high=100_000,
         default_doc="1 (sd-scripts)",
+        roles=("schedule", "global"),
+        sd_default=1,
     ),
     _k(
         "lr_scheduler_power",
@@ -416,6 +453,8 @@ KEYS: tuple[Key, ...] = (
         low_open=True,
         high=1000,
         default_doc="1 (sd-scripts)",
+        roles=("schedule", "global"),
+        sd_default=1,
     ),
     _k(
         "lr_scheduler_min_lr_ratio",
@@ -426,9 +465,27 @@ KEYS: tuple[Key, ...] = (
         low=0,
         high=1,
         high_open=True,
+        roles=("schedule", "global"),
     ),
-    _k("lr_scheduler_timescale", "int", O, "kohya global key: inverse_sqrt timescale", None, low=1, high=MAX_STEPS),
-    _k("lr_decay_steps", "duration", O, "kohya global key: decay length (warmup_stable_decay, sqrt)", None),
+    _k(
+        "lr_scheduler_timescale",
+        "int",
+        O,
+        "kohya global key: inverse_sqrt timescale",
+        None,
+        low=1,
+        high=MAX_STEPS,
+        roles=("schedule", "global"),
+    ),
+    _k(
+        "lr_decay_steps",
+        "duration",
+        O,
+        "kohya global key: decay length (warmup_stable_decay, sqrt)",
+        None,
+        roles=("schedule", "global"),
+        sd_default=0,
+    ),
     _k(
         "max_train_steps",
         "int",
@@ -438,12 +495,51 @@ KEYS: tuple[Key, ...] = (
         low=1,
         high=MAX_STEPS,
         nullable=False,
+        roles=("schedule",),
     ),
-    _k("max_train_epochs", "int", T, "run length in epochs (overrides max_train_steps)", None, low=1, high=1_000_000),
-    _k("train_batch_size", "int", T, "images per batch per process", 1, low=1, high=65_536, nullable=False),
-    _k("gradient_accumulation_steps", "int", T, "batches per optimizer update", 1, low=1, high=65_536, nullable=False),
-    _k("seed", "int", T, "random seed", 42, low=0, high=2**32 - 1, nullable=False),
-    _k("mixed_precision", "choice", T, "mixed precision", "no", choices=("no", "fp16", "bf16"), nullable=False),
+    _k(
+        "max_train_epochs",
+        "int",
+        T,
+        "run length in epochs (overrides max_train_steps)",
+        None,
+        low=1,
+        high=1_000_000,
+        roles=("schedule",),
+    ),
+    _k(
+        "train_batch_size",
+        "int",
+        T,
+        "images per batch per process",
+        1,
+        low=1,
+        high=65_536,
+        nullable=False,
+        roles=("data", "form"),
+    ),
+    _k(
+        "gradient_accumulation_steps",
+        "int",
+        T,
+        "batches per optimizer update",
+        1,
+        low=1,
+        high=65_536,
+        nullable=False,
+        roles=("curve", "form"),
+    ),
+    _k("seed", "int", T, "random seed", 42, low=0, high=2**32 - 1, nullable=False, roles=("form",)),
+    _k(
+        "mixed_precision",
+        "choice",
+        T,
+        "mixed precision",
+        "no",
+        choices=("no", "fp16", "bf16"),
+        nullable=False,
+        roles=("form",),
+    ),
     _k("resume", "path", T, "checkpoint directory to resume from, or latest", None),
     _k(
         "output_dir",
@@ -453,6 +549,7 @@ KEYS: tuple[Key, ...] = (
         "output",
         nullable=False,
         rule=_check_folder,
+        roles=("form",),
     ),
     _k(
         "output_name",
@@ -462,6 +559,7 @@ KEYS: tuple[Key, ...] = (
         "lora",
         nullable=False,
         rule=_check_file_stem,
+        roles=("form",),
     ),
     _k("save_every_n_steps", "int", S, "checkpoint every N optimizer steps", None, low=1, high=MAX_STEPS),
     _k(
@@ -471,6 +569,7 @@ KEYS: tuple[Key, ...] = (
         "images in kohya layout (N_concept/ folders with .txt captions) or builtin:shapes",
         BUILTIN_DATA,
         nullable=False,
+        roles=("data", "form"),
     ),
     _k(
         "dataset_config",
@@ -478,6 +577,7 @@ KEYS: tuple[Key, ...] = (
         D,
         "kohya dataset config (TOML or JSON: [[datasets]], [[datasets.subsets]]); replaces train_data_dir",
         None,
+        roles=("data",),
     ),
     _k(
         "resolution",
@@ -488,6 +588,7 @@ KEYS: tuple[Key, ...] = (
         low=8,
         high=8192,
         nullable=False,  # no multiple here: sd-scripts trains "512,650" (its buckets round it)
+        roles=("form",),
     ),
     _k(
         "caption_extension",
@@ -536,6 +637,7 @@ KEYS: tuple[Key, ...] = (
         "horizon T the schedule is drawn over (default: the run length)",
         None,
         default_doc="the run length",
+        roles=("schedule",),
     ),
     _k(
         "samples_per_epoch",
@@ -545,8 +647,17 @@ KEYS: tuple[Key, ...] = (
         None,
         low=1,
         high=MAX_STEPS,
+        roles=("data",),
     ),
-    _k("hold_after_horizon", "bool", L, "hold the last LR for steps past the horizon", False, nullable=False),
+    _k(
+        "hold_after_horizon",
+        "bool",
+        L,
+        "hold the last LR for steps past the horizon",
+        False,
+        nullable=False,
+        roles=("schedule",),
+    ),
     _k(
         "warmup_start",
         "float",
@@ -556,8 +667,18 @@ KEYS: tuple[Key, ...] = (
         low=0,
         high=1,
         nullable=False,
+        roles=("schedule",),
     ),
-    _k("warmup_type", "choice", L, "shape of the warmup", "linear", choices=("linear", "cosine"), nullable=False),
+    _k(
+        "warmup_type",
+        "choice",
+        L,
+        "shape of the warmup",
+        "linear",
+        choices=("linear", "cosine"),
+        nullable=False,
+        roles=("schedule",),
+    ),
     _k(
         "scale_schedule_ratio",
         "float",
@@ -568,8 +689,17 @@ KEYS: tuple[Key, ...] = (
         low_open=True,
         high=1000,
         nullable=False,
+        roles=("schedule",),
     ),
-    _k("scale_warmup", "bool", L, "scale the warmup by scale_schedule_ratio too", False, nullable=False),
+    _k(
+        "scale_warmup",
+        "bool",
+        L,
+        "scale the warmup by scale_schedule_ratio too",
+        False,
+        nullable=False,
+        roles=("schedule",),
+    ),
     _k(
         "plateau_every",
         "int",
@@ -584,15 +714,17 @@ KEYS: tuple[Key, ...] = (
 
 KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 
+
+
+def keys_with(*roles: Role) -> tuple[str, ...]:
+    """The names of the keys with any of `roles`, in table order."""
+    wanted = frozenset(roles)
+    return tuple(k.name for k in KEYS if k.roles & wanted)
+
+
 #: kohya's global scheduler keys and the value sd-scripts uses when they are absent (its argparse
 #: defaults, lora_sched/data/kohya_keys.json). An absent key gives the schedule this value too.
-GLOBAL_SCHEDULER_KEYS: dict[str, Any] = {
-    "lr_scheduler_num_cycles": 1,
-    "lr_scheduler_power": 1,
-    "lr_scheduler_timescale": None,
-    "lr_scheduler_min_lr_ratio": None,
-    "lr_decay_steps": 0,
-}
+GLOBAL_SCHEDULER_KEYS: dict[str, Any] = {name: KEY_BY_NAME[name].sd_default for name in keys_with("global")}
 
 
 def defaults() -> dict[str, Any]:

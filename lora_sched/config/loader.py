@@ -19,7 +19,7 @@ from typing import Any
 
 from lora_sched.config.args import parse_scheduler_args
 from lora_sched.config.dataset import NoData
-from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults
+from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults, keys_with
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
@@ -34,30 +34,9 @@ else:  # pragma: no cover
 
 #: Keys whose values feed the schedule: when one of them is invalid, resolution is skipped
 #: (its own messages would only repeat the same mistake).
-_SCHEDULE_INPUTS = {
-    "learning_rate",
-    "unet_lr",
-    "lr_scheduler",
-    "lr_warmup_steps",
-    "lr_scheduler_type",
-    "lr_scheduler_args",
-    "max_train_steps",
-    "max_train_epochs",
-    "train_batch_size",
-    "gradient_accumulation_steps",
-    "train_data_dir",
-    "schedule_steps",
-    "hold_after_horizon",
-    "warmup_start",
-    "warmup_type",
-    "scale_schedule_ratio",
-    "scale_warmup",
-    *GLOBAL_SCHEDULER_KEYS,
-    "dataset_config",
-    "samples_per_epoch",
-}
+_SCHEDULE_INPUTS = frozenset(keys_with("schedule", "curve", "data"))
 #: Keys the data a run reads depends on: when one is invalid, the data is not counted.
-_DATA_INPUTS = {"train_data_dir", "dataset_config", "samples_per_epoch", "train_batch_size"}
+_DATA_INPUTS = frozenset(keys_with("data"))
 
 
 #: Largest config accepted, in bytes: real ones are a few KB; the cap bounds the time and memory of a check.

@@ -25,7 +25,8 @@ import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION, BUILTIN_SHAPES_SIZE
+from lora_sched.builtins import BUILTIN_SHAPES_SIZE
+from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEYS, Key, defaults
 from lora_sched.errors import ConfigError, problem
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, all_specs, lookup
 
@@ -33,62 +34,8 @@ if TYPE_CHECKING:
     from lora_sched.config import LoraConfig
     from lora_sched.schedules import TrainingShape
 
-#: Training keys the form edits, with the form's starting values (kohya names).
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "pretrained_model_name_or_path": BUILTIN_MODEL,
-    "train_data_dir": BUILTIN_DATA,
-    "output_dir": "output",
-    "output_name": "lora",
-    "resolution": str(BUILTIN_RESOLUTION),
-    "network_dim": 4,
-    "network_alpha": 1.0,
-    "train_batch_size": 1,
-    "gradient_accumulation_steps": 1,
-    "seed": 42,
-    "mixed_precision": "no",
-    "optimizer_type": "AdamW",
-    "optimizer_args": "",
-}
-
 #: Training keys typed into text fields and read with `parse_text` (resolution is 64 or "512,768").
 TEXT_PARSED_KEYS = ("resolution",)
-
-DEFAULTS: dict[str, Any] = {
-    "lr_scheduler": "cosine",
-    "args": {},
-    "warmup_mode": "steps",
-    "warmup_steps": 0,
-    "warmup_percent": 5.0,
-    "length_mode": "steps",
-    "max_train_steps": 1600,
-    "max_train_epochs": 10,
-    "num_images": BUILTIN_SHAPES_SIZE,
-    "num_repeats": 1,
-    "learning_rate": "1e-4",
-    "unet_lr": "",
-    "text_encoder_lr": "",
-    **TRAINING_DEFAULTS,
-    "extra": {},
-}
-
-#: Flat keys the form edits itself (everything else in a loaded file passes through unchanged).
-FORM_KEYS = frozenset(
-    {
-        *TRAINING_DEFAULTS,
-        "lr_scheduler",
-        "lr_scheduler_args",
-        "learning_rate",
-        "unet_lr",
-        "text_encoder_lr",
-        "lr_warmup_steps",
-        "max_train_steps",
-        "max_train_epochs",
-        "samples_per_epoch",
-    }
-)
-
-#: Keys whose text field may be left blank (blank = not set, the config default applies).
-OPTIONAL_TEXT_KEYS = ("unet_lr", "text_encoder_lr")
 
 
 def parse_text(text: Any) -> Any:
@@ -198,6 +145,56 @@ def param_defaults(spec: ScheduleSpec, alias_defaults: Mapping[str, Any] | None 
     """The form field values a schedule starts with (its spec defaults, or the alias's)."""
     alias_defaults = alias_defaults or {}
     return {p.name: param_field_value(p, alias_defaults.get(p.name, p.default)) for p in spec.params}
+
+
+def _form_start(key: Key) -> Any:
+    """A key's default as its form field holds it (text fields hold text)."""
+    if key.name in TEXT_PARSED_KEYS:
+        return _field_text(key.default)
+    if key.name == "optimizer_args":
+        return optimizer_args_text(key.default)
+    return key.default
+
+
+#: Training keys the form edits (the key table's "form" keys), with the form's starting values.
+TRAINING_DEFAULTS: dict[str, Any] = {key.name: _form_start(key) for key in KEYS if "form" in key.roles}
+
+DEFAULTS: dict[str, Any] = {
+    "lr_scheduler": "cosine",
+    "args": {},
+    "warmup_mode": "steps",
+    "warmup_steps": 0,
+    "warmup_percent": 5.0,
+    "length_mode": "steps",
+    "max_train_steps": 1600,
+    "max_train_epochs": 10,
+    "num_images": BUILTIN_SHAPES_SIZE,
+    "num_repeats": 1,
+    "learning_rate": "1e-4",
+    "unet_lr": "",
+    "text_encoder_lr": "",
+    **TRAINING_DEFAULTS,
+    "extra": {},
+}
+
+#: Flat keys the form edits itself (everything else in a loaded file passes through unchanged).
+FORM_KEYS = frozenset(
+    {
+        *TRAINING_DEFAULTS,
+        "lr_scheduler",
+        "lr_scheduler_args",
+        "learning_rate",
+        "unet_lr",
+        "text_encoder_lr",
+        "lr_warmup_steps",
+        "max_train_steps",
+        "max_train_epochs",
+        "samples_per_epoch",
+    }
+)
+
+#: Keys whose text field may be left blank (blank = not set, the config default applies).
+OPTIONAL_TEXT_KEYS = ("unet_lr", "text_encoder_lr")
 
 
 def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -374,15 +371,11 @@ def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def _kohya_value(flat: Mapping[str, Any], key: str) -> Any:
     """A kohya global key's value, or sd-scripts' default when absent (as the loader reads it)."""
-    from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS
-
     return flat[key] if flat.get(key) is not None else GLOBAL_SCHEDULER_KEYS.get(key)
 
 
 def config_defaults() -> dict[str, Any]:
     """Every config key's default (keys equal to it need not be carried through the form)."""
-    from lora_sched.config.keys import defaults
-
     return defaults()
 
 

@@ -24,6 +24,7 @@ import argparse
 import sys
 from typing import Any
 
+from lora_sched.config.keys import KEY_BY_NAME, keys_with
 from lora_sched.errors import ConfigError, problem
 from lora_sched.schedules import ResolvedSchedule
 
@@ -31,25 +32,7 @@ LORA_SCHED_LR = "lora_sched.torch.LoraSchedLR"
 WARMUP_THEN = "lora_sched.torch.WarmupThen"
 #: Keys the export rewrites or drops: sd-scripts does not know the [lora_sched] extensions, and the
 #: resolved schedule is written into kohya's own keys (re-reading them must not scale it twice).
-SCHEDULE_KEYS = (
-    "lr_scheduler",
-    "lr_warmup_steps",
-    "lr_decay_steps",
-    "lr_scheduler_num_cycles",
-    "lr_scheduler_power",
-    "lr_scheduler_min_lr_ratio",
-    "lr_scheduler_timescale",
-    "lr_scheduler_type",
-    "lr_scheduler_args",
-    "max_train_steps",
-    "max_train_epochs",
-    "schedule_steps",
-    "hold_after_horizon",
-    "warmup_start",
-    "warmup_type",
-    "scale_schedule_ratio",
-    "scale_warmup",
-)
+SCHEDULE_KEYS = keys_with("schedule")
 
 
 def _plain(value: Any) -> Any:
@@ -189,8 +172,6 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
             }
     keys.setdefault("lr_scheduler_args", {})
     _check_args_for_kohya(keys["lr_scheduler_args"], cfg)
-    from lora_sched.config.keys import KEY_BY_NAME
-
     values = {  # only what the source sets: lora_sched's own defaults (builtin model and data, ...) stay out
         k: v
         for k, v in cfg.values.items()
