@@ -18,6 +18,7 @@ from typing import Any, Literal
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
 from lora_sched.config import optimizers
 from lora_sched.config.args import split_kv
+from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLERS
 from lora_sched.errors import Problem, Raw, did_you_mean, problem, range_text, raw, too_many
 from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, MAX_STEPS
 
@@ -561,7 +562,59 @@ KEYS: tuple[Key, ...] = (
         rule=_check_file_stem,
         roles=("form",),
     ),
-    _k("save_every_n_steps", "int", S, "checkpoint every N optimizer steps", None, low=1, high=MAX_STEPS),
+    _k(
+        "save_every_n_steps",
+        "int",
+        S,
+        "write {output_name}-step{N:08d}.safetensors and a resume checkpoint every N optimizer steps",
+        None,
+        low=1,
+        high=MAX_STEPS,
+    ),
+    _k(
+        "save_every_n_epochs",
+        "int",
+        S,
+        "write {output_name}-{epoch:06d}.safetensors every N epochs (the last epoch is the final LoRA)",
+        None,
+        low=1,
+        high=1_000_000,
+    ),
+    _k("save_last_n_epochs", "int", S, "keep only the newest N per-epoch LoRA files", None, low=1, high=1_000_000),
+    _k(
+        "save_last_n_steps",
+        "int",
+        S,
+        "keep the per-step LoRA files of the last N steps only (older ones are removed)",
+        None,
+        low=1,
+        high=MAX_STEPS,
+    ),
+    _k(
+        "sample_prompts",
+        "path",
+        T,
+        "prompt file for sample images (.txt with --n --w --h --s --l --d options, .toml or .json)",
+        None,
+    ),
+    _k("sample_every_n_steps", "int", T, "sample images every N steps (0 or less: off)", None),
+    _k(
+        "sample_every_n_epochs",
+        "int",
+        T,
+        "sample images every N epochs (0 or less: off; overrides sample_every_n_steps)",
+        None,
+    ),
+    _k("sample_at_first", "bool", T, "sample images before the first step", False, nullable=False),
+    _k(
+        "sample_sampler",
+        "choice",
+        T,
+        "sampler (diffusers scheduler) for sample images",
+        DEFAULT_SAMPLER,
+        choices=SAMPLERS,
+        nullable=False,
+    ),
     _k(
         "train_data_dir",
         "path",

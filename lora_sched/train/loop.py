@@ -53,6 +53,8 @@ from lora_sched.train.optim import (
     set_optimizer_mode,
 )
 from lora_sched.train.options import check_network_module, tracker_settings
+from lora_sched.train.sampling import SamplePlan, draw_samples, sample_plan
+from lora_sched.train.saving import SavePlan, files_due, save_files, save_plan
 
 LOG_NAME = "train_log.csv"
 
@@ -200,6 +202,8 @@ class RunPlan(NamedTuple):
     mixed_precision: str
     max_grad_norm: float
     save_every: int | None
+    samples: SamplePlan | None  # sample images (sample_prompts and its timing keys)
+    saves: SavePlan  # LoRA files every N epochs / steps (save_every_n_*, save_last_n_*)
 
 
 def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
@@ -242,6 +246,8 @@ def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
         mixed_precision=str(v.get("mixed_precision") or "no"),
         max_grad_norm=float(v.get("max_grad_norm") or 0.0),
         save_every=int(save_every) if save_every else None,
+        samples=sample_plan(v, output_dir),
+        saves=save_plan(v, output_dir),
     )
 
 
@@ -432,6 +438,8 @@ def _run_steps(run: _Run, held: Any) -> tuple[int | None, int, float]:
     loss_value = float("nan")
     stop = held.enter_context(_StopSignals())
     stopping, done = False, run.start
+    if run.start == 0 and plan.samples and plan.samples.at_first:
+        _draw_samples(run, "e000000")  # sd-scripts' name for the images before training
     for step in range(run.start, resolved.run_length):
         epoch = step // run.steps_per_epoch
         lrs = _current_lrs(run.scheduler, run.optimizer)
@@ -443,6 +451,7 @@ def _run_steps(run: _Run, held: Any) -> tuple[int | None, int, float]:
         bar.update(1)
         bar.set_postfix(step=step, loss=f"{loss_value:.4f}", lr=f"{lrs[0]:.3g}", refresh=False)
         done = step + 1
+        _save_and_sample(run, done)
         stopping = stop.requested(accelerator)
         if done < resolved.run_length and (stopping or (plan.save_every and done % plan.save_every == 0)):
             if log is not None:
@@ -501,6 +510,26 @@ def _train_step(run: _Run, step: int) -> float:
     return loss_value
 
 
+def _save_and_sample(run: _Run, done: int) -> None:
+    """The LoRA files and sample images due after update `done` (both from the weights as they are now:
+    a schedule-free optimizer's evaluation weights, as for checkpoints)."""
+    plan, length = run.plan, run.resolved.run_length
+    point = plan.samples.point_after(done, run.steps_per_epoch, length) if plan.samples else None
+    files = files_due(plan.saves, done, run.steps_per_epoch, length)
+    if point is None and not files:  # every process decides alike: the weights swap on all or none
+        return
+    with evaluation_weights(run.optimizer):
+        if run.accelerator.is_main_process:
+            save_files(plan.saves, files, lambda path: _save_lora(run, done, path))
+        if point is not None:
+            _draw_samples(run, point)
+
+
+def _draw_samples(run: _Run, point: str) -> None:
+    draw_samples(run.plan.samples, run.model, run.accelerator, point)
+    run.accelerator.wait_for_everyone()
+
+
 def _finish(run: _Run, stopped: int | None, done: int, loss_value: float) -> TrainResult:
     """The final checkpoint and the LoRA file (with kohya's metadata); a stop before the last step
     raises TrainingInterrupted (its checkpoint was saved by the loop)."""
@@ -514,7 +543,7 @@ def _finish(run: _Run, stopped: int | None, done: int, loss_value: float) -> Tra
         run.save_checkpoint(final_step, (final_step - 1) // run.steps_per_epoch)
     out_file, main = plan.out_file, accelerator.is_main_process
     if main and (run.start < resolved.run_length or not out_file.exists()):
-        _save_lora(run, final_step)
+        _save_lora(run, final_step, out_file)
     accelerator.wait_for_everyone()
     if plan.tracker:
         accelerator.end_training()
@@ -523,7 +552,8 @@ def _finish(run: _Run, stopped: int | None, done: int, loss_value: float) -> Tra
     return TrainResult(out_file, final_step, loss_value, main)
 
 
-def _save_lora(run: _Run, final_step: int) -> None:
+def _save_lora(run: _Run, step: int, path: Path) -> None:
+    """The LoRA as it is after `step` updates, kohya keys and ss_* metadata, written atomically."""
     plan, v = run.plan, run.cfg.values
     metadata = _metadata(
         run.cfg,
@@ -532,14 +562,14 @@ def _save_lora(run: _Run, final_step: int) -> None:
         plan.group_lrs,
         run.data,
         run.steps_per_epoch,
-        final_step,
+        step,
         plan.optimizer_type,
         plan.width,
         plan.height,
         run.model.unet.config,
     )
     lora = to_kohya(lora_tensors(run.model, plan.train_te), float(v["network_alpha"]))
-    save_safetensors_atomic(lora, plan.out_file, metadata)
+    save_safetensors_atomic(lora, path, metadata)
 
 
 def check_epoch_length(cfg: Any, steps_per_epoch: int, procs: int) -> None:
