@@ -63,7 +63,9 @@ def test_samples_and_epoch_saves_leave_training_bit_identical(tmp_path):
     names = sorted(p.name for p in (with_out / "sample").glob("lora_*.png") if "contact_sheet" not in p.name)
     pattern = re.compile(r"^lora_(e00000[024])_(0[01])_\d{14}_(11|3)\.png$")
     assert [pattern.match(n).group(1, 2, 3) for n in names] == [
-        (point, index, seed) for point in ("e000000", "e000002", "e000004") for index, seed in (("00", "11"), ("01", "3"))
+        (point, index, seed)
+        for point in ("e000000", "e000002", "e000004")
+        for index, seed in (("00", "11"), ("01", "3"))
     ]
     sheet = with_out / "sample" / "lora_contact_sheet.png"
     from PIL import Image
