@@ -332,3 +332,25 @@ def test_without_the_torch_adapter_custom_classes_load_but_do_not_preview(monkey
     (p,) = info.value.problems
     assert (p.key, p.line) == ("lr_scheduler_type", 1)
     assert "torch adapter" in p.hint
+
+
+def test_where_keys_were_read_is_data_and_a_config_is_changed_only_by_copy() -> None:
+    from lora_sched.config.places import Place
+    from lora_sched.errors import problem
+
+    text = (
+        '[optimizer_arguments]\nlearning_rate = 1e-4\nlr_scheduler = "cosine"\n'
+        'lr_scheduler_args = [\n  "num_cycles=2",\n]\n'
+    )
+    cfg = loads_config(text, source="a.toml")
+    assert cfg.locations.places["lr_scheduler"] == Place("optimizer_arguments", ("optimizer_arguments", "lr_scheduler"))
+    found = problem("learning_rate", "a number", "x")
+    (located,) = cfg.locate([found])
+    assert (located.file, located.line, located.key) == ("a.toml", 2, "optimizer_arguments.learning_rate")
+    (arg,) = cfg.locate([problem("lr_scheduler_args.num_cycles", "a number", "x")])
+    assert (arg.line, arg.key) == (5, "optimizer_arguments.lr_scheduler_args.num_cycles")  # the item's own line
+    (flag,) = cfg.locations.with_overrides({"learning_rate": "--lr"}).locate([found])
+    assert (flag.file, flag.key) == (None, "--lr (learning_rate)")
+    changed = cfg.replace(warnings=[located])
+    assert cfg.warnings == [] and changed.warnings == [located] and changed.locations is cfg.locations
+    assert changed.resolve() == cfg.resolve()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from lora_sched.config.args import parse_scheduler_args
 from lora_sched.config.dataset import NoData
@@ -23,6 +23,7 @@ from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults,
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
+from lora_sched.config.places import DocLines, Locations, Place, bare_or_quoted, quoted, split_key
 from lora_sched.errors import ConfigError, Problem, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, lookup
@@ -206,79 +207,68 @@ def _toml_problem(exc: Exception, source: str, text: str) -> Problem:
     return Problem("", "valid TOML", message, hint, file=source, line=line)
 
 
+class _Choice(NamedTuple):
+    """The schedule a config asks for, once LoRA_Easy's classes are mapped and a custom class set aside."""
+
+    name: str  # the catalogue name ("constant" for a custom class: it supplies the curve)
+    args: dict[str, Any]  # the schedule's arguments, the global keys that feed it included
+    arg_keys: dict[str, str]  # argument -> the config key it came from, where not lr_scheduler_args
+    type_path: str | None  # a custom torch class (lr_scheduler_type)
+    type_args: dict[str, Any]  # the custom class's arguments, as written
+    spec: ScheduleSpec | None  # None: an unknown name (reported)
+
+
 class _Loader:
     def __init__(
         self, text: str, doc: dict[str, Any], source: str, trust: bool, data: dict[str, Any] | None = None
     ) -> None:
-        self.text, self.doc, self.source, self.trust = text, doc, source, trust
+        self.doc, self.source, self.trust = doc, source, trust
+        self.lines = DocLines(text)
         self.flag_values = {k: v for k, v in (data or {}).items() if v is not None}
-        self._lines: dict[tuple, int] | None = None
         self.problems: list[Problem] = []
         self.notes: list[Problem] = []
         self.given: dict[str, Any] = {}  # flat key -> value as written
-        self.where: dict[str, tuple[str | None, tuple]] = {}  # flat key -> (section, path in the document)
+        self.where: dict[str, Place] = {}  # flat key -> where it was read
         self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
         self.custom: Any = None  # lora_sched.torch.custom once a custom lr_scheduler_type built on a dummy optimizer
         self.extras: dict[str, tuple[str | None, Any]] = {}
         self.typos: dict[str, str] = {}  # an unknown key -> the known key it is a slip of
         self.quoted: set[str] = set()  # global scheduler keys given as a quoted number
 
-    # ---- locating -------------------------------------------------------------------------
-    @property
-    def lines(self) -> dict[tuple, int]:
-        """Key paths -> lines, scanned on first need (a clean file never needs them)."""
-        if self._lines is None:
-            from lora_sched.config.locate import key_lines
-
-            self._lines = key_lines(self.text)
-        return self._lines
-
     def line_of(self, path: tuple) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
-
-    def locate(self, problems: list[Problem]) -> list[Problem]:
-        return [self._locate_one(p) for p in problems]
-
-    def _locate_one(self, p: Problem) -> Problem:
-        if p.file is not None:
-            return p
-        if _split_key(p.key)[0] in self.flag_values:  # a value from the command line, not the file
-            flat = _split_key(p.key)[0]
-            return p.located(key="--" + flat.replace("_", "-") + p.key[len(flat) :])
-        flat, rest = _split_key(p.key)
-        if flat not in self.where:
-            line = None
-            if flat == "lr_scheduler_args":  # a missing required arg: point at the schedule
-                line = self.line_of(self.where.get("lr_scheduler", (None, ()))[1])
-            return p.located(file=self.source, line=line)
-        section, path = self.where[flat]
-        shown = p.key if _BARE_KEY.match(flat) else _quoted(flat) + p.key[len(flat) :]
-        display = shown if section is None else f"{_bare_or_quoted(section)}.{shown}"
-        doc_path = path + rest
-        if flat == "lr_scheduler_args" and rest and self.args_items:
-            name = rest[0]
-            if name in self.args_items:
-                doc_path = (*path, self.args_items[name])
-                display = f"{_bare_or_quoted(section) + '.' if section else ''}lr_scheduler_args.{name}"
-        return p.located(file=self.source, line=self.line_of(doc_path), key=display)
+        return self.lines.line_of(path)
 
     # ---- steps ----------------------------------------------------------------------------
     def run(self) -> LoraConfig:
+        self.check_size()
+        self.flatten()
+        values = self.check_values()
+        bad_inputs = self.bad_schedule_inputs()
+        config = self.first_config(values)
+        if not bad_inputs & _DATA_INPUTS:
+            self.data_problems(config, values)
+        choice, values = self.choose_schedule(values)
+        if choice.spec is None:
+            bad_inputs.add("lr_scheduler")
+        config = config.replace(
+            values=values,
+            scheduler_type=choice.type_path,
+            scheduler_type_args=choice.type_args if choice.type_path else None,
+            request=_request(values, choice),
+        )
+        self.check_schedule(config, choice, bad_inputs)
+        return self.finish(config)
+
+    def check_size(self) -> None:
         keys = _count_keys(self.doc)
         if keys > MAX_KEYS:
             raise ConfigError(Problem("", f"a config of at most {MAX_KEYS:,} keys", f"{keys:,} keys", file=self.source))
-        self.flatten()
-        values = self.check_values()
-        config = self.build(values)
-        errors = [p for p in self.problems if p.severity == "error"]
-        if errors:  # warnings ride along: they may explain the errors
-            raise ConfigError(_by_line(_dedupe(self.locate([p for p in self.problems if p.severity != "notice"]))))
-        config.warnings = _by_line(_dedupe(self.locate(self.problems + self.notes)))
-        return config
+
+    def finish(self, config: LoraConfig) -> LoraConfig:
+        """Raise every error (warnings ride along: they may explain them), or the config with its warnings."""
+        if any(p.severity == "error" for p in self.problems):
+            raise ConfigError(_by_line(_dedupe(config.locate([p for p in self.problems if p.severity != "notice"]))))
+        return config.replace(warnings=_by_line(_dedupe(config.locate(self.problems + self.notes))))
 
     def flatten(self) -> None:
         if not self.doc:
@@ -300,7 +290,7 @@ class _Loader:
             elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
                 self.problems.append(
                     Problem(
-                        _bare_or_quoted(top),
+                        bare_or_quoted(top),
                         "a [section] table",
                         f"an array of tables [[{top}]]",
                         f"write [{top}] with single brackets",
@@ -311,18 +301,18 @@ class _Loader:
             else:
                 self.add(top, value, None, (top,))
         for key, value in self.flag_values.items():  # the command line wins over the file
-            section = self.where.get(key, (None, ()))[0]
-            self.where[key] = (section, ())
+            section = self.where.get(key, Place(None, ())).section
+            self.where[key] = Place(section, ())
             self.given[key] = value
 
     def add(self, key: str, value: Any, section: str | None, path: tuple) -> None:
         if key in self.where:
             first_section, first_path = self.where[key]
-            first = f"{_bare_or_quoted(first_section) + '.' if first_section else ''}{_bare_or_quoted(key)}"
+            first = f"{bare_or_quoted(first_section) + '.' if first_section else ''}{bare_or_quoted(key)}"
             same = _same_value(self.given[key], value)
             self.problems.append(
                 Problem(
-                    f"{_bare_or_quoted(section) + '.' if section else ''}{_bare_or_quoted(key)}",
+                    f"{bare_or_quoted(section) + '.' if section else ''}{bare_or_quoted(key)}",
                     "each key once in the whole file (kohya flattens the sections)",
                     f"a second `{key}`{' with the same value' if same else ''}; "
                     f"the first is {first} at line {self.line_of(first_path)}",
@@ -335,7 +325,7 @@ class _Loader:
                 )
             )
             return
-        self.where[key] = (section, path)
+        self.where[key] = Place(section, path)
         self.given[key] = value
 
     def check_values(self) -> dict[str, Any]:
@@ -346,14 +336,14 @@ class _Loader:
                 self.check_ours(key, value, values)
             elif is_kohya_key(key):
                 unused.append(key)
-                self.extras[key] = (self.where[key][0], value)
+                self.extras[key] = (self.where[key].section, value)
             else:
                 found = self.unknown(key, value)
                 self.problems.append(found)
                 if found.severity != "error":  # kept, as sd-scripts keeps it: an export writes it back
-                    self.extras[key] = (self.where[key][0], value)
+                    self.extras[key] = (self.where[key].section, value)
         if unused:
-            first = self.line_of(self.where[unused[0]][1])
+            first = self.line_of(self.where[unused[0]].path)
             self.notes.append(
                 Problem(
                     "",
@@ -444,7 +434,7 @@ class _Loader:
 
     def unknown(self, key: str, value: Any) -> Problem:
         """A slip of a known key is an error; any other key a warning: sd-scripts drops it silently."""
-        found = raw(f"unknown key {_quoted(key)}")
+        found = raw(f"unknown key {quoted(key)}")
         target = near_miss(key, [*KEY_BY_NAME, *sorted(kohya_key_names())])
         if target is not None:
             self.typos[key] = target
@@ -459,76 +449,78 @@ class _Loader:
             hint = f"[{key}] is a table inside a section, and sections nest one level; " + hint
         return problem(key, "a key lora_sched or a kohya tool reads", found, hint, severity="warning")
 
-    # ---- the schedule ---------------------------------------------------------------------
-    def build(self, values: dict[str, Any]) -> LoraConfig:
-        bad_inputs = {_split_key(p.key)[0] for p in self.problems} & _SCHEDULE_INPUTS
+    # ---- the schedule ----------------------------------------------------------------------
+    def bad_schedule_inputs(self) -> set[str]:
+        """Keys feeding the schedule that are already reported: resolving would only echo them."""
+        bad_inputs = {split_key(p.key)[0] for p in self.problems} & _SCHEDULE_INPUTS
         # a misspelt schedule key (max_train_stepz) leaves its default in place: do not resolve with it
         bad_inputs.update(set(self.typos.values()) & _SCHEDULE_INPUTS)
-        config = LoraConfig(values=values, path=self.source, extras=self.extras, locator=self.locate)
-        config.trust_scheduler_code = self.trust
-        config.sections = {k: s for k, (s, _) in self.where.items()}
-        config.flags = set(self.flag_values)
-        if not bad_inputs & _DATA_INPUTS:
-            self.data_problems(config, values)
-        type_path = values["lr_scheduler_type"]
+        return bad_inputs
+
+    def first_config(self, values: dict[str, Any]) -> LoraConfig:
+        """The config as read, before its schedule is chosen (what counting the data needs)."""
+        flags = frozenset(self.flag_values)
+        return LoraConfig(
+            values=values,
+            path=self.source,
+            extras=self.extras,
+            sections={k: place.section for k, place in self.where.items()},
+            trust_scheduler_code=self.trust,
+            flags=flags,
+            locations=Locations(self.source, self.lines, self.where, self.args_items, flags),
+        )
+
+    def choose_schedule(self, values: dict[str, Any]) -> tuple[_Choice, dict[str, Any]]:
+        """The schedule the values ask for, and the values with a LoRA_Easy class read as its schedule."""
+        name, type_path = values["lr_scheduler"], values["lr_scheduler_type"]
         args = dict(values["lr_scheduler_args"])
         arg_keys: dict[str, str] = {}
-        spec: ScheduleSpec | None = None
-        name = values["lr_scheduler"]
         lora_easy = lora_easy_class(type_path)
         if lora_easy is not None:  # kohya-colab's "rex" and LoRA_Easy's classes: catalogue schedules
             name, args, arg_keys, problems, notice = map_class(lora_easy, args)
             self.problems.extend(problems)
             self.notes.append(notice)
-            values.update(lr_scheduler=name, lr_scheduler_type=None, lr_scheduler_args=dict(args))
+            values = {**values, "lr_scheduler": name, "lr_scheduler_type": None, "lr_scheduler_args": dict(args)}
             type_path = None
-        args_custom = args
+        type_args = args
         if type_path:
-            config.scheduler_type, config.scheduler_type_args = type_path, args
             self.check_custom(type_path, args)
             name, args = "constant", {}
-        try:
-            spec = lookup(name)[0]
-        except Exception as exc:  # ConfigError for an unknown name
-            self.problems.extend(getattr(exc, "problems", []))
-            bad_inputs.add("lr_scheduler")
+        spec = self.lookup(name)
         self.global_keys(spec, type_path, values, args, arg_keys)
-        if not {_split_key(p.key)[0] for p in self.problems} & {"optimizer_type", "optimizer_args"}:
+        if not {split_key(p.key)[0] for p in self.problems} & {"optimizer_type", "optimizer_args"}:
             self.check_optimizer_pairing(values, type_path or (spec.name if spec else name), args)
-        config.request = ScheduleRequest(
-            name=name,
-            args=args,
-            warmup=values["lr_warmup_steps"],
-            warmup_start=values["warmup_start"],
-            warmup_type=values["warmup_type"],
-            max_train_steps=values["max_train_steps"],
-            max_train_epochs=values["max_train_epochs"],
-            schedule_steps=values["schedule_steps"],
-            hold_after_horizon=values["hold_after_horizon"],
-            scale_schedule_ratio=values["scale_schedule_ratio"],
-            scale_warmup=values["scale_warmup"],
-            base_lr=values["learning_rate"],
-            arg_keys=arg_keys,
-        )
+        return _Choice(name, args, arg_keys, type_path, type_args, spec), values
+
+    def lookup(self, name: str) -> ScheduleSpec | None:
+        """The spec of a schedule name, or None (and the problem) for an unknown one."""
+        try:
+            return lookup(name)[0]
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def check_schedule(self, config: LoraConfig, choice: _Choice, bad_inputs: set[str]) -> None:
+        """Resolve the schedule (every argument is checked there), or, when an input is already
+        reported, still report what is wrong with the request on its own."""
         if not bad_inputs & _DATA_INPUTS and config.unknown_run_length() is not None:  # its length waits for the data
-            bad_inputs.add("max_train_epochs")
-        if not bad_inputs:
-            try:
-                frame = config.resolve()
-            except ConfigError as exc:
-                self.problems.extend(exc.problems)
-            else:
-                groups = frame.group_problems(config.group_lrs().values(), config.request.key_for)
-                self.problems.extend(config.locate(groups))
-                if frame.warmup and (type_path or name == "constant"):
-                    self.problems.append(_warmup_sd_scripts_refuses(type_path or "constant", frame.warmup))
-                if type_path and self.custom is not None:
-                    self.check_custom_run(type_path, args_custom, frame.run_length, frame.warmup)
-        else:  # resolving would only echo the broken input: still report what is wrong on its own
-            reported = {_split_key(p.key)[0] for p in self.problems}
-            independent = [p for p in check_form(config.request) if _split_key(p.key)[0] not in reported]
+            bad_inputs = bad_inputs | {"max_train_epochs"}
+        if bad_inputs:
+            reported = {split_key(p.key)[0] for p in self.problems}
+            independent = [p for p in check_form(config.request) if split_key(p.key)[0] not in reported]
             self.problems.extend(config.locate(independent))
-        return config
+            return
+        try:
+            frame = config.resolve()
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
+            return
+        groups = frame.group_problems(config.group_lrs().values(), config.request.key_for)
+        self.problems.extend(config.locate(groups))
+        if frame.warmup and (choice.type_path or choice.name == "constant"):
+            self.problems.append(_warmup_sd_scripts_refuses(choice.type_path or "constant", frame.warmup))
+        if choice.type_path and self.custom is not None:
+            self.check_custom_run(choice.type_path, choice.type_args, frame.run_length, frame.warmup)
 
     def data_problems(self, config: LoraConfig, values: dict[str, Any]) -> None:
         """What counting the data found (unreadable images, skipped folders), and a notice when an
@@ -606,72 +598,110 @@ class _Loader:
                 param = next((p for p in spec.params if p.kohya_key == key), None)
             if key not in self.given or values[key] is None:
                 self.absent_global_key(param, kohya_default, args)
-                continue
-            value = values[key]
-            number = float(value) if key in self.quoted else value
-            if param is not None and key in self.quoted:
-                if (spec.name, key) not in _QUOTED_READ_AS_NUMBER:  # type: ignore[union-attr]
-                    self.problems.append(
-                        problem(
-                            key,
-                            "a number without quotes",
-                            value,
-                            f"remove the quotes: {value.strip()}; sd-scripts passes a quoted value on as text, "
-                            f"and {spec.name} stops with a type error on it",  # type: ignore[union-attr]
-                        )
-                    )
-                    continue
-                value = int(number) if number.is_integer() else number
-                self.notes.append(
-                    problem(
-                        key,
-                        "a number without quotes",
-                        values[key],
-                        f"read as {value}, as sd-scripts' {spec.name} reads it (it converts num_cycles itself)",  # type: ignore[union-attr]
-                        severity="notice",
-                    )
-                )
-            if param is not None:
-                clash = [n for n in (param.name, *param.aliases) if n in args]
-                if clash:
-                    self.problems.append(
-                        problem(
-                            key,
-                            f"`{param.name}` set once",
-                            value,
-                            f"lr_scheduler_args also sets `{clash[0]}`; remove one of them",
-                        )
-                    )
-                    continue
-                args[param.name] = value
-                arg_keys[param.name] = key
-                continue
-            if number == kohya_default:
-                continue
-            schedule = type_path or (spec.name if spec else values["lr_scheduler"])
-            if key == "lr_scheduler_num_cycles" and _same_value(self.given.get("epoch"), number):
-                self.notes.append(
-                    problem(
-                        key,
-                        f"no {key} ({schedule} does not use it)",
-                        value,
-                        "the kohya_ss GUI writes its epoch count here when the cycles field is blank; "
-                        "ignored, as sd-scripts ignores it",
-                        severity="notice",
-                    )
-                )
-                continue
-            users = [s.name for s in all_specs() if any(p.kohya_key == key for p in s.params)]
-            hint = f"ignored, as sd-scripts ignores it; remove it, or use a schedule that takes it: {', '.join(users)}"
-            own = _param_fed_elsewhere(spec, key) if spec is not None and not type_path else None
-            if own is not None:
-                hint = (
-                    f"it is ignored, as sd-scripts ignores it for {schedule}; to set {schedule}'s `{own}`, "
-                    f'write lr_scheduler_args = ["{own}={value.strip() if key in self.quoted else repr(value)}"]'
-                )
+            elif param is not None:
+                self.feed_param(spec, param, key, values[key], args, arg_keys)  # type: ignore[arg-type]
+            else:
+                self.unused_global_key(spec, type_path, key, values, kohya_default)
+
+    def feed_param(
+        self, spec: ScheduleSpec, param: Param, key: str, value: Any, args: dict[str, Any], arg_keys: dict[str, str]
+    ) -> None:
+        """A global key the schedule takes becomes its parameter's value, set once."""
+        if key in self.quoted:
+            value = self.quoted_param(spec, key, value)
+            if value is None:
+                return
+        clash = [n for n in (param.name, *param.aliases) if n in args]
+        if clash:
             self.problems.append(
-                problem(key, f"no {key} ({schedule} does not use it)", value, hint, severity="warning")
+                problem(
+                    key,
+                    f"`{param.name}` set once",
+                    value,
+                    f"lr_scheduler_args also sets `{clash[0]}`; remove one of them",
+                )
             )
+            return
+        args[param.name] = value
+        arg_keys[param.name] = key
+
+    def quoted_param(self, spec: ScheduleSpec, key: str, value: str) -> float | None:
+        """A quoted number for a parameter, read as sd-scripts' schedule reads it; None (an error)
+        where that schedule stops on the text."""
+        if (spec.name, key) not in _QUOTED_READ_AS_NUMBER:
+            self.problems.append(
+                problem(
+                    key,
+                    "a number without quotes",
+                    value,
+                    f"remove the quotes: {value.strip()}; sd-scripts passes a quoted value on as text, "
+                    f"and {spec.name} stops with a type error on it",
+                )
+            )
+            return None
+        number = float(value)
+        read = int(number) if number.is_integer() else number
+        self.notes.append(
+            problem(
+                key,
+                "a number without quotes",
+                value,
+                f"read as {read}, as sd-scripts' {spec.name} reads it (it converts num_cycles itself)",
+                severity="notice",
+            )
+        )
+        return read
+
+    def unused_global_key(
+        self, spec: ScheduleSpec | None, type_path: str | None, key: str, values: dict[str, Any], kohya_default: Any
+    ) -> None:
+        """A global key the schedule does not take: silent at sd-scripts' default, else a warning
+        (a notice for the kohya_ss GUI's epoch count in lr_scheduler_num_cycles)."""
+        value = values[key]
+        number = float(value) if key in self.quoted else value
+        if number == kohya_default:
+            return
+        schedule = type_path or (spec.name if spec else values["lr_scheduler"])
+        if key == "lr_scheduler_num_cycles" and _same_value(self.given.get("epoch"), number):
+            self.notes.append(
+                problem(
+                    key,
+                    f"no {key} ({schedule} does not use it)",
+                    value,
+                    "the kohya_ss GUI writes its epoch count here when the cycles field is blank; "
+                    "ignored, as sd-scripts ignores it",
+                    severity="notice",
+                )
+            )
+            return
+        users = [s.name for s in all_specs() if any(p.kohya_key == key for p in s.params)]
+        hint = f"ignored, as sd-scripts ignores it; remove it, or use a schedule that takes it: {', '.join(users)}"
+        own = _param_fed_elsewhere(spec, key) if spec is not None and not type_path else None
+        if own is not None:
+            hint = (
+                f"it is ignored, as sd-scripts ignores it for {schedule}; to set {schedule}'s `{own}`, "
+                f'write lr_scheduler_args = ["{own}={value.strip() if key in self.quoted else repr(value)}"]'
+            )
+        self.problems.append(problem(key, f"no {key} ({schedule} does not use it)", value, hint, severity="warning"))
+
+
+def _request(values: dict[str, Any], choice: _Choice) -> ScheduleRequest:
+    """The schedule as the config requests it (resolved by the schedule layer)."""
+    return ScheduleRequest(
+        name=choice.name,
+        args=choice.args,
+        warmup=values["lr_warmup_steps"],
+        warmup_start=values["warmup_start"],
+        warmup_type=values["warmup_type"],
+        max_train_steps=values["max_train_steps"],
+        max_train_epochs=values["max_train_epochs"],
+        schedule_steps=values["schedule_steps"],
+        hold_after_horizon=values["hold_after_horizon"],
+        scale_schedule_ratio=values["scale_schedule_ratio"],
+        scale_warmup=values["scale_warmup"],
+        base_lr=values["learning_rate"],
+        arg_keys=choice.arg_keys,
+    )
 
 
 def _count_keys(doc: dict[str, Any]) -> int:
@@ -725,7 +755,6 @@ def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:
     return next((p.name for p in spec.params if p.name in names), None)
 
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 #: A decimal number as text ("1e-4", " 3 "); "nan" and "inf" are not numbers a user means to quote.
 _QUOTED_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 #: Global scheduler keys sd-scripts reads only for the schedules that take them (lr_decay_steps is
@@ -734,28 +763,6 @@ _QUOTED_GLOBAL_KEYS = {k for k in GLOBAL_SCHEDULER_KEYS if k != "lr_decay_steps"
 #: (schedule, key) where sd-scripts still reads a quoted number right: diffusers' hard-restarts
 #: cosine converts num_cycles with float().
 _QUOTED_READ_AS_NUMBER = {("cosine_with_restarts", "lr_scheduler_num_cycles")}
-
-
-def _quoted(key: str) -> str:
-    """A key as TOML writes it when it is not bare: '"léarning rate"'."""
-    import json
-
-    return json.dumps(key, ensure_ascii=False)
-
-
-def _bare_or_quoted(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _quoted(key)
-
-
-def _split_key(key: str) -> tuple[str, tuple]:
-    """'lr_scheduler_args.milestones[1]' -> ('lr_scheduler_args', ('milestones', 1))."""
-    parts: list[Any] = []
-    for piece in key.split("."):
-        m = re.match(r"^(.*?)((?:\[\d+\])*)$", piece)
-        name, indexes = (m.group(1), m.group(2)) if m else (piece, "")
-        parts.append(name)
-        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", indexes))
-    return parts[0], tuple(parts[1:])
 
 
 def _by_line(problems: list[Problem]) -> list[Problem]:

@@ -7,8 +7,7 @@ Every layer reads the config through this object: flat kohya keys with defaults 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lora_sched.config.args import parse_kv_list
 from lora_sched.config.buckets import BUCKET_DEFAULTS
@@ -17,6 +16,9 @@ from lora_sched.config.keys import KEY_BY_NAME
 from lora_sched.errors import ConfigError, Problem
 from lora_sched.schedules.durations import steps_per_epoch, updates_per_epoch
 from lora_sched.schedules.resolve import ResolvedSchedule, ScheduleRequest, TrainingShape, resolve
+
+if TYPE_CHECKING:
+    from lora_sched.config.places import Locations
 
 
 class LoraConfig:
@@ -28,8 +30,11 @@ class LoraConfig:
     torch class path and its args, or None (kohya-colab's REX class is mapped to `rex` instead).
     For a custom class, `schedule_request()` / `resolve()` describe the frame it runs in: the
     warmup in front and the run length, with a constant curve (the class supplies the rest).
-    A plain class rather than a dataclass: `validate` must start fast, and dataclasses imports
-    inspect. Equality compares everything but the locator.
+    flags: keys given on the command line (--dataset-config, --samples-per-epoch), not in the file.
+    locations: where each key was read (lora_sched.config.places), for `locate`.
+    Not changed once built: `replace` gives a changed copy. A plain class rather than a dataclass:
+    `validate` must start fast, and dataclasses imports inspect. Equality compares everything but
+    flags and locations.
     """
 
     _COMPARED = (
@@ -55,7 +60,8 @@ class LoraConfig:
         request: ScheduleRequest | None = None,
         sections: dict[str, str | None] | None = None,
         trust_scheduler_code: bool = False,
-        locator: Callable[[list[Problem]], list[Problem]] | None = None,
+        flags: frozenset[str] = frozenset(),
+        locations: Locations | None = None,
     ) -> None:
         self.values = values
         self.path = path
@@ -66,10 +72,17 @@ class LoraConfig:
         self.request = ScheduleRequest() if request is None else request
         self.sections = {} if sections is None else sections
         self.trust_scheduler_code = trust_scheduler_code
-        self.locator = locator
-        self._data: tuple[tuple, DataPlan | NoData] | None = None
-        #: keys given on the command line (--dataset-config, --samples-per-epoch), not in the file
-        self.flags: set[str] = set()
+        self.flags = frozenset(flags)
+        self.locations = locations
+        self._data: tuple[tuple, DataPlan | NoData] | None = None  # a cache: see data()
+
+    def replace(self, **changes: Any) -> LoraConfig:
+        """A copy with some fields changed (`values` and the other fields are shared, not copied)."""
+        fields = {name: getattr(self, name) for name in (*self._COMPARED, "flags", "locations")}
+        fields.update(changes)
+        new = LoraConfig(**fields)
+        new._data = self._data  # keyed by the data keys: reused only while they are the same
+        return new
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LoraConfig):
@@ -155,7 +168,7 @@ class LoraConfig:
 
     def locate(self, problems: list[Problem]) -> list[Problem]:
         """Problems keyed by flat kohya names, with this file's name, line and section path filled in."""
-        return self.locator(problems) if self.locator else problems
+        return self.locations.locate(problems) if self.locations is not None else problems
 
     def group_lrs(self) -> dict[str, float]:
         """Base LR per param group: unet_lr / text_encoder_lr, each falling back to learning_rate.

@@ -57,29 +57,22 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
             values.pop(key, None)
         else:
             values[key] = value
-    locate = _override_locator(cfg, set(overrides))
+    located = _override_locations(cfg, overrides)
     try:
         new = loads_config(dumps_config(values), source=str(cfg.path), trust_scheduler_code=trust)
     except ConfigError as exc:
-        raise ConfigError(locate([_unlocated(p) for p in exc.problems])) from None
-    new.locator = locate
-    new.warnings = cfg.warnings  # found in the user's file, located there
-    new.extras = cfg.extras  # sd-scripts keys training checks (network_module, log_with, ...)
-    return new
+        raise ConfigError(located.locate([_unlocated(p) for p in exc.problems])) from None
+    # the warnings were found in the user's file and are located there; the extras are the sd-scripts
+    # keys training checks (network_module, log_with, ...)
+    return new.replace(locations=located, warnings=cfg.warnings, extras=cfg.extras)
 
 
-def _override_locator(cfg: Any, overridden: set[str]) -> Any:
-    def locate(problems: list[Any]) -> list[Any]:
-        out = []
-        for p in problems:
-            flat = p.key.split(".")[0].split("[")[0]
-            if flat in overridden and p.file is None:
-                out.append(p._replace(key=f"{FLAG_OF[flat]} ({p.key})"))
-            else:
-                out.extend(cfg.locate([p]))
-        return out
+def _override_locations(cfg: Any, overridden: dict[str, Any]) -> Any:
+    """Where the file's keys were read, each overridden key shown as the flag it came from."""
+    from lora_sched.config.places import DocLines, Locations
 
-    return locate
+    base = cfg.locations or Locations(str(cfg.path), DocLines(""), {})
+    return base.with_overrides({key: FLAG_OF[key] for key in overridden})
 
 
 def _unlocated(p: Any) -> Any:
