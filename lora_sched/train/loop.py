@@ -55,6 +55,7 @@ from lora_sched.train.optim import (
 from lora_sched.train.options import check_network_module, tracker_settings
 from lora_sched.train.sampling import SamplePlan, draw_samples, sample_plan
 from lora_sched.train.saving import SavePlan, files_due, save_files, save_plan
+from lora_sched.train.sources import SourceOptions
 
 LOG_NAME = "train_log.csv"
 
@@ -187,6 +188,7 @@ class RunPlan(NamedTuple):
     out_file: Path
     resume: str | None
     model_name: str
+    model_options: Any  # SourceOptions: downloads, tokenizers, v-prediction
     tracker: Any
     log_dir: Path | None
     data: TrainingData
@@ -212,8 +214,8 @@ def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
     v = cfg.values
     output_dir = Path(os.path.expanduser(str(v["output_dir"])))
     check_output_dir(output_dir, f"{v['output_name']}.safetensors")
-    model_name = str(v["pretrained_model_name_or_path"])
-    check_model_source(model_name)
+    model_options = SourceOptions.from_values(v)
+    model_name = check_model_source(str(v["pretrained_model_name_or_path"]), options=model_options)
     check_network_module(cfg)
     tracker, log_dir = tracker_settings(cfg, output_dir)
     data_read = training_data(cfg)  # the same walk that counted the preview's epochs
@@ -231,6 +233,7 @@ def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
         out_file=output_dir / f"{v['output_name']}.safetensors",
         resume=resume if resume is not None else v.get("resume"),
         model_name=model_name,
+        model_options=model_options,
         tracker=tracker,
         log_dir=log_dir,
         data=data_read,
@@ -369,7 +372,7 @@ def _open_run(cfg: Any, plan: RunPlan, examples: list, held: Any) -> _Run:
 def _build_model(run: _Run, examples: list, images: Any) -> None:
     """Load the model, cache the latents (and frozen text embeddings), add the LoRA layers."""
     plan, v = run.plan, run.cfg.values
-    model = _load_model(plan.model_name)
+    model = _load_model(plan.model_name, plan.model_options)
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     if plan.width % step_px or plan.height % step_px:
         raise ConfigError(problem("resolution", f"multiples of {step_px} for this model", v["resolution"]))
@@ -647,22 +650,10 @@ class _StopSignals:
         return False
 
 
-def _load_model(name: str) -> Any:
-    """load_model, with a weights file that does not load (damaged, or a pickle holding more than
-    tensors, which diffusers and transformers read with weights_only=True) reported, not raised."""
-    try:
-        return load_model(name)
-    except ConfigError:
-        raise
-    except Exception as exc:  # diffusers, transformers, safetensors and torch each raise their own kinds
-        raise ConfigError(
-            problem(
-                "pretrained_model_name_or_path",
-                "a diffusers folder whose weights load (safetensors, or .bin files of tensors only)",
-                raw(f"{name}: {type(exc).__name__}: {str(exc)[:400]}"),
-                "re-download or re-convert the model (e.g. to safetensors)",
-            )
-        ) from None
+def _load_model(name: str, options: Any) -> Any:
+    """load_model: a weights file that does not load (damaged, or a pickle holding more than
+    tensors) is a ConfigError naming it (lora_sched.train.sources)."""
+    return load_model(name, options=options)
 
 
 def _forget_previous_run() -> None:

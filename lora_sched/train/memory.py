@@ -23,10 +23,15 @@ _HOST_BYTES_PER_PIXEL = 3 + 2 * 3 * 4
 
 
 def block_channels(model: str, part: str) -> tuple[int, ...]:
-    """block_out_channels of the model's `part` ("vae" or "unet"), read from its config.json
-    without building it; () when it cannot be read (the checks that need it are then skipped)."""
+    """block_out_channels of the model's `part` ("vae" or "unet"), read from its config.json (a
+    single file: from its tensor shapes) without building it; () when it cannot be read (the
+    checks that need it are then skipped)."""
     if model == BUILTIN_MODEL:
         return BUILTIN_BLOCKS[part]
+    if Path(os.path.expanduser(model)).is_file():
+        from lora_sched.train.sources import block_channels as file_block_channels
+
+        return file_block_channels(Path(os.path.expanduser(model)), part)
     try:
         path = Path(os.path.expanduser(model)) / part / "config.json"
         channels = json.loads(path.read_text(encoding="utf-8"))["block_out_channels"]

@@ -1,4 +1,4 @@
-"""The model to fine-tune: `builtin:tiny-sd` (built in code, no download) or a local diffusers folder.
+"""The model to fine-tune: `builtin:tiny-sd` (built in code, no download), or one read by lora_sched.train.sources.
 
 `builtin:tiny-sd` is a real Stable Diffusion layout (UNet2DConditionModel + AutoencoderKL +
 CLIPTextModel + CLIP BPE tokenizer + DDPMScheduler), only narrow: StableDiffusionPipeline assembles
@@ -8,13 +8,11 @@ seed, so every process (and every run) builds bit-identical models.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lora_sched.builtins import BUILTIN_MODEL
-from lora_sched.errors import ConfigError, did_you_mean, problem
 
 #: Seed the built-in weights are drawn from (independent of the training seed).
 BUILTIN_WEIGHTS_SEED = 0
@@ -131,72 +129,30 @@ def build_tiny_sd() -> SDModel:
                 pad_token_id=1,
             )
         )
-    noise_scheduler = _sd_noise_scheduler()
+    noise_scheduler = sd_noise_scheduler()
     return SDModel(unet, vae, text_encoder, tokenizer, noise_scheduler, BUILTIN_MODEL)
 
 
-def load_model(name: str, key: str = "pretrained_model_name_or_path") -> SDModel:
-    """`builtin:tiny-sd` or a local diffusers folder; anything else is a ConfigError (never a download)."""
-    check_model_source(name, key)
-    if name == BUILTIN_MODEL:
-        return build_tiny_sd()
-    return _load_folder(Path(name))
+def load_model(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> SDModel:
+    """`builtin:tiny-sd`, a diffusers folder or a single-file checkpoint (lora_sched.train.sources);
+    a Hub id only with options.allow_download. Anything else is a ConfigError."""
+    from lora_sched.train.sources import SourceOptions, check_source, load_source
+
+    options = options or SourceOptions()
+    return load_source(check_source(name, options, key), options, key)
 
 
-def check_model_source(name: str, key: str = "pretrained_model_name_or_path") -> None:
-    """Fail early, before anything is written, when the model cannot be loaded."""
-    if name.startswith("builtin:"):
-        if name != BUILTIN_MODEL:
-            hint = did_you_mean(name, [BUILTIN_MODEL]) or f"the built-in model is {BUILTIN_MODEL}"
-            raise ConfigError(problem(key, f'"{BUILTIN_MODEL}" or a local diffusers folder', name, hint))
-        return
-    path = Path(os.path.expanduser(name))
-    if not path.exists():
-        raise ConfigError(
-            problem(
-                key,
-                f'a local diffusers folder (with unet/, vae/, text_encoder/, tokenizer/) or "{BUILTIN_MODEL}"',
-                name,
-                "no such folder; lora-sched never downloads models: fetch it first (e.g. `hf download`) "
-                "and give its local path",
-            )
-        )
-    missing = [sub for sub in ("unet", "vae", "text_encoder", "tokenizer") if not (path / sub).is_dir()]
-    if not path.is_dir() or missing:
-        raise ConfigError(
-            problem(
-                key,
-                "a diffusers folder with unet/, vae/, text_encoder/ and tokenizer/ subfolders",
-                name,
-                f"missing: {', '.join(missing)}" if path.is_dir() else "this is a file, not a folder",
-            )
-        )
+def check_model_source(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> str:
+    """Fail early, before anything is written, when the model cannot be loaded; the name to load
+    (a Hub id becomes its downloaded folder)."""
+    from lora_sched.train.sources import SourceOptions, check_source
+
+    source = check_source(name, options or SourceOptions(), key)
+    return name if source.path is None else str(source.path)
 
 
-def _load_folder(path: Path) -> SDModel:
-    import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    path = Path(os.path.expanduser(str(path)))
-    offline = {"local_files_only": True}
-    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **offline)
-    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **offline)
-    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **offline)
-    tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **offline)
-    if (path / "scheduler").is_dir():
-        noise_scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", **offline)
-    else:
-        noise_scheduler = _sd_noise_scheduler()
-    # fp16 / bf16 checkpoints are trained in float32 (mixed_precision decides the compute dtype):
-    # LoRA weights and optimizer state in half precision would lose most small updates.
-    for part in (unet, vae, text_encoder):
-        part.to(torch.float32)
-    return SDModel(unet, vae, text_encoder, tokenizer, noise_scheduler, str(path))
-
-
-def _sd_noise_scheduler() -> Any:
-    """SD 1.x's noise schedule (scaled-linear betas 0.00085..0.012 over 1000 steps)."""
+def sd_noise_scheduler(prediction_type: str = "epsilon") -> Any:
+    """SD's noise schedule (scaled-linear betas 0.00085..0.012 over 1000 steps; SDXL's too)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
@@ -206,4 +162,5 @@ def _sd_noise_scheduler() -> Any:
         num_train_timesteps=1000,
         steps_offset=1,
         clip_sample=False,
+        prediction_type=prediction_type,
     )

@@ -1,0 +1,540 @@
+"""Where the model to fine-tune comes from, checked before anything is written and then loaded.
+
+Accepted (``pretrained_model_name_or_path``):
+
+- ``builtin:tiny-sd``: built in code;
+- a diffusers folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``);
+- a single-file checkpoint in the original layout (``.safetensors``; ``.ckpt`` / ``.pt`` read with
+  ``torch.load(weights_only=True)``, never unpickling anything but tensors) of SD 1.x, SD 2.x or
+  SDXL: its architecture is read from the tensors (lora_sched.train.detect), its keys mapped with
+  diffusers' own conversion functions; nothing is downloaded;
+- a Hugging Face Hub id (``owner/name``), only with ``allow_download = true`` or ``--download``.
+
+The cheap checks (``check_source``: the path, the safetensors header, the architecture, the
+tokenizer) run before the output folder is touched; ``load_source`` then builds the model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lora_sched.builtins import BUILTIN_MODEL
+from lora_sched.errors import ConfigError, did_you_mean, problem, raw
+from lora_sched.train import detect
+
+KEY = "pretrained_model_name_or_path"
+EXPECTED = (
+    f'a diffusers folder, a single-file SD 1.x / 2.x / SDXL checkpoint (.safetensors or .ckpt) or "{BUILTIN_MODEL}"'
+)
+SAFETENSORS_SUFFIX = ".safetensors"
+#: Hub ids: ``owner/name`` as the Hub spells them.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: The parts of a diffusers Stable Diffusion folder training reads.
+FOLDER_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
+XL_PARTS = ("text_encoder_2", "tokenizer_2")
+#: Where sd-scripts fetches the tokenizer of each text encoder (a single file has none):
+#: (family, encoder index) -> (Hub repo, subfolder).
+CLIP_TOKENIZERS = {
+    ("sd1", 0): ("openai/clip-vit-large-patch14", ""),
+    ("sd2", 0): ("stabilityai/stable-diffusion-2", "tokenizer"),
+    ("sdxl", 0): ("openai/clip-vit-large-patch14", ""),
+    ("sdxl", 1): ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", ""),
+}
+CLIP_VOCAB = 49_408
+
+
+class SourceOptions(NamedTuple):
+    """The config keys that decide how a model source is read."""
+
+    allow_download: bool = False
+    tokenizer_cache_dir: str | None = None
+    v_parameterization: bool = False
+
+    @classmethod
+    def from_values(cls, values: dict) -> SourceOptions:
+        cache = values.get("tokenizer_cache_dir")
+        return cls(
+            allow_download=bool(values.get("allow_download")),
+            tokenizer_cache_dir=os.path.expanduser(str(cache)) if cache else None,
+            v_parameterization=bool(values.get("v_parameterization")),
+        )
+
+
+DEFAULT_OPTIONS = SourceOptions()
+
+
+class Source(NamedTuple):
+    kind: str  # "builtin", "folder" or "file"
+    path: Path | None
+    detected: detect.Detected | None = None
+
+
+# -- checks before anything is written -----------------------------------------------------------
+def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str = KEY) -> Source:
+    """The source `name` names, checked (a Hub id downloaded, with opt-in); ConfigError otherwise."""
+    if name.startswith("builtin:"):
+        if name != BUILTIN_MODEL:
+            hint = did_you_mean(name, [BUILTIN_MODEL]) or f"the built-in model is {BUILTIN_MODEL}"
+            raise ConfigError(problem(key, f'"{BUILTIN_MODEL}" or a local model', name, hint))
+        return Source("builtin", None)
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        check_folder(path, key)
+        return Source("folder", path)
+    if path.is_file():
+        found = detect_file(path, key)
+        for index in range(len(found.text_encoders)):
+            tokenizer_origin(found, index, options, key)
+        return Source("file", path, found)
+    if _HUB_ID.match(name) and not name.startswith("."):
+        return Source("folder", download(name, options, key))
+    raise ConfigError(problem(key, EXPECTED, name, "no such file or folder"))
+
+
+def check_folder(path: Path, key: str = KEY) -> None:
+    """A diffusers folder with every part training reads, each weights file whole."""
+    missing = [part for part in FOLDER_PARTS + _xl_parts(path) if not (path / part).is_dir()]
+    if missing:
+        raise ConfigError(
+            problem(
+                key,
+                "a diffusers folder with " + ", ".join(f"{p}/" for p in FOLDER_PARTS + _xl_parts(path)),
+                raw(f'"{path}" (missing {", ".join(missing)})'),
+                "give the folder holding model_index.json (or a single-file checkpoint)",
+            )
+        )
+    for weights in sorted(path.glob("*/*" + SAFETENSORS_SUFFIX)):
+        try:
+            detect.safetensors_shapes(weights)
+        except detect.NotAModel as exc:
+            raise ConfigError(
+                problem(
+                    key, "a diffusers folder whose weights files are whole", raw(f"{weights}: {exc.found}"), exc.hint
+                )
+            ) from None
+
+
+def _xl_parts(path: Path) -> tuple[str, ...]:
+    """SDXL's second text encoder and tokenizer, when model_index.json lists them."""
+    import json
+
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return XL_PARTS if isinstance(index, dict) and "text_encoder_2" in index else ()
+
+
+def detect_file(path: Path, key: str = KEY) -> detect.Detected:
+    """The architecture of a single-file checkpoint (ConfigError when it is none this trains)."""
+    try:
+        return _detect_cached(str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
+    except detect.NotAModel as exc:
+        raise ConfigError(problem(key, EXPECTED, raw(f'"{path}": {exc.found}'), exc.hint)) from None
+
+
+@lru_cache(maxsize=8)
+def _detect_cached(path: str, mtime: int, size: int) -> detect.Detected:
+    """One read per file and version (the check, the resolution check and the load all ask)."""
+    return detect.detect(file_shapes(Path(path)))
+
+
+def file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes: a safetensors header, or a tensors-only pickle mapped, not read."""
+    if _is_safetensors(path):
+        return detect.safetensors_shapes(path)[0]
+    return {k: tuple(t.shape) for k, t in read_pickled(path, mmap=True).items()}
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        return True
+    with open(path, "rb") as fh:
+        start = fh.read(9)
+    return len(start) == 9 and start[8:9] == b"{"  # an 8-byte header length, then the JSON header
+
+
+def read_pickled(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The state dict of a .ckpt / .pt file, loaded with weights_only=True: a pickle that holds
+    anything but tensors and plain containers is refused, never run."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        if mmap and "mmap" in str(exc):  # a legacy (not zip) file cannot be mapped
+            return read_pickled(path)
+        raise detect.NotAModel(_pickle_problem(exc), _pickle_hint(exc)) from None
+    state = data.get("state_dict", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise detect.NotAModel("a pickle that is no state dict of tensors", "give a .safetensors checkpoint")
+    return state
+
+
+def _pickle_problem(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
+        return f"a pickle holding Python objects besides tensors, refused unread ({first})"
+    return f"a file torch cannot read as a checkpoint ({type(exc).__name__}: {first})"
+
+
+def _pickle_hint(exc: Exception) -> str:
+    if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
+        return "convert it to .safetensors with a tool you trust, or use a .safetensors release of the model"
+    return detect._REDOWNLOAD
+
+
+def block_channels(path: Path, part: str) -> tuple[int, ...]:
+    """block_out_channels of a single file's "vae" or "unet", () when it cannot be read."""
+    try:
+        found = _detect_cached(str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
+    except (OSError, detect.NotAModel):
+        return ()
+    return tuple(getattr(found, part)["block_out_channels"])
+
+
+# -- the Hub (opt-in) ------------------------------------------------------------------------------
+#: What a Stable Diffusion pipeline folder needs; half-precision and EMA variants are left out.
+HUB_PATTERNS = [
+    "model_index.json",
+    "scheduler/*",
+    "tokenizer/*",
+    "tokenizer_2/*",
+    "*/config.json",
+    *(f"{part}/*.safetensors*" for part in ("unet", "vae", "text_encoder", "text_encoder_2")),
+]
+HUB_SKIPPED = ["*.fp16.*", "*.ema.*", "*.non_ema.*", "*.bf16.*"]
+
+
+def download(repo: str, options: SourceOptions, key: str = KEY) -> Path:
+    """A Hub model's diffusers folder (downloaded, with progress bars, into the Hub cache)."""
+    if not options.allow_download:
+        raise ConfigError(
+            problem(
+                key,
+                EXPECTED,
+                repo,
+                "no such file or folder here; it reads as a Hugging Face Hub id: to download it, set "
+                "allow_download = true (section [lora_sched]) or run `lora-sched train --download`",
+            )
+        )
+    from huggingface_hub import snapshot_download
+
+    print(f"downloading {repo} from the Hugging Face Hub (diffusers layout, safetensors only)", file=sys.stderr)
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_SKIPPED))
+    except Exception as exc:  # offline, unknown repo, gated repo, disk full: each its own class
+        raise ConfigError(problem(key, "a Hub model that downloads", repo, _download_hint(repo, exc))) from None
+    if not (folder / "model_index.json").is_file():
+        raise ConfigError(
+            problem(key, "a Hub repo in diffusers layout (with model_index.json)", repo, _single_file_hint(repo))
+        )
+    check_folder(folder, key)
+    return folder
+
+
+def _download_hint(repo: str, exc: Exception) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+    return (
+        f"the download failed ({type(exc).__name__}: {first}). Check the network and that the repo exists "
+        f"(gated repos need `hf auth login`), or download it elsewhere (`hf download {repo} --local-dir DIR`) "
+        "and give that folder"
+    )
+
+
+def _single_file_hint(repo: str) -> str:
+    return (
+        f"download the checkpoint file you want (`hf download {repo} FILE.safetensors --local-dir DIR`) and "
+        "give its path"
+    )
+
+
+# -- loading -------------------------------------------------------------------------------------------
+def load_source(source: Source, options: SourceOptions = DEFAULT_OPTIONS, key: str = KEY) -> Any:
+    """The SDModel `source` names (checked by check_source); load failures are ConfigErrors."""
+    from lora_sched.train import model as sd
+
+    if source.kind == "builtin":
+        return sd.build_tiny_sd()
+    try:
+        if source.kind == "folder":
+            return load_folder(source.path, options)
+        return load_file(source.path, source.detected, options, key)
+    except ConfigError:
+        raise
+    except Exception as exc:  # diffusers, transformers, safetensors and torch each raise their own kinds
+        raise ConfigError(
+            problem(
+                key,
+                "a diffusers folder whose weights load (safetensors, or .bin files of tensors only)"
+                if source.kind == "folder"
+                else "a checkpoint whose weights load",
+                raw(f"{source.path}: {type(exc).__name__}: {str(exc)[:400]}"),
+                "re-download or re-convert the model (e.g. to safetensors)",
+            )
+        ) from None
+
+
+def load_folder(path: Path, options: SourceOptions) -> Any:
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from lora_sched.train import model as sd
+
+    offline = {"local_files_only": True}
+    unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **offline)
+    vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **offline)
+    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **offline)
+    tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **offline)
+    if (path / "scheduler").is_dir():
+        scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", **offline)
+    else:
+        scheduler = sd.sd_noise_scheduler()
+    if options.v_parameterization and scheduler.config.prediction_type != "v_prediction":
+        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type="v_prediction")
+    # fp16 / bf16 checkpoints are trained in float32 (mixed_precision decides the compute dtype):
+    # LoRA weights and optimizer state in half precision would lose most small updates.
+    for part in (unet, vae, text_encoder):
+        part.float()  # not .to(dtype): diffusers warns on every such call
+    return sd.SDModel(unet, vae, text_encoder, tokenizer, scheduler, str(path))
+
+
+def load_file(path: Path, found: detect.Detected, options: SourceOptions, key: str = KEY) -> Any:
+    """An SDModel from a single-file checkpoint: configs from the detected shapes, keys mapped with
+    diffusers' conversion functions, weights assigned into empty models (no second copy)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    from lora_sched.train import model as sd
+
+    if found.family == "sdxl":
+        raise ConfigError(problem(key, "an SD 1.x or SD 2.x checkpoint (SDXL is not trained yet)", raw(str(path))))
+    tokenizers = [checked_tokenizer(found, i, options, key) for i in range(len(found.text_encoders))]
+    state = read_tensors(path)
+    unet_state = convert_ldm_unet_checkpoint(_under(state, detect.UNET), found.unet)
+    unet = assemble(empty(UNet2DConditionModel, **found.unet), unet_state, "UNet")
+    vae = assemble(
+        empty(AutoencoderKL, **found.vae), convert_ldm_vae_checkpoint(_under(state, detect.VAE), found.vae), "VAE"
+    )
+    encoders = [text_encoder(spec, state, tok) for spec, tok in zip(found.text_encoders, tokenizers)]
+    for part in (unet, vae, *encoders):
+        part.float()  # as for folders: LoRA and optimizer state in float32
+    scheduler = sd.sd_noise_scheduler(prediction_type(path, found, options))
+    return sd.SDModel(unet, vae, encoders[0], tokenizers[0], scheduler, str(path))
+
+
+def _under(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k: t for k, t in state.items() if k.startswith(prefix)}
+
+
+def read_tensors(path: Path) -> dict[str, Any]:
+    if _is_safetensors(path):
+        from safetensors.torch import load_file as load_safetensors
+
+        return load_safetensors(str(path))
+    try:
+        return read_pickled(path)
+    except detect.NotAModel as exc:
+        raise ConfigError(problem(KEY, EXPECTED, raw(f'"{path}": {exc.found}'), exc.hint)) from None
+
+
+def empty(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    """`cls(*args, **kwargs)` with its weights on the meta device (nothing initialised)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        return cls(*args, **kwargs)
+
+
+def assemble(module: Any, state: dict[str, Any], what: str) -> Any:
+    """`module` (made by `empty`) with every tensor of `state` assigned; ConfigError when some are
+    missing or left over (a damaged file, or a layout this does not read)."""
+    result = module.load_state_dict(state, strict=False, assign=True)
+    unexpected = [k for k in result.unexpected_keys if not k.endswith(("position_ids", "logit_scale"))]
+    missing = [name for name, p in [*module.named_parameters(), *module.named_buffers()] if p.is_meta]
+    if missing or unexpected:
+        detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
+        raise ConfigError(
+            problem(
+                KEY,
+                f"a checkpoint whose {what} tensors match its detected architecture",
+                raw(f"{len(missing)} missing and {len(unexpected)} unexpected tensors ({detail})"),
+                "the file is damaged or of a layout this does not read; re-download or re-convert it",
+            )
+        )
+    module.eval()
+    return module
+
+
+def text_encoder(spec: detect.TextEncoderSpec, state: dict[str, Any], tokenizer: Any) -> Any:
+    """A CLIP text encoder (with projection for SDXL's second) from its LDM tensors; the token ids
+    are the tokenizer's (the pooled output is read at the end-of-text token)."""
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    config = CLIPTextConfig(**spec.config, **ids, pad_token_id=tokenizer.pad_token_id)
+    module = empty(CLIPTextModelWithProjection if spec.with_projection else CLIPTextModel, config)
+    part = _under(state, spec.prefix)
+    if spec.layout == "clip":
+        converted = convert_ldm_clip_checkpoint(part)
+    else:
+        if spec.unused_last_block:
+            last = f"{spec.prefix}transformer.resblocks.{spec.config['num_hidden_layers']}."
+            part = {k: t for k, t in part.items() if not k.startswith(last) and not k.endswith("text_projection")}
+        converted = convert_open_clip_checkpoint(module, part, prefix=spec.prefix)
+    return assemble(module, _like_module(converted, module), "text encoder")
+
+
+def _like_module(converted: dict[str, Any], module: Any) -> dict[str, Any]:
+    """Keys with or without the ``text_model.`` level, as `module` names them: transformers >= 5.6
+    flattened CLIPTextModel (the projection model keeps the level); the conversion writes it, and a
+    file saved from a flattened model lacks it."""
+    level = "text_model."
+    wants = any(k.startswith(level) for k in module.state_dict())
+    out = {}
+    for k, t in converted.items():
+        bare = k[len(level) :] if k.startswith(level) else k
+        out[level + bare if wants and bare != "text_projection.weight" else bare] = t
+    return out
+
+
+# -- tokenizers -----------------------------------------------------------------------------------------
+def tokenizer_origin(found: detect.Detected, index: int, options: SourceOptions, key: str = KEY) -> tuple[str, Any]:
+    """Where the tokenizer of text encoder `index` comes from; a single file holds none.
+
+    ("builtin", None) for a vocabulary of the built-in model's size (files made from it);
+    otherwise CLIP's BPE tokenizer from where sd-scripts keeps it: ("folder", path) in
+    tokenizer_cache_dir (sd-scripts' layout), ("cached", (repo, subfolder)) in the Hugging Face
+    cache, or ("hub", (repo, subfolder)) when downloads are allowed."""
+    spec = found.text_encoders[index]
+    vocab = spec.config["vocab_size"]
+    if vocab == builtin_vocab_size():
+        return "builtin", None
+    if vocab != CLIP_VOCAB:
+        raise ConfigError(
+            problem(
+                key,
+                f"text encoders with CLIP's vocabulary ({CLIP_VOCAB:,} tokens) or the built-in model's "
+                f"({builtin_vocab_size()})",
+                raw(f"{vocab:,} tokens in {spec.prefix.rstrip('.')}"),
+                "no tokenizer is known for this vocabulary; convert the model to a diffusers folder with its tokenizer",
+            )
+        )
+    repo, subfolder = CLIP_TOKENIZERS[(found.family, index)]
+    if options.tokenizer_cache_dir:
+        local = Path(options.tokenizer_cache_dir) / repo.replace("/", "_")
+        if local.is_dir():
+            return "folder", local
+    if _in_hub_cache(repo, subfolder):
+        return "cached", (repo, subfolder)
+    if options.allow_download:
+        return "hub", (repo, subfolder)
+    raise ConfigError(_no_tokenizer(found, repo, options, key))
+
+
+def _no_tokenizer(found: detect.Detected, repo: str, options: SourceOptions, key: str) -> Any:
+    folder = repo.replace("/", "_")
+    if options.tokenizer_cache_dir:
+        return problem(
+            "tokenizer_cache_dir",
+            f"a folder holding {folder}/ (the tokenizer sd-scripts saves there)",
+            options.tokenizer_cache_dir,
+            f"a {found.family_name} single file holds no tokenizer: put {repo}'s tokenizer files in "
+            f"{Path(options.tokenizer_cache_dir) / folder}, or allow the download (allow_download = true or "
+            "--download)",
+        )
+    return problem(
+        key,
+        f"a {found.family_name} checkpoint with a tokenizer available offline",
+        raw(f"no tokenizer for its text encoder ({repo}'s is neither in tokenizer_cache_dir nor in the Hub cache)"),
+        "a single file holds no tokenizer: set tokenizer_cache_dir to a folder holding "
+        f"{folder}/ (sd-scripts' layout; it saves the tokenizer there on a run with network), or allow the "
+        "download (allow_download = true in [lora_sched], or `lora-sched train --download`)",
+    )
+
+
+def _in_hub_cache(repo: str, subfolder: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    prefix = f"{subfolder}/" if subfolder else ""
+    return all(isinstance(try_to_load_from_cache(repo, prefix + name), str) for name in ("vocab.json", "merges.txt"))
+
+
+@lru_cache(maxsize=1)
+def builtin_vocab_size() -> int:
+    from lora_sched.train.model import builtin_tokenizer
+
+    return len(builtin_tokenizer())
+
+
+def checked_tokenizer(found: detect.Detected, index: int, options: SourceOptions, key: str = KEY) -> Any:
+    """The tokenizer of text encoder `index` (see tokenizer_origin); SDXL's second pads with "!"
+    (token 0), as diffusers' SDXL tokenizer_2 and sd-scripts do."""
+    from transformers import CLIPTokenizer
+
+    from lora_sched.train.model import MAX_TOKENS, builtin_tokenizer
+
+    origin, where = tokenizer_origin(found, index, options, key)
+    if origin == "builtin":
+        return builtin_tokenizer()
+    if origin == "folder":
+        return CLIPTokenizer.from_pretrained(str(where), local_files_only=True)
+    repo, subfolder = where
+    tokenizer = CLIPTokenizer.from_pretrained(
+        repo, subfolder=subfolder or "", local_files_only=origin == "cached", model_max_length=MAX_TOKENS
+    )
+    if (found.family, index) == ("sdxl", 1):
+        tokenizer.pad_token = "!"
+    if options.tokenizer_cache_dir:  # as sd-scripts: keep it for offline runs
+        tokenizer.save_pretrained(str(Path(options.tokenizer_cache_dir) / repo.replace("/", "_")))
+    return tokenizer
+
+
+# -- prediction type ------------------------------------------------------------------------------------
+def prediction_type(path: Path, found: detect.Detected, options: SourceOptions) -> str:
+    """The prediction type, v_prediction or epsilon. No weight tells a v-prediction model (SD 2.x 768-v, v-pred SDXL
+    fine-tunes) from an epsilon one; sd-scripts trains v with v_parameterization = true. Without it,
+    the markers inference tools read decide: a ``v_pred`` tensor (ComfyUI) or a config next to the
+    file, ``NAME.yaml`` with ``parameterization: "v"`` (the SD 2.x v-model config A1111 reads)."""
+    if options.v_parameterization:
+        return "v_prediction"
+    marker = v_marker(path, found)
+    if marker:
+        print(
+            f"notice: {marker} marks a v-prediction model: training with v-prediction "
+            "(sd-scripts needs v_parameterization = true for it)",
+            file=sys.stderr,
+        )
+        return "v_prediction"
+    if found.family == "sd2":
+        print(
+            "notice: SD 2.x checkpoint trained with epsilon-prediction; for a 768-v model set "
+            "v_parameterization = true",
+            file=sys.stderr,
+        )
+    return "epsilon"
+
+
+def v_marker(path: Path, found: detect.Detected) -> str | None:
+    """What marks the file as v-prediction, or None."""
+    if found.v_pred_marker:
+        return f"the tensor {detect.V_PRED_MARKER!r} in {path.name}"
+    config = path.with_suffix(".yaml")
+    if not config.is_file():
+        return None
+    try:
+        import yaml
+
+        params = yaml.safe_load(config.read_text(encoding="utf-8"))["model"]["params"]
+        return f"{config.name} (parameterization: v)" if params.get("parameterization") == "v" else None
+    except Exception:  # a config that does not parse marks nothing
+        return None
