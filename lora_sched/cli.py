@@ -97,6 +97,11 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", metavar="DIR", help="override output_dir")
     p.add_argument("--max-train-steps", type=int, help="override max_train_steps")
     p.add_argument(
+        "--download",
+        action="store_true",
+        help="allow downloading a Hugging Face Hub model (sets allow_download = true)",
+    )
+    p.add_argument(
         "--allow-schedule-change",
         action="store_true",
         help="resume even though the schedule changed: keep the step, use the new curve from there",

@@ -326,10 +326,28 @@ KEYS: tuple[Key, ...] = (
         "pretrained_model_name_or_path",
         "path",
         M,
-        "base model: a local diffusers folder, or builtin:tiny-sd (a small model built offline)",
+        "base model: a diffusers folder, a single-file SD 1.x / 2.x / SDXL checkpoint (.safetensors, .ckpt), "
+        "builtin:tiny-sd (a small model built offline), or a Hugging Face Hub id with allow_download",
         BUILTIN_MODEL,
         nullable=False,
         roles=("form",),
+    ),
+    _k(
+        "v_parameterization",
+        "bool",
+        M,
+        "train with v-prediction (SD 2.x 768-v, v-prediction SDXL); unset, a single file's v_pred tensor or "
+        "NAME.yaml with parameterization: v, or a folder's scheduler config decides",
+        None,
+        default_doc="false",
+    ),
+    _k(
+        "tokenizer_cache_dir",
+        "path",
+        M,
+        "folder holding the CLIP tokenizers a single-file checkpoint needs (sd-scripts' layout: "
+        "openai_clip-vit-large-patch14/, ...); a download saves them there",
+        None,
     ),
     # sd-scripts takes any rank; LyCORIS presets write 100000 for "full rank". The top is int32's.
     _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=2**31 - 1, nullable=False, roles=("form",)),
@@ -701,6 +719,15 @@ KEYS: tuple[Key, ...] = (
         low=1,
         high=MAX_STEPS,
         roles=("data",),
+    ),
+    _k(
+        "allow_download",
+        "bool",
+        L,
+        "let `train` download a Hugging Face Hub id given as pretrained_model_name_or_path (and a single "
+        "file's tokenizer); off, only local models are read (`train --download` turns it on)",
+        False,
+        nullable=False,
     ),
     _k(
         "hold_after_horizon",

@@ -1,4 +1,4 @@
-"""`lora-sched train [CONFIG] [--resume DIR|latest] [--output-dir DIR] [--max-train-steps N]`."""
+"""`lora-sched train [CONFIG] [--resume DIR|latest] [--output-dir DIR] [--max-train-steps N] [--download]`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def load_train_config(args: Namespace) -> Any:
             raise ConfigError(problem("--max-train-steps", "an int >= 1", args.max_train_steps))
         overrides["max_train_steps"] = args.max_train_steps
         overrides["max_train_epochs"] = None  # the flag names the run length: epochs would override it
+    if getattr(args, "download", False):
+        overrides["allow_download"] = True
     if overrides:
         cfg = _with_overrides(cfg, overrides, trust)
     return cfg
@@ -38,6 +40,7 @@ FLAG_OF = {
     "output_dir": "--output-dir",
     "max_train_steps": "--max-train-steps",
     "max_train_epochs": "--max-train-steps",
+    "allow_download": "--download",
 }
 
 

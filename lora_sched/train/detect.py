@@ -89,9 +89,10 @@ def safetensors_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str
     every byte the header lists (a download cut short is caught here, not mid-training)."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
-        start = fh.read(8)
-        if start.startswith(b"version https://git-lfs"):
+        if fh.read(64).startswith(b"version https://git-lfs"):
             raise NotAModel("a Git LFS pointer file, not the weights", "fetch the weights (`git lfs pull`)")
+        fh.seek(0)
+        start = fh.read(8)
         length = int.from_bytes(start, "little") if len(start) == 8 else -1
         if not 2 <= length <= min(size - 8, 100_000_000):
             raise NotAModel(f"a file that is not safetensors ({size:,} bytes, no valid header)", _REDOWNLOAD)

@@ -180,9 +180,12 @@ def read_pickled(path: Path, mmap: bool = False) -> dict[str, Any]:
 
 
 def _pickle_problem(exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-    if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
-        return f"a pickle holding Python objects besides tensors, refused unread ({first})"
+    text = str(exc)
+    if "Weights only load failed" in text or "Unsupported global" in text:
+        named = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" ({named.group(1)})" if named else ""
+        return f"a pickle holding Python objects besides tensors{what}, refused unread"
+    first = (text.strip().splitlines() or [""])[0].split(". ")[0][:300]
     return f"a file torch cannot read as a checkpoint ({type(exc).__name__}: {first})"
 
 
