@@ -254,7 +254,7 @@ def test_a_ckpt_with_a_crafted_pickle_is_refused_unrun(tmp_path):
     canary = tmp_path / "canary"
     bad = tmp_path / "model.ckpt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": _Canary(canary)}, str(bad), pickle_protocol=2)
-    with pytest.raises(ConfigError, match="a pickle holding Python objects besides tensors, refused unread"):
+    with pytest.raises(ConfigError, match=r"a pickle holding Python objects besides tensors \(.*\), refused unread"):
         check_model_source(str(bad))
     plain = tmp_path / "legacy.ckpt"
     plain.write_bytes(pickle.dumps(_Canary(canary)))
