@@ -258,7 +258,7 @@ def test_a_ckpt_with_a_crafted_pickle_is_refused_unrun(tmp_path):
         check_model_source(str(bad))
     plain = tmp_path / "legacy.ckpt"
     plain.write_bytes(pickle.dumps(_Canary(canary)))
-    with pytest.raises(ConfigError, match="refused unread|cannot read"):
+    with pytest.raises(ConfigError, match=r"refused unread|cannot read"):
         check_model_source(str(plain))
     assert not canary.exists()
 

@@ -88,6 +88,8 @@ def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str =
         return Source("folder", path)
     if path.is_file():
         found = detect_file(path, key)
+        if found.family == "sdxl":
+            raise ConfigError(problem(key, "an SD 1.x or SD 2.x checkpoint (SDXL is not trained yet)", raw(str(path))))
         for index in range(len(found.text_encoders)):
             tokenizer_origin(found, index, options, key)
         return Source("file", path, found)
@@ -318,8 +320,6 @@ def load_file(path: Path, found: detect.Detected, options: SourceOptions, key: s
 
     from lora_sched.train import model as sd
 
-    if found.family == "sdxl":
-        raise ConfigError(problem(key, "an SD 1.x or SD 2.x checkpoint (SDXL is not trained yet)", raw(str(path))))
     tokenizers = [checked_tokenizer(found, i, options, key) for i in range(len(found.text_encoders))]
     state = read_tensors(path)
     unet_state = convert_ldm_unet_checkpoint(_under(state, detect.UNET), found.unet)
