@@ -42,7 +42,7 @@ def describe_text(spec: ScheduleSpec, alias_defaults: dict | None = None) -> str
             extra.append(f"kohya key {p.kohya_key}")
         if p.aliases:
             extra.append("also " + ", ".join(p.aliases))
-        lines.append(f"  {p.name} ({p.kind}): {p.doc}")
+        lines.append(f"  {p.name} ({p.field.kind}): {p.doc}")
         lines.append(f"      {'; '.join(extra)}")
     lines.append("")
     lines.append(

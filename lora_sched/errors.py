@@ -185,3 +185,20 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
             return limit + 1
         before, row = row, current
     return row[-1]
+
+
+class FieldError(ValueError):
+    """A value a field (lora_sched.schedules.fields) does not accept: what was expected, what was
+    found, a hint. It names no key: the caller that knows the key turns it into a Problem
+    (`problem_at`). `at` locates an item inside the value, e.g. "[2]" for a list's third item."""
+
+    def __init__(self, expected: str, found: object, hint: str = "", at: str = "") -> None:
+        self.expected, self.found, self.hint, self.at = expected, found, hint, at
+        super().__init__(f"expected {expected}, got {describe_value(found)}")
+
+    def inside(self, index: int) -> FieldError:
+        """The same error, located at item `index` of the value that held the failing item."""
+        return FieldError(self.expected, self.found, self.hint, f"[{index}]{self.at}")
+
+    def problem_at(self, key: str) -> Problem:
+        return problem(key + self.at, self.expected, self.found, self.hint)

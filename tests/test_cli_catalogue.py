@@ -42,7 +42,7 @@ def test_describe_every_schedule(name):
     text = flat(out.stdout)
     assert text.startswith(f"{spec.name}: {flat(spec.summary)}")
     for p in spec.params:
-        assert f"{p.name} ({p.kind}): {flat(p.doc)}" in text
+        assert f"{p.name} ({p.field.kind}): {flat(p.doc)}" in text
         assert f"default {p.default_text()}" in text
         if p.range_text():
             assert p.range_text() in text

@@ -22,7 +22,6 @@ from lora_sched.notebook.translate import (
     TRAINING_DEFAULTS,
     form_to_flat,
     param_defaults,
-    param_field_kind,
 )
 from lora_sched.schedules import Param, all_specs, get_spec
 
@@ -74,15 +73,15 @@ def configure(form: SchedulerForm, name: str, path: Path, **overrides: Any) -> N
 
 def invalid_value(param: Param) -> Any | None:
     """A value the param's widget accepts but the spec rejects (None where the widget cannot hold one)."""
-    kind = param_field_kind(param)
+    kind = param.control().kind
     if kind == "float":
-        if param.high is not None:
-            return param.high + 1.0
-        return -1.0 if param.low is not None else math.nan
+        if param.field.high is not None:
+            return param.field.high + 1.0
+        return -1.0 if param.field.low is not None else math.nan
     if kind == "int":
-        return (param.low or 0) - 1
+        return (param.field.low or 0) - 1
     if kind == "text":
-        return "50.0" if param.kind == "duration" else "abc"
+        return "50.0" if param.field.kind == "duration" else "abc"
     if kind == "list":
         return "-5"
     return None

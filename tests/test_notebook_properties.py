@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from lora_sched.config import load_config
 from lora_sched.notebook import SchedulerForm
-from lora_sched.notebook.translate import param_field_kind
 from lora_sched.schedules import Param, all_specs, get_spec
 
 NAMES = [s.name for s in all_specs()]
@@ -33,7 +32,7 @@ def form() -> SchedulerForm:
 
 def _number(param: Param, integer: bool) -> st.SearchStrategy[Any]:
     """Values near and beyond the bounds, the default, and anything else the widget holds."""
-    marks = [v for v in (param.low, param.high, param.default) if isinstance(v, (int, float))]
+    marks = [v for v in (param.field.low, param.field.high, param.default) if isinstance(v, (int, float))]
     marks += [m + d for m in list(marks) for d in (-1, 1)] + [0, 1, 2, 3]
     if integer:
         return st.one_of(st.sampled_from([int(m) for m in marks]), st.integers(-5, 200))
@@ -44,7 +43,7 @@ def _number(param: Param, integer: bool) -> st.SearchStrategy[Any]:
 
 
 def _param_value(param: Param) -> st.SearchStrategy[Any]:
-    kind = param_field_kind(param)
+    kind = param.control().kind
     if kind == "float":
         return _number(param, integer=False)
     if kind == "int":
@@ -52,10 +51,10 @@ def _param_value(param: Param) -> st.SearchStrategy[Any]:
     if kind == "bool":
         return st.booleans()
     if kind == "choice":
-        return st.sampled_from(param.choices)
+        return st.sampled_from(param.field.choices)
     if kind == "list":
         return st.lists(st.sampled_from(DURATIONS), max_size=3).map(", ".join) | FREE_TEXT
-    if param.kind == "str":  # piecewise_constant's step_rules
+    if param.field.kind == "str":  # piecewise_constant's step_rules
         return st.sampled_from(["1", "1:50,0.5:100,0.1", "1:x", "0.5:10,0.5:10,1", ""]) | FREE_TEXT
     numeric = st.sampled_from(["", "0.1", "0.99", "1.5", "-2", "5", "100", "abc", "0"])
     return st.sampled_from(DURATIONS) | numeric | FREE_TEXT
@@ -71,15 +70,17 @@ def mostly(valid: st.SearchStrategy[Any], wild: st.SearchStrategy[Any]) -> st.Se
 
 
 def _sensible(param: Param) -> st.SearchStrategy[Any]:
-    kind = param_field_kind(param)
+    kind = param.control().kind
     if param.required:
         return st.just(REQUIRED_VALID[param.name])
     if kind == "float":
-        low = param.low if param.low is not None else 0.0
-        high = param.high if param.high is not None else low + 10.0
-        return st.floats(low, min(high, low + 10.0), exclude_min=param.low_open, exclude_max=param.high_open)
+        low = param.field.low if param.field.low is not None else 0.0
+        high = param.field.high if param.field.high is not None else low + 10.0
+        return st.floats(
+            low, min(high, low + 10.0), exclude_min=param.field.low_open, exclude_max=param.field.high_open
+        )
     if kind == "int":
-        low = int(param.low) if param.low is not None else 1
+        low = int(param.field.low) if param.field.low is not None else 1
         return st.integers(low, low + 3)
     if kind in ("text", "list"):
         return st.sampled_from([param_defaults_of(param), "0", "5", "0.05"])
@@ -87,9 +88,7 @@ def _sensible(param: Param) -> st.SearchStrategy[Any]:
 
 
 def param_defaults_of(param: Param) -> Any:
-    from lora_sched.notebook.translate import param_field_value
-
-    return param_field_value(param, param.default)
+    return param.form_value(param.default)
 
 
 @st.composite

@@ -112,24 +112,7 @@ def cell(text: str) -> str:
 
 
 def type_text(key: Key) -> str:
-    text = {
-        "float": "float",
-        "floats": "float, or a list of floats",
-        "int": "int",
-        "bool": "bool",
-        "str": "string",
-        "path": "string (path)",
-        "choice": " / ".join(f'"{c}"' for c in key.choices),
-        "duration": "duration",
-        "resolution": 'int or "W,H"',
-        "kv_list": 'list of "key=value"',
-        "sched_args": 'list of "key=value", or a table',
-        "optimizer": "string",
-    }[key.kind]
-    rng = key.range_text()
-    if key.multiple_of:
-        rng = f"{rng}, multiple of {key.multiple_of}".lstrip(", ")
-    return f"{text} {rng}".strip()
+    return key.field.type_text()
 
 
 def default_text(key: Key) -> str:

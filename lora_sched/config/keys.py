@@ -1,8 +1,9 @@
 """The declarative table of every config key lora_sched reads.
 
-One `Key` per flat kohya name: its kind, default, bounds, the section we write it under and a
-one-line doc. Validation, the writer's order and sections, the JSON Schema and the config
-reference in the docs are all generated from this table. Schedule parameters are not here: they
+One `Key` per flat kohya name: its kind and bounds (which make its field, see
+lora_sched.schedules.fields), default, the section we write it under and a one-line doc.
+Validation, the writer's order and sections, the JSON Schema and the config reference in the docs
+are all generated from this table. Schedule parameters are not here: they
 come from the schedule specs (`lr_scheduler_args`, and the kohya global keys via Param.kohya_key).
 Nothing here imports NumPy.
 """
@@ -10,7 +11,6 @@ Nothing here imports NumPy.
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from collections.abc import Callable
 from typing import Any, Literal
@@ -19,8 +19,10 @@ from lora_sched.builtins import BUILTIN_DATA, BUILTIN_MODEL, BUILTIN_RESOLUTION
 from lora_sched.config import optimizers
 from lora_sched.config.args import split_kv
 from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLERS
-from lora_sched.errors import Problem, Raw, did_you_mean, problem, range_text, raw, too_many
-from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, MAX_STEPS
+from lora_sched.errors import FieldError, Problem, did_you_mean, problem, raw
+from lora_sched.schedules import fields
+from lora_sched.schedules.durations import MAX_STEPS
+from lora_sched.schedules.fields import shown_text
 
 KeyKind = Literal[
     "float",
@@ -58,37 +60,20 @@ SECTIONS = (
 
 
 class Key:
-    """One config key.
+    """One config key: its name, the field that reads its value, its section, doc and default.
 
-    kind: value type (``floats`` = a number or a list of numbers; ``duration`` = every duration form;
-    ``resolution`` = int or "W,H";
-    ``kv_list`` = kohya list of "key=value" strings; ``sched_args`` = lr_scheduler_args, list or table).
-    low / high: inclusive bounds unless low_open / high_open. multiple_of: ints must divide by it.
+    kind names the field (`FIELD_KINDS`): ``floats`` = a number or a list of numbers; ``duration``
+    = every duration form; ``resolution`` = int or "W,H"; ``kv_list`` = kohya list of "key=value"
+    strings; ``sched_args`` = lr_scheduler_args, list or table. The keyword options configure it:
+    low / high (inclusive unless low_open / high_open), multiple_of, choices, allow_empty, and
+    rule, a further check of a string that raises FieldError.
     roles: what else the key feeds (`Role`); sd_default: for kohya's global scheduler keys, the
     value sd-scripts uses when the key is absent.
     """
 
     # A plain class rather than a dataclass: this table loads on every `validate`, whose start-up
     # time is budgeted, and a dataclass costs more to create than to use.
-    __slots__ = (
-        "allow_empty",
-        "choices",
-        "default",
-        "default_doc",
-        "doc",
-        "high",
-        "high_open",
-        "kind",
-        "low",
-        "low_open",
-        "multiple_of",
-        "name",
-        "nullable",
-        "roles",
-        "rule",
-        "sd_default",
-        "section",
-    )
+    __slots__ = ("default", "default_doc", "doc", "field", "name", "nullable", "roles", "sd_default", "section")
 
     def __init__(
         self,
@@ -98,104 +83,54 @@ class Key:
         doc: str,
         default: Any = None,
         *,
-        low: float | None = None,
-        high: float | None = None,
-        low_open: bool = False,
-        high_open: bool = False,
-        choices: tuple[str, ...] = (),
-        multiple_of: int | None = None,
         nullable: bool = True,
-        allow_empty: bool = False,
         default_doc: str | None = None,
-        rule: Callable[[Key, str], Problem | None] | None = None,
         roles: tuple[Role, ...] = (),
         sd_default: Any = None,
+        **options: Any,
     ) -> None:
-        self.name, self.kind, self.section, self.doc, self.default = name, kind, section, doc, default
-        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
-        self.choices, self.multiple_of, self.nullable = choices, multiple_of, nullable
-        self.allow_empty, self.default_doc, self.rule = allow_empty, default_doc, rule
+        self.name, self.section, self.doc, self.default = name, section, doc, default
+        self.nullable, self.default_doc = nullable, default_doc
         self.roles, self.sd_default = frozenset(roles), sd_default
+        self.field: fields.Field = FIELD_KINDS[kind](**options)
 
     def __repr__(self) -> str:
-        return f"Key({self.name!r}, {self.kind!r}, default={self.default!r})"
-
-    def range_text(self) -> str:
-        return range_text(self.low, self.high, self.low_open, self.high_open)
+        return f"Key({self.name!r}, {self.field.kind!r}, default={self.default!r})"
 
     def expected(self) -> str:
-        base = {
-            "float": "a number",
-            "floats": "a number, or a list of numbers (one per text encoder)",
-            "int": "an int",
-            "bool": "true or false",
-            "str": "a string" if self.allow_empty else "a non-empty string",
-            "path": "a non-empty string (a path)",
-            "choice": "one of " + ", ".join(f'"{c}"' for c in self.choices),
-            "duration": DURATION_EXPECTED,
-            "resolution": 'an int (square) or "W,H"',
-            "kv_list": 'a list of "key=value" strings',
-            "sched_args": 'a list of "key=value" strings or a table',
-            "optimizer": optimizers.EXPECTED,
-        }[self.kind]
-        extra = self.range_text()
-        if self.multiple_of and self.kind in ("int", "resolution"):
-            extra = f"{extra}, a multiple of {self.multiple_of}".lstrip(", ")
-        return f"{base} {extra}".strip()
+        return self.field.expected()
+
+    def parse(self, value: Any) -> Any:
+        """The value as the config holds it; raises FieldError when it does not fit this key.
+
+        Durations and lr_scheduler_args are stored as written: the schedule layer (resolve) and
+        args.py read them, against the run and the schedule.
+        """
+        if isinstance(value, dict) and not self.field.takes_table:
+            raise FieldError(self.expected(), raw("a table"), "sections nest one level: write key = value")
+        if isinstance(value, (datetime.date, datetime.time)):
+            raise FieldError(self.expected(), raw(f"{value.isoformat()} (a TOML date/time)"))
+        if self.field.read_when_resolved:
+            return value
+        return self.field.parse(value)
 
     def check(self, value: Any) -> Problem | None:
-        """A Problem if `value` does not fit this key (keyed by the flat name), else None.
-
-        Durations and lr_scheduler_args are left to the schedule layer (resolve) and args.py.
-        """
-        kind = self.kind
-        if isinstance(value, (datetime.date, datetime.time)):
-            return problem(self.name, self.expected(), raw(f"{value.isoformat()} (a TOML date/time)"))
-        if kind in ("duration", "sched_args"):
-            return None
-        if kind == "bool":
-            return None if isinstance(value, bool) else problem(self.name, "true or false", value)
-        if kind in ("str", "path", "choice", "optimizer"):
-            if not isinstance(value, str):
-                return problem(self.name, self.expected(), value)
-            if kind == "choice" and value not in self.choices:
-                return problem(self.name, self.expected(), value, did_you_mean(value, self.choices))
-            if kind == "optimizer":
-                return _check_optimizer(self, value)
-            if not value.strip() and not self.allow_empty:
-                return problem(self.name, self.expected(), value)
-            if "\0" in value:  # no path or name holds one: the OS refuses it (after training, for output_name)
-                return problem(self.name, f"{self.expected()} without a NUL character", _shown(value))
-            return self.rule(self, value) if self.rule else None
-        if kind == "kv_list":
-            if not isinstance(value, list):
-                return problem(self.name, self.expected(), value, 'e.g. ["weight_decay=0.1", "betas=[0.9,0.99]"]')
-            if len(value) > MAX_LIST_ITEMS:
-                return problem(self.name, f"{self.expected()}, at most {MAX_LIST_ITEMS:,}", too_many(value))
-            for i, item in enumerate(value):
-                kv = split_kv(item)
-                if kv is None or not kv.name:
-                    return problem(f"{self.name}[{i}]", 'a "key=value" string', item)
-            return None
-        if kind == "resolution":
-            return _check_resolution(self, value)
-        if kind == "floats" and isinstance(value, list):
-            for i, item in enumerate(value):
-                found = _check_number(self, item)
-                if found is not None:
-                    return found._replace(key=f"{self.name}[{i}]")
-            return None
-        return _check_number(self, value)
+        """A Problem (keyed by the flat name) if `value` does not fit this key, else None."""
+        try:
+            self.parse(value)
+        except FieldError as exc:
+            return exc.problem_at(self.name)
+        return None
 
 
-def _check_optimizer(key: Key, value: str) -> Problem | None:
+def _check_optimizer(value: str) -> None:
     unusable = unusable_optimizer(value)
     if unusable:
-        return unusable
+        raise FieldError(unusable.expected, raw(unusable.found), unusable.hint)
     if optimizers.lookup(value) is not None:  # the table `train` builds from: both accept the same names
-        return None
+        return
     hint = did_you_mean(value, optimizers.known_names()) or "or a dotted path like pytorch_optimizer.CAME"
-    return problem(key.name, key.expected(), value, hint)
+    raise FieldError(optimizers.EXPECTED, value, hint)
 
 
 #: torch.optim classes that load but cannot train a LoRA: lower-case class name -> why (and what instead).
@@ -226,44 +161,36 @@ LORA_SUFFIX = ".safetensors"
 _WINDOWS_INVALID = set('<>:"|?*')
 
 
-def _shown(value: str) -> str | Raw:
-    """A string as a message shows it: control characters escaped (a NUL would end the line in a terminal)."""
-    return raw(repr(value) + " (a string)") if any(ord(c) < 32 for c in value) else value
-
-
 def _separators() -> tuple[str, ...]:
     return (os.sep, os.altsep) if os.altsep else (os.sep, "/")
 
 
-def _check_file_stem(key: Key, value: str) -> Problem | None:
+def _check_file_stem(value: str) -> None:
     """output_name: a file name that train joins to output_dir (+ .safetensors), as sd-scripts does."""
     expected = f"a file name, without folders (it is written as output_dir/NAME{LORA_SUFFIX})"
     if any(sep in value for sep in _separators()) or os.path.isabs(value) or os.path.splitdrive(value)[0]:
         hint = "a name with / (or an absolute path) would write outside output_dir: put folders in output_dir"
-        return problem(key.name, expected, _shown(value), hint)
+        raise FieldError(expected, shown_text(value), hint)
     if len((value + LORA_SUFFIX).encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         limit = MAX_NAME_BYTES - len(LORA_SUFFIX)
-        return problem(key.name, f"a file name of at most {limit} bytes (UTF-8)", raw(f"{len(value.encode())} bytes"))
+        raise FieldError(f"a file name of at most {limit} bytes (UTF-8)", raw(f"{len(value.encode())} bytes"))
     if os.name == "nt" and (set(value) & _WINDOWS_INVALID or any(ord(c) < 32 for c in value)):
-        return problem(key.name, f'{expected}, without <>:"|?* or control characters (Windows)', _shown(value))
-    return None
+        raise FieldError(f'{expected}, without <>:"|?* or control characters (Windows)', shown_text(value))
 
 
-def _check_folder(key: Key, value: str) -> Problem | None:
+def _check_folder(value: str) -> None:
     """output_dir: any folder the user names (absolute too); each part must be a valid name."""
     parts = value.replace(os.altsep or os.sep, os.sep).split(os.sep)
     long = next((p for p in parts if len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES), None)
     if long is not None:
-        return problem(key.name, f"folder names of at most {MAX_NAME_BYTES} bytes", _shown(value))
-    return None
+        raise FieldError(f"folder names of at most {MAX_NAME_BYTES} bytes", shown_text(value))
 
 
-def _check_extension(key: Key, value: str) -> Problem | None:
+def _check_extension(value: str) -> None:
     """caption_extension: sd-scripts appends it to the image's name without its extension, adding a
     leading dot when there is none ("txt" reads img.txt)."""
     if any(sep in value for sep in _separators()):
-        return problem(key.name, 'a file extension such as ".txt" or ".caption"', _shown(value))
-    return None
+        raise FieldError('a file extension such as ".txt" or ".caption"', shown_text(value))
 
 
 def caption_suffix(value: str | None) -> str:
@@ -272,46 +199,31 @@ def caption_suffix(value: str | None) -> str:
     return text if not text or text.startswith(".") else "." + text
 
 
-def _check_resolution(key: Key, value: Any) -> Problem | None:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",")]
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            return problem(key.name, key.expected(), value, 'write 512 or "512,768"')
-        sizes = [int(p) for p in parts]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        sizes = [value]
-    else:
-        hint = f"write {int(value)}" if isinstance(value, float) and math.isfinite(value) and value.is_integer() else ""
-        return problem(key.name, key.expected(), value, hint)
-    for size in sizes:
-        if not (key.low <= size <= key.high) or size % (key.multiple_of or 1):  # type: ignore[operator]
-            return problem(key.name, key.expected(), value)
-    return None
+def _string(*, allow_empty: bool = False, rule: fields.Rule | None = None) -> fields.Str:
+    # no path or name holds a NUL: the OS refuses it (after training, for output_name)
+    return fields.Str(non_empty=not allow_empty, nul_free=True, rule=rule)
 
 
-def _check_number(key: Key, value: Any) -> Problem | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        hint = ""
-        if isinstance(value, str):
-            try:
-                float(value)
-                hint = f"remove the quotes: {value.strip()}"
-            except ValueError:
-                pass
-        return problem(key.name, key.expected(), value, hint)
-    if key.kind == "int" and isinstance(value, float):
-        hint = f"write {int(value)}" if math.isfinite(value) and value.is_integer() and abs(value) < 1e18 else ""
-        return problem(key.name, key.expected(), value, hint)
-    if isinstance(value, float) and not math.isfinite(value):
-        return problem(key.name, key.expected(), value, "NaN and infinity are not allowed")
-    low_bad = key.low is not None and (value < key.low or (key.low_open and value == key.low))
-    high_bad = key.high is not None and (value > key.high or (key.high_open and value == key.high))
-    if low_bad or high_bad:
-        hint = "negative values are not allowed" if value < 0 and key.low is not None and key.low >= 0 else ""
-        return problem(key.name, key.expected(), value, hint)
-    if key.multiple_of and isinstance(value, int) and value % key.multiple_of:
-        return problem(key.name, key.expected(), value)
-    return None
+def _optimizer_name() -> fields.Str:
+    """A name the optimizer table knows (its own check explains an empty or unknown one)."""
+    return fields.Str(non_empty=True, expected=optimizers.EXPECTED, rule=_check_optimizer)
+
+
+#: The field each kind name of the table below stands for, called with the row's keyword options.
+FIELD_KINDS: dict[str, Callable[..., fields.Field]] = {
+    "float": fields.Float,
+    "floats": fields.Floats,
+    "int": fields.Int,
+    "bool": fields.Bool,
+    "str": _string,
+    "path": fields.Path,
+    "choice": lambda choices: fields.Choice(*choices),
+    "duration": fields.Duration,
+    "resolution": fields.Resolution,
+    "kv_list": lambda: fields.KeyValueList(split_kv),
+    "sched_args": fields.SchedulerArgs,
+    "optimizer": _optimizer_name,
+}
 
 
 def _k(*args: Any, **kwargs: Any) -> Key:
@@ -793,7 +705,6 @@ KEYS: tuple[Key, ...] = (
 )
 
 KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
-
 
 
 def keys_with(*roles: Role) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
 from lora_sched.config.places import DocLines, Locations, Place, bare_or_quoted, quoted, split_key
-from lora_sched.errors import ConfigError, Problem, near_miss, problem, raw
+from lora_sched.errors import ConfigError, FieldError, Problem, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, lookup
 
@@ -364,24 +364,17 @@ class _Loader:
     def check_ours(self, key: str, value: Any, values: dict[str, Any]) -> None:
         """One of lora_sched's keys: checked, typed and stored in `values` (its default stays on error)."""
         spec = KEY_BY_NAME[key]
-        if isinstance(value, dict) and spec.kind != "sched_args":
-            self.problems.append(
-                problem(key, spec.expected(), raw("a table"), "sections nest one level: write key = value")
-            )
-            return
-        numeric = spec.kind in ("float", "floats", "int") or key in ("lr_warmup_steps", "lr_decay_steps")
+        numeric = spec.field.numeric or key in ("lr_warmup_steps", "lr_decay_steps")
         if numeric and isinstance(value, str) and _QUOTED_NUMBER.match(value):
             self.quoted_number(key, value, values)
             return
-        found = spec.check(value)
-        if found is not None:
-            self.problems.append(found)
+        try:
+            parsed = spec.parse(value)
+        except FieldError as exc:
+            self.problems.append(exc.problem_at(key))
             return
-        if spec.kind == "floats":
-            value = [float(v) for v in value] if isinstance(value, list) else float(value)
-        elif spec.kind == "float" and key not in GLOBAL_SCHEDULER_KEYS:
-            value = float(value)
-        values[key] = value
+        # a global scheduler key keeps its int: the schedule parameter it feeds may be an int
+        values[key] = value if key in GLOBAL_SCHEDULER_KEYS else parsed
 
     def quoted_number(self, key: str, value: str, values: dict[str, Any]) -> None:
         """A number in quotes. sd-scripts applies no argparse `type=` to a config file's values: the

@@ -17,60 +17,10 @@ from lora_sched.config.kohya_keys import kohya_key_names
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_names, all_specs
 
 SCHEMA_ID = "https://lora-sched.invalid/lora_sched.schema.json"
-_DURATION = {
-    "anyOf": [
-        {"type": "integer", "minimum": 0},
-        {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*(ba|ep|sp|dur|%)\s*$"},
-    ]
-}
-
-
-def _bounds(obj: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if obj.low is not None:
-        out["exclusiveMinimum" if obj.low_open else "minimum"] = obj.low
-    if obj.high is not None:
-        out["exclusiveMaximum" if obj.high_open else "maximum"] = obj.high
-    return out
-
-
 def key_schema(key: Key) -> dict[str, Any]:
-    kind = key.kind
-    if kind == "float":
-        out = _bounds(key, {"type": "number"})
-    elif kind == "floats":
-        number = _bounds(key, {"type": "number"})
-        out = {"anyOf": [number, {"type": "array", "items": number}]}
-    elif kind == "int":
-        out = _bounds(key, {"type": "integer"})
-        if key.multiple_of:
-            out["multipleOf"] = key.multiple_of
-    elif kind == "bool":
-        out = {"type": "boolean"}
-    elif kind in ("str", "path", "optimizer"):
-        out = {"type": "string"} if key.allow_empty else {"type": "string", "minLength": 1}
-        if key.name == "lr_scheduler":
-            out = {"type": "string", "enum": all_names()}
-    elif kind == "choice":
-        out = {"type": "string", "enum": list(key.choices)}
-    elif kind == "duration":
-        out = dict(_DURATION)
-    elif kind == "resolution":
-        out = {
-            "anyOf": [
-                _bounds(key, {"type": "integer", "multipleOf": key.multiple_of or 1}),
-                {"type": "string", "pattern": r"^\s*\d+\s*,\s*\d+\s*$"},
-            ]
-        }
-    elif kind == "kv_list":
-        out = {"type": "array", "items": {"type": "string", "pattern": r"^\s*[^=\s][^=]*="}}
-    else:  # sched_args
-        out = {
-            "anyOf": [
-                {"type": "array", "items": {"type": "string", "pattern": r"^\s*[^=\s][^=]*="}},
-                {"type": "object", "additionalProperties": {"not": {"type": "object"}}},
-            ]
-        }
+    out = key.field.json_schema()
+    if key.name == "lr_scheduler":  # a free string to the key table, but only catalogue names load
+        out = {"type": "string", "enum": all_names()}
     out["description"] = key.doc
     if key.default not in (None, [], {}):
         out["default"] = key.default
@@ -78,23 +28,7 @@ def key_schema(key: Key) -> dict[str, Any]:
 
 
 def param_schema(param: Param) -> dict[str, Any]:
-    kind = param.kind
-    if kind == "float":
-        out = _bounds(param, {"type": "number"})
-    elif kind == "int":
-        out = _bounds(param, {"type": "integer"})
-    elif kind == "bool":
-        out = {"type": "boolean"}
-    elif kind == "choice":
-        out = {"type": "string", "enum": list(param.choices)}
-    elif kind == "str":
-        out = {"type": "string"}
-    elif kind == "duration":
-        out = dict(_DURATION)
-    else:
-        out = {"type": "array", "items": _DURATION}
-    out["description"] = param.doc
-    return out
+    return {**param.field.json_schema(), "description": param.doc}
 
 
 def _arg_names(spec: ScheduleSpec) -> list[str]:

@@ -33,19 +33,10 @@ _TOGGLE = {"description_width": "170px", "button_width": "80px"}
 
 def param_hint(param: Param, alias_defaults: Mapping[str, Any] | None = None) -> str:
     """The text shown beside a parameter field: doc; unit; allowed range; default."""
-    parts = [param.doc]
-    if param.unit and param.kind != "choice":
-        parts.append(param.unit)
-    if param.kind == "durations":
-        parts.append("comma-separated")
-    rng = param.range_text()
-    if rng and param.kind != "choice":
-        parts.append(rng)
     default = param.default_text()
     if alias_defaults and param.name in alias_defaults:
         default = str(alias_defaults[param.name])
-    parts.append(f"default {default}")
-    return "; ".join(parts)
+    return "; ".join([param.doc, *param.field.form_hints(), f"default {default}"])
 
 
 class SchedulerForm:
@@ -152,19 +143,8 @@ class SchedulerForm:
         }
 
     def _param_widget(self, param: Param, value: Any) -> Any:
-        w = self._w
-        kind = tr.param_field_kind(param)
-        common = {"description": param.name, "style": _DESC}
-        if kind == "float":
-            return w.FloatText(value=value, **common)
-        if kind == "int":
-            return w.IntText(value=value, **common)
-        if kind == "bool":
-            return w.Checkbox(value=value, indent=True, **common)
-        if kind == "choice":
-            return w.Dropdown(options=list(param.choices), value=value, **common)
         placeholder = "required" if param.required else param.default_text()
-        return w.Text(value=value, placeholder=placeholder, **common)
+        return param.control().build(self._w, value, placeholder, description=param.name, style=_DESC)
 
     def _layout(self) -> Any:
         w, f = self._w, self.fields

@@ -19,7 +19,6 @@ Form values are a plain dict (see `DEFAULTS` for every key):
 
 from __future__ import annotations
 
-import ast
 import math
 import shlex
 from collections.abc import Mapping
@@ -28,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 from lora_sched.builtins import BUILTIN_SHAPES_SIZE
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEYS, Key, defaults
 from lora_sched.errors import ConfigError, problem
-from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, all_specs, lookup
+from lora_sched.schedules.fields import parse_text
+from lora_sched.schedules.fields import text_of as _field_text
+from lora_sched.schedules.spec import ScheduleSpec, all_specs, lookup
 
 if TYPE_CHECKING:
     from lora_sched.config import LoraConfig
@@ -36,48 +37,6 @@ if TYPE_CHECKING:
 
 #: Training keys typed into text fields and read with `parse_text` (resolution is 64 or "512,768").
 TEXT_PARSED_KEYS = ("resolution",)
-
-
-def parse_text(text: Any) -> Any:
-    """A value typed into a text field, read the way TOML would hold it.
-
-    "" -> None (not set); "100" -> 100; "0.05" / "1e-4" -> float; "true"/"false" -> bool;
-    "[100, 200]" -> a list; anything else stays a string (the validator then names the type error).
-    """
-    if not isinstance(text, str):
-        return text
-    stripped = text.strip()
-    if not stripped:
-        return None
-    if stripped in ("true", "false"):
-        return stripped == "true"
-    try:
-        return int(stripped)
-    except ValueError:
-        pass
-    try:
-        return float(stripped)
-    except ValueError:
-        pass
-    if stripped.startswith("["):
-        try:
-            value = ast.literal_eval(stripped)
-        except (ValueError, SyntaxError):
-            return text
-        return list(value) if isinstance(value, (list, tuple)) else text
-    return text
-
-
-def parse_list(text: Any) -> Any:
-    """A comma-separated list field ("100, 200" or "0.3dur, 0.6dur") -> list of parsed items."""
-    if not isinstance(text, str):
-        return text
-    stripped = text.strip()
-    if not stripped:
-        return None
-    if stripped.startswith("["):
-        return parse_text(stripped)
-    return [parse_text(item) for item in stripped.split(",")]
 
 
 def parse_optimizer_args(text: Any) -> Any:
@@ -96,55 +55,10 @@ def optimizer_args_text(items: Any) -> str:
     return " ".join(shlex.quote(str(item)) for item in items or ())
 
 
-def param_field_kind(param: Param) -> str:
-    """Which widget a parameter gets: float / int / bool / choice / text / list.
-
-    Numbers without a concrete default (required, or chosen from context) are text fields, so they
-    can be left blank; durations are text because they accept "100", "0.05", "5%" or "2ep".
-    """
-    if param.kind == "durations":
-        return "list"
-    if param.kind in ("duration", "str"):
-        return "text"
-    if param.kind in ("float", "int") and (param.default is REQUIRED or param.default is None):
-        return "text"
-    return param.kind
-
-
-def param_field_value(param: Param, value: Any) -> Any:
-    """A parameter value as its form field holds it (the inverse of `param_value`)."""
-    kind = param_field_kind(param)
-    if kind == "list":
-        if value is None or value is REQUIRED:
-            return ""
-        return ", ".join(_field_text(v) for v in value) if isinstance(value, (list, tuple)) else _field_text(value)
-    if kind == "text":
-        return "" if value is None or value is REQUIRED else _field_text(value)
-    return value
-
-
-def _field_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return str(value)
-
-
-def param_value(param: Param, field_value: Any) -> Any:
-    """What a parameter's form field holds, as the value written to the config (None = not set)."""
-    kind = param_field_kind(param)
-    if kind == "list":
-        return parse_list(field_value)
-    if kind == "text":
-        return parse_text(field_value)
-    return field_value
-
-
 def param_defaults(spec: ScheduleSpec, alias_defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The form field values a schedule starts with (its spec defaults, or the alias's)."""
     alias_defaults = alias_defaults or {}
-    return {p.name: param_field_value(p, alias_defaults.get(p.name, p.default)) for p in spec.params}
+    return {p.name: p.form_value(alias_defaults.get(p.name, p.default)) for p in spec.params}
 
 
 def _form_start(key: Key) -> Any:
@@ -229,7 +143,7 @@ def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
     for param in spec.params:
         if param.name not in args:
             continue
-        value = param_value(param, args[param.name])
+        value = param.control().read(args[param.name])
         if value is None:
             continue
         if param.kohya_key:
@@ -362,9 +276,9 @@ def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:
         names = (param.name, *param.aliases)
         found = [given[n] for n in names if n in given]
         if found:
-            args[param.name] = param_field_value(param, found[0])
+            args[param.name] = param.form_value(found[0])
         elif param.kohya_key and _kohya_value(flat, param.kohya_key) is not None:
-            args[param.name] = param_field_value(param, _kohya_value(flat, param.kohya_key))
+            args[param.name] = param.form_value(_kohya_value(flat, param.kohya_key))
     values["args"] = args
     return values
 
@@ -417,9 +331,7 @@ def quick_settings(
     for name, value in (("num_cycles", num_cycles), ("power", power)):
         param = spec.param(name)
         if param is not None:
-            if param.kind == "int" and isinstance(value, float) and value.is_integer():
-                value = int(value)
-            args[name] = param_field_value(param, value)
+            args[name] = param.form_value(value)
     warmup_percent = round(warmup_ratio * 100.0, 10)
     return {
         **DEFAULTS,

@@ -18,7 +18,7 @@ import math
 import re
 from typing import Literal, NamedTuple
 
-from lora_sched.errors import ConfigError, problem
+from lora_sched.errors import ConfigError, FieldError, problem
 
 Unit = Literal["ba", "ep", "sp", "dur"]
 
@@ -66,44 +66,48 @@ class TimeContext(NamedTuple):
 
 def parse_duration(value: object, key: str, *, allow_fraction: bool = True) -> Duration:
     """Parse a user-written duration; raise ConfigError naming `key` on anything else."""
+    try:
+        return read_duration(value, allow_fraction=allow_fraction)
+    except FieldError as exc:
+        raise ConfigError(exc.problem_at(key)) from None
+
+
+def read_duration(value: object, *, allow_fraction: bool = True) -> Duration:
+    """Parse a user-written duration; raise FieldError on anything else."""
     expected = DURATION_EXPECTED if allow_fraction else 'steps (an int) or a time string like "100ba", "2ep", "512sp"'
     if isinstance(value, bool):
-        raise ConfigError(problem(key, expected, value))
+        raise FieldError(expected, value)
     if isinstance(value, int):
         if value < 0:
-            raise ConfigError(problem(key, expected, value, "a duration cannot be negative"))
+            raise FieldError(expected, value, "a duration cannot be negative")
         if value > MAX_STEPS:
-            raise ConfigError(problem(key, f"at most {MAX_STEPS:,} steps", value))
+            raise FieldError(f"at most {MAX_STEPS:,} steps", value)
         return Duration(value, "ba")
     if isinstance(value, float):
-        return Duration(_fraction(value, key, expected, allow_fraction), "dur")
+        return Duration(_fraction(value, expected, allow_fraction), "dur")
     if isinstance(value, str):
-        return _parse_time_string(value, key, expected, allow_fraction)
-    raise ConfigError(problem(key, expected, value))
+        return _parse_time_string(value, expected, allow_fraction)
+    raise FieldError(expected, value)
 
 
-def _fraction(value: float, key: str, expected: str, allow_fraction: bool) -> float:
+def _fraction(value: float, expected: str, allow_fraction: bool) -> float:
     if not math.isfinite(value):
-        raise ConfigError(problem(key, expected, value, "NaN and infinity are not durations"))
+        raise FieldError(expected, value, "NaN and infinity are not durations")
     if value < 0:
-        raise ConfigError(problem(key, expected, value, "a duration cannot be negative"))
+        raise FieldError(expected, value, "a duration cannot be negative")
     if value >= 1:
         whole = int(value) if value.is_integer() and value < 1e15 else value
-        raise ConfigError(
-            problem(
-                key,
-                expected,
-                value,
-                f"write {whole} for {whole} steps or {value / 100:g} for a fraction of the run; "
-                "kohya reads a float >= 1 as that many times the whole run",
-            )
+        hint = (
+            f"write {whole} for {whole} steps or {value / 100:g} for a fraction of the run; "
+            "kohya reads a float >= 1 as that many times the whole run"
         )
+        raise FieldError(expected, value, hint)
     if not allow_fraction and value != 0:
-        raise ConfigError(problem(key, expected, value, "a fraction has no meaning here: give steps"))
+        raise FieldError(expected, value, "a fraction has no meaning here: give steps")
     return value
 
 
-def _parse_time_string(text: str, key: str, expected: str, allow_fraction: bool) -> Duration:
+def _parse_time_string(text: str, expected: str, allow_fraction: bool) -> Duration:
     match = _TIME_RE.match(text)
     if match is None:
         hint = ""
@@ -112,28 +116,24 @@ def _parse_time_string(text: str, key: str, expected: str, allow_fraction: bool)
             hint = f"remove the quotes: {text.strip()}"
         except ValueError:
             pass
-        raise ConfigError(problem(key, expected, text, hint))
+        raise FieldError(expected, text, hint)
     number, unit = float(match.group(1)), match.group(2)
     if unit == "tok":
-        raise ConfigError(
-            problem(key, expected, text, 'tokens ("tok") have no meaning for image training; use "ba", "ep" or "sp"')
-        )
+        raise FieldError(expected, text, 'tokens ("tok") have no meaning for image training; use "ba", "ep" or "sp"')
     if number < 0:
-        raise ConfigError(problem(key, expected, text, "a duration cannot be negative"))
+        raise FieldError(expected, text, "a duration cannot be negative")
     if unit in ("%", "dur"):
         fraction = number / 100 if unit == "%" else number
         if fraction > 1:
-            raise ConfigError(problem(key, "a fraction of the horizon between 0 and 1 (0% to 100%)", text))
+            raise FieldError("a fraction of the horizon between 0 and 1 (0% to 100%)", text)
         if not allow_fraction:
-            raise ConfigError(problem(key, expected, text, "a fraction has no meaning here: give steps"))
+            raise FieldError(expected, text, "a fraction has no meaning here: give steps")
         return Duration(fraction, "dur")
     if number > MAX_STEPS:  # before is_integer: "1e400ba" parses to inf
-        raise ConfigError(problem(key, f"at most {MAX_STEPS:,}", text))
+        raise FieldError(f"at most {MAX_STEPS:,}", text)
     if not number.is_integer():
         names = {"ba": "steps", "ep": "epochs", "sp": "samples"}
-        raise ConfigError(
-            problem(key, f"a whole number of {names[unit]}", text, f'write "{math.floor(number)}{unit}" or use steps')
-        )
+        raise FieldError(f"a whole number of {names[unit]}", text, f'write "{math.floor(number)}{unit}" or use steps')
     return Duration(int(number), unit)  # type: ignore[arg-type]
 
 

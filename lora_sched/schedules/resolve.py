@@ -494,13 +494,8 @@ def _resolve_params(
             continue
         try:
             parsed = param.parse(value, key)
-            if ctx is None:
-                pass  # no horizon to resolve durations against: their form is checked
-            elif param.kind == "duration":
-                parsed = resolve_duration(parsed, ctx, key, is_warmup=param.is_warmup)
-            elif param.kind == "durations":
-                parsed = tuple(sorted(resolve_duration(d, ctx, key, is_warmup=param.is_warmup) for d in parsed))
-            params[param.name] = parsed
+            # without a horizon to resolve durations against, only their form is checked
+            params[param.name] = parsed if ctx is None else param.field.in_steps(parsed, ctx, key)
         except ConfigError as exc:
             problems.extend(exc.problems)
     return params

@@ -1,7 +1,7 @@
 """Declarative schedule specs and the one registry every layer derives from.
 
-A `ScheduleSpec` says everything about a schedule: its name and aliases, its parameters (type,
-default, bounds, unit, one-line doc), its closed-form curve (whose docstring is the formula), its
+A `ScheduleSpec` says everything about a schedule: its name and aliases, its parameters (field,
+default, one-line doc), its closed-form curve (whose docstring is the formula), its
 reference implementation and its gotchas. Validation, `list`/`describe`, the JSON Schema, the
 notebook form and the torch adapter all read these specs; adding a schedule is one spec.
 
@@ -10,15 +10,13 @@ Nothing here imports NumPy: validating a config must stay as cheap as a bare Pyt
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from lora_sched.errors import ConfigError, Problem, did_you_mean, finite_number, problem, range_text, too_many
-from lora_sched.schedules.durations import DURATION_EXPECTED, MAX_LIST_ITEMS, Duration, parse_duration
-
-ParamKind = Literal["float", "int", "bool", "choice", "str", "duration", "durations"]
+from lora_sched.errors import ConfigError, FieldError, Problem, did_you_mean, problem
+from lora_sched.schedules.durations import Duration
+from lora_sched.schedules.fields import Control, Field
 
 
 class _Required:
@@ -33,115 +31,45 @@ REQUIRED: Any = _Required()
 class Param(NamedTuple):
     """One schedule parameter.
 
-    kind: value type; ``duration`` accepts every duration form and resolves to integer steps.
-    low / high: bounds (inclusive unless low_open / high_open).
+    field: what it accepts (`fields.Float(low=0)`, `fields.Duration()` ...): parsing, the expected
+    text, the JSON Schema and the form's input all come from it.
     kohya_key: the global sd-scripts key that feeds this parameter (e.g. lr_scheduler_num_cycles).
-    is_warmup: a duration that counts as warmup for scale_schedule_ratio / scale_warmup.
-    check: extra validation of the parsed value; returns an error text or None.
     default_doc: how a context-dependent default (``default=None``) is chosen, for docs.
     """
 
     name: str
-    kind: ParamKind
+    field: Field
     doc: str
     default: Any = REQUIRED
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     kohya_key: str | None = None
-    is_warmup: bool = False
-    check: Callable[[Any], str | None] | None = None
     default_doc: str | None = None
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
-    @property
-    def unit(self) -> str:
-        """Short unit hint shown next to the field in forms and docs."""
-        if self.kind in ("duration", "durations"):
-            return "steps, or a fraction like 0.05, or a time string like 2ep"
-        if self.kind == "choice":
-            return " / ".join(self.choices)
-        return ""
-
     def range_text(self) -> str:
         """Human text of the allowed range, e.g. 'in (0, 1]'."""
-        if self.kind == "choice":
-            return "one of " + ", ".join(f'"{c}"' for c in self.choices)
-        return range_text(self.low, self.high, self.low_open, self.high_open)
+        return self.field.range_text()
 
     def expected(self) -> str:
-        kind_text = {
-            "float": "a number",
-            "int": "an int",
-            "bool": "true or false",
-            "choice": "a string",
-            "str": "a string",
-            "duration": DURATION_EXPECTED,
-            "durations": "a list of durations",
-        }[self.kind]
-        rng = self.range_text()
-        return f"{kind_text} {rng}".strip()
+        return self.field.expected()
 
     def parse(self, value: Any, key: str) -> Any:
         """Check a user value against this param; return the parsed value or raise ConfigError."""
-        kind = self.kind
-        if kind == "duration":
-            return parse_duration(value, key)
-        if kind == "durations":
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(problem(key, 'a list of durations, e.g. [100, 200] or ["0.3dur", "0.6dur"]', value))
-            if len(value) > MAX_LIST_ITEMS:
-                raise ConfigError(problem(key, f"a list of at most {MAX_LIST_ITEMS:,} durations", too_many(value)))
-            return tuple(parse_duration(v, f"{key}[{i}]") for i, v in enumerate(value))
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(problem(key, "true or false", value))
-            return value
-        if kind in ("choice", "str"):
-            if not isinstance(value, str):
-                raise ConfigError(problem(key, self.expected(), value))
-            if kind == "choice" and value not in self.choices:
-                raise ConfigError(problem(key, self.expected(), value, did_you_mean(value, self.choices)))
-            self._run_check(value, key)
-            return value
-        # numbers
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            hint = ""
-            if isinstance(value, str):
-                try:
-                    float(value)
-                    hint = f"remove the quotes: {value}"
-                except ValueError:
-                    pass
-            raise ConfigError(problem(key, self.expected(), value, hint))
-        if kind == "int" and isinstance(value, float):
-            hint = f"write {int(value)}" if math.isfinite(value) and value.is_integer() else ""
-            raise ConfigError(problem(key, self.expected(), value, hint))
-        if finite_number(value) is None:  # NaN, inf, or an int beyond any float
-            raise ConfigError(problem(key, self.expected(), value, "NaN, infinity and huge numbers are not allowed"))
-        if not self._in_range(value):
-            raise ConfigError(problem(key, self.expected(), value))
-        self._run_check(value, key)
-        return float(value) if kind == "float" else value
+        try:
+            return self.field.parse(value)
+        except FieldError as exc:
+            raise ConfigError(exc.problem_at(key)) from None
 
-    def _in_range(self, value: float) -> bool:
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            return False
-        return True
+    def control(self) -> Control:
+        """The notebook form's input; a number without a concrete default is typed text, so it can stay blank."""
+        return self.field.control(blank=self.default is REQUIRED or self.default is None)
 
-    def _run_check(self, value: Any, key: str) -> None:
-        if self.check is not None:
-            message = self.check(value)
-            if message:
-                raise ConfigError(problem(key, self.expected(), value, message))
+    def form_value(self, value: Any) -> Any:
+        """`value` (a default, or a config's) as the form's input holds it."""
+        return self.control().shown(None if value is REQUIRED else value)
 
     def default_text(self) -> str:
         if self.required:
@@ -189,7 +117,6 @@ class ScheduleSpec(NamedTuple):
     #: The export to a built-in sd-scripts lr_scheduler (see catalogue/_kohya.py); None: the kohya
     #: export always runs this schedule through lora_sched's LoraSchedLR.
     to_kohya: KohyaExport | None = None
-    family: str = "decay"
     #: A parameter holding an absolute LR (REX's ``min_lr`` floor). When it is set, each param group's
     #: curve is drawn from that group's own base LR (`ResolvedSchedule.for_group`), not one shared m(s).
     absolute_lr_param: str | None = None

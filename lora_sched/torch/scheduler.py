@@ -226,7 +226,6 @@ _FLAT_SCHEDULE_KEYS = ("warmup_start", "warmup_type", "hold_after_horizon")
 #: its items; this serves callers that pass raw "key=value" text). Strings meant as strings
 #: (schedule names, step_rules, "2ep" durations) are never re-read.
 _NUMERIC_FRAME_KEYS = tuple(k for k in ADAPTER_FRAME_KEYS if k not in ("schedule", "spec", "warmup_type"))
-_NUMERIC_KINDS = ("int", "float", "bool", "durations")
 
 
 def _literal(value: Any) -> Any:
@@ -250,7 +249,7 @@ def _read_numbers(name: str, args: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in args.items():
         param = spec.param(key) if spec is not None else None
-        numeric = key in _NUMERIC_FRAME_KEYS or (param is not None and param.kind in _NUMERIC_KINDS)
+        numeric = key in _NUMERIC_FRAME_KEYS or (param is not None and param.field.literal_text)
         out[key] = _literal(value) if numeric else value
     return out
 

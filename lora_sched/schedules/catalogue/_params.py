@@ -8,6 +8,7 @@ loads with a warning and the parameter is set through lr_scheduler_args.
 
 from __future__ import annotations
 
+from lora_sched.schedules.fields import Choice, Duration, Float, Int
 from lora_sched.schedules.spec import Param
 
 
@@ -16,12 +17,9 @@ def min_lr_ratio(
 ) -> Param:
     return Param(
         "min_lr_ratio",
-        "float",
+        Float(low=0.0, high=1.0, high_open=True),
         doc,
         default=default,
-        low=0.0,
-        high=1.0,
-        high_open=True,
         kohya_key="lr_scheduler_min_lr_ratio" if kohya else None,
         aliases=("min_lr_rate", "end_lr_ratio"),
     )
@@ -30,10 +28,9 @@ def min_lr_ratio(
 def min_lr() -> Param:
     return Param(
         "min_lr",
-        "float",
+        Float(low=0.0),
         "absolute floor LR for every param group (instead of min_lr_ratio): each falls to it from its own base LR",
         default=None,
-        low=0.0,
         default_doc="unset (min_lr_ratio)",
     )
 
@@ -43,30 +40,24 @@ def num_cycles_float(
 ) -> Param:
     return Param(
         "num_cycles",
-        "float",
+        Float(low=0.0, high=10_000.0, low_open=True),
         doc,
         default=1.0,
-        low=0.0,
-        low_open=True,
-        high=10_000.0,
         kohya_key="lr_scheduler_num_cycles" if kohya else None,
     )
 
 
 def num_cycles_int(doc: str, *, kohya: bool = False) -> Param:
     key = "lr_scheduler_num_cycles" if kohya else None
-    return Param("num_cycles", "int", doc, default=1, low=1, high=100_000, kohya_key=key)
+    return Param("num_cycles", Int(low=1, high=100_000), doc, default=1, kohya_key=key)
 
 
 def restart_decay() -> Param:
     return Param(
         "restart_decay",
-        "float",
+        Float(low=0.0, high=1.0, low_open=True),
         "peak multiplier per restart: cycle k peaks at restart_decay^k",
         default=1.0,
-        low=0.0,
-        low_open=True,
-        high=1.0,
         aliases=("gamma",),
     )
 
@@ -74,17 +65,16 @@ def restart_decay() -> Param:
 def cycle_warmup() -> Param:
     return Param(
         "cycle_warmup",
-        "duration",
+        Duration(is_warmup=True),
         "linear warmup from the floor at the start of every cycle",
         default=0,
-        is_warmup=True,
         aliases=("warmup_steps",),
     )
 
 
 def gamma(default: float | object = 0.1, doc: str = "multiplicative decay factor") -> Param:
-    return Param("gamma", "float", doc, default=default, low=0.0, low_open=True, high=1.0)
+    return Param("gamma", Float(low=0.0, high=1.0, low_open=True), doc, default=default)
 
 
 def decay_type(default: str, choices: tuple[str, ...] = ("linear", "cosine", "1-sqrt")) -> Param:
-    return Param("decay_type", "choice", "shape of the final decay", default=default, choices=choices)
+    return Param("decay_type", Choice(*choices), "shape of the final decay", default=default)

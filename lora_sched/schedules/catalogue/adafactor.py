@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_sched._lazy import np
+from lora_sched.schedules.fields import Bool
 from lora_sched.schedules.spec import Param, ScheduleSpec, register
 
 #: Adafactor(relative_step=True) caps its relative step size at this value (transformers, fairseq).
@@ -34,7 +35,7 @@ register(
         params=(
             Param(
                 "warmup_init",
-                "bool",
+                Bool(),
                 "the optimizer's warmup_init: the step size rises as 1e-6 x step before 1/sqrt(step)",
                 default=False,
             ),
@@ -50,6 +51,5 @@ register(
             "Adafactor ignores learning_rate, unet_lr and text_encoder_lr when relative_step=True.",
         ),
         to_kohya=_adafactor_to_kohya,
-        family="constant",
     )
 )

@@ -8,6 +8,7 @@ from lora_sched._lazy import np
 from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import min_lr_ratio, num_cycles_float
 from lora_sched.schedules.evaluate import floor_scale, progress
+from lora_sched.schedules.fields import Choice, Float
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
@@ -60,7 +61,6 @@ register(
             "than the default loads with a warning); set num_cycles / min_lr_ratio in lr_scheduler_args.",
         ),
         to_kohya=_cosine_to_kohya,
-        family="cosine",
     )
 )
 
@@ -73,7 +73,6 @@ register(
         reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes)",
         gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),
         to_kohya=_cosine_to_kohya,
-        family="cosine",
     )
 )
 
@@ -115,23 +114,18 @@ register(
         params=(
             Param(
                 "pct_start",
-                "float",
+                Float(low=0.0, high=1.0, low_open=True, high_open=True),
                 "fraction of the horizon spent rising",
                 default=0.3,
-                low=0.0,
-                low_open=True,
-                high=1.0,
-                high_open=True,
             ),
-            Param("div_factor", "float", "the cycle starts at base LR / div_factor", default=25.0, low=1.0),
+            Param("div_factor", Float(low=1.0), "the cycle starts at base LR / div_factor", default=25.0),
             Param(
                 "final_div_factor",
-                "float",
+                Float(low=1.0),
                 "the cycle ends at base LR / (div_factor x final_div_factor)",
                 default=1e4,
-                low=1.0,
             ),
-            Param("anneal_strategy", "choice", "shape of both phases", default="cos", choices=("cos", "linear")),
+            Param("anneal_strategy", Choice("cos", "linear"), "shape of both phases", default="cos"),
         ),
         curve=one_cycle_curve,
         reference="torch OneCycleLR (max_lr = the base LR, three_phase = False)",
@@ -141,6 +135,5 @@ register(
             "The base LR is the peak (torch's max_lr); the run starts 25x lower by default.",
             "torch raises past total_steps; here the final value holds.",
         ),
-        family="cyclic",
     )
 )

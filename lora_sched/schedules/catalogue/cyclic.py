@@ -9,6 +9,7 @@ from lora_sched.errors import Problem, problem
 from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr, min_lr_ratio, num_cycles_int, restart_decay
 from lora_sched.schedules.evaluate import floor_scale, progress
+from lora_sched.schedules.fields import Duration, Float, Int
 from lora_sched.schedules.spec import REQUIRED, Check, Param, ScheduleSpec, register
 
 
@@ -88,7 +89,6 @@ register(
         ),
         check=_check_cycle_warmup,
         to_kohya=_restarts_to_kohya,
-        family="cyclic",
     )
 )
 
@@ -219,7 +219,7 @@ def _cycle_params(cycles_doc: str) -> tuple[Param, ...]:
         cycle_warmup(),
         Param(
             "cycle_steps",
-            "duration",
+            Duration(),
             "length of the first cycle in steps (overrides num_cycles)",
             default=None,
             aliases=("first_cycle_max_steps",),
@@ -227,12 +227,9 @@ def _cycle_params(cycles_doc: str) -> tuple[Param, ...]:
         ),
         Param(
             "cycle_multiplier",
-            "float",
+            Float(low=0.0, high=1000.0, low_open=True),
             "each next cycle lasts round((L - cycle_warmup) x cycle_multiplier) + cycle_warmup steps",
             default=1.0,
-            low=0.0,
-            low_open=True,
-            high=1000.0,
         ),
     )
 
@@ -244,12 +241,9 @@ register(
         params=(
             Param(
                 "d",
-                "float",
+                Float(low=0.0, high=1.0, high_open=True),
                 "curvature: 0 is linear, towards 1 holds high then drops",
                 default=0.9,
-                low=0.0,
-                high=1.0,
-                high_open=True,
             ),
             *_cycle_params("number of REX cycles (3 cycles = 2 restarts)"),
         ),
@@ -266,7 +260,6 @@ register(
             "as in LoRA_Easy's class.",
         ),
         check=_cycles_check(none_at_or_above_base=True),
-        family="cyclic",
         absolute_lr_param="min_lr",
     )
 )
@@ -295,7 +288,6 @@ register(
             "min_lr is an absolute LR held in every param group, even one whose base LR is below it.",
         ),
         check=_cycles_check(none_at_or_above_base=False),
-        family="cyclic",
         absolute_lr_param="min_lr",
     )
 )
@@ -342,14 +334,12 @@ register(
         name="cosine_annealing_warm_restarts",
         summary="cosine cycles of length t_0, t_0 t_mult, ... (SGDR)",
         params=(
-            Param("t_0", "duration", "length of the first cycle", default=REQUIRED, aliases=("T_0",)),
+            Param("t_0", Duration(), "length of the first cycle", default=REQUIRED, aliases=("T_0",)),
             Param(
                 "t_mult",
-                "int",
+                Int(low=1, high=1000),
                 "growth factor of each next cycle (an int, as torch requires)",
                 default=1,
-                low=1,
-                high=1000,
                 aliases=("T_mult",),
             ),
             min_lr_ratio(doc="floor as a fraction of the base LR (torch's eta_min / base LR)"),
@@ -361,6 +351,5 @@ register(
             "The floor is a ratio of the base LR, not torch's absolute eta_min.",
         ),
         check=_check_t0,
-        family="cyclic",
     )
 )

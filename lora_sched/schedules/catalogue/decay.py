@@ -9,6 +9,7 @@ from lora_sched.errors import Problem, problem
 from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import decay_type, min_lr_ratio
 from lora_sched.schedules.evaluate import decay_shape, floor_scale, progress
+from lora_sched.schedules.fields import Duration, Float, Int
 from lora_sched.schedules.spec import Param, ScheduleSpec, register
 
 
@@ -34,7 +35,6 @@ register(
         aliases={"fixed_lr": {}},
         gotchas=("sd-scripts refuses a warmup with `constant`: the kohya export writes constant_with_warmup instead.",),
         to_kohya=_constant_to_kohya,
-        family="constant",
     )
 )
 
@@ -46,7 +46,6 @@ register(
         curve=constant_curve,
         reference="diffusers get_constant_schedule_with_warmup",
         to_kohya=_constant_to_kohya,
-        family="constant",
     )
 )
 
@@ -118,15 +117,12 @@ register(
         params=(
             Param(
                 "power",
-                "float",
+                Float(low=0.0, high=1000.0, low_open=True),
                 "exponent of the decay (1 = linear)",
                 default=1.0,
-                low=0.0,
-                low_open=True,
-                high=1000.0,
                 kohya_key="lr_scheduler_power",
             ),
-            Param("lr_end", "float", "absolute LR reached at the horizon", default=1e-7, low=0.0),
+            Param("lr_end", Float(low=0.0), "absolute LR reached at the horizon", default=1e-7),
         ),
         curve=polynomial_curve,
         reference="diffusers get_polynomial_decay_schedule_with_warmup (as sd-scripts calls it)",
@@ -151,23 +147,12 @@ register(
         name="composer_polynomial",
         summary="Composer's polynomial decay to a floor ratio alpha_f",
         params=(
-            Param(
-                "power",
-                "float",
-                "exponent of the decay",
-                default=2.0,
-                low=0.0,
-                low_open=True,
-                high=1000.0,
-            ),
+            Param("power", Float(low=0.0, high=1000.0, low_open=True), "exponent of the decay", default=2.0),
             Param(
                 "alpha_f",
-                "float",
+                Float(low=0.0, high=1.0, high_open=True),
                 "final value as a fraction of the base LR",
                 default=0.0,
-                low=0.0,
-                high=1.0,
-                high_open=True,
             ),
         ),
         curve=composer_polynomial_curve,
@@ -203,11 +188,9 @@ register(
         params=(
             Param(
                 "timescale",
-                "int",
+                Int(low=1, high=1_000_000_000),
                 "steps over which the LR halves by a factor sqrt(2)",
                 default=None,
-                low=1,
-                high=1_000_000_000,
                 kohya_key="lr_scheduler_timescale",
                 default_doc="the warmup steps, or 10000 without warmup",
             ),
@@ -247,7 +230,8 @@ def wsd_curve(s: Any, rs: Any) -> Any:
     return _cooldown(np.ones_like(s), s, rs, 1.0)
 
 
-_DECAY = Param("decay", "duration", "length D of the final decay", default=0.2, kohya_key="lr_decay_steps")
+_DECAY = Param("decay", Duration(), "length D of the final decay", default=0.2, kohya_key="lr_decay_steps")
+
 
 def _wsd_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
     """transformers' WSD warmup starts at min_lr_ratio and knows linear and cosine warmups."""
@@ -300,7 +284,7 @@ register(
         name="sqrt",
         summary="1/sqrt(t) decay after the warmup, with an optional cooldown",
         params=(
-            Param("decay", "duration", "length D of the final cooldown (0 = none)", default=0),
+            Param("decay", Duration(), "length D of the final cooldown (0 = none)", default=0),
             decay_type("linear", ("linear", "1-sqrt")),
             min_lr_ratio(),
         ),

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from lora_sched._lazy import np
+from lora_sched.errors import FieldError
 from lora_sched.schedules.catalogue._params import gamma
 from lora_sched.schedules.durations import MAX_LIST_ITEMS
+from lora_sched.schedules.fields import Duration, Durations, Str
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
@@ -23,7 +25,13 @@ def parse_step_rules(text: str) -> tuple[list[int], list[float], float]:
     return bounds, values, float(items[-1])
 
 
-def _check_step_rules(text: str) -> str | None:
+def _check_step_rules(text: str) -> None:
+    problem = _step_rules_problem(text)
+    if problem:
+        raise FieldError("a string", text, problem)
+
+
+def _step_rules_problem(text: str) -> str | None:
     if text.count(",") >= MAX_LIST_ITEMS:
         return f"step_rules holds at most {MAX_LIST_ITEMS:,} rules (found {text.count(',') + 1:,})"
     try:
@@ -63,17 +71,15 @@ register(
         params=(
             Param(
                 "step_rules",
-                "str",
+                Str(rule=_check_step_rules),
                 'rules "value:until_step,...,final_value", steps absolute',
                 default="1",
-                check=_check_step_rules,
             ),
         ),
         curve=piecewise_constant_curve,
         reference="diffusers get_piecewise_constant_schedule",
         gotchas=("Each rule's value holds until (not including) its step; steps count from 0, warmup included.",),
         to_kohya=_piecewise_to_kohya,
-        family="discrete",
     )
 )
 
@@ -134,11 +140,10 @@ register(
     ScheduleSpec(
         name="step",
         summary="multiply the LR by gamma every step_size steps",
-        params=(Param("step_size", "duration", "steps between decays", default=REQUIRED), gamma()),
+        params=(Param("step_size", Duration(), "steps between decays", default=REQUIRED), gamma()),
         curve=step_curve,
         reference="torch StepLR; Composer StepScheduler",
         check=_check_positive("step_size"),
-        family="discrete",
     )
 )
 
@@ -156,7 +161,7 @@ register(
         params=(
             Param(
                 "milestones",
-                "durations",
+                Durations(),
                 "steps at which the LR drops (absolute, not shifted by warmup)",
                 default=REQUIRED,
             ),
@@ -164,7 +169,6 @@ register(
         ),
         curve=multistep_curve,
         reference="torch MultiStepLR; Composer MultiStepScheduler / MultiStepWithWarmupScheduler",
-        family="discrete",
     )
 )
 
@@ -180,11 +184,10 @@ register(
         summary="multiply the LR by gamma every decay_period steps, continuously",
         params=(
             gamma(REQUIRED, "decay factor per decay_period"),
-            Param("decay_period", "duration", "steps per factor of gamma", default=1),
+            Param("decay_period", Duration(), "steps per factor of gamma", default=1),
         ),
         curve=exponential_curve,
         reference="torch ExponentialLR; Composer ExponentialScheduler",
         check=_check_positive("decay_period"),
-        family="discrete",
     )
 )
