@@ -11,8 +11,10 @@ the training samples, and an epoch is ceil(batches / processes / accumulation) u
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -323,6 +325,20 @@ def _png_bytes() -> bytes:
     return buffer.getvalue()
 
 
+@functools.cache
+def _png_of(width: int, height: int) -> bytes:
+    Image = pytest.importorskip("PIL.Image")
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (width % 256, height % 256, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+#: Image sizes of the bucketed layouts (resolution 32, buckets 16..64 in steps of 8): wide, tall, square.
+BUCKET_SIZES = [(16, 16), (40, 24), (24, 40), (64, 64), (100, 30), (30, 100), (200, 150), (33, 17)]
+BUCKET_SETTINGS = "resolution = 32\nenable_bucket = true\nbucket_reso_steps = 8\nmin_bucket_reso = 16\n"
+
+
 GOOD, EMPTY, TEXT, TRUNCATED, NO_CAPTION = "good", "empty", "text", "truncated", "no caption"
 FILE_KINDS = st.sampled_from([GOOD] * 12 + [NO_CAPTION] * 3 + [EMPTY, TEXT, TRUNCATED])
 
@@ -336,10 +352,12 @@ def layouts(draw: st.DrawFn) -> dict:
     for _ in range(n_datasets):
         subsets = []
         for _ in range(draw(st.integers(1, 3))):
+            files = draw(st.lists(FILE_KINDS, min_size=draw(st.sampled_from([0, 1, 1, 1])), max_size=5))
             subsets.append(
                 {
                     "repeats": draw(st.sampled_from([0, 1, 1, 2, 3, 4, 10])),
-                    "files": draw(st.lists(FILE_KINDS, min_size=draw(st.sampled_from([0, 1, 1, 1])), max_size=5)),
+                    "files": files,
+                    "sizes": draw(st.lists(st.sampled_from(BUCKET_SIZES), min_size=len(files), max_size=len(files))),
                     "is_reg": use_dataset_config and draw(st.integers(0, 5)) == 0,
                 }
             )
@@ -351,6 +369,7 @@ def layouts(draw: st.DrawFn) -> dict:
         "accum": draw(st.integers(1, 4)),
         "procs": draw(st.integers(1, 3)),
         "epochs": draw(st.integers(1, 3)),
+        "bucket": draw(st.sampled_from([None, None, "upscale", "no_upscale"])),
     }
 
 
@@ -368,7 +387,8 @@ def _build(root: Path, layout: dict, png: bytes) -> tuple[str, dict]:
             folder = data / (f"{subset['repeats']}_concept{d}{s}" if not layout["dataset_config"] else f"set{d}{s}")
             folder.mkdir()
             for i, kind in enumerate(subset["files"]):
-                (folder / f"{i}.png").write_bytes(content[kind])
+                sized = layout["bucket"] and kind in (GOOD, NO_CAPTION)
+                (folder / f"{i}.png").write_bytes(_png_of(*subset["sizes"][i]) if sized else content[kind])
                 if kind != NO_CAPTION:
                     (folder / f"{i}.txt").write_text(f"caption {i}")
             (folder / "readme.md").write_text("not an image: never counted")
@@ -382,7 +402,11 @@ def _build(root: Path, layout: dict, png: bytes) -> tuple[str, dict]:
             facts["images"] += sum(len(s["files"]) for s in read if not s["is_reg"])
         tables.append({"batch_size": dataset["batch"], "subsets": subsets})
     text = f"max_train_epochs = {layout['epochs']}\ntrain_batch_size = {layout['batch']}\n"
-    text += f"gradient_accumulation_steps = {layout['accum']}\nresolution = 8\n"
+    text += f"gradient_accumulation_steps = {layout['accum']}\n"
+    if layout["bucket"]:
+        text += BUCKET_SETTINGS + f"bucket_no_upscale = {str(layout['bucket'] == 'no_upscale').lower()}\n"
+    else:
+        text += "resolution = 8\n"
     if layout["dataset_config"]:
         import tomli_w
 
@@ -396,15 +420,24 @@ def _build(root: Path, layout: dict, png: bytes) -> tuple[str, dict]:
 def _training_epoch(cfg, procs: int) -> int:
     """Updates per epoch as the training loop counts them: from the examples it decodes, on the
     sharded order it iterates (lora_sched.train.loop), or ConfigError where training refuses."""
-    from lora_sched.train.data import ShardedOrder, load_images, sample_index, training_data
+    from lora_sched.train.data import load_images, sharded_order, training_data
     from lora_sched.train.loop import check_epoch_length, parse_resolution
 
     read = training_data(cfg)
-    examples, _ = load_images(read.examples, *parse_resolution(read.resolution))
-    order = ShardedOrder(len(sample_index(examples)), read.batch_size, seed=0, rank=procs - 1, num_processes=procs)
+    examples, images = load_images(read.examples, *parse_resolution(read.resolution))
+    order = sharded_order(examples, read.batch_size, seed=0, rank=procs - 1, procs=procs)
     steps = order.updates_per_epoch(int(cfg.values["gradient_accumulation_steps"]))
     check_epoch_length(cfg, steps, procs)
+    for position in range(order.batches_per_process):  # a batch holds one bucket: one image size
+        assert len({images[examples_at(examples, i)].size for i in order.batch(0, position)}) == 1
     return steps
+
+
+def examples_at(examples: list, sample: int) -> int:
+    """The example position of a sample (repeats expanded)."""
+    from lora_sched.train.data import sample_index
+
+    return sample_index(examples)[sample]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -445,7 +478,45 @@ def test_preview_counts_what_training_reads_or_training_refuses(layout: dict) ->
             cfg_file.write_text(text, encoding="utf-8")
             assert main(["preview", str(cfg_file), "--csv", str(out)]) == 0
             assert len(out.read_text().splitlines()) == 1 + layout["epochs"] * trained
-        event("preview == training")
+        event("preview == training" + (f" ({layout['bucket']} buckets)" if layout["bucket"] else ""))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    folders=st.lists(
+        st.tuples(st.integers(1, 4), st.lists(st.sampled_from(BUCKET_SIZES), min_size=1, max_size=6)),
+        min_size=1,
+        max_size=3,
+    ),
+    batch=st.integers(1, 5),
+    accum=st.integers(1, 3),
+    procs=st.integers(1, 3),
+    no_upscale=st.booleans(),
+    steps=st.sampled_from([8, 16]),
+)
+def test_bucketed_preview_counts_the_batches_training_makes(folders, batch, accum, procs, no_upscale, steps) -> None:
+    """Good images of several shapes only: the preview's epoch is training's, batch for batch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for f, (repeats, sizes) in enumerate(folders):
+            folder = root / "data" / f"{repeats}_set{f}"
+            folder.mkdir(parents=True)
+            for i, size in enumerate(sizes):
+                (folder / f"{i}.png").write_bytes(_png_of(*size))
+        text = f"train_data_dir = {str(root / 'data')!r}\nmax_train_epochs = 2\ntrain_batch_size = {batch}\n"
+        text += f"gradient_accumulation_steps = {accum}\nresolution = 32\nenable_bucket = true\n"
+        text += f"bucket_reso_steps = {steps}\nmin_bucket_reso = 16\nbucket_no_upscale = {str(no_upscale).lower()}\n"
+        try:
+            cfg = loads_config(text)
+        except ConfigError as exc:  # an image too thin for the steps once shrunk: sd-scripts divides by zero
+            assert "expected images a bucket can hold" in str(exc) and no_upscale, str(exc)
+            event("refused: an image no bucket holds")
+            return
+        counts = cfg.data().datasets[0].bucket_counts()
+        assert cfg.data().batches == sum(math.ceil(n / batch) for n in counts.values())
+        previewed = cfg.training_shape(num_processes=procs).steps_per_epoch
+        assert _training_epoch(cfg, procs) == previewed
+        event(f"{min(len(counts), 3)}{'+' if len(counts) >= 3 else ''} buckets")
 
 
 # -- real runs (slow): train refuses before step 0, or its log is the preview step for step ------

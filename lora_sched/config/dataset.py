@@ -263,6 +263,7 @@ def with_sizes(dataset: Dataset, heads: dict[str, ImageHead], key: str) -> tuple
                 bad.append(f"{path} ({exc})")
     if not bad:
         return dataset, []
+    dataset = dataset._replace(subsets=[s._replace(sizes=None) for s in subsets])  # not bucketed: refused
     shown = ", ".join(bad[:_SHOWN]) + (f", and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else "")
     return dataset, [problem(key, "images a bucket can hold", raw(shown), "remove them or lower bucket_reso_steps")]
 

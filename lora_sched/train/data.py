@@ -18,46 +18,50 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
+from lora_sched.config.buckets import BucketSettings, epoch_batches
 from lora_sched.config.dataset import IMAGE_EXTENSIONS, DataPlan, NoData, folder_plan
 from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
+from lora_sched.train.buckets import Geometry, encode_latents, fit_to_bucket, sample_buckets
 
 
 @dataclass(frozen=True)
 class Example:
-    """One training image (a path, or a builtin drawing function) with its caption and repeats."""
+    """One training image (a path, or a builtin drawing function) with its caption and repeats.
+
+    buckets: its dataset's bucketing (None: fitted to the size load() is given); geometry: its size
+    on disk and its bucket, known once load_images has decoded it (None for a drawn image)."""
 
     name: str
     caption: str
     repeats: int
     path: Path | None = None
     draw: Callable[[int, int], Any] | None = None
+    buckets: BucketSettings | None = None
+    geometry: Geometry | None = None
 
     def load(self, width: int, height: int) -> Any:
-        """The image as an RGB PIL image, cropped and resized to (width, height)."""
+        """The image as an RGB PIL image, fitted to its bucket (or resized to cover (width, height)
+        and centre-cropped)."""
+        return self.load_fitted(width, height)[0]
+
+    def load_fitted(self, width: int, height: int) -> tuple[Any, Geometry | None]:
         if self.draw is not None:
-            return self.draw(width, height)
+            return self.draw(width, height), None
         from PIL import Image
 
         with Image.open(self.path) as img:
             img.load()
-            return _cover_crop(img.convert("RGB"), width, height)
+            return fit_to_bucket(img.convert("RGB"), self.buckets or BucketSettings((width, height)))
 
-
-def _cover_crop(img: Any, width: int, height: int) -> Any:
-    """Scale so the image covers (width, height), then centre-crop: no distortion, no borders."""
-    from PIL import Image
-
-    scale = max(width / img.width, height / img.height)
-    size = (max(width, round(img.width * scale)), max(height, round(img.height * scale)))
-    img = img.resize(size, Image.Resampling.BICUBIC)
-    left, top = (img.width - width) // 2, (img.height - height) // 2
-    return img.crop((left, top, left + width, top + height))
+    @property
+    def bucket(self) -> tuple[int, int] | None:
+        return self.geometry.bucket if self.geometry is not None else None
 
 
 # -- builtin:shapes --------------------------------------------------------------------------
@@ -153,6 +157,7 @@ def examples_from(found: DataPlan, caption_extension: str) -> list[Example]:
             )
         )
     examples: list[Example] = []
+    buckets = found.datasets[0].buckets if found.datasets[0].bucketed() else None
     for subset in (s for d in found.datasets for s in d.subsets):
         suffix = caption_suffix(subset.caption_extension or caption_extension)  # "txt" reads img.txt, as sd-scripts
         for image_path in subset.images:
@@ -161,7 +166,7 @@ def examples_from(found: DataPlan, caption_extension: str) -> list[Example]:
             caption = subset.concept
             if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
                 caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
-            examples.append(Example(f"{subset.name}/{image.name}", caption, subset.repeats, path=image))
+            examples.append(Example(f"{subset.name}/{image.name}", caption, subset.repeats, image, buckets=buckets))
     return examples
 
 
@@ -195,13 +200,17 @@ def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str
 
 
 def load_images(examples: list[Example], width: int, height: int, key: str = "train_data_dir") -> tuple[list, list]:
-    """Decode every image (before the first step); ConfigError naming each one that cannot be read."""
-    images, bad = [], []
+    """Decode every image (before the first step), fitted to its bucket; the examples with their
+    geometry; ConfigError naming each image that cannot be read."""
+    images, fitted, bad = [], [], []
     for example in examples:
         try:
-            images.append(example.load(width, height))
+            image, geometry = example.load_fitted(width, height)
         except Exception as exc:  # PIL raises many types for a bad file: collect them all
             bad.append(f"{example.path} ({type(exc).__name__}: {exc})")
+            continue
+        images.append(image)
+        fitted.append(replace(example, geometry=geometry))
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ConfigError(
@@ -213,7 +222,7 @@ def load_images(examples: list[Example], width: int, height: int, key: str = "tr
                 "the preview counted",
             )
         )
-    return examples, images
+    return fitted, images
 
 
 def sample_index(examples: list[Example]) -> list[int]:
@@ -224,7 +233,8 @@ def sample_index(examples: list[Example]) -> list[int]:
 # -- cached tensors and the sharded order ----------------------------------------------------
 @dataclass
 class CachedData:
-    """Latents (N, C, h, w), token ids (N, 77) and, while the text encoder is frozen, embeddings.
+    """Latents (N, C, h, w; BucketLatents when buckets differ in size: indexed by a batch's rows the
+    same way), token ids (N, 77) and, while the text encoder is frozen, embeddings.
 
     `index` lists example positions with repeats expanded: one epoch = one pass over it.
     """
@@ -243,11 +253,8 @@ class CachedData:
 def cache_data(model: Any, examples: list[Example], images: list, cache_text: bool, batch: int = 8) -> CachedData:
     """Encode every image through the VAE once (distribution mean x scaling factor, deterministic)
     and tokenize every caption; also encode captions when the text encoder is frozen."""
-    import numpy as np
     import torch
 
-    pixels = torch.stack([torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) for img in images])
-    pixels = pixels / 127.5 - 1.0
     scale = float(getattr(model.vae.config, "scaling_factor", 0.18215))
     captions = [ex.caption for ex in examples]
     ids = model.tokenizer(
@@ -257,11 +264,8 @@ def cache_data(model: Any, examples: list[Example], images: list, cache_text: bo
         truncation=True,
         return_tensors="pt",
     ).input_ids
+    latents = encode_latents(model.vae, images, batch, scale)  # one tensor, or one per image when sizes differ
     with torch.no_grad():
-        latents = torch.cat(
-            [model.vae.encode(pixels[i : i + batch]).latent_dist.mean for i in range(0, len(pixels), batch)]
-        )
-        latents = latents * scale
         embeddings = None
         if cache_text:
             embeddings = torch.cat([model.text_encoder(ids[i : i + batch])[0] for i in range(0, len(ids), batch)])
@@ -273,7 +277,9 @@ def cache_data(model: Any, examples: list[Example], images: list, cache_text: bo
 class ShardedOrder:
     """Which samples a process's micro-batches hold: a pure function of (seed, epoch, position, rank).
 
-    An epoch is ceil(num_samples / batch) global batches of a seeded permutation; process `rank`
+    An epoch is ceil(num_samples / batch) global batches of a seeded permutation (with buckets: each
+    bucket's samples in permutation order cut into batches, sum over buckets of ceil(n / batch),
+    taken in the order their first sample comes in the permutation); process `rank`
     of `num_processes` takes global batches rank, rank + P, ... and wraps around to the first
     batches when they run out (as accelerate's even_batches does), so every process runs
     ceil(batches / P) micro-batches and the same number of optimizer updates.
@@ -284,10 +290,17 @@ class ShardedOrder:
     seed: int
     rank: int = 0
     num_processes: int = 1
+    bucket_of: tuple[int, ...] = ()  # the bucket of each sample (empty: one bucket)
+    bucket_batch: tuple[int, ...] = ()  # the batch size of each bucket
 
     @property
     def num_batches(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+        if not self.bucket_of:
+            return math.ceil(self.num_samples / self.batch_size)
+        counts = [0] * len(self.bucket_batch)
+        for bucket in self.bucket_of:
+            counts[bucket] += 1
+        return sum(math.ceil(n / size) for n, size in zip(counts, self.bucket_batch))
 
     @property
     def batches_per_process(self) -> int:
@@ -307,7 +320,19 @@ class ShardedOrder:
         """Sample positions (into CachedData.index) of this process's micro-batch `position`."""
         perm = permutation if permutation is not None else self.permutation(epoch)
         g = (position * self.num_processes + self.rank) % self.num_batches
+        if self.bucket_of:  # each bucket batched apart (lora_sched.config.buckets.epoch_batches)
+            return epoch_batches(perm, list(self.bucket_of), list(self.bucket_batch))[g]
         return perm[g * self.batch_size : (g + 1) * self.batch_size]
+
+
+def sharded_order(examples: list[Example], batch_size: int, seed: int, rank: int, procs: int) -> ShardedOrder:
+    """The order of `examples` (decoded by load_images): bucketed when they fill several buckets."""
+    index = sample_index(examples)
+    buckets = [ex.bucket for ex in examples]
+    if len(set(buckets)) < 2:
+        return ShardedOrder(len(index), batch_size, seed, rank, procs)
+    bucket_of, bucket_batch = sample_buckets(buckets, index, batch_size)  # type: ignore[arg-type]
+    return ShardedOrder(len(index), batch_size, seed, rank, procs, bucket_of, bucket_batch)
 
 
 def _mix(*parts: int) -> int:

@@ -31,19 +31,20 @@ from typing import Any, NamedTuple
 from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import checkpoint as ckpt
+from lora_sched.train.buckets import bucket_metadata, check_fitted, check_sizes
 from lora_sched.train.data import (
     CachedData,
     ShardedOrder,
     TrainingData,
     cache_data,
     load_images,
-    sample_index,
+    sharded_order,
     step_generator,
     training_data,
 )
 from lora_sched.train.lock import OutputLock
 from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
-from lora_sched.train.memory import check_memory, check_resolution
+from lora_sched.train.memory import check_memory
 from lora_sched.train.model import check_model_source, load_model
 from lora_sched.train.optim import (
     build_optimizer,
@@ -220,7 +221,7 @@ def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
     tracker, log_dir = tracker_settings(cfg, output_dir)
     data_read = training_data(cfg)  # the same walk that counted the preview's epochs
     width, height = parse_resolution(data_read.resolution)
-    check_resolution(model_name, width, height, data_read.resolution)
+    check_sizes(model_name, data_read.examples, width, height, data_read.resolution)
     check_memory(model_name, len(data_read.examples), width, height, _env_int("LOCAL_WORLD_SIZE", 1))
     optimizer_type = str(v.get("optimizer_type") or "AdamW")
     optimizer_args = parse_optimizer_args(v.get("optimizer_args"))
@@ -275,6 +276,7 @@ class _Run:
     text_encoder: Any = None
     wrapped: list | None = None
     start: int = 0
+    bucket_metadata: dict | None = None  # the LoRA file's ss_*bucket* entries
     _permutation: tuple[int, Any] = (-1, None)  # (epoch, its data order): drawn once per epoch
 
     def permutation(self, epoch: int) -> Any:
@@ -351,7 +353,7 @@ def _open_run(cfg: Any, plan: RunPlan, examples: list, held: Any) -> _Run:
         project_dir=str(plan.log_dir) if plan.tracker else None,
     )
     procs = accelerator.num_processes
-    order = ShardedOrder(len(sample_index(examples)), plan.batch_size, plan.seed, accelerator.process_index, procs)
+    order = sharded_order(examples, plan.batch_size, plan.seed, accelerator.process_index, procs)
     steps_per_epoch = order.updates_per_epoch(plan.accum)
     check_epoch_length(cfg, steps_per_epoch, procs)  # before the model is built: a refusal costs nothing
     # the lock creates output_dir: taken once every input is known good
@@ -374,11 +376,11 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
     plan, v = run.plan, run.cfg.values
     model = _load_model(plan.model_name, plan.model_options)
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
-    if plan.width % step_px or plan.height % step_px:
-        raise ConfigError(problem("resolution", f"multiples of {step_px} for this model", v["resolution"]))
+    check_fitted(examples, step_px, plan.width, plan.height, v["resolution"])
     for part in (model.vae, model.text_encoder, model.unet):
         part.to(run.accelerator.device)
     run.data = cache_data(model, examples, images, cache_text=not plan.train_te)
+    run.bucket_metadata = bucket_metadata(examples)
     model.vae.to("cpu")  # only needed for caching
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), plan.train_te, plan.seed)
     assert run.order.num_samples == run.data.num_samples  # the cache holds exactly the examples counted above
@@ -571,6 +573,7 @@ def _save_lora(run: _Run, step: int, path: Path) -> None:
         plan.height,
         run.model.unet.config,
     )
+    metadata.update(kohya_metadata(run.bucket_metadata or {}))
     lora = to_kohya(lora_tensors(run.model, plan.train_te), float(v["network_alpha"]))
     save_safetensors_atomic(lora, path, metadata)
 

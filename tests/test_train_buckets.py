@@ -1,0 +1,118 @@
+"""Training with aspect-ratio buckets on builtin:tiny-sd: images of several shapes train at their
+buckets, each micro-batch holds one bucket, and the run is the length the preview counts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+torch = pytest.importorskip("torch")
+
+from train_support import write_train_config  # noqa: E402
+
+from lora_sched.cli import main  # noqa: E402
+from lora_sched.config import load_config  # noqa: E402
+from lora_sched.config.buckets import BucketSettings  # noqa: E402
+from lora_sched.train.data import Example, load_images, sharded_order  # noqa: E402
+
+#: resolution 48 (area 2304), buckets 16..64 in steps of 16: 16x64, 32x64, 48x48, 64x32, 64x16 and so on.
+BUCKETS = {
+    "resolution": 48,
+    "enable_bucket": True,
+    "min_bucket_reso": 16,
+    "max_bucket_reso": 64,
+    "bucket_reso_steps": 16,
+}
+
+
+def write_images(folder: Path, sizes: list[tuple[int, int]]) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for i, (w, h) in enumerate(sizes):
+        Image.new("RGB", (w, h), (40 * i % 256, 120, 200)).save(folder / f"img{i}.png")
+        (folder / f"img{i}.txt").write_text(f"a picture {i}", encoding="utf-8")
+
+
+def test_examples_fit_their_buckets_and_batches_hold_one(tmp_path: Path) -> None:
+    sizes = [(100, 50), (120, 60), (90, 44), (60, 60), (70, 70), (50, 100), (44, 90)]
+    write_images(tmp_path / "2_mix", sizes)
+    settings = BucketSettings((48, 48), True, 16, 64, 16)
+    examples = [Example(p.name, "", 2, p, buckets=settings) for p in sorted((tmp_path / "2_mix").glob("*.png"))]
+    fitted, images = load_images(examples, 48, 48)
+    assert [img.size for img in images] == [(64, 32)] * 3 + [(48, 48)] * 2 + [(32, 64)] * 2
+    assert fitted[0].geometry.original_size == (100, 50) and fitted[0].geometry.placement.resized == (64, 32)
+    assert fitted[2].geometry.crop_ltrb == (0.0, 0.0, 64.0, 64 / (90 / 44))  # sd-scripts' crop of 90x44 in 64x32
+    for procs in (1, 2):
+        orders = [sharded_order(fitted, 3, seed=5, rank=r, procs=procs) for r in range(procs)]
+        assert orders[0].num_batches == 2 + 2 + 2  # 6, 4 and 4 samples in batches of 3
+        for epoch in (0, 1):
+            batches = [o.batch(epoch, p) for o in orders for p in range(o.batches_per_process)]
+            for batch in batches:
+                assert len({images[_example(fitted, i)].size for i in batch}) == 1  # one bucket
+            assert sorted(i for b in batches for i in b) == list(range(14))  # each sample once an epoch
+    # the order is a pure function of (seed, epoch): a resumed run draws the same batches
+    first, again = (sharded_order(fitted, 3, seed=5, rank=0, procs=1) for _ in range(2))
+    assert [again.batch(1, p) for p in range(6)] == [first.batch(1, p) for p in range(6)]
+    assert [first.batch(0, p) for p in range(6)] != [first.batch(1, p) for p in range(6)]
+
+
+def _example(examples: list, sample: int) -> int:
+    return [i for i, ex in enumerate(examples) for _ in range(ex.repeats)][sample]
+
+
+@pytest.mark.slow
+def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path, monkeypatch) -> None:
+    from safetensors import safe_open
+
+    from lora_sched.train import loop
+
+    data = tmp_path / "data"
+    write_images(data / "2_mix", [(100, 50), (120, 60), (90, 44), (60, 60), (70, 70), (50, 100), (44, 90)])
+    out = tmp_path / "out"
+    config = write_train_config(
+        tmp_path / "c.toml",
+        out,
+        BUCKETS,
+        train_data_dir=str(data),
+        train_batch_size=3,
+        max_train_steps=None,
+        max_train_epochs=2,
+        text_encoder_lr=0.0,
+    )
+    cfg = load_config(config)
+    assert cfg.data().batches == 6  # buckets of 6, 4 and 4 samples; one bucket would make ceil(14 / 3) = 5
+    shapes: list[tuple[int, ...]] = []
+    real_loss = loop._loss
+
+    def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest):
+        shapes.append(tuple(data.latents[rows].shape))
+        return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest)
+
+    monkeypatch.setattr(loop, "_loss", recording_loss)
+    csv_path = tmp_path / "preview.csv"
+    assert main(["preview", str(config), "--csv", str(csv_path)]) == 0
+    assert main(["train", str(config)]) == 0
+    with open(out / "train_log.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        previewed = list(csv.DictReader(fh))
+    assert len(rows) == len(previewed) == 12
+    assert [float(r["lr_unet"]) for r in rows] == pytest.approx([float(r["lr_unet"]) for r in previewed], rel=1e-12)
+    # latents are a VAE's 1/8: 64x32 -> 8x4, 48x48 -> 6x6, 32x64 -> 4x8 (batch, channels, height, width)
+    assert sorted({s[2:] for s in shapes}) == [(4, 8), (6, 6), (8, 4)]
+    assert sorted(s[0] for s in shapes) == sorted([3, 3, 3, 1, 3, 1] * 2)  # 6, 4 and 4 samples batched apart
+    with safe_open(str(out / "lora.safetensors"), "pt") as fh:
+        meta = fh.metadata()
+    assert meta["ss_enable_bucket"] == "True" and meta["ss_min_bucket_reso"] == "16"
+    info = json.loads(meta["ss_bucket_info"])
+    assert info["buckets"] == {
+        "0": {"resolution": [32, 64], "count": 4},
+        "1": {"resolution": [48, 48], "count": 4},
+        "2": {"resolution": [64, 32], "count": 6},
+    }
