@@ -319,13 +319,22 @@ def test_optimizer_names_and_kwargs() -> None:
     assert cfg.optimizer_kwargs() == {"weight_decay": 0.1, "betas": [0.9, 0.99], "decouple": True}
 
 
-def test_without_the_torch_adapter_custom_classes_load_but_do_not_preview(monkeypatch) -> None:
-    import sys
+class _NoTorch:
+    """The torch layer's custom class support where torch is not installed."""
 
-    from lora_sched.config import preview
+    def check(self, *args):
+        raise ImportError("No module named 'torch'")
 
-    monkeypatch.setitem(sys.modules, "lora_sched.torch.preview", None)  # import raises ImportError
-    cfg = loads_config('lr_scheduler_type = "StepLR"\nlr_scheduler_args = ["step_size=3"]\nmax_train_steps = 9')
+    check_run = preview_lrs = check
+
+
+@pytest.mark.parametrize("support", [None, _NoTorch()], ids=["nothing installed", "torch missing"])
+def test_without_the_torch_adapter_custom_classes_load_but_do_not_preview(monkeypatch, support) -> None:
+    from lora_sched.config import custom_classes, preview
+
+    monkeypatch.setattr(custom_classes, "_installed", support)
+    # step_size=0 is refused by StepLR itself: unchecked here, as no torch class can be built
+    cfg = loads_config('lr_scheduler_type = "StepLR"\nlr_scheduler_args = ["step_size=0"]\nmax_train_steps = 9')
     assert cfg.scheduler_type == "StepLR"
     with pytest.raises(ConfigError) as info:
         preview.curve(cfg)

@@ -38,16 +38,7 @@ LAYERS = {
 
 #: Imports of a higher layer that exist today, each with why it is not yet inverted. An entry that
 #: no longer occurs fails the test (remove it); any import not listed here fails as a new violation.
-KNOWN_VIOLATIONS = {
-    # Validating a config with lr_scheduler_type builds the custom torch class (when torch is
-    # installed) to check its arguments and step it through the run. Inverting this needs a hook the
-    # torch layer fills before `load_config` runs, which library callers of `load_config` (not only
-    # the CLI) would have to trigger; the import stays lazy so validate still starts without torch.
-    ("lora_sched.config.loader", "lora_sched.torch"),
-    # `preview` of a custom torch class steps it over a dummy optimizer (torch.custom.preview_lrs);
-    # same inversion as above.
-    ("lora_sched.config.preview", "lora_sched.torch.preview"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -333,3 +333,20 @@ def test_cli_validate_and_export_refuse_a_short_one_cycle(tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"{path}:5: lr_scheduler_args.total_steps: expected a OneCycleLR cycle of at least 100 steps" in err
         assert "Traceback" not in err
+
+
+def test_the_command_line_checks_a_custom_class_through_the_torch_layer(tmp_path):
+    # a fresh interpreter: nothing imported lora_sched.torch before the command line did
+    path = tmp_path / "zero.toml"
+    path.write_text(_text("StepLR", ["step_size=0"]))
+    code = (
+        "import sys\n"
+        "from lora_sched.config import loads_config\n"
+        f"assert loads_config(open({str(path)!r}).read()).scheduler_type == 'StepLR'  # nothing installed yet\n"
+        "from lora_sched.cli import main\n"
+        f"sys.exit(main(['validate', {str(path)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert "zero.toml:6: optimizer_arguments.lr_scheduler_args" in done.stderr
+    assert "StepLR raises at its step 1: ZeroDivisionError" in done.stderr

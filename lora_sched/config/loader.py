@@ -17,6 +17,7 @@ import re
 import sys
 from typing import Any, NamedTuple
 
+from lora_sched.config import custom_classes
 from lora_sched.config.args import parse_scheduler_args
 from lora_sched.config.dataset import NoData
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults, keys_with
@@ -230,7 +231,7 @@ class _Loader:
         self.given: dict[str, Any] = {}  # flat key -> value as written
         self.where: dict[str, Place] = {}  # flat key -> where it was read
         self.args_items: dict[str, int] = {}  # lr_scheduler_args name -> list index (kohya form)
-        self.custom: Any = None  # lora_sched.torch.custom once a custom lr_scheduler_type built on a dummy optimizer
+        self.custom: Any = None  # the custom class support once lr_scheduler_type built on a dummy optimizer
         self.extras: dict[str, tuple[str | None, Any]] = {}
         self.typos: dict[str, str] = {}  # an unknown key -> the known key it is a slip of
         self.quoted: set[str] = set()  # global scheduler keys given as a quoted number
@@ -553,20 +554,19 @@ class _Loader:
         self.problems.extend(check_adafactor(values["optimizer_type"], values["optimizer_args"], schedule, args))
 
     def check_custom(self, type_path: str, args: dict[str, Any]) -> None:
+        """The class and its arguments, by the torch layer's custom class support when installed."""
+        support = custom_classes.installed()
         try:
-            from lora_sched.torch import custom  # may import torch: only for a custom class
+            problems = [] if support is None else support.check(type_path, args, self.trust)
         except ImportError:
-            return  # the torch adapter is not installed: the class is checked when training starts
-        check = getattr(custom, "check_scheduler_type", None)
-        if check is not None:
-            problems = check(type_path, args, trust=self.trust)
-            self.problems.extend(problems)
-            self.custom = None if problems else custom
+            return  # torch is not installed: the class is checked when training starts
+        self.problems.extend(problems)
+        self.custom = None if problems else support
 
     def check_custom_run(self, type_path: str, args: dict[str, Any], run_length: int, warmup: int) -> None:
         """A class that builds may still raise when stepped (OneCycleLR past total_steps): step it
-        through the run (bounded: see lora_sched.torch.custom.check_run)."""
-        self.problems.extend(self.custom.check_run(type_path, args, run_length, warmup, trust=self.trust))
+        through the run (as far as the torch layer's dry-run budget goes)."""
+        self.problems.extend(self.custom.check_run(type_path, args, run_length, warmup, self.trust))
 
     def absent_global_key(self, param: Param | None, kohya_default: Any, args: dict[str, Any]) -> None:
         """An absent global key leaves sd-scripts at its default: the schedule's parameter gets that

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lora_sched.torch  # noqa: F401  (importing it plugs custom torch class checks into config loading)
 from lora_sched.errors import ConfigError
 from lora_sched.notebook import translate as tr
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, get_spec

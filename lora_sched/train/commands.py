@@ -7,6 +7,7 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
+import lora_sched.torch  # noqa: F401  (importing it plugs custom torch class checks into config loading)
 from lora_sched.errors import ConfigError, problem
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "data" / "quickstart.toml"

@@ -1,0 +1,57 @@
+"""Custom torch classes (``lr_scheduler_type``) as the config layer sees them: a request to record.
+
+Checking such a class (import policy, signature, a dry run) and previewing its curve need torch, a
+layer above this one. That layer plugs its implementation in with `install` when it is imported
+(the command line, the notebook and training import it); this layer only calls what is installed,
+so it never imports the torch layer. With nothing installed, or without torch, a config still
+loads: the class is then checked where it is built (training, export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from lora_sched.errors import Problem
+
+
+class CustomClassSupport(Protocol):
+    """What the config layer asks of the torch layer about a custom class. Each method raises
+    ImportError when torch is not installed."""
+
+    def check(self, type_path: str, args: Mapping[str, Any], trust: bool) -> list[Problem]:
+        """Every problem of the class with these arguments (empty when it builds)."""
+        ...
+
+    def check_run(
+        self, type_path: str, args: Mapping[str, Any], run_length: int, warmup: int, trust: bool
+    ) -> list[Problem]:
+        """Problems of stepping the class through the run (after `check` found none)."""
+        ...
+
+    def preview_lrs(
+        self,
+        type_path: str,
+        args: Mapping[str, Any],
+        group_lrs: Sequence[float],
+        steps: int,
+        warmup: int,
+        warmup_start: float,
+        warmup_type: str,
+        trust: bool,
+    ) -> Any:
+        """The LR of each group (columns) at each of the first `steps` updates (rows)."""
+        ...
+
+
+_installed: CustomClassSupport | None = None
+
+
+def install(support: CustomClassSupport | None) -> None:
+    """Use `support` for every config loaded from now on (None: no custom class support)."""
+    global _installed
+    _installed = support
+
+
+def installed() -> CustomClassSupport | None:
+    return _installed
