@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from lora_sched.config import custom_classes
 from lora_sched.config.args import parse_scheduler_args
+from lora_sched.config.class_policy import import_refusal
 from lora_sched.config.dataset import NoData
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults, keys_with
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
@@ -554,7 +555,12 @@ class _Loader:
         self.problems.extend(check_adafactor(values["optimizer_type"], values["optimizer_args"], schedule, args))
 
     def check_custom(self, type_path: str, args: dict[str, Any]) -> None:
-        """The class and its arguments, by the torch layer's custom class support when installed."""
+        """The import policy (always), then the class and its arguments by the torch layer's custom
+        class support when one is installed."""
+        refused = import_refusal(type_path, self.trust)
+        if refused:
+            self.problems.extend(refused)
+            return
         support = custom_classes.installed()
         try:
             problems = [] if support is None else support.check(type_path, args, self.trust)

@@ -1,7 +1,8 @@
 """Custom torch scheduler classes named by ``lr_scheduler_type`` (sd-scripts' custom path, made safe).
 
-* `policy`: which classes may be imported (torch's and lora_sched's by default, other modules only
-  with ``--trust-scheduler-code``, dangerous modules never) and importing them.
+* `policy`: importing the class, once lora_sched.config.class_policy lets it (torch's and
+  lora_sched's modules by default, other modules only with ``--trust-scheduler-code``, dangerous
+  modules never); the target must be an LR scheduler class.
 * `annotations` and `signature`: the arguments are checked against the class signature at
   validation time (missing, unknown with did-you-mean, wrong type against the annotation or the
   default).
