@@ -106,6 +106,10 @@ def test_flat_kwargs_like_sd_scripts():
     assert sched.resolved == rs
     seen = [row[0] for row in _lrs_by_stepping(sched, opt, 90)]
     assert seen == pytest.approx((1e-4 * rs.multipliers()).tolist(), abs=1e-16)
+    steps = LoraSchedLR(_optimizer((1e-4,)), schedule="multistep", horizon="40", milestones="[20, 10]", gamma="0.5")
+    assert steps.resolved.params["milestones"] == (10, 20) and steps.resolved.params["gamma"] == 0.5
+    with pytest.raises(ConfigError, match=r'gamma: expected a number .*, got "half" \(a string\)'):
+        LoraSchedLR(_optimizer((1e-4,)), schedule="multistep", horizon="40", milestones="[10]", gamma="half")
 
 
 def test_flat_kwargs_errors_name_the_argument():

@@ -12,7 +12,6 @@ one is refused with a `ScheduleMismatchError` naming each change, unless the cal
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from lora_sched.config.args import parse_literal
 from lora_sched.errors import ConfigError, Problem, problem, raw
 from lora_sched.schedules import ResolvedSchedule, ScheduleRequest, resolve
 from lora_sched.schedules.spec import ADAPTER_FRAME_KEYS
@@ -229,13 +229,12 @@ _NUMERIC_FRAME_KEYS = tuple(k for k in ADAPTER_FRAME_KEYS if k not in ("schedule
 
 
 def _literal(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            parsed = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return value
-        return parsed if isinstance(parsed, (bool, int, float, list, tuple)) else value
-    return value
+    """Text such as "3" or "[100, 200]" read as the config reads a "key=value" item's value; other
+    values, and text that is not a number, a bool or a list, stay as they are."""
+    if not isinstance(value, str):
+        return value
+    ok, parsed = parse_literal(value)
+    return parsed if ok and isinstance(parsed, (bool, int, float, list)) else value
 
 
 def _read_numbers(name: str, args: dict[str, Any]) -> dict[str, Any]:
