@@ -400,3 +400,36 @@ def test_the_forms_training_fields_start_at_the_key_tables_defaults():
     flat = form_to_flat(DEFAULTS)
     for key in form_keys:  # an empty optimizer_args field is not written: the key's default, []
         assert flat.get(key.name, []) == key.default, key.name
+
+
+def test_a_keystroke_resolves_the_schedule_once(form: SchedulerForm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the typed values checks the schedule by resolving it; the preview, the run length
+    shown and the bound reuse that resolution (the config keeps it)."""
+    import lora_sched.config.model as model
+
+    calls = []
+    real = model.resolve
+    monkeypatch.setattr(model, "resolve", lambda *args: calls.append(args) or real(*args))
+    form.set_values({"lr_scheduler": "cosine", "max_train_steps": 321, "warmup_mode": "steps", "warmup_steps": 5})
+    assert form.config is not None and form.resolved.run_length == 321
+    form.fields["max_train_steps"].value = 322
+    assert form.resolved.run_length == 322
+    assert len(calls) == 2  # one per change: set_values redraws once, the keystroke once
+
+
+def test_the_plot_is_redrawn_only_when_the_preview_changes(
+    form: SchedulerForm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    saved = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *args, **kw: saved.append(1) or real(fig, *args, **kw))
+    form.set_values({"lr_scheduler": "linear", "max_train_steps": 77, "warmup_mode": "steps", "warmup_steps": 0})
+    shown = form.plot.outputs
+    assert len(saved) == 1
+    form.path.value = "elsewhere.toml"  # the TOML path changes no curve
+    form.fields["max_train_steps"].value = 77
+    assert len(saved) == 1 and form.plot.outputs == shown
+    form.fields["max_train_steps"].value = 78
+    assert len(saved) == 2 and form.plot.outputs != shown

@@ -75,6 +75,7 @@ class LoraConfig:
         self.flags = frozenset(flags)
         self.locations = locations
         self._data: tuple[tuple, DataPlan | NoData] | None = None  # a cache: see data()
+        self._resolved: tuple[ScheduleRequest, TrainingShape, ResolvedSchedule] | None = None  # see resolve()
 
     def replace(self, **changes: Any) -> LoraConfig:
         """A copy with some fields changed (`values` and the other fields are shared, not copied)."""
@@ -82,6 +83,7 @@ class LoraConfig:
         fields.update(changes)
         new = LoraConfig(**fields)
         new._data = self._data  # keyed by the data keys: reused only while they are the same
+        new._resolved = self._resolved  # checked against the request and the shape before use
         return new
 
     def __eq__(self, other: object) -> bool:
@@ -160,11 +162,20 @@ class LoraConfig:
         return TrainingShape(steps_per_epoch=per_epoch, samples_per_step=batch * accum * num_processes)
 
     def resolve(self, shape: TrainingShape | None = None) -> ResolvedSchedule:
-        """The schedule in integer steps; shape None = computed from the data folder, 1 process."""
+        """The schedule in integer steps; shape None = computed from the data folder, 1 process.
+
+        The last result is kept while the request and the shape are the same: loading a config
+        resolves it to check it, and preview, the notebook form and export ask for it again."""
+        shape = shape if shape is not None else self.training_shape()
+        kept = self._resolved
+        if kept is not None and kept[1] == shape and kept[0] == self.request:
+            return kept[2]
         try:
-            return resolve(self.request, shape if shape is not None else self.training_shape())
+            resolved = resolve(self.request, shape)
         except ConfigError as exc:
             raise ConfigError(self.locate(exc.problems)) from None
+        self._resolved = (self.request.replace(), shape, resolved)  # a copy: a changed request is a miss
+        return resolved
 
     def locate(self, problems: list[Problem]) -> list[Problem]:
         """Problems keyed by flat kohya names, with this file's name, line and section path filled in."""

@@ -64,6 +64,7 @@ class SchedulerForm:
         self.bound_summary: Any = None
         self._extra: dict[str, Any] = {}
         self._param_cache: dict[str, dict[str, Any]] = {}
+        self._drawn: tuple | None = None  # what the plot shows now (see _preview_key)
 
         specs = all_specs()
         self.scheduler = w.Dropdown(
@@ -324,14 +325,14 @@ class SchedulerForm:
             )
         self.warning_text = "\n".join(notes)
         self.error_html.value = _message_html(self.warning_text, "#8a6d00") if self.warning_text else ""
-        resolved = self.resolved = cfg.resolve()
+        resolved = self.resolved = cfg.resolve()  # the one resolution loading made, kept by the config
         self._update_length_info(resolved, cfg)
         self._draw(steps, curves, resolved)
         self._update_bound(resolved, cfg)
 
     def _invalid(self, message: str) -> None:
         self._config, self._toml, self.preview_data, self.error_text = None, None, {}, message
-        self.resolved = self.bound_summary = None
+        self.resolved = self.bound_summary = self._drawn = None
         self.warning_text = ""
         self.error_html.value = _message_html(message, "#b00020")
         self.length_info.value = ""
@@ -363,6 +364,10 @@ class SchedulerForm:
         self.length_info.value = f"<small>{html.escape(text)}</small>"
 
     def _draw(self, steps: Any, curves: Mapping[str, Any], resolved: Any) -> None:
+        shown = _preview_key(steps, curves, resolved)
+        if shown == self._drawn:  # the same picture (the TOML path edited, a value typed back): keep it
+            return
+        self._drawn = shown
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -469,6 +474,12 @@ def _bound_text(summary: Any) -> str:
         if value != "":
             lines.append(f"{key}: {value}")
     return "\n".join(lines)
+
+
+def _preview_key(steps: Any, curves: Mapping[str, Any], resolved: Any) -> tuple:
+    """Everything the preview plot is drawn from: equal keys draw the same picture."""
+    lines = tuple((group, lr.tobytes()) for group, lr in curves.items())
+    return resolved.name, resolved.run_length, resolved.warmup, steps.tobytes(), lines
 
 
 def _show(widget: Any, visible: bool) -> None:
