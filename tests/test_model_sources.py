@@ -263,6 +263,25 @@ def test_a_ckpt_with_a_crafted_pickle_is_refused_unrun(tmp_path):
     assert not canary.exists()
 
 
+def test_an_old_ckpt_naming_lightnings_callback_loads_without_importing_it(tiny, tmp_path, monkeypatch):
+    """SD 1.x .ckpt files from the original training pickle PyTorch Lightning's ModelCheckpoint
+    class as a dict key: read as an inert stand-in, the weights load."""
+    import sys
+
+    names = ("pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint")
+    for name in names:  # a stand-in package, present only while the file is written
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    module = sys.modules[names[-1]]
+    callback = type("ModelCheckpoint", (), {"__module__": module.__name__})
+    module.ModelCheckpoint = callback
+    path = tmp_path / "sd-v1-x.ckpt"
+    state = {k: t.contiguous() for k, t in model_to_ldm(tiny["sd1"], "sd1").items()}
+    torch.save({"state_dict": state, "callbacks": {callback: {"best_model_score": torch.tensor(0.1)}}}, str(path))
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    assert_same_tensors(tiny["sd1"], load_model(str(path)))
+
+
 def test_a_real_vocabulary_needs_a_tokenizer_named_in_the_error(tmp_path, monkeypatch):
     """A file with CLIP's 49,408-token vocabulary: its tokenizer comes from tokenizer_cache_dir
     (sd-scripts' layout) or the Hub cache; else the error says what to set."""

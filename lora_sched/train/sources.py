@@ -170,7 +170,8 @@ def read_pickled(path: Path, mmap: bool = False) -> dict[str, Any]:
     import torch
 
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+        with _inert_stand_ins(torch):
+            data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         if mmap and "mmap" in str(exc):  # a legacy (not zip) file cannot be mapped
             return read_pickled(path)
@@ -179,6 +180,25 @@ def read_pickled(path: Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise detect.NotAModel("a pickle that is no state dict of tensors", "give a .safetensors checkpoint")
     return state
+
+
+#: Classes old Stable Diffusion .ckpt files name (PyTorch Lightning's checkpoint callback, pickled
+#: as a dict key of the training state): read as an inert stand-in, never imported or called.
+LIGHTNING_GLOBALS = ("pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",)
+
+
+class InertStandIn:
+    """What a class named in LIGHTNING_GLOBALS is read as: nothing runs, the weights load."""
+
+
+def _inert_stand_ins(torch: Any) -> Any:
+    """torch's allow-list of extra globals for this load (torch >= 2.5; older torch refuses them)."""
+    import contextlib
+
+    try:
+        return torch.serialization.safe_globals([(InertStandIn, name) for name in LIGHTNING_GLOBALS])
+    except (AttributeError, TypeError):
+        return contextlib.nullcontext()
 
 
 def _pickle_problem(exc: Exception) -> str:
