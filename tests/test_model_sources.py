@@ -101,6 +101,13 @@ def test_v_prediction_from_the_key_a_yaml_or_a_v_pred_tensor(tiny, files, tmp_pa
     assert load_model(str(marked)).noise_scheduler.config.prediction_type == "v_prediction"
 
 
+def test_v2_that_disagrees_with_the_model_is_a_warning(files, capsys):
+    check_model_source(str(files["sd1"]), options=SourceOptions(v2=True))
+    assert "warning: v2 = true, but the model is SD 1.x" in capsys.readouterr().err
+    check_model_source(str(files["sd2"]), options=SourceOptions(v2=True))
+    assert "v2" not in capsys.readouterr().err
+
+
 # -- detection of the released architectures (shapes only, no weights) -----------------------------------
 SD15_UNET = {
     "block_out_channels": (320, 640, 1280, 1280),

@@ -254,6 +254,15 @@ KEYS: tuple[Key, ...] = (
         default_doc="false",
     ),
     _k(
+        "v2",
+        "bool",
+        M,
+        "an SD 2.x model (sd-scripts needs it; lora-sched reads the family from the model itself and warns "
+        "when v2 disagrees)",
+        None,
+        default_doc="false",
+    ),
+    _k(
         "tokenizer_cache_dir",
         "path",
         M,

@@ -54,6 +54,7 @@ class SourceOptions(NamedTuple):
     allow_download: bool = False
     tokenizer_cache_dir: str | None = None
     v_parameterization: bool = False
+    v2: bool = False
 
     @classmethod
     def from_values(cls, values: dict) -> SourceOptions:
@@ -62,6 +63,7 @@ class SourceOptions(NamedTuple):
             allow_download=bool(values.get("allow_download")),
             tokenizer_cache_dir=os.path.expanduser(str(cache)) if cache else None,
             v_parameterization=bool(values.get("v_parameterization")),
+            v2=bool(values.get("v2")),
         )
 
 
@@ -85,6 +87,7 @@ def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str =
     path = Path(os.path.expanduser(name))
     if path.is_dir():
         check_folder(path, key)
+        _check_v2(folder_family(path), options)
         return Source("folder", path)
     if path.is_file():
         found = detect_file(path, key)
@@ -92,6 +95,7 @@ def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str =
             raise ConfigError(problem(key, "an SD 1.x or SD 2.x checkpoint (SDXL is not trained yet)", raw(str(path))))
         for index in range(len(found.text_encoders)):
             tokenizer_origin(found, index, options, key)
+        _check_v2(found.family, options)
         return Source("file", path, found)
     if _HUB_ID.match(name) and not name.startswith("."):
         return Source("folder", download(name, options, key))
@@ -119,6 +123,32 @@ def check_folder(path: Path, key: str = KEY) -> None:
                     key, "a diffusers folder whose weights files are whole", raw(f"{weights}: {exc.found}"), exc.hint
                 )
             ) from None
+
+
+def folder_family(path: Path) -> str | None:
+    """ "sd1", "sd2" or "sdxl" from a diffusers folder's unet/config.json (None when unreadable)."""
+    import json
+
+    try:
+        config = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    if config.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    return "sd2" if config.get("use_linear_projection") else "sd1"
+
+
+def _check_v2(family: str | None, options: SourceOptions) -> None:
+    """sd-scripts needs v2 = true for SD 2.x; here the model says what it is. A v2 that disagrees is
+    a warning, not an error: the run is the model's (sd-scripts would fail to load it)."""
+    if options.v2 and family in ("sd1", "sdxl"):
+        print(
+            f"warning: v2 = true, but the model is {detect.FAMILY_NAMES[family]}: trained as what it is "
+            "(remove v2 for sd-scripts)",
+            file=sys.stderr,
+        )
 
 
 def _xl_parts(path: Path) -> tuple[str, ...]:
