@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import re
 import sys
@@ -77,6 +78,10 @@ def test_setup_cell_installs_from_the_repository_copy_or_its_git_url(monkeypatch
     assert "lora_sched 0.1.0" in capsys.readouterr().out
 
 
+#: Quick-settings fields the form cell turns into sd-scripts' sample keys (not quick_settings arguments).
+SAMPLE_FIELDS = ("sample_prompt", "sample_every_n_steps")
+
+
 def test_quick_settings_fields_follow_the_catalogue() -> None:
     cell = _parameters_cell()
     params = {}
@@ -92,7 +97,7 @@ def test_quick_settings_fields_follow_the_catalogue() -> None:
     assert params["scheduler"][0] in options
     assert '"slider"' in params["warmup_ratio"][1]
     # the defaults make a valid config
-    values = {k: v for k, (v, _) in params.items() if k not in ("scheduler", "config_file")}
+    values = {k: v for k, (v, _) in params.items() if k not in ("scheduler", "config_file", *SAMPLE_FIELDS)}
     from lora_sched.notebook.translate import translate
 
     cfg, _ = translate(quick_settings(params["scheduler"][0], **values))
@@ -105,10 +110,12 @@ def test_notebook_runs_top_to_bottom_on_a_real_kernel(tmp_path: Path, monkeypatc
 
     install_kernel(tmp_path / "kernel", monkeypatch)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    # papermill-style parameter injection: a 4-step run keeps the training cell short in CI
+    # papermill-style parameter injection: a 4-step run, samples every 2 steps, keeps the cell short in CI
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source, n = re.subn(r"^max_train_steps = \d+", "max_train_steps = 4", cell.source, flags=re.M)
-    assert n == 1
+    for field, value in (("max_train_steps", "4"), ("sample_every_n_steps", "2")):
+        cell.source, n = re.subn(rf"^{field} = \d+", f"{field} = {value}", cell.source, flags=re.M)
+        assert n == 1
+    nb.cells[-1].source = nb.cells[-1].source.replace("plot_every=10", "plot_every=2")
     work = tmp_path / "work"
     work.mkdir()
     client = NotebookClient(
@@ -132,3 +139,27 @@ def test_notebook_runs_top_to_bottom_on_a_real_kernel(tmp_path: Path, monkeypatc
     out_dir = work / cfg.values["output_dir"]
     weights = list(out_dir.rglob("*.safetensors"))
     assert weights, f"no .safetensors under {out_dir}: {sorted(p.name for p in work.rglob('*'))}"
+    _check_live_view(nb.cells[-1].get("outputs", []), out_dir, cfg.values)
+
+
+def _check_live_view(outputs: list, out_dir: Path, values: dict) -> None:
+    """The train cell: one progress bar widget (no line per step), the LR + loss plot and the sample
+    images shown inline; the samples are the ones the run wrote (before step 0, after steps 2 and 4)."""
+    assert values["sample_prompts"] == "sample_prompts.txt" and values["sample_every_n_steps"] == 2
+    samples = sorted(p.name for p in (out_dir / "sample").glob("lora_0*.png")) + sorted(
+        p.name for p in (out_dir / "sample").glob("lora_e*.png")
+    )
+    assert [name.split("_")[1] for name in samples] == ["000002", "000004", "e000000"]
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 1  # tqdm.auto's bar, updated in place
+    stream = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "train:" not in stream and "it/s" not in stream  # the run's own text bar is off
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the plot and the contact sheet, each one output updated in place
+    from PIL import Image
+
+    sheet = out_dir / "sample" / "lora_contact_sheet.png"
+    shown = base64.b64decode(images[1]["data"]["image/png"])
+    assert shown == sheet.read_bytes()  # the last contact sheet: 3 rows (e000000, 000002, 000004)
+    with Image.open(sheet) as image:
+        assert image.size == (72 + 64 + 4, 3 * (64 + 4))

@@ -320,8 +320,9 @@ def quick_settings(
     run_length_unit: str = "steps",
     max_train_steps: int = 1600,
     max_train_epochs: int = 10,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Colab `#@param` fields -> form values.
+    """Colab `#@param` fields -> form values; `extra`: other kohya keys the TOML carries (sample_*).
 
     Cycles and power are separate fields (kohya GUIs share one number field between them): each is
     used only when the chosen schedule has that parameter, so a cycles value never becomes a power.
@@ -346,4 +347,5 @@ def quick_settings(
         "length_mode": run_length_unit,
         "max_train_steps": max_train_steps,
         "max_train_epochs": max_train_epochs,
+        "extra": dict(extra or {}),
     }

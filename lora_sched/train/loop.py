@@ -436,7 +436,7 @@ def _run_steps(run: _Run, held: Any) -> tuple[int | None, int, float]:
         total=resolved.run_length,
         initial=run.start,
         desc="train",
-        disable=not accelerator.is_local_main_process,
+        disable=not accelerator.is_local_main_process or os.environ.get("LORA_SCHED_NO_PROGRESS") == "1",  # notebook
         dynamic_ncols=True,
         file=sys.stderr,
     )

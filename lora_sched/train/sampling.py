@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from lora_sched.config.prompts import SamplePrompt, read_prompt_file
-from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLERS
+from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLE_DIR, SAMPLERS, contact_sheet_path
 from lora_sched.errors import ConfigError, problem
 
-SAMPLE_DIR = "sample"
 PNDM_MIN_STEPS = 4
 #: sd-scripts' sampler name -> (diffusers scheduler class, extra constructor arguments).
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -210,10 +209,6 @@ def _save_png(image: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def contact_sheet_path(plan: SamplePlan) -> Path:
-    return plan.folder / f"{plan.output_name}_contact_sheet.png"
-
-
 def write_contact_sheet(plan: SamplePlan) -> Path:
     """One row per sampling point (labelled), one column per prompt, each cell the image at its size."""
     from PIL import Image, ImageDraw
@@ -231,6 +226,6 @@ def write_contact_sheet(plan: SamplePlan) -> Path:
             if made_point == point:
                 with Image.open(path) as image:
                     sheet.paste(image.convert("RGB"), (label_w + index * (cell_w + pad), top))
-    target = contact_sheet_path(plan)
+    target = contact_sheet_path(plan.folder.parent, plan.output_name)
     _save_png(sheet, target)
     return target
