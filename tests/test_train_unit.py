@@ -369,3 +369,28 @@ def test_a_second_run_into_a_locked_output_folder_names_the_holder(tmp_path, cap
         assert f"in use by pid {os.getpid()} on " in err and "started 20" in err
     with pytest.raises(AssertionError, match="the model was built"):  # released: the run gets past the lock
         main(["train", str(_config(tmp_path / "c.toml"))])
+
+
+def test_a_resume_refuses_a_change_of_exactly_the_keys_that_fix_the_weights_and_the_data_order():
+    from lora_sched.config.keys import KEYS, defaults
+
+    identity = {
+        "pretrained_model_name_or_path",
+        "train_data_dir",
+        "resolution",
+        "network_dim",
+        "network_alpha",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "seed",
+        "optimizer_type",
+        "optimizer_args",
+    }
+    saved = defaults()
+    refused = {key.name for key in KEYS if ckpt.identity_changes(saved, {**saved, key.name: "changed"})}
+    assert refused == identity
+    (found,) = ckpt.identity_changes(saved, {**saved, "seed": 7})
+    assert str(found) == (
+        "seed: expected 42 (as in the checkpoint), got 7 in the current config\n"
+        "    hint: restore the value the run started with, or start a new run in another output_dir"
+    )

@@ -45,7 +45,8 @@ KeyKind = Literal[
 #: "data": the data the run reads, on which an epoch is counted.
 #: "curve": the resolved curve otherwise (the base LR, the batches per update).
 #: "form": a field of the notebook form, which starts at the key's default.
-Role = Literal["schedule", "global", "data", "curve", "form"]
+#: "identity": fixes what a checkpoint's weights and data order mean: a resume refuses a change.
+Role = Literal["schedule", "global", "data", "curve", "form", "identity"]
 
 #: The sections we write, in order; any section name is accepted on read.
 SECTIONS = (
@@ -242,7 +243,7 @@ KEYS: tuple[Key, ...] = (
         "builtin:tiny-sd (a small model built offline), or a Hugging Face Hub id with allow_download",
         BUILTIN_MODEL,
         nullable=False,
-        roles=("form",),
+        roles=("form", "identity"),
     ),
     _k(
         "v_parameterization",
@@ -271,7 +272,7 @@ KEYS: tuple[Key, ...] = (
         None,
     ),
     # sd-scripts takes any rank; LyCORIS presets write 100000 for "full rank". The top is int32's.
-    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=2**31 - 1, nullable=False, roles=("form",)),
+    _k("network_dim", "int", N, "LoRA rank", 4, low=1, high=2**31 - 1, nullable=False, roles=("form", "identity")),
     _k(
         "network_alpha",
         "float",
@@ -282,7 +283,7 @@ KEYS: tuple[Key, ...] = (
         low_open=True,
         high=100_000,
         nullable=False,
-        roles=("form",),
+        roles=("form", "identity"),
     ),
     _k(
         "network_train_unet_only",
@@ -331,7 +332,7 @@ KEYS: tuple[Key, ...] = (
         "optimizer name (sd-scripts names, torch.optim classes or a dotted path)",
         "AdamW",
         nullable=False,
-        roles=("form",),
+        roles=("form", "identity"),
     ),
     _k(
         "optimizer_args",
@@ -340,7 +341,7 @@ KEYS: tuple[Key, ...] = (
         'optimizer keyword arguments, kohya form ["key=value", ...]',
         [],
         nullable=False,
-        roles=("form",),
+        roles=("form", "identity"),
     ),
     _k("max_grad_norm", "float", O, "gradient clipping norm (0 = off)", 1.0, low=0, high=1e6, nullable=False),
     _k(
@@ -456,7 +457,7 @@ KEYS: tuple[Key, ...] = (
         low=1,
         high=65_536,
         nullable=False,
-        roles=("data", "form"),
+        roles=("data", "form", "identity"),
     ),
     _k(
         "gradient_accumulation_steps",
@@ -467,9 +468,9 @@ KEYS: tuple[Key, ...] = (
         low=1,
         high=65_536,
         nullable=False,
-        roles=("curve", "form"),
+        roles=("curve", "form", "identity"),
     ),
-    _k("seed", "int", T, "random seed", 42, low=0, high=2**32 - 1, nullable=False, roles=("form",)),
+    _k("seed", "int", T, "random seed", 42, low=0, high=2**32 - 1, nullable=False, roles=("form", "identity")),
     _k(
         "mixed_precision",
         "choice",
@@ -561,7 +562,7 @@ KEYS: tuple[Key, ...] = (
         "images in kohya layout (N_concept/ folders with .txt captions) or builtin:shapes",
         BUILTIN_DATA,
         nullable=False,
-        roles=("data", "form"),
+        roles=("data", "form", "identity"),
     ),
     _k(
         "dataset_config",
@@ -580,7 +581,7 @@ KEYS: tuple[Key, ...] = (
         low=8,
         high=8192,
         nullable=False,  # no multiple here: sd-scripts trains "512,650" (its buckets round it)
-        roles=("form",),
+        roles=("form", "identity"),
     ),
     _k(
         "caption_extension",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lora_sched.config.keys import keys_with
 from lora_sched.errors import ConfigError, problem, raw
 
 FORMAT = "lora_sched.checkpoint/2"
@@ -34,19 +35,9 @@ MANIFEST = "manifest.json"
 REQUIRED = ("lora.safetensors", "optimizer.pt", "scheduler.pt", STATE_FILE)
 _STEP_RE = re.compile(r"^step-(\d+)$")
 _HINT_OTHER = "resume from an earlier checkpoint (checkpoints/step-*); --resume latest skips damaged ones"
-#: Config keys that fix what the weights and the data order mean: changing one breaks a resume.
-IDENTITY_KEYS = (
-    "pretrained_model_name_or_path",
-    "train_data_dir",
-    "resolution",
-    "network_dim",
-    "network_alpha",
-    "train_batch_size",
-    "gradient_accumulation_steps",
-    "seed",
-    "optimizer_type",
-    "optimizer_args",  # torch's Optimizer.load_state_dict would silently restore the old hyperparameters
-)
+#: Config keys that fix what the weights and the data order mean: changing one breaks a resume (an
+#: optimizer_args change too: torch's Optimizer.load_state_dict would silently restore the old ones).
+IDENTITY_KEYS = keys_with("identity")
 
 
 def checkpoints_dir(output_dir: Path) -> Path:
