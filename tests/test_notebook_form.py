@@ -44,6 +44,14 @@ VALID_SETUP: dict[str, dict[str, Any]] = {
 }
 
 
+def _valid_setup(name: str) -> dict[str, Any]:
+    """The settings above, else the spec's example arguments as the form's inputs show them."""
+    if name in VALID_SETUP:
+        return VALID_SETUP[name]
+    spec = get_spec(name)
+    return {"args": {p.name: p.control().shown(spec.example[p.name]) for p in spec.params if p.name in spec.example}}
+
+
 @pytest.fixture(scope="module")
 def form() -> SchedulerForm:
     return SchedulerForm()
@@ -54,7 +62,7 @@ def configure(form: SchedulerForm, name: str, path: Path, **overrides: Any) -> N
     form.path.value = str(path)
     form.scheduler.value = name
     setup = {"warmup_steps": 10, "max_train_steps": 200, "optimizer_type": "AdamW", "optimizer_args": ""}
-    setup.update(VALID_SETUP.get(name, {}))
+    setup.update(_valid_setup(name))
     setup.update(overrides)
     for pname, default in param_defaults(get_spec(name)).items():  # undo earlier tests' edits
         form.param_widgets[pname].value = default

@@ -120,6 +120,9 @@ class ScheduleSpec(NamedTuple):
     #: A parameter holding an absolute LR (REX's ``min_lr`` floor). When it is set, each param group's
     #: curve is drawn from that group's own base LR (`ResolvedSchedule.for_group`), not one shared m(s).
     absolute_lr_param: str | None = None
+    #: Arguments that show the schedule at work (every required parameter among them): the generated
+    #: example config (tools/gen_schedule_configs.py) and the tests that run every schedule use them.
+    example: Mapping[str, Any] = MappingProxyType({})
 
     @property
     def formula(self) -> str:
@@ -173,10 +176,23 @@ def _check_param_names(spec: ScheduleSpec) -> None:
                 )
 
 
+def _check_example(spec: ScheduleSpec) -> None:
+    names = {n for p in spec.params for n in (p.name, *p.aliases)}
+    unknown = sorted(set(spec.example) - names)
+    missing = [p.name for p in spec.params if p.required and not {p.name, *p.aliases} & set(spec.example)]
+    if unknown or missing:
+        raise ValueError(
+            f"schedule {spec.name!r}: its example must give every required parameter and only its "
+            f"parameters (missing: {missing}, unknown: {unknown})"
+        )
+
+
 def register(spec: ScheduleSpec) -> ScheduleSpec:
-    """Add a spec to the registry; names and aliases must be unique, and no parameter may be named
-    like one of the torch adapter's own keywords (`ADAPTER_KEYWORDS`)."""
+    """Add a spec to the registry; names and aliases must be unique, no parameter may be named
+    like one of the torch adapter's own keywords (`ADAPTER_KEYWORDS`), and the example must give
+    every required parameter."""
     _check_param_names(spec)
+    _check_example(spec)
     for name in (spec.name, *spec.aliases):
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"schedule name {name!r} registered twice")

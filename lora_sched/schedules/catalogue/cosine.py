@@ -73,6 +73,7 @@ register(
         reference="transformers get_cosine_with_min_lr_schedule_with_warmup (num_cycles = n / 2, as sd-scripts passes)",
         gotchas=(_CYCLES_GOTCHA, "min_lr_ratio is required."),
         to_kohya=_cosine_to_kohya,
+        example={"min_lr_ratio": 0.1},
     )
 )
 

@@ -351,5 +351,6 @@ register(
             "The floor is a ratio of the base LR, not torch's absolute eta_min.",
         ),
         check=_check_t0,
+        example={"t_0": 50, "t_mult": 2, "min_lr_ratio": 0.01},
     )
 )

@@ -144,6 +144,7 @@ register(
         curve=step_curve,
         reference="torch StepLR; Composer StepScheduler",
         check=_check_positive("step_size"),
+        example={"step_size": 50, "gamma": 0.5},
     )
 )
 
@@ -169,6 +170,7 @@ register(
         ),
         curve=multistep_curve,
         reference="torch MultiStepLR; Composer MultiStepScheduler / MultiStepWithWarmupScheduler",
+        example={"milestones": ["0.5dur", "0.75dur"]},
     )
 )
 
@@ -189,5 +191,6 @@ register(
         curve=exponential_curve,
         reference="torch ExponentialLR; Composer ExponentialScheduler",
         check=_check_positive("decay_period"),
+        example={"gamma": 0.5, "decay_period": 100},
     )
 )
