@@ -73,6 +73,17 @@ def test_a_single_file_loads_every_tensor_and_the_same_model(tiny, files, family
     assert loaded.vae.config.scaling_factor == 0.18215
 
 
+def test_a_text_encoder_without_the_text_model_level_loads(tiny, tmp_path):
+    """diffusers' conversion script copies the text encoder's keys as saved; transformers >= 5.6
+    saves CLIPTextModel without the ``text_model.`` level."""
+    from safetensors.torch import save_file
+
+    prefix = "cond_stage_model.transformer."
+    state = {k.replace(prefix + "text_model.", prefix): t for k, t in model_to_ldm(tiny["sd1"], "sd1").items()}
+    save_file(state, str(tmp_path / "flat.safetensors"))
+    assert_same_tensors(tiny["sd1"], load_model(str(tmp_path / "flat.safetensors")))
+
+
 def test_a_half_precision_file_is_trained_in_float32(tiny, files):
     assert_same_tensors(tiny["sd1"], load_model(str(files["sd1_fp16"])), dtype=torch.float16)
 

@@ -34,6 +34,8 @@ SD_CLIP = "cond_stage_model.transformer."
 SD_OPENCLIP = "cond_stage_model.model."
 XL_CLIP = "conditioner.embedders.0.transformer."
 XL_OPENCLIP = "conditioner.embedders.1.model."
+#: How diffusers' conversion script (diffusers -> original SDXL) names the OpenCLIP projection.
+LINEAR_PROJECTION = "text_projection.weight"
 #: A key ComfyUI and v-prediction SDXL fine-tunes use to mark a v-prediction model.
 V_PRED_MARKER = "v_pred"
 
@@ -213,8 +215,10 @@ def _openclip_spec(shapes: Shapes, prefix: str) -> TextEncoderSpec:
     sdxl = prefix == XL_OPENCLIP
     unused_last = not sdxl and has_projection and blocks > 1
     config = _text_config(vocab, width, positions, blocks - unused_last, intermediate, "gelu")
-    if sdxl:
+    if sdxl and has_projection:  # OpenCLIP's width x projection matrix
         config["projection_dim"] = _shape(shapes, prefix + "text_projection", 2)[1]
+    elif sdxl:  # diffusers' conversion script keeps the Linear layer: projection x width
+        config["projection_dim"] = _shape(shapes, prefix + LINEAR_PROJECTION, 2)[0]
     return TextEncoderSpec(prefix, "openclip", config, with_projection=sdxl, unused_last_block=unused_last)
 
 

@@ -91,7 +91,7 @@ def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str =
         return Source("folder", path)
     if path.is_file():
         found = detect_file(path, key)
-        if found.family == "sdxl":
+        if found.family == "sdxl" and not _trains_sdxl():
             raise ConfigError(problem(key, "an SD 1.x or SD 2.x checkpoint (SDXL is not trained yet)", raw(str(path))))
         for index in range(len(found.text_encoders)):
             tokenizer_origin(found, index, options, key)
@@ -123,6 +123,15 @@ def check_folder(path: Path, key: str = KEY) -> None:
                     key, "a diffusers folder whose weights files are whole", raw(f"{weights}: {exc.found}"), exc.hint
                 )
             ) from None
+
+
+def _trains_sdxl() -> bool:
+    """Whether the model the trainer takes holds SDXL's second text encoder."""
+    import dataclasses
+
+    from lora_sched.train.model import SDModel
+
+    return "text_encoder_2" in {f.name for f in dataclasses.fields(SDModel)}
 
 
 def folder_family(path: Path) -> str | None:
@@ -339,16 +348,20 @@ def load_source(source: Source, options: SourceOptions = DEFAULT_OPTIONS, key: s
 
 
 def load_folder(path: Path, options: SourceOptions) -> Any:
+    """An SDModel from a diffusers folder (SDXL: with text_encoder_2/ and tokenizer_2/)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from lora_sched.train import model as sd
 
     offline = {"local_files_only": True}
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **offline)
     vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **offline)
-    text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **offline)
-    tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **offline)
+    encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **offline)]
+    tokenizers = [CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **offline)]
+    if (path / "text_encoder_2").is_dir():  # SDXL: the projection model, whose pooled output conditions the UNet
+        encoders.append(CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", **offline))
+        tokenizers.append(CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2", **offline))
     if (path / "scheduler").is_dir():
         scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", **offline)
     else:
@@ -357,9 +370,17 @@ def load_folder(path: Path, options: SourceOptions) -> Any:
         scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type="v_prediction")
     # fp16 / bf16 checkpoints are trained in float32 (mixed_precision decides the compute dtype):
     # LoRA weights and optimizer state in half precision would lose most small updates.
-    for part in (unet, vae, text_encoder):
+    for part in (unet, vae, *encoders):
         part.float()  # not .to(dtype): diffusers warns on every such call
-    return sd.SDModel(unet, vae, text_encoder, tokenizer, scheduler, str(path))
+    return _sd_model(unet, vae, encoders, tokenizers, scheduler, str(path))
+
+
+def _sd_model(unet: Any, vae: Any, encoders: list, tokenizers: list, scheduler: Any, source: str) -> Any:
+    """The SDModel of these parts; SDXL's second encoder and tokenizer as text_encoder_2 / tokenizer_2."""
+    from lora_sched.train import model as sd
+
+    second = {"text_encoder_2": encoders[1], "tokenizer_2": tokenizers[1]} if len(encoders) > 1 else {}
+    return sd.SDModel(unet, vae, encoders[0], tokenizers[0], scheduler, source, **second)
 
 
 def load_file(path: Path, found: detect.Detected, options: SourceOptions, key: str = KEY) -> Any:
@@ -381,7 +402,7 @@ def load_file(path: Path, found: detect.Detected, options: SourceOptions, key: s
     for part in (unet, vae, *encoders):
         part.float()  # as for folders: LoRA and optimizer state in float32
     scheduler = sd.sd_noise_scheduler(prediction_type(path, found, options))
-    return sd.SDModel(unet, vae, encoders[0], tokenizers[0], scheduler, str(path))
+    return _sd_model(unet, vae, encoders, tokenizers, scheduler, str(path))
 
 
 def _under(state: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -443,6 +464,9 @@ def text_encoder(spec: detect.TextEncoderSpec, state: dict[str, Any], tokenizer:
         if spec.unused_last_block:
             last = f"{spec.prefix}transformer.resblocks.{spec.config['num_hidden_layers']}."
             part = {k: t for k, t in part.items() if not k.startswith(last) and not k.endswith("text_projection")}
+        linear = spec.prefix + detect.LINEAR_PROJECTION
+        if linear in part:  # OpenCLIP's layout is the transpose, which the conversion expects
+            part[spec.prefix + "text_projection"] = part.pop(linear).T
         converted = convert_open_clip_checkpoint(module, part, prefix=spec.prefix)
     return assemble(module, _like_module(converted, module), "text encoder")
 
@@ -538,7 +562,10 @@ def checked_tokenizer(found: detect.Detected, index: int, options: SourceOptions
 
     origin, where = tokenizer_origin(found, index, options, key)
     if origin == "builtin":
-        return builtin_tokenizer()
+        tokenizer = builtin_tokenizer()
+        if (found.family, index) == ("sdxl", 1):
+            tokenizer.pad_token = "!"  # as builtin:tiny-sdxl's second tokenizer
+        return tokenizer
     if origin == "folder":
         return CLIPTokenizer.from_pretrained(str(where), local_files_only=True)
     repo, subfolder = where
