@@ -157,15 +157,18 @@ def test_a_key_and_a_param_of_one_kind_refuse_alike() -> None:
             param.parse(value, "unet_lr")
         from_param = info.value.problems[0]
         assert from_param.hint  # each of these values gets one
-        assert key.check(value)._replace(expected="") == from_param._replace(expected=""), value
+        with pytest.raises(FieldError) as from_key:
+            key.parse(value)
+        assert from_key.value.problem_at("unet_lr")._replace(expected="") == from_param._replace(expected=""), value
 
 
 def test_keys_store_durations_and_scheduler_args_as_written() -> None:
     """The resolver reads durations against the run, and args.py the schedule's arguments."""
     assert KEY_BY_NAME["lr_warmup_steps"].parse("2ep") == "2ep"
     assert KEY_BY_NAME["lr_scheduler_args"].parse({"gamma": 0.5}) == {"gamma": 0.5}
-    table = KEY_BY_NAME["learning_rate"].check({"a": 1})
-    assert (table.found, table.hint) == ("a table", "sections nest one level: write key = value")
+    with pytest.raises(FieldError) as table:
+        KEY_BY_NAME["learning_rate"].parse({"a": 1})
+    assert (table.value.found, table.value.hint) == (raw("a table"), "sections nest one level: write key = value")
 
 
 def test_every_key_and_param_has_a_field_that_describes_itself() -> None:

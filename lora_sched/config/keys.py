@@ -115,14 +115,6 @@ class Key:
             return value
         return self.field.parse(value)
 
-    def check(self, value: Any) -> Problem | None:
-        """A Problem (keyed by the flat name) if `value` does not fit this key, else None."""
-        try:
-            self.parse(value)
-        except FieldError as exc:
-            return exc.problem_at(self.name)
-        return None
-
 
 def _check_optimizer(value: str) -> None:
     unusable = unusable_optimizer(value)
