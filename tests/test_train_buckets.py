@@ -35,7 +35,9 @@ def write_images(folder: Path, sizes: list[tuple[int, int]]) -> None:
 
     folder.mkdir(parents=True)
     for i, (w, h) in enumerate(sizes):
-        Image.new("RGB", (w, h), (40 * i % 256, 120, 200)).save(folder / f"img{i}.png")
+        img = Image.new("RGB", (w, h), (40 * i % 256, 120, 200))
+        img.paste((250, 250, 20), (0, 0, w // 3, h))  # a band on the left: a mirrored image differs
+        img.save(folder / f"img{i}.png")
         (folder / f"img{i}.txt").write_text(f"a picture {i}", encoding="utf-8")
 
 
@@ -116,3 +118,40 @@ def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path
         "1": {"resolution": [48, 48], "count": 4},
         "2": {"resolution": [64, 32], "count": 6},
     }
+
+
+@pytest.mark.slow
+def test_caption_options_and_flips_are_drawn_per_sample_and_keep_the_previewed_length(tmp_path, monkeypatch) -> None:
+    from lora_sched.train import loop
+
+    data = tmp_path / "data"
+    write_images(data / "3_tags", [(64, 48), (48, 64)])
+    for i in range(2):
+        (data / "3_tags" / f"img{i}.txt").write_text(f"sks{i}, red, green, blue, round, square\nignored", "utf-8")
+    out = tmp_path / "out"
+    config = write_train_config(
+        tmp_path / "c.toml",
+        out,
+        {"resolution": 32, "train_data_dir": str(data), "max_train_steps": None, "max_train_epochs": 2},
+        shuffle_caption=True,
+        keep_tokens=1,
+        caption_tag_dropout_rate=0.2,
+        flip_aug=True,
+        text_encoder_lr=0.0,  # a frozen text encoder runs on each draw's caption
+    )
+    seen: list[tuple] = []
+    real_loss = loop._loss
+
+    def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest):
+        seen.append((data.input_ids[rows].clone(), data.latents[rows].clone(), data.embeddings[rows].clone()))
+        return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest)
+
+    monkeypatch.setattr(loop, "_loss", recording_loss)
+    assert main(["train", str(config)]) == 0
+    with open(out / "train_log.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == load_config(config).resolve().run_length == 2 * 3  # ceil(6 / 2) steps an epoch
+    ids = {tuple(t.tolist()) for batch, _, _ in seen for t in batch}
+    assert len(ids) > 2  # the 2 captions were drawn in more than 2 orders / tag sets
+    latents = {tuple(t.flatten().tolist()) for _, batch, _ in seen for t in batch}
+    assert len(latents) == 4  # each image drawn both as it is and mirrored

@@ -42,6 +42,7 @@ from lora_sched.config.buckets import (
     resolution_size,
     whole,
 )
+from lora_sched.config.captions import CAPTION_DEFAULTS, CAPTION_TYPES, CaptionSettings, caption_settings
 from lora_sched.config.image_head import ImageHead, read_head
 from lora_sched.errors import Problem, problem, raw
 
@@ -65,6 +66,7 @@ class Subset(NamedTuple):
     caption_extension: str | None = None
     is_reg: bool = False
     sizes: list[Size | None] | None = None  # (width, height) of each image, read when bucketing needs them
+    captions: CaptionSettings | None = None  # a dataset_config subset's caption options (None: the config's)
 
     @property
     def name(self) -> str:
@@ -499,7 +501,14 @@ class _DatasetConfigReader:
                     f"{where}image_dir", "a folder with images", image_dir, "skipped, as sd-scripts skips it", "notice"
                 ).located(file=self.path)
             )
-        return Subset(folder, repeats, images, class_tokens, caption_extension, is_reg)
+        captions = caption_settings({k: self.value(k, tables, t, None) for k, t in CAPTION_TYPES.items()})
+        for key in ("caption_dropout_rate", "caption_tag_dropout_rate"):
+            if not 0 <= getattr(captions, key) <= 1:
+                self.error(f"{where}{key}", "a number in [0, 1]", getattr(captions, key))
+        for key in ("keep_tokens", "caption_dropout_every_n_epochs"):
+            if getattr(captions, key) < 0:
+                self.error(f"{where}{key}", "an int >= 0", getattr(captions, key))
+        return Subset(folder, repeats, images, class_tokens, caption_extension, is_reg, captions=captions)
 
 
 def _as_tuple(expected: type | tuple) -> tuple:
@@ -551,7 +560,7 @@ def plan_data(
     found: DataPlan | NoData
     if config_path:
         # the training config is the last lookup before sd-scripts' defaults: only what it sets
-        passed = ("resolution", "caption_extension", *BUCKET_DEFAULTS)
+        passed = ("resolution", "caption_extension", *BUCKET_DEFAULTS, *CAPTION_DEFAULTS)
         fallback = {"batch_size": batch, **{k: whole(values[k]) for k in passed if k in given}}
         found = dataset_config_plan(str(config_path), fallback, check_images)
     elif "train_data_dir" in given:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from typing import Any, NamedTuple
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
 from lora_sched.config.buckets import BucketSettings, epoch_batches
+from lora_sched.config.captions import CaptionSettings, caption_settings
 from lora_sched.config.dataset import IMAGE_EXTENSIONS, DataPlan, NoData, folder_plan
 from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
@@ -44,6 +46,7 @@ class Example:
     draw: Callable[[int, int], Any] | None = None
     buckets: BucketSettings | None = None
     geometry: Geometry | None = None
+    captions: CaptionSettings | None = None  # its subset's caption options and flip_aug (lora_sched.train.augment)
 
     def load(self, width: int, height: int) -> Any:
         """The image as an RGB PIL image, fitted to its bucket (or resized to cover (width, height)
@@ -123,11 +126,13 @@ def training_data(cfg: Any) -> TrainingData:
     v = cfg.values
     caption_extension = str(v.get("caption_extension") or ".txt")
     batch, resolution = int(v["train_batch_size"]), v["resolution"]
+    captions = caption_settings(v)
     found = cfg.data()
     if not v.get("dataset_config"):
         if isinstance(found, DataPlan) and found.datasets:  # the folders the preview counted (reg_data_dir too)
-            return TrainingData(examples_from(found, caption_extension), batch, resolution)
-        return TrainingData(load_examples(str(v["train_data_dir"]), caption_extension), batch, resolution)
+            return TrainingData(examples_from(found, caption_extension, captions), batch, resolution)
+        examples = load_examples(str(v["train_data_dir"]), caption_extension)
+        return TrainingData([replace(ex, captions=captions) for ex in examples], batch, resolution)
     if isinstance(found, NoData) or not found.datasets:
         why = found.why if isinstance(found, NoData) else "it holds no dataset here"
         raise ConfigError(problem("dataset_config", "a kohya dataset config with images", v["dataset_config"], why))
@@ -136,9 +141,10 @@ def training_data(cfg: Any) -> TrainingData:
     return TrainingData(examples, dataset.batch_size, dataset.resolution or resolution)
 
 
-def examples_from(found: DataPlan, caption_extension: str) -> list[Example]:
-    """Every example of a counted data plan; ConfigError for what lora_sched's trainer does not run
-    (several datasets, regularisation images, a validation split): the count would differ."""
+def examples_from(found: DataPlan, caption_extension: str, captions: CaptionSettings | None = None) -> list[Example]:
+    """Every example of a counted data plan, with its subset's caption options (else `captions`);
+    ConfigError for what lora_sched's trainer does not run (several datasets, regularisation
+    images, a validation split): the count would differ."""
     key = found.key
     refusal = ""
     if len(found.datasets) > 1:
@@ -165,9 +171,17 @@ def examples_from(found: DataPlan, caption_extension: str) -> list[Example]:
             caption_file = Path(os.path.splitext(image_path)[0] + suffix)
             caption = subset.concept
             if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
-                caption = caption_file.read_text(encoding="utf-8", errors="replace").strip()
-            examples.append(Example(f"{subset.name}/{image.name}", caption, subset.repeats, image, buckets=buckets))
+                caption = _first_line(caption_file.read_text(encoding="utf-8", errors="replace"))
+            options = subset.captions or captions
+            name = f"{subset.name}/{image.name}"
+            examples.append(Example(name, caption, subset.repeats, image, buckets=buckets, captions=options))
     return examples
+
+
+def _first_line(text: str) -> str:
+    """A caption file's caption: its first line, stripped (sd-scripts reads no further)."""
+    lines = text.splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str = "train_data_dir") -> list[Example]:
@@ -342,6 +356,12 @@ def _mix(*parts: int) -> int:
         state = (state ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
         state = (state ^ (state >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
     return state >> 1
+
+
+def draw_generator(seed: int, epoch: int, sample: int) -> random.Random:
+    """The generator of one sample's draw in an epoch (its caption processing and flip): the same in
+    a resumed run and with any number of processes."""
+    return random.Random(_mix(seed, epoch, sample, 3))
 
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> Any:

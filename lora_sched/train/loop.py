@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import checkpoint as ckpt
+from lora_sched.train.augment import make_augmenter
 from lora_sched.train.buckets import bucket_metadata, check_fitted, check_sizes
 from lora_sched.train.data import (
     CachedData,
@@ -277,6 +278,7 @@ class _Run:
     wrapped: list | None = None
     start: int = 0
     bucket_metadata: dict | None = None  # the LoRA file's ss_*bucket* entries
+    augment: Any = None  # captions and flips drawn per sample (lora_sched.train.augment), None without
     _permutation: tuple[int, Any] = (-1, None)  # (epoch, its data order): drawn once per epoch
 
     def permutation(self, epoch: int) -> Any:
@@ -381,6 +383,7 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
         part.to(run.accelerator.device)
     run.data = cache_data(model, examples, images, cache_text=not plan.train_te)
     run.bucket_metadata = bucket_metadata(examples)
+    run.augment = make_augmenter(model, examples, images, plan.seed, plan.train_te)  # while the VAE is loaded
     model.vae.to("cpu")  # only needed for caching
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), plan.train_te, plan.seed)
     assert run.order.num_samples == run.data.num_samples  # the cache holds exactly the examples counted above
@@ -483,7 +486,9 @@ def _train_step(run: _Run, step: int) -> float:
     noise_scheduler = run.model.noise_scheduler
     total = torch.zeros((), device=accelerator.device)
     for micro, position in enumerate(positions):
-        rows = [run.data.index[i] for i in order.batch(epoch, position, perm)]
+        samples = order.batch(epoch, position, perm)
+        rows = [run.data.index[i] for i in samples]
+        data, rows = run.augment(run.data, epoch, samples, rows) if run.augment else (run.data, rows)
         with contextlib.ExitStack() as stack:
             if micro != len(positions) - 1:  # DDP averages gradients on the window's last backward only
                 for m in run.wrapped:
@@ -493,7 +498,7 @@ def _train_step(run: _Run, step: int) -> float:
                 run.unet,
                 run.text_encoder,
                 noise_scheduler,
-                run.data,
+                data,
                 rows,
                 plan.train_te,
                 gen,
