@@ -155,3 +155,45 @@ def test_caption_options_and_flips_are_drawn_per_sample_and_keep_the_previewed_l
     assert len(ids) > 2  # the 2 captions were drawn in more than 2 orders / tag sets
     latents = {tuple(t.flatten().tolist()) for _, batch, _ in seen for t in batch}
     assert len(latents) == 4  # each image drawn both as it is and mirrored
+
+
+def test_several_datasets_train_with_their_own_resolution_batch_size_and_buckets(tmp_path: Path) -> None:
+    from lora_sched.train.data import training_data
+
+    write_images(tmp_path / "a", [(40, 40), (50, 30), (30, 50)])
+    write_images(tmp_path / "b", [(100, 50), (50, 100), (60, 60), (90, 45)])
+    dataset = tmp_path / "d.toml"
+    dataset.write_text(
+        f"""[[datasets]]
+resolution = 32
+batch_size = 2
+  [[datasets.subsets]]
+  image_dir = {str(tmp_path / "a")!r}
+  num_repeats = 3
+[[datasets]]
+resolution = 48
+batch_size = 3
+enable_bucket = true
+min_bucket_reso = 16
+max_bucket_reso = 64
+bucket_reso_steps = 16
+  [[datasets.subsets]]
+  image_dir = {str(tmp_path / "b")!r}
+  num_repeats = 2
+""",
+        encoding="utf-8",
+    )
+    cfg = load_config(write_train_config(tmp_path / "c.toml", tmp_path / "out", {"dataset_config": str(dataset)}))
+    # a: 9 samples at 32x32 in batches of 2 -> 5; b: buckets 64x32 (4), 32x64 (2), 48x48 (2) in batches of 3 -> 4
+    assert cfg.data().batches == 5 + 2 + 1 + 1
+    read = training_data(cfg)
+    fitted, images = load_images(read.examples, 32, 32)
+    assert [img.size for img in images] == [(32, 32)] * 3 + [(64, 32), (32, 64), (48, 48), (64, 32)]
+    order = sharded_order(fitted, read.batch_size, seed=1, rank=0, procs=1)
+    assert order.num_batches == 9
+    batches = [order.batch(0, p) for p in range(order.num_batches)]
+    for batch in batches:
+        examples = {_example(fitted, i) for i in batch}
+        assert len({(fitted[e].dataset, images[e].size) for e in examples}) == 1  # one dataset, one bucket
+        assert len(batch) <= fitted[next(iter(examples))].batch_size
+    assert sorted(len(b) for b in batches) == sorted([2, 2, 2, 2, 1, 3, 1, 2, 2])  # a: 9 by 2; b: 4, 2, 2 by 3

@@ -91,29 +91,31 @@ def encode_latents(vae: Any, images: list, batch: int, scale: float) -> Any:
     return BucketLatents(out)
 
 
-def sample_buckets(buckets: list[Size], index: list[int], batch_size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def sample_buckets(groups: list[tuple[int, Any, int]], index: list[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(bucket of each sample, batch size of each bucket) for ShardedOrder: samples are the example
-    positions of `index` (repeats expanded), `buckets` the bucket of each example."""
-    ids: dict[Size, int] = {}
-    for bucket in buckets:
-        ids.setdefault(bucket, len(ids))
-    return tuple(ids[buckets[i]] for i in index), (batch_size,) * len(ids)
+    positions of `index` (repeats expanded), groups[i] example i's (dataset, bucket, batch size)."""
+    ids: dict[tuple, int] = {}
+    for group in groups:
+        ids.setdefault(group, len(ids))
+    return tuple(ids[groups[i]] for i in index), tuple(group[2] for group in ids)
 
 
 def check_sizes(model: str, examples: list, width: int, height: int, value: object) -> None:
     """Before the model is built: with buckets, bucket_reso_steps must be a multiple of the model's
-    size step (every bucket is a multiple of it); without, the resolution itself."""
+    size step (every bucket is a multiple of it); without, each dataset's resolution itself."""
     from lora_sched.train.memory import check_resolution, resolution_multiple
 
-    settings = next((ex.buckets for ex in examples if ex.buckets is not None and ex.buckets.enable_bucket), None)
-    if settings is None:
-        check_resolution(model, width, height, value)
-        return
+    settings = {ex.buckets for ex in examples if ex.buckets is not None}
     step = resolution_multiple(model)
-    if step and settings.bucket_reso_steps % step:
-        raise ConfigError(
-            problem("bucket_reso_steps", f"a multiple of {step} for this model", settings.bucket_reso_steps)
-        )
+    for found in settings:
+        if found.enable_bucket and step and found.bucket_reso_steps % step:
+            steps = found.bucket_reso_steps
+            raise ConfigError(problem("bucket_reso_steps", f"a multiple of {step} for this model", steps))
+    sizes = {found.resolution for found in settings if not found.enable_bucket}
+    if not settings or any(ex.buckets is None for ex in examples):
+        sizes.add((width, height))
+    for w, h in sorted(sizes):
+        check_resolution(model, w, h, value if (w, h) == (width, height) else f"{w},{h}")
 
 
 def check_fitted(examples: list, step: int, width: int, height: int, value: object) -> None:

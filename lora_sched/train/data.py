@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
 from lora_sched.config.buckets import BucketSettings, epoch_batches
 from lora_sched.config.captions import CaptionSettings, caption_settings
-from lora_sched.config.dataset import IMAGE_EXTENSIONS, DataPlan, NoData, folder_plan
+from lora_sched.config.dataset import IMAGE_EXTENSIONS, DataPlan, Dataset, NoData, Subset, folder_plan
 from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 from lora_sched.train.buckets import Geometry, encode_latents, fit_to_bucket, sample_buckets
@@ -47,6 +47,8 @@ class Example:
     buckets: BucketSettings | None = None
     geometry: Geometry | None = None
     captions: CaptionSettings | None = None  # its subset's caption options and flip_aug (lora_sched.train.augment)
+    dataset: int = 0  # its [[datasets]] entry: each dataset is batched apart
+    batch_size: int | None = None  # its dataset's batch size (None: the run's)
 
     def load(self, width: int, height: int) -> Any:
         """The image as an RGB PIL image, fitted to its bucket (or resized to cover (width, height)
@@ -136,20 +138,18 @@ def training_data(cfg: Any) -> TrainingData:
     if isinstance(found, NoData) or not found.datasets:
         why = found.why if isinstance(found, NoData) else "it holds no dataset here"
         raise ConfigError(problem("dataset_config", "a kohya dataset config with images", v["dataset_config"], why))
-    dataset = found.datasets[0]
     examples = examples_from(found, caption_extension)
-    return TrainingData(examples, dataset.batch_size, dataset.resolution or resolution)
+    sizes = {d.batch_size for d in found.datasets}  # one size: it counts "sp" durations, as the preview does
+    return TrainingData(examples, sizes.pop() if len(sizes) == 1 else batch, found.datasets[0].resolution or resolution)
 
 
 def examples_from(found: DataPlan, caption_extension: str, captions: CaptionSettings | None = None) -> list[Example]:
-    """Every example of a counted data plan, with its subset's caption options (else `captions`);
-    ConfigError for what lora_sched's trainer does not run (several datasets, regularisation
-    images, a validation split): the count would differ."""
+    """Every example of a counted data plan, with its dataset's bucketing (or resolution) and batch
+    size and its subset's caption options (else `captions`); ConfigError for what lora_sched's
+    trainer does not run (regularisation images, a validation split): the count would differ."""
     key = found.key
     refusal = ""
-    if len(found.datasets) > 1:
-        refusal = f"{len(found.datasets)} [[datasets]] (sd-scripts batches each apart; lora-sched train reads one)"
-    elif any(s.is_reg and s.images for d in found.datasets for s in d.subsets):
+    if any(s.is_reg and s.images for d in found.datasets for s in d.subsets):
         refusal = "regularisation images (is_reg / reg_data_dir): lora-sched train does not train on them"
     elif any(d.validation_split > 0 for d in found.datasets):
         refusal = "a validation_split: lora-sched train has no validation set"
@@ -163,18 +163,39 @@ def examples_from(found: DataPlan, caption_extension: str, captions: CaptionSett
             )
         )
     examples: list[Example] = []
-    buckets = found.datasets[0].buckets if found.datasets[0].bucketed() else None
-    for subset in (s for d in found.datasets for s in d.subsets):
-        suffix = caption_suffix(subset.caption_extension or caption_extension)  # "txt" reads img.txt, as sd-scripts
-        for image_path in subset.images:
-            image = Path(image_path)
-            caption_file = Path(os.path.splitext(image_path)[0] + suffix)
-            caption = subset.concept
-            if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
-                caption = _first_line(caption_file.read_text(encoding="utf-8", errors="replace"))
-            options = subset.captions or captions
-            name = f"{subset.name}/{image.name}"
-            examples.append(Example(name, caption, subset.repeats, image, buckets=buckets, captions=options))
+    for number, dataset in enumerate(found.datasets):
+        for subset in dataset.subsets:
+            examples += _subset_examples(subset, caption_extension, captions, number, dataset)
+    return examples
+
+
+def _subset_examples(
+    subset: Subset, caption_extension: str, captions: CaptionSettings | None, number: int, dataset: Dataset
+) -> list[Example]:
+    # bucketing off: its one bucket is the dataset's resolution (None: unreadable, the run's is used)
+    fit = dataset.buckets if dataset.bucketed() or (dataset.buckets and not dataset.buckets.enable_bucket) else None
+    examples = []
+    suffix = caption_suffix(subset.caption_extension or caption_extension)  # "txt" reads img.txt, as sd-scripts
+    for image_path in subset.images:
+        image = Path(image_path)
+        caption_file = Path(os.path.splitext(image_path)[0] + suffix)
+        caption = subset.concept
+        if os.path.isfile(caption_file):  # False for a name too long to exist too, as in sd-scripts
+            caption = _first_line(caption_file.read_text(encoding="utf-8", errors="replace"))
+        options = subset.captions or captions
+        name = f"{subset.name}/{image.name}"
+        examples.append(
+            Example(
+                name,
+                caption,
+                subset.repeats,
+                image,
+                buckets=fit,
+                captions=options,
+                dataset=number,
+                batch_size=dataset.batch_size,
+            )
+        )
     return examples
 
 
@@ -340,12 +361,13 @@ class ShardedOrder:
 
 
 def sharded_order(examples: list[Example], batch_size: int, seed: int, rank: int, procs: int) -> ShardedOrder:
-    """The order of `examples` (decoded by load_images): bucketed when they fill several buckets."""
+    """The order of `examples` (decoded by load_images): bucketed when they fill several buckets (or
+    come from several datasets, each batched apart with its own batch size)."""
     index = sample_index(examples)
-    buckets = [ex.bucket for ex in examples]
-    if len(set(buckets)) < 2:
-        return ShardedOrder(len(index), batch_size, seed, rank, procs)
-    bucket_of, bucket_batch = sample_buckets(buckets, index, batch_size)  # type: ignore[arg-type]
+    groups = [(ex.dataset, ex.bucket, ex.batch_size or batch_size) for ex in examples]  # batched apart
+    if len(set(groups)) < 2:
+        return ShardedOrder(len(index), groups[0][2] if groups else batch_size, seed, rank, procs)
+    bucket_of, bucket_batch = sample_buckets(groups, index)
     return ShardedOrder(len(index), batch_size, seed, rank, procs, bucket_of, bucket_batch)
 
 
