@@ -226,10 +226,10 @@ def _severities(text: str) -> dict[str, str]:
 
 
 def test_known_unused_keys_load_with_one_notice() -> None:
-    cfg = loads_config("[training_arguments]\nepoch = 10\nnoise_offset_type = 'Original'\nxformers = true\n")
+    cfg = loads_config("[training_arguments]\nepoch = 10\nnoise_offset_type = 'Original'\nlowram = true\n")
     [notice] = cfg.warnings
     assert notice.severity == "notice" and notice.line == 2
-    assert notice.found == "3 sd-scripts option(s) it does not use: epoch, noise_offset_type, xformers"
+    assert notice.found == "3 sd-scripts option(s) it does not use: epoch, noise_offset_type, lowram"
     assert cfg.extras["noise_offset_type"] == ("training_arguments", "Original")
 
 

@@ -33,6 +33,7 @@ from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.augment import make_augmenter
 from lora_sched.train.buckets import bucket_metadata, check_fitted, check_sizes
+from lora_sched.train.compute import ComputeOptions, apply_compute, compute_options, set_attention
 from lora_sched.train.data import (
     CachedData,
     ShardedOrder,
@@ -203,7 +204,7 @@ class RunPlan(NamedTuple):
     seed: int
     batch_size: int
     accum: int
-    mixed_precision: str
+    compute: ComputeOptions
     max_grad_norm: float
     save_every: int | None
     samples: SamplePlan | None  # sample images (sample_prompts and its timing keys)
@@ -248,7 +249,7 @@ def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
         seed=int(v["seed"]),
         batch_size=data_read.batch_size,
         accum=int(v["gradient_accumulation_steps"]),
-        mixed_precision=str(v.get("mixed_precision") or "no"),
+        compute=compute_options(v, on_cpu=_no_accelerator()),
         max_grad_norm=float(v.get("max_grad_norm") or 0.0),
         save_every=int(save_every) if save_every else None,
         samples=sample_plan(v, output_dir),
@@ -349,8 +350,8 @@ def _open_run(cfg: Any, plan: RunPlan, examples: list, held: Any) -> _Run:
 
     _forget_previous_run()
     accelerator = Accelerator(
-        cpu=_no_accelerator(torch),  # else accelerate ignores torchrun's processes on a CPU-only machine
-        mixed_precision=plan.mixed_precision,
+        cpu=_no_accelerator(),  # else accelerate ignores torchrun's processes on a CPU-only machine
+        mixed_precision=plan.compute.mixed_precision,
         log_with=plan.tracker,
         project_dir=str(plan.log_dir) if plan.tracker else None,
     )
@@ -379,6 +380,7 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
     model = _load_model(plan.model_name, plan.model_options)
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     check_fitted(examples, step_px, plan.width, plan.height, v["resolution"])
+    set_attention(model.unet, plan.compute.attention)
     for part in (model.vae, model.text_encoder, model.unet):
         part.to(run.accelerator.device)
     run.data = cache_data(model, examples, images, cache_text=not plan.train_te)
@@ -386,6 +388,7 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
     run.augment = make_augmenter(model, examples, images, plan.seed, plan.train_te)  # while the VAE is loaded
     model.vae.to("cpu")  # only needed for caching
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), plan.train_te, plan.seed)
+    apply_compute(model, plan.compute, plan.train_te)
     assert run.order.num_samples == run.data.num_samples  # the cache holds exactly the examples counted above
     run.model = model
 
@@ -677,7 +680,9 @@ def _forget_previous_run() -> None:
         AcceleratorState._reset_state()
 
 
-def _no_accelerator(torch: Any) -> bool:
+def _no_accelerator() -> bool:
+    import torch
+
     if torch.cuda.is_available():
         return False
     xpu = getattr(torch, "xpu", None)
