@@ -25,6 +25,8 @@ TRAIN_REQUIREMENTS = {
     "safetensors": ">=0.4.3",
     "tqdm": ">=4.60",
     "pillow": ">=10",
+    "tensorboard": ">=2.21",  # log_with = "tensorboard" / logging_dir
+    "matplotlib": ">=3.7",  # the loss + LR plot written at the end of a run
 }
 INSTALL_HINT = 'pip install -c constraints.txt -e ".[train]" in a checkout, or pip install -U "{req}"'
 

@@ -40,7 +40,7 @@ Rules, in the order the loader applies them:
 - Keys are sorted three ways. The {n_unused} keys the kohya tools know and this project does not use
   load with one notice listing them, and are written back where they were, so the file stays
   portable: every option of sd-scripts' and musubi-tuner's training scripts, their dataset config
-  keys, and what the kohya_ss GUI, kohya-colab and LoRA_Easy write (`noise_offset`, `xformers`,
+  keys, and what the kohya_ss GUI, kohya-colab and LoRA_Easy write (`noise_offset`, `min_snr_gamma`,
   `epoch`, `noise_offset_type`, ...). The table is generated from those projects' sources by
   `tools/gen_kohya_keys.py` into `lora_sched/data/kohya_keys.json`, with the commit of each.
   A key within a slip of a known one (case, `-` for `_`, one edit, two in a name of 8+ characters)

@@ -108,9 +108,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return EXIT_NEEDS_DATA
     c = preview.curve(cfg)
     print(f"{args.file}: {summary(cfg)}")
-    note = preview.sampling_note(c)
-    if note:
-        print(note)
+    for note in (preview.sampling_note(c), preview.adaptive_lr_note(cfg)):
+        if note:
+            print(note)
     print(preview.sparkline(c))
     print()
     if args.steps:

@@ -237,6 +237,20 @@ def sampling_note(c: Curve) -> str | None:
     return None
 
 
+def adaptive_lr_note(cfg: LoraConfig) -> str | None:
+    """One line for an LR-free optimizer (D-Adaptation, Prodigy): the curve is the schedule's lr,
+    and each update steps d x lr, d the optimizer's own estimate (None for other optimizers)."""
+    from lora_sched.config import optimizers
+
+    spec = optimizers.lookup(str(cfg.values.get("optimizer_type") or ""))
+    if spec is None or not spec.one_lr:
+        return None
+    return (
+        f"({spec.name} adapts its step size: each update uses d x lr, with d its own estimate; the LRs below are "
+        "lr, whose curve d x lr follows in shape; `train` logs d*lr per group next to lr)"
+    )
+
+
 def sparkline(c: Curve, width: int = 64) -> str:
     """One line of block characters, each the mean multiplier over its share of the steps (of the sample)."""
     if c.covered == 0:

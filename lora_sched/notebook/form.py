@@ -317,6 +317,11 @@ class SchedulerForm:
             return
         self._config, self._toml, self.preview_data, self.error_text = cfg, text, curves, ""
         notes = [str(p) for p in cfg.warnings]
+        from lora_sched.config.preview import adaptive_lr_note
+
+        adaptive = adaptive_lr_note(cfg)
+        if adaptive:
+            notes.append(adaptive)
         if cfg.scheduler_type:
             notes.insert(
                 0,

@@ -46,6 +46,7 @@ from lora_sched.train.data import (
 )
 from lora_sched.train.lock import OutputLock
 from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
+from lora_sched.train.lr_log import PLOT_NAME, LrReport, write_plot
 from lora_sched.train.memory import check_memory
 from lora_sched.train.model import check_model_source, load_model
 from lora_sched.train.optim import (
@@ -105,6 +106,7 @@ def check_output_dir(output_dir: Path, output_file: str | None = None) -> None:
                 )
             break
     inside = [(ckpt.checkpoints_dir(output_dir), "a folder"), (output_dir / LOG_NAME, "a file")]
+    inside.append((output_dir / PLOT_NAME, "a file"))
     if output_file:
         inside.append((output_dir / output_file, "a file"))
     for path, kind in inside:
@@ -434,8 +436,8 @@ def _run_steps(run: _Run, held: Any) -> tuple[int | None, int, float]:
 
     plan, accelerator, resolved = run.plan, run.accelerator, run.resolved
     main = accelerator.is_main_process
-    group_names = [g["name"] for g in run.optimizer.param_groups]
-    log = _CsvLog(plan.output_dir / LOG_NAME, group_names, run.start) if main else None
+    report = LrReport(plan.optimizer_type, [g["name"] for g in run.optimizer.param_groups])
+    log = _CsvLog(plan.output_dir / LOG_NAME, report.columns(), run.start) if main else None
     if plan.tracker and main:
         accelerator.init_trackers("lora_sched")
     bar = tqdm(
@@ -453,14 +455,14 @@ def _run_steps(run: _Run, held: Any) -> tuple[int | None, int, float]:
         _draw_samples(run, "e000000")  # sd-scripts' name for the images before training
     for step in range(run.start, resolved.run_length):
         epoch = step // run.steps_per_epoch
-        lrs = _current_lrs(run.scheduler, run.optimizer)
+        lrs = report.values(run.optimizer, _current_lrs(run.scheduler, run.optimizer))
         loss_value = _train_step(run, step)
         if log is not None:
             log.write(step, epoch, lrs, loss_value)
         if plan.tracker:
-            accelerator.log({"loss": loss_value, **{f"lr/{n}": lr for n, lr in zip(group_names, lrs)}}, step=step)
+            accelerator.log(report.tracker(lrs, loss_value), step=step)
         bar.update(1)
-        bar.set_postfix(step=step, loss=f"{loss_value:.4f}", lr=f"{lrs[0]:.3g}", refresh=False)
+        bar.set_postfix(report.postfix(step, lrs, loss_value), refresh=False)
         done = step + 1
         _save_and_sample(run, done)
         stopping = stop.requested(accelerator)
@@ -557,6 +559,7 @@ def _finish(run: _Run, stopped: int | None, done: int, loss_value: float) -> Tra
     out_file, main = plan.out_file, accelerator.is_main_process
     if main and (run.start < resolved.run_length or not out_file.exists()):
         _save_lora(run, final_step, out_file)
+        write_plot(plan.output_dir / LOG_NAME, plan.output_dir / PLOT_NAME)
     accelerator.wait_for_everyone()
     if plan.tracker:
         accelerator.end_training()
@@ -839,16 +842,17 @@ def _check_optimizer(name: str, args: dict, group_lrs: dict, train_te: bool, rel
 
 
 class _CsvLog:
-    """step, epoch, lr_<group>..., loss, seconds; on resume, rows from the resumed step on are dropped.
+    """step, epoch, lr_<group>... (and d*lr_<group>...), loss, seconds; on resume, rows from the resumed
+    step on are dropped.
 
     seconds = wall time since this process opened the log, when the step's update finished
     (throughput per step without start-up; bench/bench_train.py reads it). The file is fsynced
     before every checkpoint, so the rows of the steps a checkpoint holds survive a power cut.
     """
 
-    def __init__(self, path: Path, groups: list[str], start: int) -> None:
+    def __init__(self, path: Path, lr_columns: list[str], start: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = ["step", "epoch", *[f"lr_{g}" for g in groups], "loss", "seconds"]
+        header = ["step", "epoch", *lr_columns, "loss", "seconds"]
         kept = _rows_before(path, header, start) if start > 0 else []
         text = io.StringIO(newline="")
         writer = csv.writer(text)
