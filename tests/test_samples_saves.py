@@ -55,15 +55,18 @@ def test_txt_options_sd_scripts_ignores_are_warnings_at_their_line(tmp_path):
 def test_toml_prompts_share_the_prompt_table(tmp_path):
     path = _write(
         tmp_path / "p.toml",
-        '[prompt]\nnegative_prompt = "lowres"\nwidth = 96\nsample_steps = 3\nscale = 4\n\n'
+        '[prompt]\nnegative_prompt = "lowres"\nwidth = 96\nsample_steps = 3\nscale = 4\nclip_skip = 2\n\n'
         '[[prompt.subset]]\nprompt = "a red circle"\nseed = 1\n\n'
-        '[[prompt.subset]]\nprompt = "a blue square"\nheight = 128\nsample_sampler = "k_euler"\n',
+        '[[prompt.subset]]\nprompt = "a blue square"\nheight = 128\nsample_sampler = "k_euler"\nwidth = 80\n',
     )
     found = read_prompt_file(path)
     assert found.prompts == [
         SamplePrompt(0, "a red circle", "lowres", 96, 512, 3, 4.0, 1),
-        SamplePrompt(1, "a blue square", "lowres", 96, 128, 3, 4.0, None, "k_euler"),
+        SamplePrompt(1, "a blue square", "lowres", 80, 128, 3, 4.0, None, "k_euler"),  # the subset's width wins
     ]
+    assert [p.line for p in found.prompts] == [8, 12]  # their [[prompt.subset]] lines
+    # a key sd-scripts does not read, in the shared table: one warning, at [prompt]
+    assert [(w.key, w.line, w.severity) for w in found.warnings] == [("[prompt]: clip_skip", 1, "warning")]
 
 
 def test_json_prompts_mix_lines_and_tables(tmp_path):
@@ -85,7 +88,7 @@ def test_json_prompts_mix_lines_and_tables(tmp_path):
         (
             "p.toml",
             '[prompt]\nwidth = "wide"\n[[prompt.subset]]\nprompt = "x"\n',
-            'prompt 0: width: expected an int, got "wide"',
+            ':1: [prompt]: width: expected an int, got "wide"',
         ),
         ("p.toml", 'prompt = "x"\n', "prompt.subset: expected a [prompt] table with [[prompt.subset]] entries"),
         ("p.toml", "[prompt\n", "expected valid TOML"),
@@ -182,8 +185,9 @@ def test_sample_plan_refuses_what_fails_at_the_first_sampling_point(tmp_path, mo
 
     from lora_sched.train.sampling import sample_plan
 
-    with pytest.raises(ConfigError, match="at least 4 steps with pndm"):
-        sample_plan(_values(tmp_path, "x --s 3", sample_sampler="pndm"), tmp_path)
+    too_few = "p.txt:2: prompt 1: sample_steps: expected at least 4 steps with pndm"
+    with pytest.raises(ConfigError, match=re.escape(too_few)):
+        sample_plan(_values(tmp_path, "x --s 4\nx --s 3", sample_sampler="pndm"), tmp_path)
     assert sample_plan(_values(tmp_path, "x --s 4", sample_sampler="pndm"), tmp_path) is not None
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))

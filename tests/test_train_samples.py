@@ -58,6 +58,9 @@ def test_samples_and_epoch_saves_leave_training_bit_identical(tmp_path):
     assert final.keys() == plain_final.keys()
     assert all(torch.equal(final[k], plain_final[k]) for k in final)
     assert _log(with_out) == _log(plain_out)
+    from test_train_e2e import assert_log_matches_preview, preview_lrs, read_log
+
+    assert_log_matches_preview(read_log(with_out), preview_lrs(config), ["unet", "text_encoder"])
 
     # sd-scripts' names: sample_at_first as e000000, then the end of epochs 2 and 4; seeds in the names
     names = sorted(p.name for p in (with_out / "sample").glob("lora_*.png") if "contact_sheet" not in p.name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class SamplePrompt:
     scale: float = 7.5
     seed: int | None = None
     sampler: str | None = None  # None: the run's sample_sampler
+    line: int | None = field(default=None, compare=False)  # where the file states it (for messages)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -83,17 +84,17 @@ def read_prompt_file(path: str | Path) -> PromptFile:
     path = Path(path)
     text = _read_text(path)
     suffix = path.suffix.lower()
+    found = PromptFile([], [])
     if suffix == ".txt":
         entries = _txt_entries(text)
     elif suffix == ".toml":
-        entries = _toml_entries(text, path)
+        entries = _toml_entries(text, path, found.warnings)
     elif suffix == ".json":
         entries = _json_entries(text, path)
     else:
         raise ConfigError(
             problem("sample_prompts", "a .txt, .toml or .json file (sd-scripts reads these three)", str(path))
         )
-    found = PromptFile([], [])
     for index, (line, entry) in enumerate(entries):
         found.prompts.append(_prompt_from(entry, index, path, line, found.warnings))
     return found
@@ -115,7 +116,9 @@ def _txt_entries(text: str) -> list[tuple[int, Any]]:
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip() and line[0] != "#"]
 
 
-def _toml_entries(text: str, path: Path) -> list[tuple[int, Any]]:
+def _toml_entries(text: str, path: Path, warnings: list[Problem]) -> list[tuple[int | None, Any]]:
+    """(line of its [[prompt.subset]], the subset over the shared [prompt] values) for each entry; the
+    shared values are checked once, at the [prompt] line."""
     from lora_sched.config.loader import tomllib
 
     try:
@@ -132,13 +135,14 @@ def _toml_entries(text: str, path: Path) -> list[tuple[int, Any]]:
                 None,
             )
         )
-    defaults = {k: v for k, v in shared.items() if k != "subset"}
-    lines = _subset_lines(text)
+    shared_line = next(iter(_header_lines(text, r"\[\s*prompt\s*\]")), None)
+    defaults = _check_table({k: v for k, v in shared.items() if k != "subset"}, "[prompt]", path, shared_line, warnings)
+    lines = _header_lines(text, r"\[\[\s*prompt\.subset\s*\]\]")
     return [(lines[i] if i < len(lines) else None, {**defaults, **subset}) for i, subset in enumerate(subsets)]
 
 
-def _subset_lines(text: str) -> list[int]:
-    return [n for n, line in enumerate(text.splitlines(), 1) if re.match(r"\s*\[\[\s*prompt\.subset\s*\]\]", line)]
+def _header_lines(text: str, header: str) -> list[int]:
+    return [n for n, line in enumerate(text.splitlines(), 1) if re.match(rf"\s*{header}", line)]
 
 
 def _json_entries(text: str, path: Path) -> list[tuple[int, Any]]:
@@ -155,7 +159,7 @@ def _prompt_from(entry: Any, index: int, path: Path, line: int | None, warnings:
     if isinstance(entry, str):
         fields = _parse_line(entry, path, line, warnings)
     elif isinstance(entry, dict):
-        fields = _check_table(entry, index, path, line, warnings)
+        fields = _check_table(entry, f"prompt {index}", path, line, warnings)
     else:
         found = problem(f"prompt {index}", "an option line or a table of prompt fields", entry)
         raise ConfigError(_located(found, path, line))
@@ -164,7 +168,7 @@ def _prompt_from(entry: Any, index: int, path: Path, line: int | None, warnings:
         found = problem(f"prompt {index}: sampler", "one of " + ", ".join(SAMPLERS), sampler, "drawn with ddim")
         warnings.append(_located(found._replace(severity="warning"), path, line))
         fields["sample_sampler"] = DEFAULT_SAMPLER
-    return _build(fields, index)
+    return _build(fields, index, line)
 
 
 def _parse_line(text: str, path: Path, line: int | None, warnings: list[Problem]) -> dict[str, Any]:
@@ -175,8 +179,8 @@ def _parse_line(text: str, path: Path, line: int | None, warnings: list[Problem]
         letter, _, value = option.partition(" ")
         known = _LINE_OPTIONS.get(letter.lower())
         if known and re.match(known[1], value):
-            field, pattern, convert = known
-            fields[field] = convert(re.match(pattern, value).group(0))  # type: ignore[union-attr]
+            name, pattern, convert = known
+            fields[name] = convert(re.match(pattern, value).group(0))  # type: ignore[union-attr]
         elif letter.lower() not in _OTHER_MODEL_OPTIONS:
             expected = "an option sd-scripts reads (--n --w --h --s --l --d --ss)"
             found = problem("sample_prompts", expected, raw(f'"--{option}"'), "ignored, as sd-scripts does")
@@ -184,24 +188,25 @@ def _parse_line(text: str, path: Path, line: int | None, warnings: list[Problem]
     return fields
 
 
-def _check_table(entry: dict, index: int, path: Path, line: int | None, warnings: list[Problem]) -> dict[str, Any]:
+def _check_table(entry: dict, label: str, path: Path, line: int | None, warnings: list[Problem]) -> dict[str, Any]:
+    """The fields sd-scripts reads, type-checked (an error at `line`); other keys are warnings."""
     fields: dict[str, Any] = {}
     for key, value in entry.items():
         kind = _FIELD_TYPES.get(key)
         if kind is None:
-            found = problem(f"prompt {index}: {key}", "a prompt field sd-scripts reads", raw(key), "ignored")
+            found = problem(f"{label}: {key}", "a prompt field sd-scripts reads", raw(key), "ignored")
             warnings.append(_located(found._replace(severity="warning"), path, line))
             continue
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or isinstance(value, bool):
             expected = {str: "a string", int: "an int", float: "a number"}[kind]
-            raise ConfigError(_located(problem(f"prompt {index}: {key}", expected, value), path, line))
+            raise ConfigError(_located(problem(f"{label}: {key}", expected, value), path, line))
         fields[key] = value
     return fields
 
 
-def _build(fields: dict[str, Any], index: int) -> SamplePrompt:
+def _build(fields: dict[str, Any], index: int, line: int | None) -> SamplePrompt:
     steps = fields.get("sample_steps", 30)
     return SamplePrompt(
         index=index,
@@ -213,6 +218,7 @@ def _build(fields: dict[str, Any], index: int) -> SamplePrompt:
         scale=fields.get("scale", 7.5),
         seed=fields.get("seed"),
         sampler=fields.get("sample_sampler"),
+        line=line,
     )
 
 

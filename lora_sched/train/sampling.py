@@ -121,7 +121,7 @@ def _check_sampler_needs(name: str, prompt: SamplePrompt, path: Path) -> None:
         found = problem(
             f"prompt {prompt.index}: sample_steps", f"at least {MIN_STEPS[name]} steps with {name}", prompt.sample_steps
         )
-        raise ConfigError(found.located(file=str(path)))
+        raise ConfigError(found.located(file=str(path), line=prompt.line))
 
 
 def make_scheduler(name: str, train_config: Any) -> Any:
