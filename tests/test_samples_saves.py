@@ -139,10 +139,10 @@ def test_image_names_are_sd_scripts_names():
 @pytest.mark.slow  # imports diffusers' schedulers: ~10 s on a loaded 2-core machine
 def test_every_sampler_name_maps_to_its_diffusers_scheduler():
     pytest.importorskip("diffusers")
-    from lora_sched.train.model import _sd_noise_scheduler
+    from lora_sched.train.model import sd_noise_scheduler
     from lora_sched.train.sampling import make_scheduler
 
-    config = _sd_noise_scheduler().config
+    config = sd_noise_scheduler().config
     expected = {
         "ddim": "DDIMScheduler",
         "pndm": "PNDMScheduler",
@@ -167,6 +167,8 @@ def test_every_sampler_name_maps_to_its_diffusers_scheduler():
         if plain.startswith("dpmsolver"):
             assert scheduler.config.algorithm_type == plain
     assert make_scheduler("ddim", config).config.clip_sample is True  # as sd-scripts sets it
+    v_model = sd_noise_scheduler("v_prediction").config  # an SD 2.x v model samples with v-prediction
+    assert make_scheduler("euler_a", v_model).config.prediction_type == "v_prediction"
 
 
 def _has_scipy() -> bool:
