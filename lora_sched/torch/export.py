@@ -29,7 +29,6 @@ from lora_sched.errors import ConfigError, problem
 from lora_sched.schedules import ResolvedSchedule
 
 LORA_SCHED_LR = "lora_sched.torch.LoraSchedLR"
-WARMUP_THEN = "lora_sched.torch.WarmupThen"
 #: Keys the export rewrites or drops: sd-scripts does not know the [lora_sched] extensions, and the
 #: resolved schedule is written into kohya's own keys (re-reading them must not scale it twice).
 SCHEDULE_KEYS = keys_with("schedule")
@@ -87,7 +86,8 @@ def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
             )
         )
     keys: dict[str, Any] = {"lr_scheduler": "constant", "lr_warmup_steps": 0}
-    from lora_sched.torch.custom import EXPORT_DRY_RUN_STEPS, check_run, split_path
+    from lora_sched.torch.custom import EXPORT_DRY_RUN_STEPS, check_run
+    from lora_sched.torch.factory import custom_scheduler_call
 
     # a class that raises mid-run (OneCycleLR past total_steps) would stop sd-scripts there: refuse it
     failed = check_run(
@@ -96,26 +96,18 @@ def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
     errors = [p for p in failed if p.severity == "error"]
     if errors:
         raise ConfigError(cfg.locate(errors))
-
-    module, attr = split_path(type_path)
-    if module.split(".")[0] == "lora_sched" and attr in ("LoraSchedLR", "WarmupThen"):
-        # already an export: its warmup is in its args; only the calls per update change with N
-        args.pop("num_processes", None)
-        if n != 1:
-            args["num_processes"] = n
-        return {**keys, "lr_scheduler_type": type_path, "lr_scheduler_args": args}
-    if rs.warmup == 0 and n == 1:
-        return {**keys, "lr_scheduler_type": type_path, "lr_scheduler_args": args}
-    wrapped: dict[str, Any] = {"scheduler_type": type_path, "warmup": rs.warmup}
-    if rs.warmup_start != 0.0:
-        wrapped["warmup_start"] = rs.warmup_start
-    if rs.warmup_type != "linear":
-        wrapped["warmup_type"] = rs.warmup_type
-    if n != 1:
-        wrapped["num_processes"] = n
-    if not (module.startswith("torch.optim.lr_scheduler") or module.startswith("lora_sched")):
-        wrapped["trust_scheduler_code"] = True  # the user already trusted it to export it
-    return {**keys, "lr_scheduler_type": WARMUP_THEN, "lr_scheduler_args": {**wrapped, **args}}
+    # what training builds, with sd-scripts' N calls per update
+    call = custom_scheduler_call(
+        type_path,
+        args,
+        rs.warmup,
+        rs.warmup_start,
+        rs.warmup_type,
+        num_processes=n,
+        trust=cfg.trust_scheduler_code,
+        bare_when_plain=True,
+    )
+    return {**keys, "lr_scheduler_type": call.type_path, "lr_scheduler_args": call.args}
 
 
 def _check_args_for_kohya(args: dict[str, Any], cfg: Any) -> None:

@@ -8,11 +8,12 @@ is), `AdafactorLR` for the ``adafactor`` schedule, `LoraSchedLR` for every other
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from lora_sched.config.class_policy import OUR_MODULE, allowed_by_default, split_path
 from lora_sched.errors import ConfigError, problem
 from lora_sched.schedules import ResolvedSchedule
 from lora_sched.torch.adafactor import AdafactorLR
@@ -22,6 +23,9 @@ from lora_sched.torch.scheduler import LoraSchedLR
 
 if TYPE_CHECKING:
     from lora_sched.config import LoraConfig
+
+#: The path a kohya export names WarmupThen by.
+WARMUP_THEN = f"{OUR_MODULE}.WarmupThen"
 
 
 def build_scheduler(
@@ -53,6 +57,61 @@ def _catalogue_scheduler(resolved: ResolvedSchedule, optimizer: Optimizer, kwarg
     return LoraSchedLR(optimizer, resolved=resolved, **kwargs)
 
 
+class SchedulerCall(NamedTuple):
+    """A custom class as it runs: the class, the path that names it, its keyword arguments (besides
+    the optimizer). Training builds ``cls(optimizer, **args)``; a kohya export writes the path and
+    the arguments, which sd-scripts calls the same way."""
+
+    type_path: str
+    cls: type
+    args: dict[str, Any]
+
+
+def custom_scheduler_call(
+    scheduler_type: str,
+    scheduler_args: Mapping[str, Any] | None,
+    warmup: int = 0,
+    warmup_start: float = 0.0,
+    warmup_type: str = "linear",
+    *,
+    num_processes: int = 1,
+    plateau_every: int | None = None,
+    trust: bool = False,
+    bare_when_plain: bool = False,
+) -> SchedulerCall:
+    """How the class `scheduler_type` runs with lora_sched's warmup in front.
+
+    lora_sched's own classes (LoraSchedLR, WarmupThen: what a kohya export names) run as they are:
+    their warmup lives in their args, and only ``num_processes`` (the caller's step() calls per
+    optimizer update: N under sd-scripts with N processes, 1 in lora-sched's loop) is set. Any other
+    class runs inside `WarmupThen`; with ``bare_when_plain`` (an export) a class without warmup
+    stepped once per update is named as it is, so sd-scripts runs it without lora_sched.
+    """
+    cls, problems = resolve_class(scheduler_type, trust)
+    if cls is None:
+        raise ConfigError(problems)
+    args = dict(scheduler_args or {})
+    if _runs_as_it_is(cls):
+        args.pop("num_processes", None)
+        if num_processes != 1:
+            args["num_processes"] = num_processes
+        return SchedulerCall(scheduler_type, cls, args)
+    if bare_when_plain and warmup == 0 and num_processes == 1:
+        return SchedulerCall(scheduler_type, cls, args)
+    wrapped: dict[str, Any] = {"scheduler_type": scheduler_type, "warmup": warmup}
+    if warmup_start != 0.0:
+        wrapped["warmup_start"] = warmup_start
+    if warmup_type != "linear":
+        wrapped["warmup_type"] = warmup_type
+    if num_processes != 1:
+        wrapped["num_processes"] = num_processes
+    if plateau_every is not None:
+        wrapped["plateau_every"] = plateau_every
+    if not allowed_by_default(split_path(scheduler_type)[0]):
+        wrapped["trust_scheduler_code"] = True  # resolving the class above needed the user's trust
+    return SchedulerCall(WARMUP_THEN, WarmupThen, {**wrapped, **args})
+
+
 def build_scheduler_class(
     scheduler_type: str,
     scheduler_args: Mapping[str, Any] | None,
@@ -63,37 +122,28 @@ def build_scheduler_class(
     plateau_every: int = 10,
     trust: bool = False,
 ) -> Any:
-    """The scheduler our own loop steps once per update: `WarmupThen` around a torch class.
-
-    lora_sched's own classes (LoraSchedLR, WarmupThen: what a kohya export names) are built as they
-    are, with ``num_processes = 1`` (that argument counts the caller's step() calls per update, a
-    property of sd-scripts + accelerate, not of the schedule); their warmup lives in their args.
-    """
-    args = dict(scheduler_args or {})
+    """The scheduler our own loop steps once per update (see `custom_scheduler_call`)."""
     cls, problems = resolve_class(scheduler_type, trust)
     if cls is None:
         raise ConfigError(problems)
-    if issubclass(cls, (LoraSchedLR, WarmupThen)):
-        if warmup:
-            raise ConfigError(
-                problem(
-                    "lr_warmup_steps",
-                    f"0 ({cls.__name__} takes its warmup in lr_scheduler_args)",
-                    warmup,
-                    "move the warmup into lr_scheduler_args as warmup=N",
-                )
+    if warmup and _runs_as_it_is(cls):
+        raise ConfigError(
+            problem(
+                "lr_warmup_steps",
+                f"0 ({cls.__name__} takes its warmup in lr_scheduler_args)",
+                warmup,
+                "move the warmup into lr_scheduler_args as warmup=N",
             )
-        return cls(optimizer, **{**args, "num_processes": 1})
-    return WarmupThen(
-        optimizer,
-        scheduler_type=scheduler_type,
-        warmup=warmup,
-        warmup_start=warmup_start,
-        warmup_type=warmup_type,
-        plateau_every=plateau_every,
-        trust_scheduler_code=trust,
-        **args,
+        )
+    call = custom_scheduler_call(
+        scheduler_type, scheduler_args, warmup, warmup_start, warmup_type, plateau_every=plateau_every, trust=trust
     )
+    return call.cls(optimizer, **call.args)
+
+
+def _runs_as_it_is(cls: type) -> bool:
+    """lora_sched's own classes: their warmup is in their arguments already."""
+    return issubclass(cls, (LoraSchedLR, WarmupThen))
 
 
 def build_custom_scheduler(
