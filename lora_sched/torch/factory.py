@@ -3,6 +3,8 @@
 Training and the previews of custom classes call `build_scheduler`; it picks the class: a custom
 torch class named by ``lr_scheduler_type`` (`WarmupThen` around it, or lora_sched's own class as it
 is), `AdafactorLR` for the ``adafactor`` schedule, `LoraSchedLR` for every other catalogue schedule.
+How a custom class runs (`custom_scheduler_call`) is also what the kohya export writes, so
+sd-scripts builds the scheduler training builds.
 """
 
 from __future__ import annotations
