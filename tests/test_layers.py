@@ -36,11 +36,6 @@ LAYERS = {
     "__main__": 4,
 }
 
-#: Imports of a higher layer that exist today, each with why it is not yet inverted. An entry that
-#: no longer occurs fails the test (remove it); any import not listed here fails as a new violation.
-KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
-
-
 def _module_name(path: Path) -> str:
     parts = ["lora_sched", *path.relative_to(PACKAGE).with_suffix("").parts]
     if parts[-1] == "__init__":
@@ -88,17 +83,14 @@ def test_every_module_has_a_layer():
 
 
 def test_no_module_imports_a_higher_layer():
-    upward = {(m, t) for m, t in _edges() if LAYERS[_unit(t)] > LAYERS[_unit(m)]}
-    new = sorted(upward - KNOWN_VIOLATIONS)
-    assert not new, "imports of a higher layer:\n" + "\n".join(f"  {m} -> {t}" for m, t in new)
-    stale = sorted(KNOWN_VIOLATIONS - upward)
-    assert not stale, f"fixed, remove from KNOWN_VIOLATIONS: {stale}"
+    upward = sorted((m, t) for m, t in _edges() if LAYERS[_unit(t)] > LAYERS[_unit(m)])
+    assert not upward, "imports of a higher layer:\n" + "\n".join(f"  {m} -> {t}" for m, t in upward)
 
 
 def test_no_import_cycle_between_packages():
     graph: dict[str, set[str]] = {}
     for module, target in _edges():
-        if (module, target) not in KNOWN_VIOLATIONS and _unit(module) != _unit(target):
+        if _unit(module) != _unit(target):
             graph.setdefault(_unit(module), set()).add(_unit(target))
     for start in graph:
         cycle = _path_back(graph, start)
