@@ -98,8 +98,10 @@ def test_random_documents_never_crash(section: dict) -> None:
     except ConfigError as exc:
         assert all(p.file == "<string>" for p in exc.problems)
         return
-    # whatever loads, resolves, and its values read back unchanged
-    assert cfg.resolve().run_length >= 1
+    # whatever loads, resolves (once its data is known: epochs without data load with a notice), and
+    # its values read back unchanged
+    if cfg.unknown_run_length() is None:
+        assert cfg.resolve().run_length >= 1
     assert repr(loads_config(dumps_config(cfg)).values) == repr(cfg.values)  # repr: NaN == NaN
 
 
