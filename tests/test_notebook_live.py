@@ -26,6 +26,18 @@ def test_read_log_keeps_whole_rows_only(tmp_path):
     assert rows.losses == [0.5, 0.25]
 
 
+def test_read_log_takes_the_effective_lr_of_lr_free_optimizers(tmp_path):
+    log = tmp_path / "train_log.csv"
+    log.write_text(
+        "step,epoch,lr_unet,d*lr_unet,loss,seconds\n0,0,1.0,1e-06,0.5,0.1\n1,0,1.0,3e-06,0.4,0.2\n",
+        encoding="utf-8",
+    )
+    rows = read_log(log)
+    assert rows.lrs == {"unet": [1.0, 1.0]} and rows.effective == {"unet": [1e-06, 3e-06]}
+    assert rows.shown == rows.effective  # Prodigy's lr is a multiplier: d x lr is what moves the weights
+    assert LogRows([0], {"unet": [1e-4]}, [0.1]).shown == {"unet": [1e-4]}
+
+
 def test_plot_is_a_png_with_the_planned_curve(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib (the notebook extra) draws the plot")
     from lora_sched.notebook.live import plot_png
@@ -34,6 +46,8 @@ def test_plot_is_a_png_with_the_planned_curve(tmp_path):
     png = plot_png(rows, 10, {"unet": (list(range(10)), [i * 1e-4 for i in range(10)])})
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert plot_png(LogRows(), None).startswith(b"\x89PNG")  # before the first step: empty axes
+    prodigy = LogRows([0, 1], {"unet": [1.0, 1.0]}, [0.3, 0.2], {"unet": [1e-6, 3e-6]})
+    assert plot_png(prodigy, 10, {"unet": ([0, 1], [1.0, 1.0])}).startswith(b"\x89PNG")
 
 
 def test_run_files_follow_the_config_and_an_output_dir_override(tmp_path, monkeypatch):

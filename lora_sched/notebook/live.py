@@ -33,11 +33,18 @@ NO_PROGRESS_ENV = "LORA_SCHED_NO_PROGRESS"
 
 @dataclass
 class LogRows:
-    """What train_log.csv holds so far: steps, the LR of each group, losses."""
+    """What train_log.csv holds so far: steps, the LR of each group, losses; with an LR-free optimizer
+    (Prodigy, D-Adaptation) the effective LR d x lr of each group too."""
 
     steps: list[int] = field(default_factory=list)
     lrs: dict[str, list[float]] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
+    effective: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def shown(self) -> dict[str, list[float]]:
+        """The LR that moves the weights: d x lr where the optimizer scales it, else lr."""
+        return self.effective or self.lrs
 
 
 def read_log(path: Path) -> LogRows:
@@ -50,17 +57,23 @@ def read_log(path: Path) -> LogRows:
     lines = text.splitlines(keepends=True)
     whole = [line for line in lines if line.endswith("\n")]
     reader = csv.DictReader(io.StringIO("".join(whole)))
-    groups = [name[3:] for name in reader.fieldnames or [] if name.startswith("lr_")]
-    rows.lrs = {g: [] for g in groups}
+    names = reader.fieldnames or []
+    columns = {"lr_": rows.lrs, "d*lr_": rows.effective}
+    series = [
+        (name, columns[prefix].setdefault(name[len(prefix) :], []))
+        for prefix in columns
+        for name in names
+        if name.startswith(prefix)
+    ]
     for row in reader:
         try:
-            values = int(row["step"]), [float(row[f"lr_{g}"]) for g in groups], float(row["loss"])
+            step, values, loss = int(row["step"]), [float(row[name]) for name, _ in series], float(row["loss"])
         except (KeyError, TypeError, ValueError):
             break
-        rows.steps.append(values[0])
-        for g, lr in zip(groups, values[1]):
-            rows.lrs[g].append(lr)
-        rows.losses.append(values[2])
+        rows.steps.append(step)
+        for (_, target), value in zip(series, values):
+            target.append(value)
+        rows.losses.append(loss)
     return rows
 
 
@@ -72,12 +85,14 @@ def plot_png(rows: LogRows, total: int | None, planned: dict[str, Any] | None = 
     fig = Figure(figsize=(7.0, 3.0), dpi=90)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for group, (steps, lrs) in (planned or {}).items():
-        ax.plot(steps, lrs, linestyle="--", linewidth=0.8, color="lightgrey", label=f"planned {group}")
-    for group, lrs in rows.lrs.items():
-        ax.plot(rows.steps, lrs, linewidth=1.4, label=f"lr {group}")
+    if not rows.effective:  # an LR-free optimizer's plan is a multiplier of d, which the run finds
+        for group, (steps, lrs) in (planned or {}).items():
+            ax.plot(steps, lrs, linestyle="--", linewidth=0.8, color="lightgrey", label=f"planned {group}")
+    label = "d*lr" if rows.effective else "lr"
+    for group, lrs in rows.shown.items():
+        ax.plot(rows.steps, lrs, linewidth=1.4, label=f"{label} {group}")
     ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
+    ax.set_ylabel("effective learning rate (d x lr)" if rows.effective else "learning rate")
     ax.set_xlim(0, max(total or 0, (rows.steps[-1] + 1) if rows.steps else 1))
     loss_ax = ax.twinx()
     loss_ax.plot(rows.steps, rows.losses, color="tab:red", linewidth=0.6, alpha=0.6, label="loss")
@@ -155,8 +170,9 @@ class LiveView:
             if self.bar.n == 0:  # the first step: rates count from here, not from the model's loading
                 self.bar.reset(total=self.files.total)
             self.bar.n = done
-            lr = next(iter(rows.lrs.values()), [None])[-1] if done else None
-            self.bar.set_postfix(loss=f"{rows.losses[-1]:.4f}", lr=f"{lr:.3g}", refresh=False)
+            lr = next(iter(rows.shown.values()), [float("nan")])[-1]
+            shown = {"d*lr" if rows.effective else "lr": f"{lr:.3g}"}
+            self.bar.set_postfix(loss=f"{rows.losses[-1]:.4f}", **shown, refresh=False)
             self.bar.refresh()
         if done and (final or done - self._plotted >= self.plot_every):
             self.plot.update(_image(plot_png(rows, self.files.total, self.files.planned)))
