@@ -224,12 +224,18 @@ def _unknown(path: Path) -> Path:
     return path
 
 
+def _unet_part(folder: Path) -> Path:
+    build_tiny_sd().pipeline().save_pretrained(folder / "model")
+    return folder / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+
+
 @pytest.mark.parametrize(
     "make, needles",
     [
         (lambda files, d: _lora_file(d / "style.safetensors"), ["a LoRA file (network weights), not a base model"]),
         (lambda files, d: _truncated(files, d / "cut.safetensors"), ["a truncated file: its header lists"]),
         (lambda files, d: _unknown(d / "flux.safetensors"), ["without Stable Diffusion's UNet and VAE"]),
+        (lambda files, d: _unet_part(d), ["one part of a diffusers folder", "model_index.json"]),
         (
             lambda files, d: (
                 (d / "page.safetensors").write_text("<html>rate limited</html>") and d / "page.safetensors"
@@ -246,7 +252,7 @@ def _unknown(path: Path) -> Path:
         (lambda files, d: d / "missing.safetensors", ["no such file or folder"]),
         (lambda files, d: "someone/some-model", ["Hugging Face Hub id", "allow_download = true", "--download"]),
     ],
-    ids=["lora", "truncated", "unknown", "html", "lfs-pointer", "missing", "hub-without-opt-in"],
+    ids=["lora", "truncated", "unknown", "diffusers-unet", "html", "lfs-pointer", "missing", "hub-without-opt-in"],
 )
 def test_a_wrong_model_is_one_located_error_and_nothing_is_written(files, tmp_path, capsys, make, needles):
     model = make(files, tmp_path)

@@ -160,6 +160,10 @@ def _refuse_other_files(shapes: Shapes) -> None:
         return
     if all(n.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")) for n in names):
         raise NotAModel("a VAE alone, not a whole model", "give the whole checkpoint (UNet, VAE, text encoder)")
+    if "conv_in.weight" in shapes and any(n.startswith("down_blocks.") for n in names):
+        raise NotAModel(
+            "one part of a diffusers folder (a UNet's weights file)", "give the folder holding model_index.json"
+        )
     sample = ", ".join(sorted(names)[:3])
     raise NotAModel(
         f"a checkpoint without Stable Diffusion's UNet and VAE (keys like {sample})",
