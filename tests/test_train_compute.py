@@ -24,7 +24,7 @@ from lora_sched.train.lora import add_lora, trainable  # noqa: E402
 from lora_sched.train.model import build_tiny_sd  # noqa: E402
 from lora_sched.train.optim import optimizer_class  # noqa: E402
 
-COMPUTE_KEYS = ("gradient_checkpointing", "sdpa", "xformers", "mem_eff_attn", "cache_latents")
+COMPUTE_KEYS = ("gradient_checkpointing", "sdpa", "xformers", "mem_eff_attn", "cache_latents", "cache_latents_to_disk")
 
 
 def test_the_compute_keys_leave_the_unused_keys_notice():

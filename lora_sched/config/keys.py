@@ -508,6 +508,14 @@ KEYS: tuple[Key, ...] = (
         nullable=False,
     ),
     _k(
+        "cache_latents_to_disk",
+        "bool",
+        T,
+        "keep the latents in IMAGE.npz next to each image; a later run reads them instead of encoding again",
+        False,
+        nullable=False,
+    ),
+    _k(
         "output_dir",
         "path",
         S,

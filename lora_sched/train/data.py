@@ -285,9 +285,12 @@ class CachedData:
         return len(self.index)
 
 
-def cache_data(model: Any, examples: list[Example], images: list, cache_text: bool, batch: int = 8) -> CachedData:
+def cache_data(
+    model: Any, examples: list[Example], images: list, cache_text: bool, batch: int = 8, disk_cache: bool = False
+) -> CachedData:
     """Encode every image through the VAE once (distribution mean x scaling factor, deterministic)
-    and tokenize every caption; also encode captions when the text encoder is frozen."""
+    and tokenize every caption; also encode captions when the text encoder is frozen. `disk_cache`
+    (cache_latents_to_disk): latents read from / written to IMAGE.npz files (train/latent_cache.py)."""
     import torch
 
     scale = float(getattr(model.vae.config, "scaling_factor", 0.18215))
@@ -299,7 +302,12 @@ def cache_data(model: Any, examples: list[Example], images: list, cache_text: bo
         truncation=True,
         return_tensors="pt",
     ).input_ids
-    latents = encode_latents(model.vae, images, batch, scale)  # one tensor, or one per image when sizes differ
+    if disk_cache:
+        from lora_sched.train.latent_cache import disk_cached_latents
+
+        latents = disk_cached_latents(model.vae, examples, images, batch, scale)
+    else:
+        latents = encode_latents(model.vae, images, batch, scale)  # one tensor, or one per image when sizes differ
     with torch.no_grad():
         embeddings = None
         if cache_text:

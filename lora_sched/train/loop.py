@@ -207,6 +207,7 @@ class RunPlan(NamedTuple):
     batch_size: int
     accum: int
     compute: ComputeOptions
+    cache_latents_to_disk: bool
     max_grad_norm: float
     save_every: int | None
     samples: SamplePlan | None  # sample images (sample_prompts and its timing keys)
@@ -252,6 +253,7 @@ def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
         batch_size=data_read.batch_size,
         accum=int(v["gradient_accumulation_steps"]),
         compute=compute_options(v, on_cpu=_no_accelerator()),
+        cache_latents_to_disk=bool(v.get("cache_latents_to_disk")),
         max_grad_norm=float(v.get("max_grad_norm") or 0.0),
         save_every=int(save_every) if save_every else None,
         samples=sample_plan(v, output_dir),
@@ -385,7 +387,7 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
     set_attention(model.unet, plan.compute.attention)
     for part in (model.vae, model.text_encoder, model.unet):
         part.to(run.accelerator.device)
-    run.data = cache_data(model, examples, images, cache_text=not plan.train_te)
+    run.data = cache_data(model, examples, images, cache_text=not plan.train_te, disk_cache=plan.cache_latents_to_disk)
     run.bucket_metadata = bucket_metadata(examples)
     run.augment = make_augmenter(model, examples, images, plan.seed, plan.train_te)  # while the VAE is loaded
     model.vae.to("cpu")  # only needed for caching
