@@ -1,18 +1,21 @@
 """Throughput and peak memory of `lora-sched train` against a bare diffusers + peft loop.
 
-Both train the same LoRA (builtin:tiny-sd, builtin:shapes, resolution 64, batch 2, rank 4, AdamW,
-cosine with warmup, UNet only, latents and text embeddings cached in batches of 8) in fresh
-processes, alternating. Throughput is taken from per-step wall-clock stamps each process writes
+Both train the same LoRA (builtin:tiny-sd or builtin:tiny-sdxl, builtin:shapes, resolution 64, batch
+2, rank 4, AdamW, cosine with warmup, UNet only, latents and text embeddings cached in batches of 8)
+in fresh processes, alternating. For SDXL the bare loop conditions the UNet as a person would by
+hand: StableDiffusionXLPipeline.encode_prompt's embeddings and pooled embeddings, and the size ids
+of a 64 x 64 image. Throughput is taken from per-step wall-clock stamps each process writes
 (lora-sched: the `seconds` column of train_log.csv; the bare loop: the same stamps), over the steps
 after the first `--skip`, so start-up (imports, model build, latent caching) is left out; a run's
 time per step is the median of its step-to-step intervals and the result the best round of each
 (robust to other processes on a shared machine); `--threads` sets torch's threads in both; peak
 memory is each child's max RSS (os.wait4). Targets: speed ratio >= 0.95,
-memory ratio within 5%.
+memory ratio within 5%. With `--model both`, both built-in models are measured and the ratio of
+tiny SDXL's to tiny SD's figures is printed too.
 
-    python bench/bench_train.py [--rounds 3] [--steps 300] [--skip 20]
+    python bench/bench_train.py [--model builtin:tiny-sd|builtin:tiny-sdxl|both] [--rounds 3] [--steps 300] [--skip 20]
 
-`python bench/bench_train.py --bare STEPS OUTDIR` runs the baseline loop alone.
+`python bench/bench_train.py --bare STEPS OUTDIR [--model NAME]` runs the baseline loop alone.
 """
 
 from __future__ import annotations
@@ -31,7 +34,27 @@ ROOT = Path(__file__).resolve().parent.parent
 RESOLUTION, BATCH, RANK, ALPHA, LR, WARMUP, SEED = 64, 2, 4, 4.0, 1e-3, 0.1, 42
 
 
-def bare_loop(steps: int, out_dir: str) -> None:
+def _bare_conditioning(model, captions: list[str]):
+    """(text embeddings, extra UNet kwargs per row): SD's last hidden state; SDXL's through its pipeline."""
+    import torch
+
+    if not model.is_sdxl:
+        ids = model.tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt").input_ids
+        with torch.no_grad():
+            text = torch.cat([model.text_encoder(ids[i : i + 8])[0] for i in range(0, len(ids), 8)])
+        return text, lambda rows: {}
+    pipe = model.pipeline()
+    with torch.no_grad():
+        parts = [
+            pipe.encode_prompt(captions[i : i + 8], do_classifier_free_guidance=False)
+            for i in range(0, len(captions), 8)
+        ]
+    text, pooled = torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts])
+    ids = torch.tensor([[RESOLUTION, RESOLUTION, 0, 0, RESOLUTION, RESOLUTION]], dtype=torch.float32)
+    return text, lambda rows: {"added_cond_kwargs": {"text_embeds": pooled[rows], "time_ids": ids.repeat(len(rows), 1)}}
+
+
+def bare_loop(steps: int, out_dir: str, name: str = "builtin:tiny-sd") -> None:
     """The baseline: what a person writes by hand with diffusers + peft (no accelerate, no logging)."""
     import math
 
@@ -44,11 +67,11 @@ def bare_loop(steps: int, out_dir: str) -> None:
     from safetensors.torch import save_file
 
     from lora_sched.train.data import builtin_shapes
-    from lora_sched.train.model import build_tiny_sd
+    from lora_sched.train.model import build_builtin
 
     torch.manual_seed(SEED)
-    model = build_tiny_sd()
-    for part in (model.unet, model.vae, model.text_encoder):
+    model = build_builtin(name)
+    for part in model.modules().values():
         part.requires_grad_(False)
     examples = builtin_shapes()
     pixels = torch.stack(
@@ -57,14 +80,11 @@ def bare_loop(steps: int, out_dir: str) -> None:
             for e in examples
         ]
     )
-    ids = model.tokenizer(
-        [e.caption for e in examples], padding="max_length", max_length=77, return_tensors="pt"
-    ).input_ids
     with torch.no_grad():
-        chunks = range(0, n_images := len(examples), 8)
+        chunks = range(0, len(examples), 8)
         latents = torch.cat([model.vae.encode(pixels[i : i + 8] / 127.5 - 1).latent_dist.mean for i in chunks])
         latents = latents * model.vae.config.scaling_factor
-        text = torch.cat([model.text_encoder(ids[i : i + 8])[0] for i in range(0, n_images, 8)])
+    text, extra = _bare_conditioning(model, [e.caption for e in examples])
     model.unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     params = [p for p in model.unet.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR)
@@ -81,7 +101,7 @@ def bare_loop(steps: int, out_dir: str) -> None:
         lat = latents[rows]
         noise = torch.randn_like(lat)
         t = torch.randint(0, 1000, (lat.shape[0],))
-        pred = model.unet(model.noise_scheduler.add_noise(lat, noise, t), t, text[rows]).sample
+        pred = model.unet(model.noise_scheduler.add_noise(lat, noise, t), t, text[rows], **extra(rows)).sample
         loss = F.mse_loss(pred.float(), noise.float())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -95,11 +115,11 @@ def bare_loop(steps: int, out_dir: str) -> None:
     )
 
 
-def _config(path: Path, steps: int, out_dir: Path) -> Path:
+def _config(path: Path, steps: int, out_dir: Path, name: str) -> Path:
     import tomli_w
 
     flat = {
-        "pretrained_model_name_or_path": "builtin:tiny-sd",
+        "pretrained_model_name_or_path": name,
         "train_data_dir": "builtin:shapes",
         "resolution": RESOLUTION,
         "train_batch_size": BATCH,
@@ -136,8 +156,41 @@ def _stamps(name: str, out: Path) -> list[float]:
         return [float(row["seconds"]) for row in csv.DictReader(fh)]
 
 
+def measure(name: str, rounds: int, steps: int, skip: int) -> dict[str, tuple[float, float]]:
+    """{side: (best time per step, peak RSS MiB)} of lora-sched and the bare loop on model `name`."""
+    per_step: dict[str, list[float]] = {"lora-sched": [], "bare": []}
+    peak: dict[str, list[float]] = {"lora-sched": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for side in ("lora-sched", "bare") if r % 2 == 0 else ("bare", "lora-sched"):
+                out = Path(tmp) / f"{side}-{r}"
+                out.mkdir()
+                if side == "bare":
+                    cmd = [sys.executable, __file__, "--bare", str(steps), str(out), "--model", name]
+                else:
+                    cfg = _config(Path(tmp) / f"c-{r}.toml", steps, out, name)
+                    cmd = [sys.executable, "-m", "lora_sched", "train", str(cfg)]
+                _, rss = _run(cmd)
+                stamps = _stamps(side, out)
+                intervals = [b - a for a, b in zip(stamps[skip - 1 :], stamps[skip:])]
+                per_step[side].append(statistics.median(intervals))
+                peak[side].append(rss)
+                print(f"{name} round {r}: {side:10s} {1 / per_step[side][-1]:7.1f} steps/s  peak RSS {rss:7.1f} MiB")
+    return {side: (min(per_step[side]), max(peak[side])) for side in per_step}
+
+
+def report(name: str, result: dict[str, tuple[float, float]]) -> None:
+    (ours, mem_ours), (bare, mem_bare) = result["lora-sched"], result["bare"]
+    print(f"\n{name}:")
+    print(f"  lora-sched train: {1 / ours:.1f} steps/s, peak RSS {mem_ours:.0f} MiB")
+    print(f"  bare loop:        {1 / bare:.1f} steps/s, peak RSS {mem_bare:.0f} MiB")
+    print(f"  speed ratio (lora-sched / bare, target >= 0.95): {bare / ours:.3f}")
+    print(f"  memory ratio (lora-sched / bare, target <= 1.05): {mem_ours / mem_bare:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="builtin:tiny-sd", help="builtin:tiny-sd, builtin:tiny-sdxl or both")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--skip", type=int, default=20, help="first steps left out (warm-up)")
@@ -147,34 +200,18 @@ def main() -> None:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     if args.bare:
-        bare_loop(int(args.bare[0]), args.bare[1])
+        bare_loop(int(args.bare[0]), args.bare[1], args.model)
         return
-
-    per_step: dict[str, list[float]] = {"lora-sched": [], "bare": []}
-    peak: dict[str, list[float]] = {"lora-sched": [], "bare": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            for name in ("lora-sched", "bare") if r % 2 == 0 else ("bare", "lora-sched"):
-                out = Path(tmp) / f"{name}-{r}"
-                out.mkdir()
-                if name == "bare":
-                    cmd = [sys.executable, __file__, "--bare", str(args.steps), str(out)]
-                else:
-                    cfg = _config(Path(tmp) / f"c-{r}.toml", args.steps, out)
-                    cmd = [sys.executable, "-m", "lora_sched", "train", str(cfg)]
-                _, rss = _run(cmd)
-                stamps = _stamps(name, out)
-                steps = [b - a for a, b in zip(stamps[args.skip - 1 :], stamps[args.skip :])]
-                per_step[name].append(statistics.median(steps))
-                peak[name].append(rss)
-                print(f"round {r}: {name:10s} {1 / per_step[name][-1]:7.1f} steps/s  peak RSS {rss:7.1f} MiB")
-    ours, bare = min(per_step["lora-sched"]), min(per_step["bare"])
-    mem_ours, mem_bare = max(peak["lora-sched"]), max(peak["bare"])
+    names = ["builtin:tiny-sd", "builtin:tiny-sdxl"] if args.model == "both" else [args.model]
+    results = {name: measure(name, args.rounds, args.steps, args.skip) for name in names}
     print(f"\nthreads: {os.environ.get('OMP_NUM_THREADS', 'torch default')}, {args.rounds} rounds, best of each")
-    print(f"lora-sched train: {1 / ours:.1f} steps/s, peak RSS {mem_ours:.0f} MiB")
-    print(f"bare loop:        {1 / bare:.1f} steps/s, peak RSS {mem_bare:.0f} MiB")
-    print(f"speed ratio (lora-sched / bare, target >= 0.95): {bare / ours:.3f}")
-    print(f"memory ratio (lora-sched / bare, target <= 1.05): {mem_ours / mem_bare:.3f}")
+    for name, result in results.items():
+        report(name, result)
+    if len(results) == 2:
+        (sd, sd_mem), (xl, xl_mem) = (results[n]["lora-sched"] for n in names)
+        print(
+            f"\ntiny SDXL / tiny SD (lora-sched train): time per step {xl / sd:.2f}x, peak RSS {xl_mem / sd_mem:.2f}x"
+        )
 
 
 if __name__ == "__main__":

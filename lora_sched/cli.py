@@ -110,6 +110,17 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-scheduler-code", action="store_true")
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="model_verb", metavar="ACTION", required=True)
+    save = sub.add_parser(
+        "save",
+        help="write a built-in model as a diffusers folder",
+        description="write a built-in model (builtin:tiny-sd, builtin:tiny-sdxl) as a diffusers folder",
+    )
+    save.add_argument("name", metavar="NAME", help="builtin:tiny-sd or builtin:tiny-sdxl")
+    save.add_argument("dir", metavar="DIR", help="folder to create (a new or empty one)")
+
+
 #: Every verb, in the order `--help` lists them; the parser is built from this table.
 VERBS: tuple[Verb, ...] = (
     Verb(
@@ -142,6 +153,12 @@ VERBS: tuple[Verb, ...] = (
         _bound_options,
     ),
     Verb("train", "lora_sched.train.commands:cmd_train", "run a LoRA fine-tune driven by the config", _train_options),
+    Verb(
+        "model",
+        "lora_sched.train.model_save:cmd_model",
+        "model save NAME DIR: write a built-in model as a diffusers folder",
+        _model_options,
+    ),
 )
 VERB_NAMES: frozenset[str] = frozenset(v.name for v in VERBS)
 

@@ -255,4 +255,5 @@ def _minimal_args(verb: str) -> list[str]:
         "preview": ["a.toml"],
         "export": ["--kohya", "a.toml"],
         "bound": ["a.toml"],
+        "model": ["save", "builtin:tiny-sd", "out"],
     }.get(verb, [])

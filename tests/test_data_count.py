@@ -533,7 +533,7 @@ def test_train_on_a_folder_with_bad_images_refuses_then_runs_the_previewed_lengt
     out = tmp_path / "out"
     config = write(
         tmp_path / "c.toml",
-        f"train_data_dir = {str(data)!r}\noutput_dir = {str(out)!r}\nresolution = 32\ntrain_batch_size = 3\n"
+        f"train_data_dir = {str(data)!r}\noutput_dir = {str(out)!r}\nresolution = 64\ntrain_batch_size = 3\n"
         'max_train_epochs = 2\nlr_scheduler = "cosine"\nlr_warmup_steps = 0.2\ntext_encoder_lr = 0.0\n',
     )
     for verb in ("preview", "train"):  # an empty file: found by the cheap check, named by every verb
@@ -560,7 +560,7 @@ def test_train_on_a_folder_with_bad_images_refuses_then_runs_the_previewed_lengt
 def test_train_refuses_epochs_of_unnamed_data_before_building_anything(tmp_path, capsys) -> None:
     pytest.importorskip("torch")
     out = tmp_path / "out"
-    config = write(tmp_path / "c.toml", f"max_train_epochs = 2\noutput_dir = {str(out)!r}\nresolution = 32\n")
+    config = write(tmp_path / "c.toml", f"max_train_epochs = 2\noutput_dir = {str(out)!r}\nresolution = 64\n")
     assert main(["train", str(config)]) == 1  # it would read builtin:shapes, which no preview counted
     err = capsys.readouterr().err
     assert "max_train_epochs" in err and "an epoch of unknown length (no data named)" in err

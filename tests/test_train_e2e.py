@@ -68,7 +68,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 def unet_and_text_outputs(pipe) -> tuple:
     gen = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, 4, 4, generator=gen)
+    latents = torch.randn(1, 4, 8, 8, generator=gen)
     ids = pipe.tokenizer(["a red circle"], padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
         text = pipe.text_encoder(ids)[0]

@@ -220,7 +220,7 @@ def test_latest_checkpoint_ignores_unfinished_and_damaged_ones(tmp_path, capsys)
 
 # -- bad inputs through the CLI: one message, exit 1, nothing written ----------------------------
 def _config(path: Path, **values) -> Path:
-    flat = {"resolution": 32, "max_train_steps": 2, "train_batch_size": 1, "output_dir": str(path.parent / "out")}
+    flat = {"resolution": 64, "max_train_steps": 2, "train_batch_size": 1, "output_dir": str(path.parent / "out")}
     flat.update(values)
     path.write_text(tomli_w.dumps({"training_arguments": flat}), encoding="utf-8")
     return path
@@ -277,8 +277,8 @@ def test_bad_override_flag(tmp_path, capsys):
 
 
 def test_resolution_the_model_cannot_take(tmp_path, capsys):
-    config = _config(tmp_path / "c.toml", resolution=40)  # builtin:tiny-sd needs multiples of 8 x 2
-    _fails_cleanly(capsys, config, f"{config}:", "resolution", "multiples of 16")
+    config = _config(tmp_path / "c.toml", resolution=96)  # builtin:tiny-sd needs multiples of 8 x 8, as SD 1.x
+    _fails_cleanly(capsys, config, f"{config}:", "resolution", "multiples of 64")
     assert not (tmp_path / "out").exists()
 
 
@@ -294,14 +294,17 @@ def no_model_build(monkeypatch):
     monkeypatch.setattr(loop, "_load_model", refuse)
 
 
-def test_tiny_sd_geometry_constants_match_the_built_model():
-    from lora_sched.train.memory import BUILTIN_BLOCKS, resolution_multiple
-    from lora_sched.train.model import build_tiny_sd
+@pytest.mark.parametrize("name", ["builtin:tiny-sd", "builtin:tiny-sdxl"])
+def test_builtin_geometry_constants_match_the_built_model(name):
+    from lora_sched.builtins import BUILTIN_BLOCKS
+    from lora_sched.train.memory import resolution_multiple
+    from lora_sched.train.model import build_builtin
 
-    model = build_tiny_sd()
-    assert BUILTIN_BLOCKS["vae"] == tuple(model.vae.config.block_out_channels)
-    assert BUILTIN_BLOCKS["unet"] == tuple(model.unet.config.block_out_channels)
-    assert resolution_multiple("builtin:tiny-sd") == 16
+    model = build_builtin(name)
+    assert BUILTIN_BLOCKS[name]["vae"] == tuple(model.vae.config.block_out_channels)
+    assert BUILTIN_BLOCKS[name]["unet"] == tuple(model.unet.config.block_out_channels)
+    # VAE 8x, UNet 8x (SD 1.x: four blocks) or 4x (SDXL: three), as in the real models
+    assert resolution_multiple(name) == {"builtin:tiny-sd": 64, "builtin:tiny-sdxl": 32}[name]
 
 
 def test_cache_memory_lower_bound():

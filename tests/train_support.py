@@ -11,7 +11,7 @@ import tomli_w
 TRAIN_DEFAULTS: dict[str, Any] = {
     "pretrained_model_name_or_path": "builtin:tiny-sd",
     "train_data_dir": "builtin:shapes",
-    "resolution": 32,
+    "resolution": 64,
     "train_batch_size": 2,
     "learning_rate": 1e-3,
     "text_encoder_lr": 5e-4,

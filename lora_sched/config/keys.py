@@ -232,7 +232,8 @@ KEYS: tuple[Key, ...] = (
         "path",
         M,
         "base model: a diffusers folder, a single-file SD 1.x / 2.x / SDXL checkpoint (.safetensors, .ckpt), "
-        "builtin:tiny-sd (a small model built offline), or a Hugging Face Hub id with allow_download",
+        "builtin:tiny-sd / builtin:tiny-sdxl (small SD 1.5 / SDXL models built offline), or a Hugging Face Hub "
+        "id with allow_download",
         BUILTIN_MODEL,
         nullable=False,
         roles=("form", "identity"),

@@ -505,6 +505,21 @@ class Durations(Duration):
         return tuple(sorted(resolve_duration(d, ctx, key, is_warmup=self.is_warmup) for d in parsed))
 
 
+def resolution_size(value: Any) -> tuple[int, int] | None:
+    """(width, height) of a resolution as sd-scripts reads one: 512 (square), "512,768", or
+    [512, 768] (a dataset config's form); None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            return int(parts[0]), int(parts[1])
+    pair = isinstance(value, (list, tuple)) and len(value) == 2
+    if pair and all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        return value[0], value[1]
+    return None
+
+
 class Resolution(Field):
     """A training resolution: an int (square) or "W,H", each side in bounds (and a multiple)."""
 
@@ -514,13 +529,11 @@ class Resolution(Field):
         self.low, self.high, self.multiple_of = low, high, multiple_of
 
     def parse(self, value: Any) -> int | str:
-        if isinstance(value, str):
-            parts = [p.strip() for p in value.split(",")]
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
-                raise FieldError(self.expected(), value, 'write 512 or "512,768"')
-            sizes = [int(p) for p in parts]
-        elif isinstance(value, int) and not isinstance(value, bool):
-            sizes = [value]
+        size = resolution_size(value) if isinstance(value, (int, str)) else None
+        if isinstance(value, str) and size is None:
+            raise FieldError(self.expected(), value, 'write 512 or "512,768"')
+        if size is not None:
+            sizes = list(size)
         else:
             integral = isinstance(value, float) and math.isfinite(value) and value.is_integer()
             raise FieldError(self.expected(), value, f"write {int(value)}" if integral else "")

@@ -121,6 +121,8 @@ def cast_frozen_weights(parts: list[Any], mixed_precision: str) -> None:
 
 def apply_compute(model: Any, options: ComputeOptions, train_te: bool) -> None:
     """Checkpointing and dtypes on a model that has its LoRA layers (the attention is set at load)."""
+    encoders = [part for name, part in model.modules().items() if name.startswith("text_encoder")]
     if options.gradient_checkpointing:
-        enable_checkpointing(model.unet, model.text_encoder if train_te else None)
-    cast_frozen_weights([model.unet, model.text_encoder], options.mixed_precision)
+        for encoder in encoders if train_te else [None]:  # SDXL: both text encoders
+            enable_checkpointing(model.unet, encoder)
+    cast_frozen_weights([model.unet, *encoders], options.mixed_precision)

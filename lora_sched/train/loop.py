@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import math
 import os
 import random
 import signal
@@ -24,16 +23,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from lora_sched.config.writer import atomic_write_text
 from lora_sched.errors import ConfigError, problem, raw
+from lora_sched.schedules.fields import resolution_size
 from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.augment import make_augmenter
 from lora_sched.train.buckets import bucket_metadata, check_fitted, check_sizes
 from lora_sched.train.compute import ComputeOptions, apply_compute, compute_options, set_attention
+from lora_sched.train.conditioning import conditioning, refuse_sdxl_augmentation
 from lora_sched.train.data import (
     CachedData,
     ShardedOrder,
@@ -45,9 +46,18 @@ from lora_sched.train.data import (
     training_data,
 )
 from lora_sched.train.lock import OutputLock
-from lora_sched.train.lora import add_lora, kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya, trainable
+from lora_sched.train.lora import (
+    add_lora,
+    kohya_metadata,
+    lora_tensors,
+    save_safetensors_atomic,
+    text_encoders,
+    to_kohya,
+    trainable,
+)
 from lora_sched.train.lr_log import PLOT_NAME, LrReport, write_plot
 from lora_sched.train.memory import check_memory
+from lora_sched.train.metadata import LoraRunFacts, lora_metadata
 from lora_sched.train.model import check_model_source, load_model
 from lora_sched.train.optim import (
     build_optimizer,
@@ -73,17 +83,11 @@ class TrainResult:
 
 
 def parse_resolution(value: Any) -> tuple[int, int]:
-    """kohya's resolution: 512 or "512,768" (width, height)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    parts = str(value).replace("x", ",").split(",")
-    try:
-        width, height = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (0, 0)
-    except ValueError:
-        width = height = 0
-    if width < 1 or height < 1:
-        raise ConfigError(problem("resolution", 'an int or "WIDTH,HEIGHT"', value))
-    return width, height
+    """kohya's resolution: 512, "512,768" (width, height) or, from a dataset config, [512, 768]."""
+    size = resolution_size(value)
+    if size is None or min(size) < 1:
+        raise ConfigError(problem("resolution", 'an int, "WIDTH,HEIGHT" or [WIDTH, HEIGHT]', value))
+    return size
 
 
 def check_output_dir(output_dir: Path, output_file: str | None = None) -> None:
@@ -279,7 +283,8 @@ class _Run:
     optimizer: Any = None
     scheduler: Any = None
     unet: Any = None
-    text_encoder: Any = None
+    condition: Any = None  # the text (and SDXL size) conditioning of a micro-batch
+    prediction: str = "epsilon"  # the training target: "epsilon" (noise) or "v_prediction" (velocity)
     wrapped: list | None = None
     start: int = 0
     bucket_metadata: dict | None = None  # the LoRA file's ss_*bucket* entries
@@ -385,11 +390,15 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     check_fitted(examples, step_px, plan.width, plan.height, v["resolution"])
     set_attention(model.unet, plan.compute.attention)
-    for part in (model.vae, model.text_encoder, model.unet):
+    for part in model.modules().values():
         part.to(run.accelerator.device)
-    run.data = cache_data(model, examples, images, cache_text=not plan.train_te, disk_cache=plan.cache_latents_to_disk)
+    cache_text = not plan.train_te and not model.is_sdxl  # SDXL's two encoders: lora_sched.train.conditioning
+    run.data = cache_data(model, examples, images, cache_text=cache_text, disk_cache=plan.cache_latents_to_disk)
+    run.condition = conditioning(model, run.data, examples, plan.train_te)
+    run.prediction = str(model.noise_scheduler.config.prediction_type)  # v_parameterization: set by the loader
     run.bucket_metadata = bucket_metadata(examples)
     run.augment = make_augmenter(model, examples, images, plan.seed, plan.train_te)  # while the VAE is loaded
+    refuse_sdxl_augmentation(model, run.augment)
     model.vae.to("cpu")  # only needed for caching
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), plan.train_te, plan.seed)
     apply_compute(model, plan.compute, plan.train_te)
@@ -407,8 +416,8 @@ def _build_training(run: _Run, trust_scheduler_code: bool) -> None:
     resolved = run.cfg.resolve(TrainingShape(steps_per_epoch=run.steps_per_epoch, samples_per_step=samples_per_step))
     params = {f"unet.{k}": p for k, p in trainable(model.unet).items()}
     groups = [{"params": list(params.values()), "lr": float(plan.group_lrs["unet"]), "name": "unet"}]
-    if plan.train_te:
-        te_params = {f"text_encoder.{k}": p for k, p in trainable(model.text_encoder).items()}
+    if plan.train_te:  # one group for every text encoder, as sd-scripts' networks.lora makes it
+        te_params = {f"{n}.{k}": p for n, te in text_encoders(model).items() for k, p in trainable(te).items()}
         te_lr = float(plan.group_lrs["text_encoder"])
         groups.append({"params": list(te_params.values()), "lr": te_lr, "name": "text_encoder"})
         params.update(te_params)
@@ -421,12 +430,8 @@ def _build_training(run: _Run, trust_scheduler_code: bool) -> None:
             file=sys.stderr,
         )
         resolved = _constant_like(resolved)
-    if plan.train_te:
-        run.unet, run.text_encoder, optimizer = accelerator.prepare(model.unet, model.text_encoder, optimizer)
-        run.wrapped = [run.unet, run.text_encoder]
-    else:
-        run.unet, optimizer = accelerator.prepare(model.unet, optimizer)
-        run.text_encoder, run.wrapped = model.text_encoder, [run.unet]
+    run.unet, optimizer = accelerator.prepare(model.unet, optimizer)
+    run.wrapped = [run.unet, *run.condition.wrap(accelerator.prepare)]
     run.scheduler = _build_scheduler(run.cfg, resolved, optimizer, trust_scheduler_code)
     run.resolved, run.params, run.optimizer = resolved, params, optimizer
 
@@ -503,14 +508,13 @@ def _train_step(run: _Run, step: int) -> float:
             gen = step_generator(plan.seed, step, micro, accelerator.process_index)
             loss = _loss(
                 run.unet,
-                run.text_encoder,
+                run.condition,
                 noise_scheduler,
                 data,
                 rows,
-                plan.train_te,
                 gen,
                 int(noise_scheduler.config.num_train_timesteps),
-                noise_scheduler.config.prediction_type,
+                run.prediction,
                 accelerator.device,
             )
             accelerator.backward(loss / len(positions))
@@ -571,23 +575,25 @@ def _finish(run: _Run, stopped: int | None, done: int, loss_value: float) -> Tra
 
 
 def _save_lora(run: _Run, step: int, path: Path) -> None:
-    """The LoRA as it is after `step` updates, kohya keys and ss_* metadata, written atomically."""
-    plan, v = run.plan, run.cfg.values
-    metadata = _metadata(
-        run.cfg,
-        v,
-        run.resolved,
-        plan.group_lrs,
-        run.data,
-        run.steps_per_epoch,
-        step,
-        plan.optimizer_type,
-        plan.width,
-        plan.height,
-        run.model.unet.config,
+    """The LoRA as it is after `step` updates, kohya keys and metadata, written atomically."""
+    plan, model = run.plan, run.model
+    facts = LoraRunFacts(
+        cfg=run.cfg,
+        resolved=run.resolved,
+        group_lrs=plan.group_lrs,
+        num_samples=run.data.num_samples,
+        steps_per_epoch=run.steps_per_epoch,
+        steps=step,
+        optimizer_type=plan.optimizer_type,
+        width=plan.width,
+        height=plan.height,
+        model_kind=model.kind,
+        v_prediction=run.prediction == "v_prediction",
     )
+    metadata = lora_metadata(facts)
     metadata.update(kohya_metadata(run.bucket_metadata or {}))
-    lora = to_kohya(lora_tensors(run.model, plan.train_te), float(v["network_alpha"]))
+    sdxl_layers = int(model.unet.config.layers_per_block) if model.is_sdxl else None
+    lora = to_kohya(lora_tensors(model, plan.train_te), float(run.cfg.values["network_alpha"]), sdxl_layers)
     save_safetensors_atomic(lora, path, metadata)
 
 
@@ -698,11 +704,10 @@ def _no_accelerator() -> bool:
 
 def _loss(
     unet: Any,
-    text_encoder: Any,
+    condition: Any,
     noise_scheduler: Any,
     data: CachedData,
     rows: list[int],
-    train_te: bool,
     gen: Any,
     noise_steps: int,
     prediction: str,
@@ -717,8 +722,8 @@ def _loss(
     timesteps = torch.randint(0, noise_steps, (latents.shape[0],), generator=gen).to(device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     # a trained text encoder runs every step; a frozen one was run once, when the data was cached
-    embeddings = text_encoder(data.input_ids[rows].to(device))[0] if train_te else data.embeddings[rows]
-    pred = unet(noisy, timesteps, embeddings).sample
+    embeddings, extra = condition(data, rows, device)
+    pred = unet(noisy, timesteps, embeddings, **extra).sample
     target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
     return F.mse_loss(pred.float(), target.float())
 
@@ -940,55 +945,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(x) for k, x in value.items()}
     return str(value)
-
-
-def _metadata(
-    cfg: Any,
-    v: Any,
-    resolved: Any,
-    group_lrs: dict,
-    data: CachedData,
-    steps_per_epoch: int,
-    steps: int,
-    optimizer_type: str,
-    width: int,
-    height: int,
-    unet_config: Any,
-) -> dict[str, str]:
-    import json
-
-    v2 = unet_config.cross_attention_dim == 1024  # SD 2.x's OpenCLIP text width; SD 1.x (and ours) differ
-
-    return kohya_metadata(
-        {
-            "ss_network_module": "networks.lora",
-            "ss_network_dim": int(v["network_dim"]),
-            "ss_network_alpha": float(v["network_alpha"]),
-            "ss_learning_rate": float(v["learning_rate"]),
-            "ss_unet_lr": float(group_lrs["unet"]),
-            "ss_text_encoder_lr": float(group_lrs.get("text_encoder", 0.0)),
-            "ss_lr_scheduler": resolved.name,
-            "ss_lr_warmup_steps": resolved.warmup,
-            "ss_max_train_steps": resolved.run_length,
-            "ss_lr_scheduler_args": json.dumps(resolved.to_dict(), sort_keys=True),
-            "ss_lr_scheduler_type": getattr(cfg, "scheduler_type", None),
-            "ss_optimizer": optimizer_type,
-            "ss_optimizer_args": [f"{k}={x!r}" for k, x in parse_optimizer_args(v.get("optimizer_args")).items()],
-            "ss_seed": int(v["seed"]),
-            "ss_steps": steps,
-            "ss_epoch": math.ceil(steps / steps_per_epoch),
-            "ss_num_epochs": math.ceil(resolved.run_length / steps_per_epoch),
-            "ss_num_train_images": data.num_samples,
-            "ss_batch_size_per_device": int(v["train_batch_size"]),
-            "ss_gradient_accumulation_steps": int(v["gradient_accumulation_steps"]),
-            "ss_mixed_precision": v.get("mixed_precision") or "no",
-            "ss_max_grad_norm": v.get("max_grad_norm"),
-            "ss_resolution": f"({width}, {height})",
-            "ss_sd_model_name": str(v["pretrained_model_name_or_path"]),
-            "ss_base_model_version": "sd_v2" if v2 else "sd_v1",
-            "ss_v2": v2,
-            "ss_output_name": v["output_name"],
-            "ss_training_finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "lora_sched_schedule": json.dumps(resolved.to_dict(), sort_keys=True),
-        }
-    )

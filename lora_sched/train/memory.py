@@ -13,11 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from lora_sched.builtins import BUILTIN_MODEL
+from lora_sched.builtins import BUILTIN_BLOCKS
 from lora_sched.errors import ConfigError, problem, raw
 
-#: builtin:tiny-sd's VAE and UNet block_out_channels (lora_sched.train.model.build_tiny_sd).
-BUILTIN_BLOCKS = {"vae": (32, 32, 32, 32), "unet": (32, 64)}
 VAE_BATCH = 8  # lora_sched.train.data.cache_data's batch
 _HOST_BYTES_PER_PIXEL = 3 + 2 * 3 * 4
 
@@ -26,8 +24,8 @@ def block_channels(model: str, part: str) -> tuple[int, ...]:
     """block_out_channels of the model's `part` ("vae" or "unet"), read from its config.json (a
     single file: from its tensor shapes) without building it; () when it cannot be read (the
     checks that need it are then skipped)."""
-    if model == BUILTIN_MODEL:
-        return BUILTIN_BLOCKS[part]
+    if model in BUILTIN_BLOCKS:
+        return BUILTIN_BLOCKS[model][part]
     if Path(os.path.expanduser(model)).is_file():
         from lora_sched.train.sources import block_channels as file_block_channels
 

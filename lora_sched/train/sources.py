@@ -23,13 +23,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lora_sched.builtins import BUILTIN_MODEL
-from lora_sched.errors import ConfigError, did_you_mean, problem, raw
+from lora_sched.builtins import BUILTIN_MODELS
+from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import detect
 
 KEY = "pretrained_model_name_or_path"
-EXPECTED = (
-    f'a diffusers folder, a single-file SD 1.x / 2.x / SDXL checkpoint (.safetensors or .ckpt) or "{BUILTIN_MODEL}"'
+EXPECTED = "a diffusers folder, a single-file SD 1.x / 2.x / SDXL checkpoint (.safetensors or .ckpt) or " + " or ".join(
+    f'"{name}"' for name in BUILTIN_MODELS
 )
 SAFETENSORS_SUFFIX = ".safetensors"
 #: Hub ids: ``owner/name`` as the Hub spells them.
@@ -74,16 +74,17 @@ class Source(NamedTuple):
     kind: str  # "builtin", "folder" or "file"
     path: Path | None
     detected: detect.Detected | None = None
+    builtin: str = ""  # the built-in model's name
 
 
 # -- checks before anything is written -----------------------------------------------------------
 def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str = KEY) -> Source:
     """The source `name` names, checked (a Hub id downloaded, with opt-in); ConfigError otherwise."""
     if name.startswith("builtin:"):
-        if name != BUILTIN_MODEL:
-            hint = did_you_mean(name, [BUILTIN_MODEL]) or f"the built-in model is {BUILTIN_MODEL}"
-            raise ConfigError(problem(key, f'"{BUILTIN_MODEL}" or a local model', name, hint))
-        return Source("builtin", None)
+        from lora_sched.train.model import check_builtin_name
+
+        check_builtin_name(name, key)
+        return Source("builtin", None, builtin=name)
     path = Path(os.path.expanduser(name))
     if path.is_dir():
         check_folder(path, key)
@@ -327,7 +328,10 @@ def load_source(source: Source, options: SourceOptions = DEFAULT_OPTIONS, key: s
     from lora_sched.train import model as sd
 
     if source.kind == "builtin":
-        return sd.build_tiny_sd()
+        model = sd.build_builtin(source.builtin)
+        if options.v_parameterization:  # a built-in model is what the key says it is
+            model.noise_scheduler = sd.sd_noise_scheduler("v_prediction")
+        return model
     try:
         if source.kind == "folder":
             return load_folder(source.path, options)
@@ -572,7 +576,7 @@ def checked_tokenizer(found: detect.Detected, index: int, options: SourceOptions
     tokenizer = CLIPTokenizer.from_pretrained(
         repo, subfolder=subfolder or "", local_files_only=origin == "cached", model_max_length=MAX_TOKENS
     )
-    if (found.family, index) == ("sdxl", 1):
+    if sdxl_second:
         tokenizer.pad_token = "!"
     if options.tokenizer_cache_dir:  # as sd-scripts: keep it for offline runs
         tokenizer.save_pretrained(str(Path(options.tokenizer_cache_dir) / repo.replace("/", "_")))
