@@ -576,7 +576,7 @@ def checked_tokenizer(found: detect.Detected, index: int, options: SourceOptions
     tokenizer = CLIPTokenizer.from_pretrained(
         repo, subfolder=subfolder or "", local_files_only=origin == "cached", model_max_length=MAX_TOKENS
     )
-    if sdxl_second:
+    if (found.family, index) == ("sdxl", 1):
         tokenizer.pad_token = "!"
     if options.tokenizer_cache_dir:  # as sd-scripts: keep it for offline runs
         tokenizer.save_pretrained(str(Path(options.tokenizer_cache_dir) / repo.replace("/", "_")))
