@@ -20,13 +20,14 @@ from lora_sched.config import load_config  # noqa: E402
 from lora_sched.config.buckets import BucketSettings  # noqa: E402
 from lora_sched.train.data import Example, load_images, sharded_order  # noqa: E402
 
-#: resolution 48 (area 2304), buckets 16..64 in steps of 16: 16x64, 32x64, 48x48, 64x32, 64x16 and so on.
+#: resolution 192 (area 36864), buckets 64..256 in steps of 64 (builtin:tiny-sd's size step, as SD 1.x's):
+#: 128x256, 192x192, 256x128 and so on.
 BUCKETS = {
-    "resolution": 48,
+    "resolution": 192,
     "enable_bucket": True,
-    "min_bucket_reso": 16,
-    "max_bucket_reso": 64,
-    "bucket_reso_steps": 16,
+    "min_bucket_reso": 64,
+    "max_bucket_reso": 256,
+    "bucket_reso_steps": 64,
 }
 
 
@@ -75,7 +76,7 @@ def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path
     from lora_sched.train import loop
 
     data = tmp_path / "data"
-    write_images(data / "2_mix", [(100, 50), (120, 60), (90, 44), (60, 60), (70, 70), (50, 100), (44, 90)])
+    write_images(data / "2_mix", [(400, 200), (480, 240), (360, 176), (240, 240), (280, 280), (200, 400), (176, 360)])
     out = tmp_path / "out"
     config = write_train_config(
         tmp_path / "c.toml",
@@ -106,17 +107,17 @@ def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path
         previewed = list(csv.DictReader(fh))
     assert len(rows) == len(previewed) == 12
     assert [float(r["lr_unet"]) for r in rows] == pytest.approx([float(r["lr_unet"]) for r in previewed], rel=1e-12)
-    # latents are a VAE's 1/8: 64x32 -> 8x4, 48x48 -> 6x6, 32x64 -> 4x8 (batch, channels, height, width)
-    assert sorted({s[2:] for s in shapes}) == [(4, 8), (6, 6), (8, 4)]
+    # latents are a VAE's 1/8: 256x128 -> 32x16, 192x192 -> 24x24, 128x256 -> 16x32 (batch, channels, h, w)
+    assert sorted({s[2:] for s in shapes}) == [(16, 32), (24, 24), (32, 16)]
     assert sorted(s[0] for s in shapes) == sorted([3, 3, 3, 1, 3, 1] * 2)  # 6, 4 and 4 samples batched apart
     with safe_open(str(out / "lora.safetensors"), "pt") as fh:
         meta = fh.metadata()
-    assert meta["ss_enable_bucket"] == "True" and meta["ss_min_bucket_reso"] == "16"
+    assert meta["ss_enable_bucket"] == "True" and meta["ss_min_bucket_reso"] == "64"
     info = json.loads(meta["ss_bucket_info"])
     assert info["buckets"] == {
-        "0": {"resolution": [32, 64], "count": 4},
-        "1": {"resolution": [48, 48], "count": 4},
-        "2": {"resolution": [64, 32], "count": 6},
+        "0": {"resolution": [128, 256], "count": 4},
+        "1": {"resolution": [192, 192], "count": 4},
+        "2": {"resolution": [256, 128], "count": 6},
     }
 
 
@@ -132,7 +133,7 @@ def test_caption_options_and_flips_are_drawn_per_sample_and_keep_the_previewed_l
     config = write_train_config(
         tmp_path / "c.toml",
         out,
-        {"resolution": 32, "train_data_dir": str(data), "max_train_steps": None, "max_train_epochs": 2},
+        {"resolution": 64, "train_data_dir": str(data), "max_train_steps": None, "max_train_epochs": 2},
         shuffle_caption=True,
         keep_tokens=1,
         caption_tag_dropout_rate=0.2,
