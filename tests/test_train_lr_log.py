@@ -115,3 +115,13 @@ def test_a_prodigy_run_logs_d_times_lr_in_the_csv_tensorboard_and_the_bar_and_pl
         assert [e.value for e in acc.Scalars(tag)] == pytest.approx([float(r[column]) for r in rows], rel=1e-6)
     assert "d*lr=" in capsys.readouterr().err  # the progress bar
     assert (out / PLOT_NAME).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_folder_where_the_plot_goes_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / PLOT_NAME).mkdir(parents=True)
+    config = write_train_config(tmp_path / "c.toml", out, {}, section=None)
+    assert main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / PLOT_NAME} is not a file; move it away or choose another output_dir" in err
+    assert sorted(p.name for p in out.iterdir()) == [PLOT_NAME]  # nothing written
