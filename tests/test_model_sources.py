@@ -20,15 +20,13 @@ from train_support import write_train_config  # noqa: E402
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.train import detect  # noqa: E402
-from lora_sched.train.model import build_tiny_sd, check_model_source, load_model  # noqa: E402
+from lora_sched.train.model import build_tiny_sd, build_tiny_sdxl, check_model_source, load_model  # noqa: E402
 from lora_sched.train.sources import SourceOptions  # noqa: E402
-
-PARTS = ("unet", "vae", "text_encoder")
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return {"sd1": build_tiny_sd(), "sd2": build_tiny_sd2()}
+    return {"sd1": build_tiny_sd(), "sd2": build_tiny_sd2(), "sdxl": build_tiny_sdxl()}
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +37,28 @@ def files(tiny, tmp_path_factory):
         "sd1_ckpt": save_single_file(tiny["sd1"], "sd1", root / "tiny-sd.ckpt"),
         "sd1_fp16": save_single_file(tiny["sd1"], "sd1", root / "tiny-sd-fp16.safetensors", torch.float16),
         "sd2": save_single_file(tiny["sd2"], "sd2", root / "tiny-sd2.safetensors"),
+        "sdxl": save_single_file(tiny["sdxl"], "sdxl", root / "tiny-sdxl.safetensors"),
+        "sdxl_script": _as_conversion_script_writes(tiny["sdxl"], root / "tiny-sdxl-script.safetensors"),
     }
 
 
+def _as_conversion_script_writes(model, path: Path) -> Path:
+    """An SDXL file as diffusers' diffusers -> original conversion script writes one from a folder
+    saved by transformers >= 5.6: the first encoder's keys without the ``text_model.`` level, the
+    second's projection kept as a Linear weight (``text_projection.weight``, projection x width)."""
+    from safetensors.torch import save_file
+
+    first, second = "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."
+    state = {k.replace(first + "text_model.", first): t for k, t in model_to_ldm(model, "sdxl").items()}
+    state[second + "text_projection.weight"] = state.pop(second + "text_projection").T.contiguous()
+    save_file({k: t.contiguous() for k, t in state.items()}, str(path))
+    return path
+
+
 def assert_same_tensors(original, loaded, dtype=None):
-    for part in PARTS:
-        a, b = getattr(original, part).state_dict(), getattr(loaded, part).state_dict()
+    assert set(original.modules()) == set(loaded.modules())
+    for part, module in original.modules().items():
+        a, b = module.state_dict(), loaded.modules()[part].state_dict()
         assert set(a) == set(b), part
         for key in a:
             expected = a[key] if dtype is None else a[key].to(dtype).to(torch.float32)
@@ -58,19 +72,28 @@ def outputs(model):
         text = model.text_encoder(ids)[0]
         seed = torch.Generator().manual_seed(0)
         latents = torch.randn(1, 4, 8, 8, generator=seed)
-        context = torch.randn(1, 77, text.shape[-1], generator=seed)
-        unet = model.unet(latents, 10, encoder_hidden_states=context).sample
+        context = torch.randn(1, 77, model.unet.config.cross_attention_dim, generator=seed)
+        extra = {}
+        if model.is_sdxl:  # the pooled text embedding and the six size / crop numbers
+            pooled = torch.randn(1, model.text_encoder_2.config.projection_dim, generator=seed)
+            extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
+            text = torch.cat([text.flatten(), model.text_encoder_2(ids).text_embeds.flatten()])
+        unet = model.unet(latents, 10, encoder_hidden_states=context, **extra).sample
     return text, unet
 
 
-@pytest.mark.parametrize("family, name", [("sd1", "sd1"), ("sd1", "sd1_ckpt"), ("sd2", "sd2")])
+@pytest.mark.parametrize(
+    "family, name",
+    [("sd1", "sd1"), ("sd1", "sd1_ckpt"), ("sd2", "sd2"), ("sdxl", "sdxl"), ("sdxl", "sdxl_script")],
+)
 def test_a_single_file_loads_every_tensor_and_the_same_model(tiny, files, family, name):
     loaded = load_model(str(files[name]))
     assert_same_tensors(tiny[family], loaded)
     for a, b in zip(outputs(tiny[family]), outputs(loaded)):
         assert torch.allclose(a, b, atol=1e-5)
     assert loaded.noise_scheduler.config.prediction_type == "epsilon"
-    assert loaded.vae.config.scaling_factor == 0.18215
+    assert loaded.vae.config.scaling_factor == (0.13025 if family == "sdxl" else 0.18215)
+    assert loaded.kind == family
 
 
 def test_a_text_encoder_without_the_text_model_level_loads(tiny, tmp_path):
@@ -88,9 +111,12 @@ def test_a_half_precision_file_is_trained_in_float32(tiny, files):
     assert_same_tensors(tiny["sd1"], load_model(str(files["sd1_fp16"])), dtype=torch.float16)
 
 
-def test_a_diffusers_folder_and_its_single_file_give_the_same_tensors(tiny, files, tmp_path):
-    tiny["sd2"].pipeline().save_pretrained(tmp_path / "sd2")
-    assert_same_tensors(tiny["sd2"], load_model(str(tmp_path / "sd2")))
+@pytest.mark.parametrize("family", ["sd2", "sdxl"])
+def test_a_diffusers_folder_gives_the_same_tensors(tiny, tmp_path, family):
+    tiny[family].pipeline().save_pretrained(tmp_path / family)
+    loaded = load_model(str(tmp_path / family))
+    assert_same_tensors(tiny[family], loaded)
+    assert loaded.kind == family
 
 
 # -- v-prediction ---------------------------------------------------------------------------------------
@@ -360,7 +386,12 @@ def test_a_hub_id_in_the_cache_loads_offline(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name, extra",
-    [("sd1", {}), ("sd1_ckpt", {"text_encoder_lr": 0.0}), ("sd2", {"v_parameterization": True})],
+    [
+        ("sd1", {}),
+        ("sd1_ckpt", {"text_encoder_lr": 0.0}),
+        ("sd2", {"v_parameterization": True}),
+        ("sdxl_script", {"resolution": 64}),
+    ],
 )
 def test_training_from_a_single_file(files, tmp_path, capsys, name, extra):
     """A few steps from the single file, text encoder trained: the LoRA loads into the pipeline of
@@ -381,7 +412,7 @@ def test_training_from_a_single_file(files, tmp_path, capsys, name, extra):
     with safe_open(str(out / "lora.safetensors"), "pt") as fh:
         keys = list(fh.keys())
     assert any(k.startswith("lora_unet_") for k in keys)
-    assert any(k.startswith("lora_te_") for k in keys) == (extra.get("text_encoder_lr") != 0.0)
+    assert any(k.startswith("lora_te") for k in keys) == (extra.get("text_encoder_lr") != 0.0)
     model = load_model(
         str(files[name]), options=SourceOptions(v_parameterization=bool(extra.get("v_parameterization")))
     )

@@ -92,8 +92,6 @@ def check_source(name: str, options: SourceOptions = DEFAULT_OPTIONS, key: str =
         return Source("folder", path)
     if path.is_file():
         found = detect_file(path, key)
-        if found.family == "sdxl" and not _trains_sdxl():
-            raise ConfigError(problem(key, "an SD 1.x or SD 2.x checkpoint (SDXL is not trained yet)", raw(str(path))))
         for index in range(len(found.text_encoders)):
             tokenizer_origin(found, index, options, key)
         _check_v2(found.family, options)
@@ -124,15 +122,6 @@ def check_folder(path: Path, key: str = KEY) -> None:
                     key, "a diffusers folder whose weights files are whole", raw(f"{weights}: {exc.found}"), exc.hint
                 )
             ) from None
-
-
-def _trains_sdxl() -> bool:
-    """Whether the model the trainer takes holds SDXL's second text encoder."""
-    import dataclasses
-
-    from lora_sched.train.model import SDModel
-
-    return "text_encoder_2" in {f.name for f in dataclasses.fields(SDModel)}
 
 
 def folder_family(path: Path) -> str | None:
@@ -565,18 +554,16 @@ def checked_tokenizer(found: detect.Detected, index: int, options: SourceOptions
     from lora_sched.train.model import MAX_TOKENS, builtin_tokenizer
 
     origin, where = tokenizer_origin(found, index, options, key)
+    sdxl_second = (found.family, index) == ("sdxl", 1)
     if origin == "builtin":
-        tokenizer = builtin_tokenizer()
-        if (found.family, index) == ("sdxl", 1):
-            tokenizer.pad_token = "!"  # as builtin:tiny-sdxl's second tokenizer
-        return tokenizer
+        return builtin_tokenizer(pad_token="!") if sdxl_second else builtin_tokenizer()
     if origin == "folder":
         return CLIPTokenizer.from_pretrained(str(where), local_files_only=True)
     repo, subfolder = where
     tokenizer = CLIPTokenizer.from_pretrained(
         repo, subfolder=subfolder or "", local_files_only=origin == "cached", model_max_length=MAX_TOKENS
     )
-    if (found.family, index) == ("sdxl", 1):
+    if sdxl_second:
         tokenizer.pad_token = "!"
     if options.tokenizer_cache_dir:  # as sd-scripts: keep it for offline runs
         tokenizer.save_pretrained(str(Path(options.tokenizer_cache_dir) / repo.replace("/", "_")))
