@@ -145,3 +145,23 @@ def test_sdxl_text_encoding_reads_the_pooled_output_at_the_first_eos():
         reference = model.text_encoder_2(ids_2)  # transformers pools at the first EOS too for this tokenizer
     assert hidden.shape == (1, 77, model.unet.config.cross_attention_dim)
     assert torch.equal(pooled, reference.text_embeds)
+
+
+def test_a_mirrored_draw_moves_the_crop_left_as_sd_scripts_does():
+    """sd-scripts (train_util, flip_aug with cached latents): a mirrored image's crop left is the
+    target width minus the crop box's right edge; top and sizes stay."""
+    from lora_sched.config.buckets import Placement
+    from lora_sched.train.buckets import Geometry
+    from lora_sched.train.conditioning import crop_right, mirrored_time_ids, size_ids
+    from lora_sched.train.data import Example
+
+    target = (64, 64)
+    # a 45 x 64 image fitted inside 64 x 64: 45 wide, left (64 - 45) // 2 = 9, right 54
+    example = Example("x", "a caption", 1, geometry=Geometry((45, 64), Placement(target, target)))
+    ids = torch.tensor([size_ids(example, target)] * 2, dtype=torch.float32)
+    right = torch.tensor([crop_right(example, target)] * 2, dtype=torch.float32)
+    assert ids[0].tolist() == [64, 45, 0, 9, 64, 64] and right.tolist() == [54, 54]
+    mirrored = mirrored_time_ids(ids, right, (False, True))
+    assert mirrored.tolist() == [[64, 45, 0, 9, 64, 64], [64, 45, 0, 64 - 54, 64, 64]]
+    assert ids[1, 3] == 9  # the cached ids are not changed
+    assert mirrored_time_ids(ids, right, ()) is ids

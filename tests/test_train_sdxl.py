@@ -117,3 +117,42 @@ def test_sdxl_single_file_loads_the_same_model_and_trains_both_text_encoders(tmp
     tensors, meta = _lora(out / "lora.safetensors")
     prefixes = {k.split("_")[1] for k in tensors}
     assert prefixes == {"unet", "te1", "te2"} and meta["ss_sd_model_name"] == "tiny-sdxl.safetensors"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text_encoder_lr", [0.0, 1e-4], ids=["frozen-encoders", "trained-encoders"])
+def test_sdxl_trains_with_caption_options_and_flips(tmp_path, monkeypatch, text_encoder_lr):
+    """kohya-colab's XL defaults (shuffle_caption, keep_tokens, flip_aug...) train: each draw's caption
+    goes through both encoders, mirrored draws get mirrored crop ids, the log equals the preview."""
+    from PIL import Image
+
+    from lora_sched.train import loop
+
+    data = tmp_path / "data" / "2_tags"
+    data.mkdir(parents=True)
+    for i, size in enumerate([(45, 64), (64, 45)]):
+        Image.new("RGB", size, (40 * i, 120, 200)).save(data / f"img{i}.png")
+        (data / f"img{i}.txt").write_text(f"sks{i}, red, green, blue, round, square", "utf-8")
+    out = tmp_path / "run"
+    values = {**SDXL_RUN, "train_data_dir": str(data.parent), "resolution": 64, "text_encoder_lr": text_encoder_lr}
+    config = write_train_config(
+        tmp_path / "c.toml", out, values, max_train_steps=6, shuffle_caption=True, keep_tokens=1, flip_aug=True
+    )
+    seen = []
+    real_loss = loop._loss
+
+    def recording_loss(unet, condition, noise_scheduler, data, rows, *rest):
+        hidden, extra = condition(data, rows, torch.device("cpu"))
+        seen.append((hidden.detach().clone(), extra["added_cond_kwargs"]["time_ids"].clone()))
+        return real_loss(unet, condition, noise_scheduler, data, rows, *rest)
+
+    monkeypatch.setattr(loop, "_loss", recording_loss)
+    assert main(["train", str(config)]) == 0
+    groups = ["unet", "text_encoder"] if text_encoder_lr else ["unet"]
+    assert_log_matches_preview(read_log(out), preview_lrs(config), groups)
+    crops = {tuple(t.tolist()) for _, ids in seen for t in ids}
+    # img0 (45 x 64 in 64 x 64): crop left 9, right 54 -> mirrored left 10; img1 (64 x 45): top 9, left 0 either way
+    assert crops <= {(64, 45, 0, 9, 64, 64), (64, 45, 0, 10, 64, 64), (45, 64, 9, 0, 64, 64)}
+    assert (64, 45, 0, 10, 64, 64) in crops and (64, 45, 0, 9, 64, 64) in crops
+    encoded = {t.numpy().tobytes() for hidden, _ in seen for t in hidden}
+    assert len(encoded) > 2  # the 2 captions were drawn in more than 2 orders

@@ -17,11 +17,18 @@ from lora_sched.train.data import CachedData, draw_generator
 
 
 class BatchData(NamedTuple):
-    """One augmented micro-batch, indexed like CachedData by its rows 0 .. n-1."""
+    """One augmented micro-batch, indexed like CachedData by its rows 0 .. n-1.
+
+    SDXL's conditioning (lora_sched.train.conditioning) encodes `captions` with both encoders itself
+    and mirrors the crop ids of the `flips`; it reads its cached values at `source_rows`.
+    """
 
     latents: Any
     input_ids: Any
     embeddings: Any | None
+    source_rows: tuple[int, ...] = ()  # the cache rows this micro-batch was drawn from
+    flips: tuple[bool, ...] = ()
+    captions: tuple[str, ...] | None = None  # this draw's captions; None: the cached ones
 
 
 class Augmenter:
@@ -32,6 +39,7 @@ class Augmenter:
         self.captions = [ex.caption for ex in examples]
         self.settings: list[CaptionSettings] = [ex.captions or CaptionSettings() for ex in examples]
         self.flipped, self.seed, self.train_te = flipped, seed, train_te
+        self.two_encoders = bool(getattr(model, "is_sdxl", False))  # SDXL encodes in its conditioning
 
     def __call__(self, data: CachedData, epoch: int, samples: list[int], rows: list[int]) -> tuple[Any, list[int]]:
         import torch
@@ -44,10 +52,15 @@ class Augmenter:
             for j, (row, flip) in enumerate(zip(rows, flips)):
                 if flip:
                     latents[j] = self.flipped[row]
-        if not any(self.settings[r].changes_captions() for r in rows):
+        changed = any(self.settings[r].changes_captions() for r in rows)
+        if changed:
+            captions = [process_caption(self.captions[r], self.settings[r], epoch + 1, g) for r, g in zip(rows, draws)]
+        if self.two_encoders:
+            drawn = tuple(captions) if changed else None
+            return BatchData(latents, None, None, tuple(rows), tuple(flips), drawn), list(range(len(rows)))
+        if not changed:
             embeddings = None if self.train_te else data.embeddings[rows]
             return BatchData(latents, data.input_ids[rows], embeddings), list(range(len(rows)))
-        captions = [process_caption(self.captions[r], self.settings[r], epoch + 1, rng) for r, rng in zip(rows, draws)]
         ids = self.tokenizer(
             captions,
             padding="max_length",

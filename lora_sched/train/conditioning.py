@@ -51,16 +51,33 @@ class SdxlConditioning:
     train_te: bool
     hidden: Any = None  # cached (N, 77, width_1 + width_2) while the encoders are frozen
     pooled: Any = None  # cached (N, projection_dim)
+    tokenizers: tuple = ()  # (tokenizer 1, tokenizer 2): for captions drawn anew (caption options)
+    crop_right: Any = None  # (N,): each image's crop right edge, for the crop ids of a mirrored draw
 
     def __call__(self, data: Any, rows: list[int], device: Any) -> tuple[Any, dict]:
-        """`rows` index the cache (SDXL runs have no per-draw caption or flip augmentation)."""
-        if self.train_te:
-            ids_1, ids_2 = self.input_ids[rows].to(device), self.input_ids_2[rows].to(device)
-            hidden, pooled = encode_sdxl_text(self.text_encoder, self.text_encoder_2, ids_1, ids_2, self.eos_id)
+        """`rows` index `data`: the cache, or an augmented micro-batch (lora_sched.train.augment.BatchData)
+        whose cached values sit at its `source_rows`, with its drawn captions and flips."""
+        cache_rows = list(getattr(data, "source_rows", ()) or rows)
+        captions = getattr(data, "captions", None)
+        if captions is not None:  # this draw's captions, through both encoders
+            ids_1, ids_2 = (_tokenize(t, list(captions)).to(device) for t in self.tokenizers)
+            hidden, pooled = self._encode(ids_1, ids_2)
+        elif self.train_te:
+            hidden, pooled = self._encode(
+                self.input_ids[cache_rows].to(device), self.input_ids_2[cache_rows].to(device)
+            )
         else:
-            hidden, pooled = self.hidden[rows], self.pooled[rows]
-        ids = self.time_ids[rows].to(device=device, dtype=hidden.dtype)
+            hidden, pooled = self.hidden[cache_rows], self.pooled[cache_rows]
+        ids = mirrored_time_ids(self.time_ids[cache_rows], self.crop_right[cache_rows], getattr(data, "flips", ()))
+        ids = ids.to(device=device, dtype=hidden.dtype)
         return hidden, {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": ids}}
+
+    def _encode(self, ids_1: Any, ids_2: Any) -> tuple[Any, Any]:
+        """Both encoders on token ids: with gradients while they train, without while frozen."""
+        import torch
+
+        with torch.enable_grad() if self.train_te else torch.no_grad():
+            return encode_sdxl_text(self.text_encoder, self.text_encoder_2, ids_1, ids_2, self.eos_id)
 
     def wrap(self, prepare: Any) -> list[Any]:
         if not self.train_te:
@@ -103,29 +120,47 @@ def size_ids(example: Example, target: tuple[int, int]) -> list[int]:
     return [oh, ow, int(top), int(left), th, tw]
 
 
+def crop_right(example: Example, target: tuple[int, int]) -> int:
+    """The right edge of the image's crop box in its bucket (`target` width when it was not fitted)."""
+    geometry = example.geometry
+    return target[0] if geometry is None else int(geometry.crop_ltrb[2])
+
+
+def mirrored_time_ids(time_ids: Any, right: Any, flips: Any) -> Any:
+    """The size ids of a micro-batch whose `flips` rows were mirrored: as sd-scripts, the crop left
+    of a mirrored image is its target width minus the crop's right edge (top and sizes unchanged)."""
+    if not any(flips):
+        return time_ids
+    ids = time_ids.clone()
+    for j, flipped in enumerate(flips):
+        if flipped:
+            ids[j, 3] = ids[j, 5] - right[j]
+    return ids
+
+
+def _tokenize(tokenizer: Any, captions: list[str]) -> Any:
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
 def sdxl_conditioning(model: Any, data: CachedData, examples: list[Example], train_te: bool) -> SdxlConditioning:
     """Tokenize every caption for both encoders, compute each example's size ids from its latents'
     size, and encode the captions once when the encoders are frozen."""
     import torch
 
-    def tokenize(tokenizer: Any) -> Any:
-        return tokenizer(
-            data.captions,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-
-    ids_1, ids_2 = tokenize(model.tokenizer), tokenize(model.tokenizer_2)
+    ids_1, ids_2 = _tokenize(model.tokenizer, data.captions), _tokenize(model.tokenizer_2, data.captions)
     scale = model.vae_scale_factor
-    rows = []
+    rows, rights = [], []
     for i, example in enumerate(examples):
         height, width = (int(n) * scale for n in data.latents[[i]].shape[-2:])
         rows.append(size_ids(example, (width, height)))
+        rights.append(crop_right(example, (width, height)))
     time_ids = torch.tensor(rows, dtype=torch.float32)
     eos_id = int(model.tokenizer_2.eos_token_id)
     cond = SdxlConditioning(model.text_encoder, model.text_encoder_2, ids_1, ids_2, time_ids, eos_id, train_te)
+    cond.tokenizers = (model.tokenizer, model.tokenizer_2)
+    cond.crop_right = torch.tensor(rights, dtype=torch.float32)
     if not train_te:
         device, te_1, te_2 = model.unet.device, model.text_encoder, model.text_encoder_2
         with torch.no_grad():
@@ -143,19 +178,3 @@ def conditioning(model: Any, data: CachedData, examples: list[Example], train_te
     if model.is_sdxl:
         return sdxl_conditioning(model, data, examples, train_te)
     return TextConditioning(model.text_encoder, train_te)
-
-
-def refuse_sdxl_augmentation(model: Any, augment: Any) -> None:
-    """Per-draw caption processing and flip_aug are not applied to SDXL's two encoders and size ids
-    yet: refused before the first step rather than trained without."""
-    if model.is_sdxl and augment is not None:
-        from lora_sched.errors import ConfigError, problem, raw
-
-        raise ConfigError(
-            problem(
-                "shuffle_caption / keep_tokens / caption_*dropout* / caption_prefix / caption_suffix / flip_aug",
-                "none of them for an SDXL model in this version",
-                raw("a caption option or flip_aug is set"),
-                "remove them for SDXL (lora-sched applies them to SD 1.x / 2.x models)",
-            )
-        )

@@ -34,7 +34,7 @@ from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.augment import make_augmenter
 from lora_sched.train.buckets import bucket_metadata, check_fitted, check_sizes
 from lora_sched.train.compute import ComputeOptions, apply_compute, compute_options, set_attention
-from lora_sched.train.conditioning import conditioning, refuse_sdxl_augmentation
+from lora_sched.train.conditioning import conditioning
 from lora_sched.train.data import (
     CachedData,
     ShardedOrder,
@@ -398,7 +398,6 @@ def _build_model(run: _Run, examples: list, images: Any) -> None:
     run.prediction = str(model.noise_scheduler.config.prediction_type)  # v_parameterization: set by the loader
     run.bucket_metadata = bucket_metadata(examples)
     run.augment = make_augmenter(model, examples, images, plan.seed, plan.train_te)  # while the VAE is loaded
-    refuse_sdxl_augmentation(model, run.augment)
     model.vae.to("cpu")  # only needed for caching
     add_lora(model, int(v["network_dim"]), float(v["network_alpha"]), plan.train_te, plan.seed)
     apply_compute(model, plan.compute, plan.train_te)
