@@ -179,3 +179,17 @@ def test_absent_lr_decay_steps_is_zero_as_in_sd_scripts() -> None:
     assert loads_config(base + "lr_decay_steps = 0.2\n").resolve().params["decay"] == 2  # steps
     assert loads_config(base + 'lr_scheduler_args = ["decay=0.3"]\n').resolve().params["decay"] == 3
     assert flat_to_form({"lr_scheduler": "warmup_stable_decay"})["args"]["decay"] == "0"  # the form agrees
+
+
+# ---- the kohya_ss GUI's "" for no arguments ------------------------------------------------------
+def test_an_empty_string_for_the_args_lists_means_none_as_in_sd_scripts() -> None:
+    """The kohya_ss GUI's settings file writes optimizer_args = "" and lr_scheduler_args = "";
+    sd-scripts skips both (it tests their length), so they load as no arguments."""
+    base = 'lr_scheduler = "cosine_with_restarts"\nlr_scheduler_num_cycles = 2\nmax_train_steps = 100\n'
+    cfg = loads_config(base + 'optimizer_args = ""\nlr_scheduler_args = ""\n', "c.toml")
+    plain = loads_config(base, "c.toml")
+    assert cfg.values["optimizer_args"] == [] and not [p for p in cfg.warnings if p.severity == "error"]
+    assert preview.curve(cfg).m.tolist() == preview.curve(plain).m.tolist()
+    # any other string is still refused: sd-scripts would read it character by character
+    assert _error(base + 'optimizer_args = "weight_decay=0.1"\n').key == "optimizer_args"
+    assert _error(base + 'lr_scheduler_args = "T_max=10"\n').key == "lr_scheduler_args"

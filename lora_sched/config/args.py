@@ -126,6 +126,8 @@ def parse_kv_list(items: Any, key: str) -> tuple[dict[str, Any], list[Problem], 
 
 def parse_scheduler_args(value: Any, key: str = "lr_scheduler_args") -> tuple[dict[str, Any], list[Problem], dict]:
     """lr_scheduler_args in either form -> (args, problems, item index per name for the list form)."""
+    if value == "":  # the kohya_ss GUI writes "" for none; sd-scripts skips it (its length is 0)
+        return {}, [], {}
     if isinstance(value, list):
         return parse_kv_list(value, key)
     if isinstance(value, dict):

@@ -566,6 +566,8 @@ class KeyValueList(Field):
         self.split = split
 
     def parse(self, value: Any) -> list[str]:
+        if value == "":  # the kohya_ss GUI writes "" for none; sd-scripts skips it (its length is 0)
+            return []
         if not isinstance(value, list):
             raise FieldError(self.expected(), value, 'e.g. ["weight_decay=0.1", "betas=[0.9,0.99]"]')
         if len(value) > MAX_LIST_ITEMS:
