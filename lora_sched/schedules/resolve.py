@@ -265,7 +265,39 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     shape = shape or TrainingShape()
     problems: list[Problem] = []
     spec, alias_defaults = lookup(request.name)
+    ssr, warmup_start, base_lr = _check_options(request, problems)
+    run_length, horizon = _lengths(request, shape, ssr, spec, alias_defaults, problems)
+    ctx = TimeContext(
+        horizon=horizon,
+        ssr=ssr,
+        scale_warmup=bool(request.scale_warmup),
+        steps_per_epoch=shape.steps_per_epoch,
+        samples_per_step=shape.samples_per_step,
+    )
+    warmup = _warmup(request, spec, ctx, problems)
+    params = _resolve_params(spec, alias_defaults, request, ctx, warmup, problems)
+    resolved = ResolvedSchedule(
+        name=spec.name,
+        params=params,
+        warmup=warmup,
+        horizon=horizon,
+        run_length=run_length,
+        warmup_start=warmup_start,
+        warmup_type=request.warmup_type,
+        hold_after_horizon=request.hold_after_horizon,
+        base_lr=float(base_lr),
+        requested_name=request.name,
+    )
+    if not problems and spec.check is not None:  # the spec's own cross-parameter rules
+        for p in spec.check(params, resolved):
+            problems.append(p.located(key=request.key_for(p.key)) if p.key in spec.param_names else p)
+    if problems:
+        raise ConfigError(problems)
+    return resolved
 
+
+def _check_options(request: ScheduleRequest, problems: list[Problem]) -> tuple[float, float, float]:
+    """(scale_schedule_ratio, warmup_start, base LR) checked; the warmup type and flags checked too."""
     ssr = _ratio(request.scale_schedule_ratio, "scale_schedule_ratio", problems, 0.0, 1000.0, low_open=True)
     warmup_start = _ratio(request.warmup_start, "warmup_start", problems, 0.0, 1.0, low_open=False)
     if request.warmup_type not in WARMUP_TYPES:
@@ -284,7 +316,19 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     if finite_number(base_lr) is None or base_lr <= 0:
         problems.append(problem("learning_rate", "a number > 0", base_lr))
         base_lr = 1.0
+    return ssr, warmup_start, base_lr
 
+
+def _lengths(
+    request: ScheduleRequest,
+    shape: TrainingShape,
+    ssr: float,
+    spec: ScheduleSpec,
+    alias_defaults: dict,
+    problems: list[Problem],
+) -> tuple[int, int]:
+    """(run length, horizon) in steps, scaled by scale_schedule_ratio; raises when either is unknown
+    or out of range (with the parameter problems found without them)."""
     run_length = _run_length(request, shape, problems)
     horizon = run_length
     if request.schedule_steps is not None:
@@ -292,7 +336,6 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
     if run_length is None or horizon is None:
         _check_without_horizon(spec, alias_defaults, request, problems)
         raise ConfigError(problems or [problem("max_train_steps", "an int >= 1", None)])
-
     run_length = math.floor(run_length * ssr)
     horizon = math.floor(horizon * ssr)
     if horizon < 1 or run_length < 1 or max(horizon, run_length) > MAX_STEPS:
@@ -315,14 +358,11 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
                 "set hold_after_horizon = true to hold the last LR past the horizon, or raise schedule_steps",
             )
         )
+    return run_length, horizon
 
-    ctx = TimeContext(
-        horizon=horizon,
-        ssr=ssr,
-        scale_warmup=bool(request.scale_warmup),
-        steps_per_epoch=shape.steps_per_epoch,
-        samples_per_step=shape.samples_per_step,
-    )
+
+def _warmup(request: ScheduleRequest, spec: ScheduleSpec, ctx: TimeContext, problems: list[Problem]) -> int:
+    """The warmup in steps (0 where it cannot be read), checked against the spec and the horizon."""
     warmup = 0
     try:
         warmup = resolve_duration(
@@ -334,46 +374,16 @@ def resolve(request: ScheduleRequest, shape: TrainingShape | None = None) -> Res
         problems.append(
             problem("lr_warmup_steps", f"0 ({spec.name} takes no warmup)", request.warmup, spec.warmup_note)
         )
-    elif warmup >= horizon and warmup > 0:
+    elif warmup >= ctx.horizon and warmup > 0:
         problems.append(
             problem(
                 "lr_warmup_steps",
-                f"a warmup shorter than the horizon ({horizon} steps)",
+                f"a warmup shorter than the horizon ({ctx.horizon} steps)",
                 request.warmup,
                 f"it resolves to {warmup} steps",
             )
         )
-
-    params = _resolve_params(spec, alias_defaults, request, ctx, warmup, problems)
-    if not problems and spec.check is not None:
-        probe = ResolvedSchedule(
-            spec.name,
-            params,
-            warmup,
-            horizon,
-            run_length,
-            warmup_start,
-            request.warmup_type,
-            request.hold_after_horizon,
-            float(base_lr),
-            request.name,
-        )
-        for p in spec.check(params, probe):
-            problems.append(p.located(key=request.key_for(p.key)) if p.key in spec.param_names else p)
-    if problems:
-        raise ConfigError(problems)
-    return ResolvedSchedule(
-        name=spec.name,
-        params=params,
-        warmup=warmup,
-        horizon=horizon,
-        run_length=run_length,
-        warmup_start=warmup_start,
-        warmup_type=request.warmup_type,
-        hold_after_horizon=request.hold_after_horizon,
-        base_lr=float(base_lr),
-        requested_name=request.name,
-    )
+    return warmup
 
 
 def check_form(request: ScheduleRequest) -> list[Problem]:
