@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from lora_sched.config.captions import CaptionSettings, process_caption
 from lora_sched.train.buckets import encode_latents
-from lora_sched.train.data import CachedData, draw_generator
+from lora_sched.train.data import CachedData, draw_generator, tokenize
 
 
 class BatchData(NamedTuple):
@@ -61,13 +61,7 @@ class Augmenter:
         if not changed:
             embeddings = None if self.train_te else data.embeddings[rows]
             return BatchData(latents, data.input_ids[rows], embeddings), list(range(len(rows)))
-        ids = self.tokenizer(
-            captions,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        ids = tokenize(self.tokenizer, captions)
         embeddings = None
         if not self.train_te:  # the frozen encoder runs on this draw's captions
             with torch.no_grad():

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from lora_sched.train.data import CachedData, Example
+from lora_sched.train.data import CachedData, Example, tokenize
 
 
 @dataclass
@@ -60,7 +60,7 @@ class SdxlConditioning:
         cache_rows = list(getattr(data, "source_rows", ()) or rows)
         captions = getattr(data, "captions", None)
         if captions is not None:  # this draw's captions, through both encoders
-            ids_1, ids_2 = (_tokenize(t, list(captions)).to(device) for t in self.tokenizers)
+            ids_1, ids_2 = (tokenize(t, list(captions)).to(device) for t in self.tokenizers)
             hidden, pooled = self._encode(ids_1, ids_2)
         elif self.train_te:
             hidden, pooled = self._encode(
@@ -138,18 +138,12 @@ def mirrored_time_ids(time_ids: Any, right: Any, flips: Any) -> Any:
     return ids
 
 
-def _tokenize(tokenizer: Any, captions: list[str]) -> Any:
-    return tokenizer(
-        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
-
-
 def sdxl_conditioning(model: Any, data: CachedData, examples: list[Example], train_te: bool) -> SdxlConditioning:
     """Tokenize every caption for both encoders, compute each example's size ids from its latents'
     size, and encode the captions once when the encoders are frozen."""
     import torch
 
-    ids_1, ids_2 = _tokenize(model.tokenizer, data.captions), _tokenize(model.tokenizer_2, data.captions)
+    ids_1, ids_2 = tokenize(model.tokenizer, data.captions), tokenize(model.tokenizer_2, data.captions)
     scale = model.vae_scale_factor
     rows, rights = [], []
     for i, example in enumerate(examples):

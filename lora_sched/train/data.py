@@ -285,6 +285,13 @@ class CachedData:
         return len(self.index)
 
 
+def tokenize(tokenizer: Any, captions: list[str]) -> Any:
+    """Token ids of `captions`, padded (and cut) to the tokenizer's length, as SD's encoders take them."""
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
 def cache_data(
     model: Any, examples: list[Example], images: list, cache_text: bool, batch: int = 8, disk_cache: bool = False
 ) -> CachedData:
@@ -295,13 +302,7 @@ def cache_data(
 
     scale = float(getattr(model.vae.config, "scaling_factor", 0.18215))
     captions = [ex.caption for ex in examples]
-    ids = model.tokenizer(
-        captions,
-        padding="max_length",
-        max_length=model.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    ids = tokenize(model.tokenizer, captions)
     if disk_cache:
         from lora_sched.train.latent_cache import disk_cached_latents
 
