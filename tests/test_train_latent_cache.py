@@ -171,7 +171,7 @@ def test_a_second_run_reads_the_npz_files_and_trains_identically(tmp_path, capsy
     files = sorted((data / "2_shapes").glob("*.npz"))
     assert [f.name for f in files] == ["img0.npz", "img1.npz", "img2.npz", "img3.npz"]
     with np.load(files[0]) as npz:
-        assert npz["latents"].shape == (4, 4, 4)  # 32 x 32 pixels through the 8x VAE
+        assert npz["latents"].shape == (4, 8, 8)  # 64 x 64 pixels through the 8x VAE
     stamps = [f.stat().st_mtime_ns for f in files]
     second_rows, second_lora = _train(tmp_path, "second", data)
     assert "4 latent file(s) read, 0 encoded and written" in capsys.readouterr().err
@@ -179,7 +179,7 @@ def test_a_second_run_reads_the_npz_files_and_trains_identically(tmp_path, capsy
     assert [(r["lr_unet"], r["loss"]) for r in second_rows] == [(r["lr_unet"], r["loss"]) for r in first_rows]
     assert first_lora.keys() == second_lora.keys()
     assert all(torch.equal(first_lora[k], second_lora[k]) for k in first_lora)
-    _train(tmp_path, "third", data, resolution=64)  # another size: every file encoded again
+    _train(tmp_path, "third", data, resolution=128)  # another size: every file encoded again
     assert "0 latent file(s) read, 4 encoded and written" in capsys.readouterr().err
 
 

@@ -112,4 +112,6 @@ def _check_epoch_files(out: Path, final: dict) -> None:
         outputs.append(unet_and_text_outputs(pipe)[0])
         assert not torch.allclose(outputs[-1], base)
     assert not torch.allclose(outputs[0], outputs[1])  # epoch 2 and epoch 3 differ
-    assert not any(torch.equal(_tensors(out / "lora-000003.safetensors")[k], final[k]) for k in final if "lora_up" in k)
+    # training went on after epoch 3 (a module whose LoRA gets no gradient keeps its zero lora_up in both)
+    epoch_3 = _tensors(out / "lora-000003.safetensors")
+    assert not all(torch.equal(epoch_3[k], final[k]) for k in final if "lora_up" in k)
