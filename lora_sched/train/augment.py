@@ -19,7 +19,7 @@ from lora_sched.train.data import CachedData, draw_generator, tokenize
 class BatchData(NamedTuple):
     """One augmented micro-batch, indexed like CachedData by its rows 0 .. n-1.
 
-    SDXL's conditioning (lora_sched.train.conditioning) encodes `captions` with both encoders itself
+    SDXL's conditioning (lora_sched.train.conditioning) encodes `drawn_captions` with both encoders itself
     and mirrors the crop ids of the `flips`; it reads its cached values at `source_rows`.
     """
 
@@ -28,7 +28,7 @@ class BatchData(NamedTuple):
     embeddings: Any | None
     source_rows: tuple[int, ...] = ()  # the cache rows this micro-batch was drawn from
     flips: tuple[bool, ...] = ()
-    captions: tuple[str, ...] | None = None  # this draw's captions; None: the cached ones
+    drawn_captions: tuple[str, ...] | None = None  # this draw's captions; None: the cached ones
 
 
 class Augmenter:

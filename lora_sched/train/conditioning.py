@@ -58,7 +58,7 @@ class SdxlConditioning:
         """`rows` index `data`: the cache, or an augmented micro-batch (lora_sched.train.augment.BatchData)
         whose cached values sit at its `source_rows`, with its drawn captions and flips."""
         cache_rows = list(getattr(data, "source_rows", ()) or rows)
-        captions = getattr(data, "captions", None)
+        captions = getattr(data, "drawn_captions", None)  # (the cache's `captions` are every caption)
         if captions is not None:  # this draw's captions, through both encoders
             ids_1, ids_2 = (tokenize(t, list(captions)).to(device) for t in self.tokenizers)
             hidden, pooled = self._encode(ids_1, ids_2)
