@@ -17,7 +17,6 @@ the batches per epoch of a few image sets (each bucket batched apart, as make_bu
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import math
@@ -27,6 +26,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from golden_cli import run_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "tests" / "data" / "bucket_goldens.json"
@@ -225,20 +226,7 @@ def dumps(golden: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkout", type=Path, help="a kohya-ss/sd-scripts checkout")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
-    args = parser.parse_args(argv)
-    text = dumps(generate(args.checkout))
-    if args.check:
-        same = args.output.read_text(encoding="utf-8") == text
-        print("up to date" if same else f"{args.output} differs from what the checkout gives")
-        return 0 if same else 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    return run_golden(__doc__, OUTPUT, generate, dumps, argv)
 
 
 if __name__ == "__main__":
