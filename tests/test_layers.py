@@ -5,7 +5,7 @@ imports inside functions, under ``if TYPE_CHECKING`` and ``importlib.import_modu
 calls with a literal name. From bottom to top:
 
     base (errors, builtins, _lazy, dependencies, the package root)
-    -> schedules -> config -> torch -> train / notebook / analysis -> cli
+    -> schedules -> config -> torch -> trainers -> train / notebook / analysis -> cli
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ LAYERS = {
     "schedules": 0,
     "config": 1,
     "torch": 2,
-    "train": 3,
-    "notebook": 3,
-    "analysis": 3,
-    "cli": 4,
-    "cli_catalogue": 4,
-    "__main__": 4,
+    "trainers": 3,
+    "train": 4,
+    "notebook": 4,
+    "analysis": 4,
+    "cli": 5,
+    "cli_catalogue": 5,
+    "__main__": 5,
 }
 
 def _module_name(path: Path) -> str:

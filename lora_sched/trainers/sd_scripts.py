@@ -1,0 +1,136 @@
+"""kohya-ss sd-scripts: its `--config_file` TOML (and the kohya_ss GUI's, kohya-colab's and
+LoRA_Easy's backend files, which are sd-scripts TOML), read by lora_sched's own loader.
+
+The loader (lora_sched.config) is this dialect: every key of every sd-scripts script, sections
+flattened as sd-scripts flattens them, its global scheduler keys and its custom classes. The
+export (lora_sched.torch.export) writes what sd-scripts runs: its own schedule names where they
+give the same curve, else `lr_scheduler_type = "lora_sched.torch.LoraSchedLR"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_sched.trainers.base import RunFacts, Trainer, TrainerRun
+from lora_sched.trainers.documents import Document
+
+
+def recognise(document: Document) -> int:
+    """Any TOML file is sd-scripts' unless another trainer is surer: 1 (2 with kohya keys)."""
+    if document.kind != "toml" or not isinstance(document.data, dict):
+        return 0
+    from lora_sched.config.keys import KEY_BY_NAME
+    from lora_sched.config.kohya_keys import is_kohya_key
+
+    for top, value in document.data.items():
+        keys = value.keys() if isinstance(value, dict) else [top]
+        if any(k in KEY_BY_NAME or is_kohya_key(k) for k in keys):
+            return 2
+    return 1
+
+
+def read(document: Document, facts: RunFacts) -> TrainerRun:
+    from lora_sched.config.loader import loads_config
+
+    data = {"dataset_config": facts.dataset_config, "samples_per_epoch": facts.samples_per_epoch}
+    cfg = loads_config(
+        document.text, source=document.source, trust_scheduler_code=facts.trust_scheduler_code, data=data
+    )
+    return run_of(cfg, facts)
+
+
+def run_of(cfg: Any, facts: RunFacts) -> TrainerRun:
+    """The sd-scripts run of a validated config (its run length counted as sd-scripts counts it)."""
+    from lora_sched.schedules.resolve import TrainingShape
+
+    values = cfg.values
+    groups = cfg.group_lrs()
+    counting, shape = _counting(cfg, facts)
+    if counting is None:  # epochs of data not known here
+        why = cfg.unknown_run_length()
+        return TrainerRun("sd-scripts", cfg.path, groups, None, why, schedule=cfg, warnings=tuple(cfg.warnings))
+    rs = cfg.resolve(shape if isinstance(shape, TrainingShape) else None)
+    own = None
+    if cfg.scheduler_type:  # a custom class: stepped through torch (lora_sched.config.preview)
+        own = _custom_lrs(cfg)
+    if values["max_train_epochs"] is None:
+        counting = f"max_train_steps = {rs.run_length}"
+    return TrainerRun(
+        "sd-scripts",
+        cfg.path,
+        groups,
+        rs.run_length,
+        counting,
+        schedule=cfg,
+        resolved=rs,
+        own_lrs=own,
+        warnings=tuple(cfg.warnings),
+    )
+
+
+def _counting(cfg: Any, facts: RunFacts) -> tuple[str | None, Any]:
+    """(how the run length is counted, the training shape), or (None, None) when it cannot be here."""
+    from lora_sched.schedules.resolve import TrainingShape
+
+    values = cfg.values
+    epochs = values["max_train_epochs"]
+    if epochs is None:
+        return "", cfg.training_shape(num_processes=facts.processes)
+    if facts.steps_per_epoch is not None:
+        shape = TrainingShape(steps_per_epoch=facts.steps_per_epoch)
+        return f"{epochs} epochs x {facts.steps_per_epoch} steps per epoch (--steps-per-epoch)", shape
+    if cfg.unknown_run_length() is not None:
+        return None, None
+    shape = cfg.training_shape(num_processes=facts.processes)
+    found = cfg.data()
+    batch, accum = values["train_batch_size"], values["gradient_accumulation_steps"]
+    text = f"{epochs} epochs x {shape.steps_per_epoch} steps per epoch "
+    text += f"({found.samples} samples in {found.batches} batches"
+    if len(getattr(found, "datasets", ())) > 1 or batch != 1:
+        text += " (batch sizes and buckets counted)"
+    if accum > 1:
+        text += f", accumulation {accum}"
+    if facts.processes > 1:
+        text += f", {facts.processes} processes"
+    return text + ")", shape
+
+
+def _custom_lrs(cfg: Any) -> Any:
+    from lora_sched._lazy import np
+    from lora_sched.config import preview
+
+    curve = preview.curve(cfg)
+
+    def lrs(steps: Any) -> dict[str, Any]:
+        steps = np.asarray(steps, dtype=np.int64)
+        return curve.lrs(steps, curve.at(steps))
+
+    return lrs
+
+
+def write(run: TrainerRun, facts: RunFacts) -> str:
+    """An sd-scripts TOML running `run`'s curve (`export --to sd-scripts`, alias `--kohya`)."""
+    from lora_sched.torch.export import export_kohya
+
+    if run.schedule is None:
+        from lora_sched.trainers.common import refuse
+
+        raise refuse(
+            "lr_scheduler",
+            "sd-scripts",
+            f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses",
+            "preview it with --csv and pick the nearest catalogue schedule (`lora-sched list`)",
+        )
+    return export_kohya(run.schedule, facts.processes)
+
+
+TRAINER = Trainer(
+    name="sd-scripts",
+    title="sd-scripts",
+    formats=("toml",),
+    recognise=recognise,
+    read=read,
+    write=write,
+    suffix=".toml",
+    summary="kohya-ss sd-scripts --config_file TOML (also the kohya_ss GUI's, kohya-colab's and LoRA_Easy's backend)",
+)
