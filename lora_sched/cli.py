@@ -19,7 +19,19 @@ if TYPE_CHECKING:
     import argparse
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # 3: preview / export cannot count the run length (no data here)
-VALIDATE_HANDLER = "lora_sched.config.commands:cmd_validate"
+VALIDATE_HANDLER = "lora_sched.trainers.commands:cmd_validate"
+#: The trainers whose files validate / preview read and export writes (lora_sched.trainers.base.TRAINER_NAMES;
+#: listed here so that building the parser imports no trainer module).
+TRAINERS = (
+    "sd-scripts",
+    "lora-easy",
+    "onetrainer",
+    "musubi-tuner",
+    "simpletuner",
+    "ai-toolkit",
+    "diffusion-pipe",
+    "diffusers",
+)
 
 
 def _handler(path: str):
@@ -45,10 +57,17 @@ def _describe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="schedule name or alias")
 
 
-def _validate_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
-    _data_options(p)
+def _from_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--from",
+        dest="trainer",
+        choices=TRAINERS,
+        metavar="TRAINER",
+        help="the trainer whose file it is (default: recognised from the file): " + ", ".join(TRAINERS),
+    )
+
+
+def _trust_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-scheduler-code",
         action="store_true",
@@ -56,26 +75,35 @@ def _validate_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _validate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _from_option(p)
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    _data_options(p)
+    _count_options(p)
+    _trust_option(p)
+
+
 def _preview_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE")
+    _from_option(p)
     p.add_argument("--png", metavar="OUT", help="write a plot of the LR per group")
-    p.add_argument("--csv", metavar="OUT", help="write step,lr per group for every step")
+    p.add_argument("--csv", metavar="OUT", help="write step, then the LR of each param group, for every step")
     p.add_argument("--steps", action="store_true", help="print the LR of every step")
     _data_options(p)
-    p.add_argument("--trust-scheduler-code", action="store_true")
+    _count_options(p)
+    _trust_option(p)
 
 
 def _export_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kohya", required=True, metavar="FILE", help="the config to export")
+    p.add_argument("file", metavar="FILE", nargs="?", help="the config to export (any trainer's)")
+    _from_option(p)
+    p.add_argument("--to", choices=TRAINERS, metavar="TRAINER", help="the trainer to write for: " + ", ".join(TRAINERS))
+    p.add_argument("--kohya", metavar="FILE", help="the same as FILE --to sd-scripts")
     p.add_argument("-o", "--output", metavar="OUT", help="output file (default: stdout)")
-    p.add_argument(
-        "--num-processes",
-        type=int,
-        default=1,
-        help="processes sd-scripts will run with (it multiplies its step counts by this)",
-    )
     _data_options(p)
-    p.add_argument("--trust-scheduler-code", action="store_true")
+    _count_options(p)
+    _trust_option(p)
 
 
 def _schema_options(p: argparse.ArgumentParser) -> None:
@@ -138,11 +166,16 @@ VERBS: tuple[Verb, ...] = (
     Verb("validate", VALIDATE_HANDLER, "check config files; exit 1 on any error", _validate_options),
     Verb(
         "preview",
-        "lora_sched.config.commands:cmd_preview",
+        "lora_sched.trainers.commands:cmd_preview",
         "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV",
         _preview_options,
     ),
-    Verb("export", "lora_sched.torch.export:cmd_export", "write a TOML that stock sd-scripts runs", _export_options),
+    Verb(
+        "export",
+        "lora_sched.trainers.commands:cmd_export",
+        "write a config for a trainer (--to) that runs the same LR curve",
+        _export_options,
+    ),
     Verb(
         "schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect", _schema_options
     ),
@@ -197,6 +230,23 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+
+def _count_options(p: argparse.ArgumentParser) -> None:
+    """--steps-per-epoch / --num-processes: how the trainer counts a run whose data is not here."""
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        metavar="N",
+        help="optimizer steps per epoch of one process, as the trainer's log shows it (replaces the count)",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="N",
+        help="processes (GPUs) the trainer runs with (default 1)",
+    )
+
+
 def _version() -> str:
     from lora_sched import __version__
 
@@ -222,7 +272,15 @@ def _plain_validate(argv: list[str]) -> SimpleNamespace | None:
     if not files:
         return None
     return SimpleNamespace(
-        verb="validate", handler=VALIDATE_HANDLER, files=files, dataset_config=None, samples_per_epoch=None, **options
+        verb="validate",
+        handler=VALIDATE_HANDLER,
+        files=files,
+        trainer=None,
+        dataset_config=None,
+        samples_per_epoch=None,
+        steps_per_epoch=None,
+        num_processes=None,
+        **options,
     )
 
 

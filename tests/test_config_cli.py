@@ -98,7 +98,7 @@ def test_preview_csv_is_the_catalogue_curve(path: Path, tmp_path: Path, capsys: 
     with out.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(rs.run_length))
-    np.testing.assert_array_equal(np.array([float(r["multiplier"]) for r in rows]), m)
+    assert list(rows[0]) == ["step", "lr_unet", "lr_text_encoder"]  # the groups in sd-scripts' order
     # base x m(s), or each group's own curve under an absolute floor (rex's min_lr)
     np.testing.assert_array_equal(np.array([float(r["lr_unet"]) for r in rows]), rs.group_lrs(lrs["unet"]))
     te = np.array([float(r["lr_text_encoder"]) for r in rows])
@@ -146,7 +146,8 @@ def test_preview_of_a_custom_torch_class(capsys: pytest.CaptureFixture[str], tmp
     assert code == 0, captured.err
     assert "custom StepLR" in captured.out
     rows = list(csv.DictReader((tmp_path / "c.csv").open()))
-    assert [float(r["multiplier"]) for r in rows] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
+    lr = 2e-6  # sd-scripts' default learning_rate, for both groups
+    assert [float(r["lr_unet"]) / lr for r in rows] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
 
 
 def test_preview_of_an_invalid_config_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,7 @@ def test_a_text_encoder_lr_list_gives_every_text_encoder_the_first_value() -> No
     assert cfg.values["text_encoder_lr"] == [1e-4, 5e-5]  # kept as written: an export writes the list
     assert to_document(cfg)["optimizer_arguments"]["text_encoder_lr"] == [1e-4, 5e-5]
     m = preview.curve(cfg)
-    assert preview.csv_text(cfg, m).splitlines()[1] == "0,1.0,0.001,0.0001"
+    assert preview.csv_text(cfg, m).splitlines()[1] == "0,0.001,0.0001"
 
 
 def test_the_guis_list_of_one_value_twice_is_silent_and_an_empty_list_is_unset() -> None:

@@ -20,6 +20,8 @@ EXIT_NEEDS_DATA = 3
 if TYPE_CHECKING:
     import argparse
 
+    from lora_sched.schedules.resolve import ResolvedSchedule
+
 
 def data_options(args: argparse.Namespace) -> dict:
     """The command line's data keys (--dataset-config, --samples-per-epoch), which replace the file's."""
@@ -50,12 +52,13 @@ def needs_data(cfg: LoraConfig, verb: str) -> str | None:
     )
 
 
-def summary(cfg: LoraConfig) -> str:
-    """One line about the schedule a config runs: name, steps, warmup, base LRs."""
+def summary(cfg: LoraConfig, rs: ResolvedSchedule | None = None) -> str:
+    """One line about the schedule a config runs: name, steps, warmup, base LRs (rs: resolved for
+    another run shape than the config's own data and one process)."""
     why = cfg.unknown_run_length()
-    if why is not None:
+    if why is not None and rs is None:
         return f"{cfg.schedule_name}, {cfg.values['max_train_epochs']} epochs: run length unknown here ({why})"
-    rs = cfg.resolve()
+    rs = cfg.resolve() if rs is None else rs
     lrs = cfg.group_lrs()
     name = f"custom {cfg.scheduler_type}" if cfg.scheduler_type else rs.name
     if rs.requested_name and rs.requested_name != rs.name and not cfg.scheduler_type:

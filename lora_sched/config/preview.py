@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from lora_sched._lazy import np
@@ -63,11 +63,14 @@ class Curve(NamedTuple):
             yield steps, (self.m[start : start + steps.size] if self.dense else self.at(steps))
 
 
-def curve(cfg: LoraConfig) -> Curve:
-    """The multiplier over the run (sampled past DENSE_STEPS); custom classes through the torch adapter."""
-    rs = cfg.resolve()
+def curve(cfg: LoraConfig, bases: dict[str, float] | None = None, rs: Any = None) -> Curve:
+    """The multiplier over the run (sampled past DENSE_STEPS); custom classes through the torch adapter.
+
+    bases: each param group's base LR, in the order to show them (default: the config's groups);
+    rs: the resolved schedule (default: resolved on the config's own data, one process)."""
+    rs = cfg.resolve() if rs is None else rs
     n = int(rs.run_length)
-    bases = cfg.group_lrs()
+    bases = cfg.group_lrs() if bases is None else bases
     if cfg.scheduler_type:
         covered = min(n, CUSTOM_STEPS)
         m, by_group = _custom_lrs(cfg, rs, covered)
@@ -85,6 +88,23 @@ def curve(cfg: LoraConfig) -> Curve:
     if steps.size == n:
         return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)], lrs, rs)
     return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)), lrs, rs)
+
+
+def own_curve(run_length: int, group_lrs: Callable[[Any], dict[str, Any]], bases: dict[str, float]) -> Curve:
+    """The curve of a trainer's own LR function (no catalogue schedule expresses it): m is the first
+    group's LR over its base LR (a group with base 0 shows 0)."""
+    n = int(run_length)
+    steps = np.arange(n, dtype=np.int64) if n <= DENSE_STEPS else np.linspace(0, n - 1, DENSE_STEPS).astype(np.int64)
+    lead = next((g for g, base in bases.items() if base), next(iter(bases)))
+
+    def at(wanted: Any) -> Any:
+        base = bases[lead] or 1.0
+        return group_lrs(np.asarray(wanted, dtype=np.int64))[lead] / base
+
+    def lrs(wanted: Any, _m: Any) -> dict[str, Any]:
+        return group_lrs(np.asarray(wanted, dtype=np.int64))
+
+    return Curve(steps, at(steps), n, n, at, lrs, None)
 
 
 def group_lrs_at(rs: Any, bases: dict[str, float], steps: Any, m: Any) -> dict[str, Any]:
@@ -191,6 +211,8 @@ def curve_restarts(c: Curve, warmup: int, limit: int = MAX_RESTARTS_SHOWN) -> li
 
 
 def _marked_steps(rs: Any, n: int) -> list[int]:
+    if rs is None:
+        return [0, n - 1, *(n * q // 4 for q in (1, 2, 3))]
     steps = [0, n - 1, rs.horizon - 1, *(rs.horizon * q // 4 for q in (1, 2, 3))]
     if rs.warmup > 0:
         steps += [rs.warmup - 1, rs.warmup]
@@ -201,7 +223,7 @@ def key_steps(cfg: LoraConfig, c: Curve) -> list[tuple[int, str]]:
     """(step, why) for the steps worth printing, sorted and unique."""
     rs = c.rs
     n = c.covered
-    horizon, warmup = rs.horizon, rs.warmup
+    horizon, warmup = (rs.horizon, rs.warmup) if rs is not None else (c.run_length, 0)
     marks: dict[int, list[str]] = {}
 
     def mark(step: int, why: str) -> None:
@@ -263,42 +285,54 @@ def sparkline(c: Curve, width: int = 64) -> str:
     return "".join(SPARK[i] for i in levels)
 
 
+#: How the table heads a group's column (other groups: their role name).
+_GROUP_LABELS = {"unet": "unet LR", "text_encoder": "text enc. LR"}
+
+
 def _rows(c: Curve, steps: Any, m: Any, notes: list[str] | None = None) -> Iterator[str]:
-    lrs = c.lrs(steps, m)
-    unet, te = lrs["unet"].tolist(), lrs["text_encoder"].tolist()
+    columns = [lrs.tolist() for lrs in c.lrs(steps, m).values()]
     for i, (s, x) in enumerate(zip(steps.tolist(), m.tolist())):
         note = notes[i] if notes else ""
-        yield f"{s:>9}  {x:>12.6g}  {unet[i]:>12.6g}  {te[i]:>12.6g}  {note}"
+        cells = "".join(f"  {column[i]:>12.6g}" for column in columns)
+        yield f"{s:>9}  {x:>12.6g}{cells}  {note}"
 
 
-def table_head() -> str:
-    head = f"{'step':>9}  {'multiplier':>12}  {'unet LR':>12}  {'text enc. LR':>12}  note"
+def table_head(groups: Iterable[str] = ("unet", "text_encoder")) -> str:
+    labels = "".join(f"  {_GROUP_LABELS.get(g, g + ' LR'):>12}" for g in groups)
+    head = f"{'step':>9}  {'multiplier':>12}{labels}  note"
     return f"{head}\n{'-' * len(head)}"
 
 
-def table(cfg: LoraConfig, c: Curve, steps: list[tuple[int, str]]) -> str:
+def _groups(c: Curve) -> list[str]:
+    first = np.zeros(1, dtype=np.int64)
+    return list(c.lrs(first, c.at(first)))
+
+
+def table(cfg: LoraConfig | None, c: Curve, steps: list[tuple[int, str]]) -> str:
     """The multiplier and each group's LR at `steps` ((step, note) pairs), exact at each step."""
     at = np.array([s for s, _ in steps], dtype=np.int64)
-    return "\n".join([table_head(), *_rows(c, at, c.at(at), [why for _, why in steps])])
+    return "\n".join([table_head(_groups(c)), *_rows(c, at, c.at(at), [why for _, why in steps])])
 
 
-def every_step_table(cfg: LoraConfig, c: Curve) -> Iterator[str]:
+def every_step_table(cfg: LoraConfig | None, c: Curve) -> Iterator[str]:
     """The table at every step, a block of lines at a time (a billion steps never sit in memory)."""
-    yield table_head()
+    yield table_head(_groups(c))
     for steps, m in c.blocks():
         yield "\n".join(_rows(c, steps, m))
 
 
-def csv_blocks(cfg: LoraConfig, c: Curve) -> Iterator[str]:
-    """step,multiplier,lr_unet,lr_text_encoder for every step; floats in repr form (exact round trip)."""
-    yield "step,multiplier,lr_unet,lr_text_encoder\n"
+def csv_blocks(cfg: LoraConfig | None, c: Curve) -> Iterator[str]:
+    """step, then lr_<group> for each param group in its order, for every step; floats in repr form
+    (an exact round trip)."""
+    yield ",".join(["step", *(f"lr_{g}" for g in _groups(c))]) + "\n"
     for steps, m in c.blocks():
-        lrs = c.lrs(steps, m)
-        unet, te = lrs["unet"].tolist(), lrs["text_encoder"].tolist()
-        yield "".join(f"{s},{x!r},{u!r},{t!r}\n" for s, x, u, t in zip(steps.tolist(), m.tolist(), unet, te))
+        columns = [lrs.tolist() for lrs in c.lrs(steps, m).values()]
+        yield "".join(
+            ",".join([str(s), *(repr(column[i]) for column in columns)]) + "\n" for i, s in enumerate(steps.tolist())
+        )
 
 
-def csv_text(cfg: LoraConfig, c: Curve) -> str:
+def csv_text(cfg: LoraConfig | None, c: Curve) -> str:
     return "".join(csv_blocks(cfg, c))
 
 
@@ -309,23 +343,32 @@ def write_csv(cfg: LoraConfig, c: Curve, path: str) -> None:
             f.write(text.encode("utf-8"))
 
 
-def write_png(cfg: LoraConfig, c: Curve, path: str) -> None:
-    """A plot of the LR per group over the run (matplotlib, Agg backend, imported only here)."""
+def write_png(
+    cfg: LoraConfig | None, c: Curve, path: str, title: str | None = None, bases: dict[str, float] | None = None
+) -> None:
+    """A plot of the LR of every param group over the run (matplotlib, Agg backend, imported only
+    here); a group whose curve coincides with an earlier one's is drawn dashed on top of it."""
     from lora_sched.dependencies import import_optional
 
     import_optional("matplotlib", "matplotlib", "plot").use("Agg")
     from matplotlib.figure import Figure
 
-    bases = cfg.group_lrs()
     lrs = c.lrs(c.steps, c.m)
     fig = Figure(figsize=(8, 4), dpi=100)
     ax = fig.add_subplot()
-    ax.plot(*envelope(c.steps, lrs["unet"]), label=f"unet (base {bases['unet']:g})")
-    if not np.array_equal(lrs["text_encoder"], lrs["unet"]):
-        ax.plot(*envelope(c.steps, lrs["text_encoder"]), label=f"text encoder (base {bases['text_encoder']:g})")
+    if bases is None:
+        bases = cfg.group_lrs() if cfg is not None else {}
+    drawn: list[Any] = []
+    for group, values in lrs.items():
+        same = any(np.array_equal(values, other) for other in drawn)
+        label = group.replace("_", " ") + (f" (base {bases[group]:g})" if group in bases else "")
+        ax.plot(*envelope(c.steps, values), label=label + (" (same curve)" if same else ""), ls="--" if same else "-")
+        drawn.append(values)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
-    ax.set_title(f"{cfg.schedule_name} ({os.path.basename(cfg.path or '')})")
+    if title is None and cfg is not None:
+        title = f"{cfg.schedule_name} ({os.path.basename(cfg.path or '')})"
+    ax.set_title(title or "")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

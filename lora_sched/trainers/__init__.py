@@ -30,6 +30,18 @@ MODULES = {
     "diffusion-pipe": "diffusion_pipe",
     "diffusers": "diffusers_scripts",
 }
+#: name -> the kinds of file it reads (its Trainer.formats): recognising a file imports only the
+#: modules of the trainers that read its kind.
+FORMATS = {
+    "sd-scripts": ("toml",),
+    "lora-easy": ("toml",),
+    "onetrainer": ("json",),
+    "musubi-tuner": ("toml",),
+    "simpletuner": ("json", "toml"),
+    "ai-toolkit": ("yaml", "json"),
+    "diffusion-pipe": ("toml",),
+    "diffusers": ("args",),
+}
 
 
 def get(name: str) -> Trainer:
@@ -43,10 +55,14 @@ def get(name: str) -> Trainer:
     return importlib.import_module(f"{__name__}.{MODULES[name]}").TRAINER
 
 
-def available() -> list[Trainer]:
-    """Every trainer whose module is present, in TRAINER_NAMES order."""
+def available(kind: str | None = None) -> list[Trainer]:
+    """Every trainer whose module is present (that reads `kind` of file, if given), in TRAINER_NAMES order."""
     here = os.path.dirname(__file__)
-    return [get(n) for n in TRAINER_NAMES if os.path.exists(os.path.join(here, MODULES[n] + ".py"))]
+    return [
+        get(n)
+        for n in TRAINER_NAMES
+        if (kind is None or kind in FORMATS[n]) and os.path.exists(os.path.join(here, MODULES[n] + ".py"))
+    ]
 
 
 def read_document(path: str, kind: str | None = None) -> Any:
@@ -59,16 +75,15 @@ def read_document(path: str, kind: str | None = None) -> Any:
 
 def recognise(document: Any) -> Trainer:
     """The trainer whose file `document` is: the most certain of those that read its kind."""
-    scores = [(t.recognise(document), t) for t in available() if document.kind in t.formats]
-    scores = [(score, t) for score, t in scores if score > 0]
+    readers = available(document.kind)
+    scores = [(score, t) for score, t in ((t.recognise(document), t) for t in readers) if score > 0]
     if not scores:
-        readers = [t.name for t in available() if document.kind in t.formats]
         raise ConfigError(
             Problem(
                 "",
                 "a file of a trainer lora_sched reads",
                 f"a {document.kind.upper()} file none of them recognises",
-                "name its trainer with --from " + " / ".join(readers or TRAINER_NAMES),
+                "name its trainer with --from " + " / ".join(t.name for t in readers or available()),
                 file=document.source,
             )
         )
@@ -113,4 +128,15 @@ def write_run(run: TrainerRun, trainer: str, facts: RunFacts | None = None) -> s
     return get(trainer).write(run, facts or RunFacts())
 
 
-__all__ = ["MODULES", "TRAINER_NAMES", "RunFacts", "Trainer", "TrainerRun", "get", "read_run", "recognise", "write_run"]
+__all__ = [
+    "FORMATS",
+    "MODULES",
+    "TRAINER_NAMES",
+    "RunFacts",
+    "Trainer",
+    "TrainerRun",
+    "get",
+    "read_run",
+    "recognise",
+    "write_run",
+]

@@ -17,8 +17,8 @@ commit; the module's goldens come from running that trainer's scheduler code at 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lora_sched._lazy import np
 from lora_sched.errors import Problem
@@ -41,8 +41,11 @@ TRAINER_NAMES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RunFacts:
+# NamedTuples, not dataclasses: `validate` goes through this module, and dataclasses imports
+# inspect (about half a bare interpreter's start-up; bench/bench_validate.py).
+
+
+class RunFacts(NamedTuple):
     """What the command line says about a run whose data is not on this machine.
 
     samples_per_epoch: images x repeats of one epoch; steps_per_epoch: optimizer steps of one epoch
@@ -60,8 +63,7 @@ class RunFacts:
         return self.num_processes or 1
 
 
-@dataclass(frozen=True, slots=True)
-class Citation:
+class Citation(NamedTuple):
     """A line of a trainer's own source at a recorded commit."""
 
     repo: str  #: owner/name on GitHub
@@ -73,8 +75,7 @@ class Citation:
         return f"{self.repo} {self.path}:{self.line} @ {self.commit[:10]}"
 
 
-@dataclass(frozen=True, slots=True)
-class Quirk:
+class Quirk(NamedTuple):
     """Where a trainer's curve differs from what its own names promise.
 
     key: the setting of the file it concerns; what: what the trainer really does; instead: what
@@ -94,8 +95,7 @@ class Quirk:
 GroupLRs = Callable[[Any], dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class TrainerRun:
+class TrainerRun(NamedTuple):
     """The LR schedule a trainer's file starts, as that trainer runs it.
 
     groups: base LR of each param group, in the order the trainer builds its optimizer's groups,
@@ -119,11 +119,7 @@ class TrainerRun:
     warnings: tuple[Problem, ...] = ()
     #: A one-line summary of the trainer's own settings ("cosine, warmup 100 steps, 3 cycles").
     summary: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.run_length is not None and self.resolved is None and self.own_lrs is None:
-            raise ValueError("a TrainerRun with a run length needs a resolved schedule or own_lrs")
+    extra: Mapping[str, Any] = MappingProxyType({})
 
     def lrs(self, steps: Any) -> dict[str, Any]:
         """The LR of every group at `steps` (any int array within the run), in group order."""
@@ -138,8 +134,7 @@ class TrainerRun:
         return group_lrs_at(self.resolved, dict(self.groups), wanted, self.resolved.multipliers(wanted))
 
 
-@dataclass(frozen=True, slots=True)
-class Trainer:
+class Trainer(NamedTuple):
     """One trainer's dialect: how its files are recognised, read and written."""
 
     name: str  #: the command line's name (TRAINER_NAMES)

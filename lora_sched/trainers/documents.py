@@ -16,7 +16,6 @@ import bisect
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from lora_sched.errors import ConfigError, Problem
@@ -34,16 +33,27 @@ MAX_NODES = 20_000
 MAX_DEPTH = 64
 
 
-@dataclass(slots=True)
 class Document:
-    """A parsed file: its source name, its text, its kind, the data and where each key sits."""
+    """A parsed file: its source name, its text, its kind ("toml", "json", "yaml" or "args"), the
+    data and where each key sits (a plain class: dataclasses would slow `validate`'s start-up)."""
 
-    source: str
-    text: str
-    kind: str  #: "toml", "json", "yaml" or "args"
-    data: Any
-    lines: dict[tuple, int] = field(default_factory=dict)
-    _scan: Callable[[str], dict[tuple, int]] | None = None
+    __slots__ = ("_scan", "data", "kind", "lines", "source", "text")
+
+    def __init__(
+        self,
+        source: str,
+        text: str,
+        kind: str,
+        data: Any,
+        lines: dict[tuple, int] | None = None,
+        _scan: Callable[[str], dict[tuple, int]] | None = None,
+    ) -> None:
+        self.source, self.text, self.kind, self.data = source, text, kind, data
+        self.lines = {} if lines is None else lines
+        self._scan = _scan
+
+    def __repr__(self) -> str:
+        return f"Document({self.source!r}, kind={self.kind!r})"
 
     def line_of(self, path: tuple) -> int | None:
         if self._scan is not None:  # TOML positions are scanned on first need

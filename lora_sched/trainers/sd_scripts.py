@@ -52,7 +52,7 @@ def run_of(cfg: Any, facts: RunFacts) -> TrainerRun:
     rs = cfg.resolve(shape if isinstance(shape, TrainingShape) else None)
     own = None
     if cfg.scheduler_type:  # a custom class: stepped through torch (lora_sched.config.preview)
-        own = _custom_lrs(cfg)
+        own = _custom_lrs(cfg, rs)
     if values["max_train_epochs"] is None:
         counting = f"max_train_steps = {rs.run_length}"
     return TrainerRun(
@@ -95,11 +95,11 @@ def _counting(cfg: Any, facts: RunFacts) -> tuple[str | None, Any]:
     return text + ")", shape
 
 
-def _custom_lrs(cfg: Any) -> Any:
+def _custom_lrs(cfg: Any, rs: Any) -> Any:
     from lora_sched._lazy import np
     from lora_sched.config import preview
 
-    curve = preview.curve(cfg)
+    curve = preview.curve(cfg, None, rs)
 
     def lrs(steps: Any) -> dict[str, Any]:
         steps = np.asarray(steps, dtype=np.int64)
@@ -121,7 +121,12 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses",
             "preview it with --csv and pick the nearest catalogue schedule (`lora-sched list`)",
         )
-    return export_kohya(run.schedule, facts.processes)
+    cfg = run.schedule
+    if cfg.unknown_run_length() is not None and run.resolved is not None:  # counted with --steps-per-epoch
+        values = {**cfg.values, "max_train_steps": run.resolved.run_length, "max_train_epochs": None}
+        sections = {**cfg.sections, "max_train_steps": cfg.section_of("max_train_epochs")}
+        cfg = cfg.replace(values=values, sections=sections)
+    return export_kohya(cfg, facts.processes)
 
 
 TRAINER = Trainer(
