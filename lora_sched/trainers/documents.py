@@ -258,6 +258,10 @@ def parse_yaml(source: str, text: str) -> Document:
 
 
 _YAML_HINT = "indent with spaces; `key: value`, one per line"
+#: The tags of plain data (what YAML's safe schema resolves untagged values to).
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp")
+)
 
 
 class _YamlBuilder:
@@ -294,6 +298,17 @@ class _YamlBuilder:
                     line=node.start_mark.line + 1,
                 )
             )
+        if node.tag not in _PLAIN_TAGS:  # !!python/object and the like: never constructed
+            raise ConfigError(
+                Problem(
+                    key_text(path),
+                    "a plain YAML value",
+                    f"the tag {node.tag}",
+                    "remove the tag: configs hold numbers, strings, lists and mappings",
+                    file=self.source,
+                    line=node.start_mark.line + 1,
+                )
+            )
         if isinstance(node, self.yaml.MappingNode):
             return self.mapping(node, path, depth)
         if isinstance(node, self.yaml.SequenceNode):
@@ -318,13 +333,14 @@ class _YamlBuilder:
 
     def mapping(self, node: Any, path: tuple, depth: int) -> dict[str, Any]:
         out: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}  # `<<: *anchor` values: the mapping's own keys win over them
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`
-                merged = self.value(value_node, path, depth + 1)
-                for item in merged if isinstance(merged, list) else [merged]:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                found = self.value(value_node, path, depth + 1)
+                for item in found if isinstance(found, list) else [found]:
                     if isinstance(item, dict):
                         for k, v in item.items():
-                            out.setdefault(k, v)
+                            merged.setdefault(k, v)
                 continue
             key = self.value(key_node, path, depth + 1)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
@@ -351,7 +367,7 @@ class _YamlBuilder:
                 )
             self.lines[(*path, key)] = line
             out[key] = self.value(value_node, (*path, key), depth + 1)
-        return out
+        return {**merged, **out}
 
 
 def _check_nodes(data: Any, source: str) -> None:
