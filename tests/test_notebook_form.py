@@ -441,3 +441,22 @@ def test_the_plot_is_redrawn_only_when_the_preview_changes(
     assert len(saved) == 1 and form.plot.outputs == shown
     form.fields["max_train_steps"].value = 78
     assert len(saved) == 2 and form.plot.outputs != shown
+
+
+@pytest.mark.parametrize(("trainer", "suffix"), [("onetrainer", ".json"), ("musubi-tuner", ".toml")])
+def test_the_form_writes_a_file_for_another_trainer(
+    form: SchedulerForm, tmp_path: Path, trainer: str, suffix: str
+) -> None:
+    from lora_sched.trainers import read_run
+
+    target = tmp_path / f"for_{trainer}{suffix}"
+    configure(form, "cosine", target)
+    form.trainer.value = trainer
+    try:
+        form.save_button.click()
+    finally:
+        form.trainer.value = "sd-scripts"
+    assert "saved" in form.status.value, form.status.value
+    run = read_run(str(target), trainer=trainer)
+    assert run.trainer == trainer and run.run_length == 200
+    np.testing.assert_allclose(run.lrs(np.arange(200))["unet"], form.preview_data["unet"], rtol=1e-9)

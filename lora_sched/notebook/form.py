@@ -24,6 +24,7 @@ import lora_sched.torch  # noqa: F401  (importing it plugs custom torch class ch
 from lora_sched.errors import ConfigError
 from lora_sched.notebook import translate as tr
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, get_spec
+from lora_sched.trainers import TRAINER_NAMES
 
 if TYPE_CHECKING:
     from lora_sched.config import LoraConfig
@@ -83,7 +84,18 @@ class SchedulerForm:
         self.bound_html = w.HTML()
         self.error_html = w.HTML()
         self.path = w.Text(value=path, description="TOML file", style=_DESC, layout=w.Layout(width="520px"))
-        self.save_button = w.Button(description="Save TOML", button_style="primary", icon="save")
+        # the trainer the Save button writes for: sd-scripts' TOML (with lora_sched's own keys), or any
+        # other trainer's file running the same curve (lora_sched.trainers)
+        self.trainer = w.Dropdown(
+            options=[(name, name) for name in TRAINER_NAMES],
+            value="sd-scripts",
+            description="write for",
+            style=_DESC,
+            layout=w.Layout(width="260px"),
+        )
+        self.save_button = w.Button(
+            description="Save", tooltip="write the file for the chosen trainer", button_style="primary", icon="save"
+        )
         self.load_button = w.Button(description="Load TOML", icon="folder-open")
         self.status = w.HTML()
         self.save_button.on_click(self._on_save)
@@ -184,7 +196,7 @@ class SchedulerForm:
             ],
         )
         training.set_title(0, "Model, data and output")  # ipywidgets 7 (Colab's) and 8 both have set_title
-        files = w.HBox([self.path, self.save_button, self.load_button])
+        files = w.HBox([self.path, self.trainer, self.save_button, self.load_button])
         return w.VBox(
             [
                 w.HTML("<b>Scheduler</b>"),
@@ -277,14 +289,27 @@ class SchedulerForm:
         _, text = tr.translate(self.values, source=self._source())
         return text
 
-    def save(self, path: str | Path | None = None) -> LoraConfig:
-        """Validate, then write the TOML atomically through the config writer; ConfigError writes nothing."""
+    def save(self, path: str | Path | None = None, trainer: str | None = None) -> LoraConfig:
+        """Validate, then write the file atomically; ConfigError writes nothing.
+
+        trainer: the trainer to write for (default: the form's "write for" choice): sd-scripts gets
+        the TOML with lora_sched's own keys; any other trainer a file of its own that runs the same
+        curve, or a ConfigError saying what it cannot express."""
         from lora_sched.config import dump_config
 
         target = Path(path) if path is not None else Path(self.path.value)
+        trainer = trainer or self.trainer.value
         values = self.values
         cfg, _ = tr.translate(values, source=str(target))
-        dump_config(tr.form_to_flat(values), target)
+        if trainer == "sd-scripts":
+            dump_config(tr.form_to_flat(values), target)
+            return cfg
+        from lora_sched.config.writer import atomic_write_text
+        from lora_sched.trainers import write_run
+        from lora_sched.trainers.base import RunFacts
+        from lora_sched.trainers.sd_scripts import run_of
+
+        atomic_write_text(str(target), write_run(run_of(cfg, RunFacts()), trainer))
         return cfg
 
     def load(self, path: str | Path | None = None) -> LoraConfig:
