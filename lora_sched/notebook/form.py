@@ -275,10 +275,6 @@ class SchedulerForm:
             self._suspended = False
         self._refresh()
 
-    def set_flat(self, flat: Mapping[str, Any]) -> None:
-        """Fill the form from flat kohya keys (a config's values)."""
-        self.set_values(tr.flat_to_form(flat))
-
     @property
     def config(self) -> LoraConfig | None:
         """The validated config of the current values, or None while they are invalid."""

@@ -210,12 +210,6 @@ def preview_shape(cfg: LoraConfig, num_samples: int | None) -> TrainingShape | N
     return cfg.training_shape(num_samples=num_samples)
 
 
-def preview_curves(cfg: LoraConfig, num_samples: int | None = None) -> dict[str, Any]:
-    """LR per param group at every step: the catalogue's m(s) x the group's base LR (each group's own
-    curve under an absolute floor such as REX's min_lr)."""
-    return preview_sample(cfg, num_samples)[1]
-
-
 def preview_sample(cfg: LoraConfig, num_samples: int | None = None) -> tuple[Any, dict[str, Any]]:
     """(steps, LR per param group at those steps): every step, or a sample past preview.DENSE_STEPS
     (memory stays bounded for a run of a billion steps)."""
