@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import lora_sched.torch  # noqa: F401  (importing it plugs custom torch class checks into config loading)
 from lora_sched.errors import ConfigError
+from lora_sched.notebook import controls
 from lora_sched.notebook import translate as tr
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, get_spec
 from lora_sched.trainers import TRAINER_NAMES
@@ -158,7 +159,7 @@ class SchedulerForm:
 
     def _param_widget(self, param: Param, value: Any) -> Any:
         placeholder = "required" if param.required else param.default_text()
-        return param.control().build(self._w, value, placeholder, description=param.name, style=_DESC)
+        return controls.build(param.control(), self._w, value, placeholder, description=param.name, style=_DESC)
 
     def _layout(self) -> Any:
         w, f = self._w, self.fields

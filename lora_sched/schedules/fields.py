@@ -2,11 +2,11 @@
 
 A field owns everything that depends on its kind: reading a value (`parse` returns the typed value
 or raises `FieldError`), the "expected" text of an error, the type column of the docs, its JSON
-Schema fragment and the control a notebook form shows for it. Config keys (config/keys.py) and
+Schema fragment and the kind of input a notebook form shows for it. Config keys (config/keys.py) and
 schedule parameters (`spec.Param`) both hold one, so a kind reads the same wherever it appears.
 
-Pure Python: no NumPy, no torch, no ipywidgets (a form passes its ipywidgets module to
-`Control.build`), so validating a config stays as cheap as a bare Python start.
+Pure Python: no NumPy, no torch, no ipywidgets (the notebook layer builds the widgets), so
+validating a config stays as cheap as a bare Python start.
 """
 
 from __future__ import annotations
@@ -92,12 +92,12 @@ def text_of(value: Any) -> str:
 
 
 class Control:
-    """The input a notebook form shows for a field. `kind` names it ("float", "int", "bool",
-    "choice", "text", "list"); `shown` / `read` convert between a value and what the input holds;
-    `build` makes the ipywidgets widget from the module the form passes in."""
+    """The kind of input a notebook form shows for a field: `kind` names it ("float", "int", "bool",
+    "choice", "text", "list"), `options` are a choice's values; `shown` / `read` convert between a
+    value and what the input holds. Data only: the notebook layer makes the widget
+    (lora_sched.notebook.controls)."""
 
     kind: ClassVar[str] = "text"
-    widget_class: ClassVar[str] = "Text"
 
     def __init__(self, options: Sequence[str] = ()) -> None:
         self.options = tuple(options)
@@ -110,16 +110,13 @@ class Control:
         """The value the input's content stands for (None: not set)."""
         return held
 
-    def build(self, widgets: Any, value: Any, placeholder: str, **common: Any) -> Any:
-        return getattr(widgets, self.widget_class)(value=value, **common)
-
 
 class FloatInput(Control):
-    kind, widget_class = "float", "FloatText"
+    kind = "float"
 
 
 class IntInput(Control):
-    kind, widget_class = "int", "IntText"
+    kind = "int"
 
     def shown(self, value: Any) -> Any:
         # an int input cannot hold 3.0; a GUI's number field (Colab's #@param) gives floats
@@ -127,17 +124,11 @@ class IntInput(Control):
 
 
 class Checkbox(Control):
-    kind, widget_class = "bool", "Checkbox"
-
-    def build(self, widgets: Any, value: Any, placeholder: str, **common: Any) -> Any:
-        return widgets.Checkbox(value=value, indent=True, **common)
+    kind = "bool"
 
 
 class Dropdown(Control):
-    kind, widget_class = "choice", "Dropdown"
-
-    def build(self, widgets: Any, value: Any, placeholder: str, **common: Any) -> Any:
-        return widgets.Dropdown(options=list(self.options), value=value, **common)
+    kind = "choice"
 
 
 class TextInput(Control):
@@ -148,9 +139,6 @@ class TextInput(Control):
 
     def read(self, held: Any) -> Any:
         return parse_text(held)
-
-    def build(self, widgets: Any, value: Any, placeholder: str, **common: Any) -> Any:
-        return widgets.Text(value=value, placeholder=placeholder, **common)
 
 
 class ListInput(TextInput):
