@@ -148,3 +148,5 @@ class Trainer(NamedTuple):
     #: the file suffix of what `write` produces (".toml", ".json", ".yaml", ".sh")
     suffix: str
     summary: str = ""
+    #: every quirk the module reproduces (for the docs; a read reports those that apply to its file)
+    quirks: tuple[Quirk, ...] = ()

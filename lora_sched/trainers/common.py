@@ -21,13 +21,23 @@ def locate_at(problems: list[Problem], document: Document, origins: Mapping[str,
     """Problems keyed by kohya names, moved to the trainer's own key and line in `document`."""
     out = []
     for p in problems:
-        head = p.key.split(".")[0].split("[")[0]
-        path = origins.get(p.key) or origins.get(head)
+        path = _origin(p.key, origins)
         if path is None:
             out.append(p._replace(file=document.source, line=None))
         else:
             out.append(p._replace(key=key_text(path), file=document.source, line=document.line_of(path)))
     return out
+
+
+def _origin(key: str, origins: Mapping[str, tuple]) -> tuple | None:
+    """The path a problem's key came from: the key itself, its first part (lr_scheduler_args.gamma ->
+    lr_scheduler_args), or the same without the [section] the config writer put it in."""
+    parts = key.split(".")
+    for candidate in (key, parts[0], ".".join(parts[1:]), parts[1] if len(parts) > 1 else ""):
+        head = candidate.split("[")[0]
+        if candidate in origins or head in origins:
+            return origins.get(candidate) or origins[head]
+    return None
 
 
 def config_from(values: dict[str, Any], document: Document, origins: Mapping[str, tuple]) -> Any:
