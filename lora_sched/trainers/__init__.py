@@ -104,9 +104,13 @@ def recognise(document: Any) -> Trainer:
 
 def read_run(path: str, facts: RunFacts | None = None, trainer: str | None = None) -> TrainerRun:
     """The run a trainer's file starts; `trainer` None: recognised from the file."""
+    from lora_sched.trainers.documents import suffix_kind
+
     facts = facts or RunFacts()
     chosen = get(trainer) if trainer else None
-    kind = chosen.formats[0] if chosen is not None and len(chosen.formats) == 1 else None
+    kind = None  # from the file's name (a .toml is TOML whatever --from says), else --from's one format
+    if chosen is not None and suffix_kind(path) is None and len(chosen.formats) == 1:
+        kind = chosen.formats[0]
     document = read_document(path, kind)
     if chosen is None:
         chosen = recognise(document)

@@ -514,13 +514,13 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses",
             "preview it with --csv and pick the nearest catalogue schedule",
         )
-    lrs = sorted(set(run.groups.values()))
+    lrs = sorted(set(run.roles.values()))
     if len(lrs) != 1:
         raise refuse(
             "unet_lr",
             "ai-toolkit",
-            f"different LRs per group ({dict(run.groups)}): every group gets train.lr",
-            f"one LR for all groups, e.g. train.lr: {run.groups.get('unet', lrs[-1])}",
+            f"different LRs per group ({dict(run.roles)}): every group gets train.lr",
+            f"one LR for all groups, e.g. train.lr: {run.roles.get('unet', lrs[-1])}",
         )
     if rs.horizon != rs.run_length:
         raise refuse(
@@ -529,7 +529,7 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             f"a horizon of {rs.horizon} steps in a run of {rs.run_length}: every ai-toolkit schedule spans train.steps",
             "the schedule over the whole run",
         )
-    roles = set(run.groups)
+    roles = set(run.roles)
     if not roles <= {"unet", "text_encoder", "text_encoder_2"}:
         raise refuse("groups", "ai-toolkit", f"param groups {sorted(roles)}", "unet and text_encoder groups")
     name, params = schedule_for(run, lrs[0], facts.processes)
@@ -557,8 +557,8 @@ def check_written(run: TrainerRun, s: Settings) -> None:
     steps = np.arange(s.steps)
     mine = s.factor(s.scheduler_steps(steps))
     for group, want in run.lrs(steps).items():
-        got = run.groups[group] * mine
-        if not np.allclose(got, want, rtol=1e-9, atol=1e-15 * float(run.groups[group])):
+        got = run.roles[group] * mine
+        if not np.allclose(got, want, rtol=1e-9, atol=1e-15 * float(run.roles[group])):
             raise refuse(
                 "lr_scheduler",
                 "ai-toolkit",

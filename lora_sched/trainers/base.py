@@ -120,6 +120,15 @@ class TrainerRun(NamedTuple):
     #: A one-line summary of the trainer's own settings ("cosine, warmup 100 steps, 3 cycles").
     summary: str = ""
     extra: Mapping[str, Any] = MappingProxyType({})
+    #: roles trained inside another role's group ({"text_encoder": "unet"}: the text encoder's LoRA
+    #: sits in the denoiser's group and follows its LR)
+    shared: Mapping[str, str] = MappingProxyType({})
+
+    @property
+    def roles(self) -> dict[str, float]:
+        """The base LR of every trained part by role, shared ones included (what a writer for another
+        trainer must reproduce, whatever groups that trainer makes)."""
+        return {**self.groups, **{role: self.groups[host] for role, host in self.shared.items()}}
 
     def lrs(self, steps: Any) -> dict[str, Any]:
         """The LR of every group at `steps` (any int array within the run), in group order."""

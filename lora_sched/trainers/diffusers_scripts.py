@@ -475,6 +475,16 @@ def _values(f: Flags, c: Counts) -> tuple[dict[str, Any], dict[str, tuple]]:
 
 
 def read(document: Document, facts: RunFacts) -> TrainerRun:
+    """The run of a launch command; a script with one param group trains the text encoder inside
+    it under --train_text_encoder (train_dreambooth_lora.py), which `shared` records."""
+    run = _read(document, facts)
+    one_group = len(run.groups) == 1 and "unet" in run.groups
+    if one_group and _value(document, "train_text_encoder", bool, False) and run.trainer == "diffusers":
+        run = run._replace(shared={"text_encoder": "unet"})
+    return run
+
+
+def _read(document: Document, facts: RunFacts) -> TrainerRun:
     """The run the script starts with these flags, counted and drawn as the module docstring says."""
     from lora_sched.trainers.common import schedule_run
 
@@ -521,7 +531,12 @@ def _target(run: TrainerRun) -> tuple[str, dict[str, Any]]:
     flux (transformer, text encoder) or SDXL DreamBooth (two text encoders at one LR)."""
     from lora_sched.trainers.common import refuse
 
-    roles, lrs = list(run.groups), list(run.groups.values())
+    trained = {role: lr for role, lr in run.roles.items() if lr}  # an untrained part: no group
+    roles, lrs = list(trained), list(trained.values())
+    if not lrs:
+        raise refuse("learning_rate", "diffusers", "no group with an LR above 0", "set the denoiser's LR")
+    if len(set(lrs)) == 1 and len(roles) > 1:  # text encoders at the denoiser's LR: in its one group
+        return "train_dreambooth_lora.py", {"learning_rate": lrs[0], "train_text_encoder": True}
     if len(set(lrs)) == 1:
         return "", {"learning_rate": lrs[0]}
     flags = {"learning_rate": lrs[0], "train_text_encoder": True, "text_encoder_lr": lrs[1]}
@@ -532,7 +547,7 @@ def _target(run: TrainerRun) -> tuple[str, dict[str, Any]]:
     raise refuse(
         "learning_rate",
         "diffusers",
-        f"param groups {dict(run.groups)}",
+        f"param groups {dict(run.roles)}",
         "diffusers' scripts have a denoiser LR and one text encoder LR: give the text encoders one LR",
     )
 
@@ -578,7 +593,7 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             "preview it with --csv and pick the nearest of " + ", ".join(NAMES),
         )
     script, flags = _target(run)
-    name, extra = _name(rs, flags["learning_rate"] if not script else ADAMW_LR)
+    name, extra = _name(rs, flags["learning_rate"] if not script or SCRIPTS[script].lr_kw else ADAMW_LR)
     if name is None:
         raise refuse(
             "lr_scheduler",

@@ -358,7 +358,7 @@ HEADER = (
 
 
 def write(run: TrainerRun, facts: RunFacts) -> str:
-    """A diffusion-pipe TOML running `run.resolved` with base LRs `run.groups` exactly: epochs (and
+    """A diffusion-pipe TOML running `run.resolved` with base LRs `run.roles` exactly: epochs (and
     max_steps) for the run length, lr_scheduler / warmup_steps for the curve, [optimizer] lr (and
     SDXL's [model] unet_lr / text_encoder_*_lr for groups with different LRs); else a refusal."""
     rs = run.resolved
@@ -385,19 +385,19 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
 def written_groups(run: TrainerRun) -> dict[str, float]:
     """The groups to write: one LR where every trained group has the same one; SDXL's three where
     the unet and text encoders differ; else a refusal (no other model takes per-group LRs)."""
-    trained = {role: lr for role, lr in run.groups.items() if lr != 0}
+    trained = {role: lr for role, lr in run.roles.items() if lr != 0}
     if not trained:
         raise refuse("learning_rate", NAME, "a run whose every group has LR 0", "set an LR above 0")
     if len(set(trained.values())) == 1:
         return {"unet": next(iter(trained.values()))}
     roles = {role for role, _ in SDXL_GROUPS}
-    if set(run.groups) <= roles and "unet" in run.groups:
-        te = run.groups.get("text_encoder", run.groups.get("text_encoder_2", run.groups["unet"]))
-        return {"unet": run.groups["unet"], "text_encoder": te, "text_encoder_2": run.groups.get("text_encoder_2", te)}
+    if set(run.roles) <= roles and "unet" in run.roles:
+        te = run.roles.get("text_encoder", run.roles.get("text_encoder_2", run.roles["unet"]))
+        return {"unet": run.roles["unet"], "text_encoder": te, "text_encoder_2": run.roles.get("text_encoder_2", te)}
     raise refuse(
         "learning_rate",
         NAME,
-        f"param groups {', '.join(run.groups)} with different LRs",
+        f"param groups {', '.join(run.roles)} with different LRs",
         "diffusion-pipe sets per-group LRs only for SDXL (unet_lr, text_encoder_1_lr, text_encoder_2_lr): "
         "train one LR ([optimizer] lr)",
     )
@@ -473,7 +473,7 @@ def _differs(run: TrainerRun, st: Settings, total: int | None) -> str | None:
     steps = np.arange(run.run_length)
     want, got = run.lrs(steps), lrs_of(st, total, steps)
     for role, lr in want.items():
-        mine = got.get(role, got["unet"]) if run.groups[role] != 0 or role in got else None
+        mine = got.get(role, got["unet"]) if run.roles[role] != 0 or role in got else None
         if mine is None:
             continue
         bad = np.flatnonzero(np.abs(mine - lr) > 1e-9 * np.maximum(np.abs(mine), np.abs(lr)))

@@ -97,14 +97,22 @@ def decode(data: bytes, source: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def kind_of(source: str, text: str) -> str:
-    """The parser a file needs, from its suffix, else from its first character."""
+def suffix_kind(source: str) -> str | None:
+    """The parser a file's suffix names, or None (no suffix that says)."""
     lower = source.lower()
     for suffix, kind in ((".toml", "toml"), (".json", "json"), (".yaml", "yaml"), (".yml", "yaml")):
         if lower.endswith(suffix):
             return kind
     if lower.endswith((".sh", ".txt", ".args", ".bat", ".cmd", ".ps1")):
         return "args"
+    return None
+
+
+def kind_of(source: str, text: str) -> str:
+    """The parser a file needs, from its suffix, else from its first character."""
+    named = suffix_kind(source)
+    if named is not None:
+        return named
     head = text.lstrip()[:1]
     if head in "{[" and head:
         return "json" if head == "{" else "toml"

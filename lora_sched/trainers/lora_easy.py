@@ -535,17 +535,17 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
 def _write_groups(run: TrainerRun, refuse: Any) -> dict[str, dict[str, Any]]:
     """{UI table: keys} for the group LRs: unet_lr, text_encoder_lr (one LR for every text encoder),
     a group left untrained by network_train_*_only (a 0 LR would be dropped by the backend)."""
-    unknown = [g for g in run.groups if g != "unet" and not g.startswith("text_encoder")]
-    te = {float(v) for g, v in run.groups.items() if g.startswith("text_encoder")}
+    unknown = [g for g in run.roles if g != "unet" and not g.startswith("text_encoder")]
+    te = {float(v) for g, v in run.roles.items() if g.startswith("text_encoder")}
     if unknown or len(te) > 1:
-        what = f"param groups {dict(run.groups)}" + (f" ({', '.join(unknown)} unknown)" if unknown else "")
+        what = f"param groups {dict(run.roles)}" + (f" ({', '.join(unknown)} unknown)" if unknown else "")
         raise refuse(
             "text_encoder_lr",
             "LoRA_Easy",
             what + ": sd-scripts' LoRA has one text encoder LR",
             "give every text encoder the same LR",
         )
-    unet, te_lr = float(run.groups.get("unet", 0.0)), (te.pop() if te else 0.0)
+    unet, te_lr = float(run.roles.get("unet", 0.0)), (te.pop() if te else 0.0)
     if not unet and not te_lr:
         raise refuse("learning_rate", "LoRA_Easy", "no group with an LR above 0", "train at least one group")
     base = float(run.resolved.base_lr) if run.resolved.base_lr else (unet or te_lr)
@@ -595,7 +595,7 @@ def _text(keys: dict[str, Any], lrs: dict[str, dict[str, Any]], length: int) -> 
     for key, value in keys.items():
         if key == "lr_scheduler_args":
             if value:
-                opt[key] = {name: _arg_value(v) for name, v in value.items()}
+                opt[key] = {name: _arg_value(v) for name, v in value.items() if v is not None}  # None: unset
         elif key == "lr_warmup_steps":
             if value:
                 ratio = _ratio(value, length)
@@ -636,7 +636,7 @@ def _differs(text: str, run: TrainerRun) -> str | None:
         back = read(parse("<written>.toml", text), RunFacts())
     except ConfigError as exc:
         return str(exc).splitlines()[0]
-    want = {g: v for g, v in run.groups.items() if v}
+    want = {g: v for g, v in run.roles.items() if v}
     if set(back.groups) != set(want) or back.run_length != run.run_length:
         return f"groups {dict(back.groups)} / {back.run_length} steps instead of {want} / {run.run_length}"
     steps = np.arange(run.run_length)

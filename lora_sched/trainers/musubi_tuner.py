@@ -696,15 +696,15 @@ def written_groups(run: TrainerRun) -> tuple[float, float | None]:
     lora_up group); any other group with an LR is refused."""
     from lora_sched.trainers.common import refuse
 
-    others = [g for g, lr in run.groups.items() if g not in ("unet", "unet_plus") and lr]
-    if others or not run.groups.get("unet"):
-        what = "param groups " + ", ".join(f"{g} at {lr:g}" for g, lr in run.groups.items())
+    others = [g for g, lr in run.roles.items() if g not in ("unet", "unet_plus") and lr]
+    if others or not run.roles.get("unet"):
+        what = "param groups " + ", ".join(f"{g} at {lr:g}" for g, lr in run.roles.items())
         nearest = "musubi-tuner trains only the DiT's LoRA: drop the text encoder groups (train the DiT alone)"
-        if not run.groups.get("unet"):
+        if not run.roles.get("unet"):
             nearest = "give the DiT (unet) group an LR > 0"
         raise refuse("learning_rate", "musubi-tuner", what, nearest)
-    lr = float(run.groups["unet"])
-    plus = run.groups.get("unet_plus")
+    lr = float(run.roles["unet"])
+    plus = run.roles.get("unet_plus")
     return lr, (None if not plus else float(plus) / lr)
 
 

@@ -624,8 +624,8 @@ def _epochs(steps: int, accum: int, batch: int, run: TrainerRun, facts: RunFacts
 
 def _parts(run: TrainerRun) -> dict[str, Any]:
     """model_type, training_method and each part's train / learning_rate for run's groups."""
-    roles = [r for r in run.groups if r != "unet"]
-    bad = [r for r in roles if not r.startswith("text_encoder")] + ([] if "unet" in run.groups else ["(no unet)"])
+    roles = [r for r in run.roles if r != "unet"]
+    bad = [r for r in roles if not r.startswith("text_encoder")] + ([] if "unet" in run.roles else ["(no unet)"])
     if bad:
         why = f"param groups {', '.join(bad)}: OneTrainer's LoRA has a denoiser and text encoder groups"
         raise refuse("learning_rate", "OneTrainer", why, "write the unet / text encoder groups only")
@@ -638,13 +638,13 @@ def _parts(run: TrainerRun) -> dict[str, Any]:
     denoiser, encoders = MODEL_PARTS[model]
     method = run.extra.get("training_method", "LORA") if run.trainer == NAME else "LORA"
     out: dict[str, Any] = {"model_type": model, "training_method": method if method != "EMBEDDING" else "LORA"}
-    out["learning_rate"] = float(run.groups["unet"])
+    out["learning_rate"] = float(run.roles["unet"])
     for part in encoders:
-        if part in run.groups:
-            out[part] = {"train": True, "learning_rate": float(run.groups[part]), "stop_training_after_unit": "NEVER"}
+        if part in run.roles:
+            out[part] = {"train": True, "learning_rate": float(run.roles[part]), "stop_training_after_unit": "NEVER"}
         else:
             out[part] = {"train": False}
-    out[denoiser] = {"train": True, "learning_rate": float(run.groups["unet"]), "stop_training_after_unit": "NEVER"}
+    out[denoiser] = {"train": True, "learning_rate": float(run.roles["unet"]), "stop_training_after_unit": "NEVER"}
     return out
 
 

@@ -121,12 +121,56 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses",
             "preview it with --csv and pick the nearest catalogue schedule (`lora-sched list`)",
         )
-    cfg = run.schedule
+    cfg = run.schedule if run.trainer == "sd-scripts" else _with_groups(run)
     if cfg.unknown_run_length() is not None and run.resolved is not None:  # counted with --steps-per-epoch
         values = {**cfg.values, "max_train_steps": run.resolved.run_length, "max_train_epochs": None}
         sections = {**cfg.sections, "max_train_steps": cfg.section_of("max_train_epochs")}
         cfg = cfg.replace(values=values, sections=sections)
     return export_kohya(cfg, facts.processes)
+
+
+def _with_groups(run: TrainerRun) -> Any:
+    """The carried config with sd-scripts' LR keys for another trainer's groups: the denoiser's LR as
+    unet_lr, one LR for every text encoder (sd-scripts' networks.lora has one), and an absent or
+    zero group as network_train_unet_only / network_train_text_encoder_only."""
+    from lora_sched.trainers.common import refuse
+
+    groups = dict(run.roles)
+    unet = groups.pop("unet", 0.0)
+    encoders = {role: lr for role, lr in groups.items() if role.startswith("text_encoder")}
+    others = {role: lr for role, lr in groups.items() if role not in encoders and lr}
+    if others:
+        raise refuse(
+            "learning_rate",
+            "sd-scripts",
+            "param groups " + ", ".join(f"{r} at {lr:g}" for r, lr in others.items()),
+            "sd-scripts' networks.lora has a denoiser group and one text-encoder group; "
+            "give the extra groups the denoiser's LR in the source",
+        )
+    trained = {lr for lr in encoders.values() if lr}
+    if len(trained) > 1:
+        raise refuse(
+            "text_encoder_lr",
+            "sd-scripts",
+            "text encoders at different LRs " + ", ".join(f"{r} {lr:g}" for r, lr in encoders.items()),
+            "sd-scripts' networks.lora gives every text encoder one LR: use one LR for them",
+        )
+    cfg = run.schedule
+    if not unet and not trained:
+        raise refuse("learning_rate", "sd-scripts", "no group with an LR above 0", "set the denoiser's LR")
+    values = {**cfg.values, "learning_rate": unet or trained.copy().pop(), "unet_lr": unet or None}
+    values["text_encoder_lr"] = trained.pop() if trained else None
+    values["network_train_unet_only"] = not values["text_encoder_lr"]
+    values["network_train_text_encoder_only"] = not unet
+    written = (
+        "learning_rate",
+        "unet_lr",
+        "text_encoder_lr",
+        "network_train_unet_only",
+        "network_train_text_encoder_only",
+    )
+    sections = {**cfg.sections, **{key: cfg.section_of(key) for key in written if values[key]}}
+    return cfg.replace(values=values, sections={k: v for k, v in sections.items() if k not in written or values[k]})
 
 
 TRAINER = Trainer(

@@ -57,8 +57,8 @@ KEYS: dict[str, tuple[str, Any]] = {
 }
 _TRUE = {"1", "true", "yes", "y", "on"}  # cmd_args.py:169-170
 _FALSE = {"0", "false", "no", "n", "off"}
-#: keys only SimpleTuner's files have
-_DISTINCT = ("model_family", "data_backend_config", "model_flavour", "pretrained_model_name_or_path")
+#: keys only SimpleTuner's files have (not pretrained_model_name_or_path: sd-scripts' files have it too)
+_DISTINCT = ("model_family", "data_backend_config", "model_flavour")
 
 
 def cite(path: str, line: int) -> Citation:
@@ -380,6 +380,15 @@ def _catalogue_values(document: Document, name: str, groups: dict, warmup: int, 
 
 
 def read(document: Document, facts: RunFacts) -> TrainerRun:
+    """The run of a SimpleTuner config; text encoders trained without text_encoder_lr share the
+    denoiser's group (trainer.py:4095), which `shared` records."""
+    run = _read(document, facts)
+    if value(document, "train_text_encoder") and "text_encoder" not in run.groups:
+        run = run._replace(shared={"text_encoder": "unet"})
+    return run
+
+
+def _read(document: Document, facts: RunFacts) -> TrainerRun:
     """The run of a SimpleTuner config.json / config.toml (see the module docstring)."""
     if not isinstance(document.data, dict):
         raise ConfigError(document.problem((), "a JSON object / TOML table of SimpleTuner settings", document.data))
@@ -436,10 +445,10 @@ def _refuse(what: str, nearest: str = _NEAREST) -> ConfigError:
 
 def _write_groups(run: TrainerRun) -> dict[str, Any]:
     """learning_rate, and train_text_encoder / text_encoder_lr for the text encoders' group."""
-    groups = dict(run.groups)
+    groups = dict(run.roles)
     lr = groups.pop("unet", None)
     if lr is None or any(not g.startswith("text_encoder") for g in groups):
-        raise _refuse(f"param groups {list(run.groups)}", "SimpleTuner has a denoiser group and one text encoder group")
+        raise _refuse(f"param groups {list(run.roles)}", "SimpleTuner has a denoiser group and one text encoder group")
     keys: dict[str, Any] = {"learning_rate": lr}
     te = set(groups.values())
     if len(te) > 1:
@@ -472,7 +481,7 @@ def _write_schedule(run: TrainerRun) -> dict[str, Any]:
         return {"lr_scheduler": "constant_with_warmup" if rs.warmup else "constant", **keys}
     if rs.horizon != rs.run_length:
         raise _refuse(f"{name} over {rs.horizon} steps in a run of {rs.run_length}", _NEAREST)
-    lr = run.groups.get("unet")
+    lr = run.roles.get("unet")
     if name == "linear":
         ratio = params.get("min_lr_ratio") or 0.0
         if not ratio:
