@@ -447,7 +447,12 @@ class _DatasetConfigReader:
         tables = [(f"datasets[{i}].", entry), ("general.", general), ("", self.fallback)]
         batch = self.value("batch_size", tables, int, KOHYA_DATASET_DEFAULTS["batch_size"])
         split = self.value("validation_split", tables, (int, float), 0.0)
-        resolution = self.value("resolution", tables, (int, list, str), None)
+        # a dataset config's own resolution is an int or [width, height]: config_util.py:244 (sd-scripts
+        # 48d368fa) refuses text there; the training config's (the last table) is text, "512" or "512,768"
+        own = tables[:-1]
+        resolution = self.value("resolution", own, (int, list), None)
+        if all(table.get("resolution") is None for _, table in own):
+            resolution = self.value("resolution", tables[-1:], (int, str), None)
         buckets = self.buckets(tables, resolution)
         if batch < 1:
             self.error(f"datasets[{i}].batch_size", _EXPECTED["batch_size"], batch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -68,6 +69,7 @@ class Key:
     strings; ``sched_args`` = lr_scheduler_args, list or table. The keyword options configure it:
     low / high (inclusive unless low_open / high_open), multiple_of, choices, allow_empty, and
     rule, a further check of a string that raises FieldError.
+    unset: values that mean "not set" (read as None), where sd-scripts tests the key's truthiness.
     roles: what else the key feeds (`Role`); sd_default: for kohya's global scheduler keys, the
     value sd-scripts uses when the key is absent.
     """
@@ -88,12 +90,15 @@ class Key:
         default_doc: str | None = None,
         roles: tuple[Role, ...] = (),
         sd_default: Any = None,
+        unset: tuple[Any, ...] = (),
         **options: Any,
     ) -> None:
         self.name, self.section, self.doc, self.default = name, section, doc, default
         self.nullable, self.default_doc = nullable, default_doc
         self.roles, self.sd_default = frozenset(roles), sd_default
         self.field: fields.Field = FIELD_KINDS[kind](**options)
+        if unset:
+            self.field = _Unset(self.field, unset)
 
     def __repr__(self) -> str:
         return f"Key({self.name!r}, {self.field.kind!r}, default={self.default!r})"
@@ -202,6 +207,76 @@ def _optimizer_name() -> fields.Str:
     return fields.Str(non_empty=True, expected=optimizers.EXPECTED, rule=_check_optimizer)
 
 
+class _Resolution(fields.Resolution):
+    """The training config's resolution. sd-scripts declares it ``type=str`` (library/train_util.py:4561-4565,
+    sd-scripts 48d368fa) and reads the text with ``tuple([int(r) for r in args.resolution.split(",")])``
+    (prepare_dataset_args, train_util.py:5410): "512" is a square, "512,768" width x height. An int
+    is lora_sched's own documented form (its configs and forms write one): sd-scripts stops on it (an
+    int has no ``split``), so `export --kohya` writes it as text. A single side is held as its int,
+    which every reader here takes; "W,H" stays as written. (A dataset config is the other way round:
+    config_util.py:244 takes an int or [w, h] and refuses text; lora_sched.config.dataset checks that.)"""
+
+    def parse(self, value: Any) -> int | str:
+        if isinstance(value, str) and _ONE_SIDE.match(value):
+            return super().parse(int(value))
+        try:
+            return super().parse(value)
+        except FieldError as exc:
+            if isinstance(value, str):
+                raise FieldError(exc.expected, exc.found, 'write "512" or "512,768"') from None
+            if isinstance(value, float) and exc.hint:  # a whole float: 512.0
+                raise FieldError(exc.expected, exc.found, f'write "{int(value)}"') from None
+            raise
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = super().json_schema()
+        schema["anyOf"][1]["pattern"] = r"^\s*\d+\s*(,\s*\d+\s*)?$"
+        return schema
+
+
+#: One side as sd-scripts' int() reads it (surrounding blanks allowed).
+_ONE_SIDE = re.compile(r"^\s*\d+\s*$")
+
+
+class _Unset(fields.Field):
+    """A field where a falsy value sd-scripts tests with ``if not args.KEY`` means "not set" (None):
+    ``resume = false`` or ``""`` (train_util.py:4773), ``lr_scheduler_type = ""`` (its argparse
+    default, train_util.py:3731; tested at train_util.py:5300). Anything else goes to `inner`."""
+
+    def __init__(self, inner: fields.Field, unset: tuple[Any, ...]) -> None:
+        self.inner, self.unset = inner, unset
+        self.kind = inner.kind  # type: ignore[misc]
+
+    def parse(self, value: Any) -> Any:
+        if any(type(value) is type(u) and value == u for u in self.unset):
+            return None
+        try:
+            return self.inner.parse(value)
+        except FieldError as exc:
+            if exc.hint:
+                raise
+            none = " or ".join('""' if u == "" else str(u).lower() for u in self.unset)
+            raise FieldError(exc.expected, exc.found, f"{none} (or leaving the key out) means none") from None
+
+    def expected(self) -> str:
+        return self.inner.expected()
+
+    def range_text(self) -> str:
+        return self.inner.range_text()
+
+    def type_text(self) -> str:
+        return self.inner.type_text()
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"anyOf": [self.inner.json_schema(), *({"const": u} for u in self.unset)]}
+
+    def form_hints(self) -> list[str]:
+        return self.inner.form_hints()
+
+    def control(self, blank: bool) -> fields.Control:
+        return self.inner.control(blank)
+
+
 #: The field each kind name of the table below stands for, called with the row's keyword options.
 FIELD_KINDS: dict[str, Callable[..., fields.Field]] = {
     "float": fields.Float,
@@ -212,7 +287,7 @@ FIELD_KINDS: dict[str, Callable[..., fields.Field]] = {
     "path": fields.Path,
     "choice": lambda choices: fields.Choice(*choices),
     "duration": fields.Duration,
-    "resolution": fields.Resolution,
+    "resolution": _Resolution,
     "kv_list": lambda: fields.KeyValueList(split_kv),
     "sched_args": fields.SchedulerArgs,
     "optimizer": _optimizer_name,
@@ -354,6 +429,7 @@ KEYS: tuple[Key, ...] = (
         "a torch LR scheduler class (CosineAnnealingLR or a dotted path) instead of lr_scheduler",
         None,
         roles=("schedule",),
+        unset=("",),  # sd-scripts' own default (train_util.py:3731): no custom class
     ),
     _k(
         "lr_scheduler_args",
@@ -474,7 +550,8 @@ KEYS: tuple[Key, ...] = (
         nullable=False,
         roles=("form",),
     ),
-    _k("resume", "path", T, "checkpoint directory to resume from, or latest", None),
+    # false and "" are no resume: sd-scripts tests `if not args.resume` (train_util.py:4773)
+    _k("resume", "path", T, "checkpoint directory to resume from, or latest", None, unset=(False, "")),
     _k(
         "gradient_checkpointing",
         "bool",

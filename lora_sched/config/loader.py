@@ -206,7 +206,59 @@ def _toml_problem(exc: Exception, source: str, text: str) -> Problem:
     hint = "strings need quotes; sections look like [optimizer_arguments]; one key = value per line"
     if "overwrite" in message or "declare" in message:
         hint = "a key or a table is defined twice in the same table"
+    if message.startswith("Cannot overwrite a value") and line is not None:
+        twice = _key_set_twice(text, line)
+        if twice is not None:
+            return twice._replace(file=source)
     return Problem("", "valid TOML", message, hint, file=source, line=line)
+
+
+#: A line that starts a `key = value` (a dotted key too), and a [table] or [[array]] header.
+_KEY_LINE = re.compile(rf"^[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*=")
+_HEADER_LINE = re.compile(rf"^[ \t]*\[\[?[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*\]")
+
+
+def _key_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in re.findall(_KEY_PART, dotted))
+
+
+def _key_set_twice(text: str, line: int) -> Problem | None:
+    """tomllib's "Cannot overwrite a value" names no key and points past the value (a multi-line
+    array ends lines below its key): the key is the last `key =` at or above `line`; its table is the
+    header above it, and the first definition the same key (or a prefix of it, `a = 1` then
+    `a.b = 2`) between that header and it. None when no such line is found (the message stays tomllib's)."""
+    lines = text.split("\n")
+    at = min(line, len(lines))
+    while at > 0 and not _KEY_LINE.match(lines[at - 1]):
+        at -= 1
+    if at == 0:
+        return None
+    parts = _key_parts(_KEY_LINE.match(lines[at - 1]).group(1))  # type: ignore[union-attr]
+    header, first = (), None
+    for n in range(at - 1, 0, -1):
+        found = _HEADER_LINE.match(lines[n - 1])
+        if found:
+            header = _key_parts(found.group(1))
+            break
+        earlier = _KEY_LINE.match(lines[n - 1])
+        if earlier and parts[: len(_key_parts(earlier.group(1)))] == _key_parts(earlier.group(1)):
+            first = n, _key_parts(earlier.group(1))
+    name = ".".join(bare_or_quoted(p) for p in parts)
+    found_text = f"a second `{name}`"
+    if first is not None:
+        shown = ".".join(bare_or_quoted(p) for p in first[1])
+        found_text += (
+            f"; the first is at line {first[0]}"
+            if first[1] == parts
+            else f", under `{shown}`, which line {first[0]} sets to a value"
+        )
+    return Problem(
+        ".".join(bare_or_quoted(p) for p in (*header, *parts)),
+        "each key once in a table (TOML)",
+        found_text,
+        "remove one of them: TOML refuses a key set twice, and sd-scripts cannot read the file either",
+        line=at,
+    )
 
 
 class _Choice(NamedTuple):
@@ -218,6 +270,7 @@ class _Choice(NamedTuple):
     type_path: str | None  # a custom torch class (lr_scheduler_type)
     type_args: dict[str, Any]  # the custom class's arguments, as written
     spec: ScheduleSpec | None  # None: an unknown name (reported)
+    lora_easy: str | None = None  # the LoRA_Easy class read as the catalogue schedule `name`
 
 
 class _Loader:
@@ -397,11 +450,48 @@ class _Loader:
                 )
             )
             return
+        if key == "max_grad_norm":
+            self.quoted_grad_norm(value, values)
+            return
         spec = KEY_BY_NAME[key]
         hint = f"remove the quotes: {value.strip()}"
         if is_kohya_key(key):
             hint += "; sd-scripts passes a quoted value on as text and stops with a type error or misreads it"
         self.problems.append(problem(key, spec.expected(), value, hint))
+
+    def quoted_grad_norm(self, value: str, values: dict[str, Any]) -> None:
+        """sd-scripts hands a quoted max_grad_norm on as text: train_network.py:1448 tests
+        `args.max_grad_norm != 0.0` (true for any text), then :1450 calls accelerator.clip_grad_norm_(...,
+        args.max_grad_norm), which reaches torch's clip_grad_norm_, and torch reads it with float()
+        (sd-scripts 48d368fa). So "1.0" clips at 1.0 as meant; "0" clips at a norm of 0, which zeroes
+        every gradient instead of turning clipping off: an error."""
+        number = float(value)
+        if number == 0:
+            self.problems.append(
+                problem(
+                    "max_grad_norm",
+                    "a number without quotes",
+                    value,
+                    "write 0 without quotes: sd-scripts compares the text with 0.0 (train_network.py:1448), "
+                    "so clipping stays on at a norm of 0 and every gradient becomes 0",
+                )
+            )
+            return
+        try:
+            values["max_grad_norm"] = KEY_BY_NAME["max_grad_norm"].parse(number)
+        except FieldError as exc:
+            self.problems.append(exc.problem_at("max_grad_norm"))
+            return
+        self.notes.append(
+            problem(
+                "max_grad_norm",
+                "a number without quotes",
+                value,
+                f"read as {number!r}, as torch reads it (sd-scripts passes the text to accelerator.clip_grad_norm_, "
+                "which converts it with float()); `export --kohya` writes the number",
+                severity="notice",
+            )
+        )
 
     def check_combinations(self, values: dict[str, Any]) -> None:
         """Values that are each fine but not together; what a text_encoder_lr list means."""
@@ -485,7 +575,7 @@ class _Loader:
         self.global_keys(spec, type_path, values, args, arg_keys)
         if not {split_key(p.key)[0] for p in self.problems} & {"optimizer_type", "optimizer_args"}:
             self.check_optimizer_pairing(values, type_path or (spec.name if spec else name), args)
-        return _Choice(name, args, arg_keys, type_path, type_args, spec), values
+        return _Choice(name, args, arg_keys, type_path, type_args, spec, lora_easy), values
 
     def lookup(self, name: str) -> ScheduleSpec | None:
         """The spec of a schedule name, or None (and the problem) for an unknown one."""
@@ -512,7 +602,9 @@ class _Loader:
             return
         groups = frame.group_problems(config.group_lrs().values(), config.request.key_for)
         self.problems.extend(config.locate(groups))
-        if frame.warmup and (choice.type_path or choice.name == "constant"):
+        if frame.warmup and choice.lora_easy:
+            self.problems.append(_warmup_lora_easy_refuses(choice.lora_easy, frame.warmup))
+        elif frame.warmup and (choice.type_path or choice.name == "constant"):
             self.problems.append(_warmup_sd_scripts_refuses(choice.type_path or "constant", frame.warmup))
         if choice.type_path and self.custom is not None:
             self.check_custom_run(choice.type_path, choice.type_args, frame.run_length, frame.warmup)
@@ -744,6 +836,21 @@ def _warmup_sd_scripts_refuses(schedule: str, warmup: int) -> Problem:
         f"lora-sched trains the warmup in front of it and `export --kohya` writes {instead}; "
         "to run this very file in sd-scripts, remove the warmup"
         + (' or write lr_scheduler = "constant_with_warmup"' if schedule == "constant" else ""),
+        severity="warning",
+    )
+
+
+def _warmup_lora_easy_refuses(name: str, warmup: int) -> Problem:
+    """A LoRA_Easy class is a custom class to sd-scripts: get_scheduler_fix builds it and then raises
+    ValueError on any warmup (library/train_util.py:5294-5297 and 5300-5311, sd-scripts 48d368fa).
+    The class warms up by its own `warmup_steps` argument, at the start of every cycle."""
+    return problem(
+        "lr_warmup_steps",
+        f"no warmup with LoRA_Easy's {name} (sd-scripts refuses the file: it does not require num_warmup_steps)",
+        raw(f"a warmup of {warmup} steps"),
+        f'the class warms up by its own argument: lr_scheduler_args = [..., "warmup_steps={warmup}"] (a warmup '
+        "at the start of every cycle) and no lr_warmup_steps; lora-sched trains this warmup once in front of the "
+        "cycles and `export --kohya` writes lora_sched.torch.LoraSchedLR",
         severity="warning",
     )
 

@@ -176,7 +176,34 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
         values[key] = None
     values.update(keys)
     values["max_train_steps"] = rs.run_length
-    return values
+    return {key: sd_scripts_value(key, value) for key, value in values.items()}
+
+
+def sd_scripts_value(key: str, value: Any) -> Any:
+    """A value as sd-scripts takes it from a config file, which skips argparse's ``type=`` (the file's
+    values fill the namespace before parse_args: read_config_from_file, library/train_util.py:4760-4761,
+    sd-scripts 48d368fa):
+
+    * a whole float of a key sd-scripts declares ``type=int`` is written as the int: its config
+      sanitizer checks the namespace against int for min_bucket_reso, max_bucket_reso,
+      bucket_reso_steps, ... (DATASET_ASCENDABLE_SCHEMA, library/config_util.py:235-247, merged into the
+      argument schema at :346-368 and checked at :410, with or without a dataset_config) and refuses
+      64.0; elsewhere the int is used as one;
+    * an int resolution is written as text: sd-scripts declares it ``type=str`` (train_util.py:4561)
+      and splits it at "," (prepare_dataset_args, train_util.py:5410)."""
+    if key == "resolution" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and declared_int(key):
+        return int(value)
+    return value
+
+
+def declared_int(key: str) -> bool:
+    """Whether sd-scripts' argparse declares `key` ``type=int`` (lora_sched/data/kohya_keys.json)."""
+    from lora_sched.config.kohya_keys import kohya_key
+
+    record = kohya_key(key)
+    return record is not None and record.get("type") == "int" and not record.get("nargs")
 
 
 def export_kohya(cfg: Any, num_processes: int = 1) -> str:
@@ -185,7 +212,8 @@ def export_kohya(cfg: Any, num_processes: int = 1) -> str:
     from lora_sched.config.writer import dumps_config
 
     values = export_values(cfg, num_processes)
-    out = LoraConfig(values=values, path=cfg.path, extras=dict(cfg.extras), sections=dict.fromkeys(values))
+    extras = {key: (section, sd_scripts_value(key, value)) for key, (section, value) in cfg.extras.items()}
+    out = LoraConfig(values=values, path=cfg.path, extras=extras, sections=dict.fromkeys(values))
     return dumps_config(out, kohya_list_args=True)
 
 
