@@ -230,7 +230,6 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-
 def _count_options(p: argparse.ArgumentParser) -> None:
     """--steps-per-epoch / --num-processes: how the trainer counts a run whose data is not here."""
     p.add_argument(

@@ -187,7 +187,7 @@ def exact_integer_bound(w: list[int], D: float = 1.0, G: float = 1.0) -> tuple[f
 
 @pytest.mark.parametrize(
     ("name", "args", "scale"),
-    [("linear", {}, 1_000_000), ("warmup_stable_decay", {"decay": 0.2}, 200_000)],
+    [("linear", {}, 1_000_000), ("wsd", {"decay": 0.2}, 200_000)],  # wsd: the linear decay
 )
 def test_one_million_steps_match_exact_arithmetic(name, args, scale):
     """T = 1e6: m(s) * scale is an integer for these schedules, so the exact reference is cheap."""

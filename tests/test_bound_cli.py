@@ -48,14 +48,14 @@ NUM = r"([0-9.]+(?:e[-+]?\d+)?|inf)"
 
 def test_compares_linear_and_wsd_like_the_paper(tmp_path):
     write(tmp_path, "linear.toml", "linear")
-    write(tmp_path, "wsd.toml", "warmup_stable_decay", optimizer_arguments="lr_decay_steps = 0.2")
+    write(tmp_path, "wsd.toml", "wsd", optimizer_arguments="lr_decay_steps = 0.2")  # the paper's linear cooldown
     result = bound_cli(tmp_path, "linear.toml", "wsd.toml")
     assert result.returncode == 0, result.stderr
     out = result.stdout
 
     linear = schedule_bound(resolve(ScheduleRequest("linear", max_train_steps=4000, base_lr=1e-4)))
     wsd = schedule_bound(resolve(ScheduleRequest("wsd", args={"decay": 0.2}, max_train_steps=4000, base_lr=1e-4)))
-    block_linear, block_wsd = out.split("linear.toml: linear")[1].split("wsd.toml: warmup_stable_decay")
+    block_linear, block_wsd = out.split("linear.toml: linear")[1].split("wsd.toml: wsd")
     assert number(rf"at base LR {NUM}", block_linear) == pytest.approx(1e-4)
     assert number(rf"bound {NUM} \(t1", block_linear) == pytest.approx(linear.bound, rel=PRINTED)
     assert number(rf"bound-optimal base LR {NUM}", block_linear) == pytest.approx(linear.optimal_base_lr, rel=PRINTED)

@@ -361,5 +361,7 @@ def test_where_keys_were_read_is_data_and_a_config_is_changed_only_by_copy() -> 
     (flag,) = cfg.locations.with_overrides({"learning_rate": "--lr"}).locate([found])
     assert (flag.file, flag.key) == (None, "--lr (learning_rate)")
     changed = cfg.replace(warnings=[located])
-    assert cfg.warnings == [] and changed.warnings == [located] and changed.locations is cfg.locations
+    (notice,) = cfg.warnings  # num_cycles = 2 in the list is transformers' two periods: four half-cosines
+    assert notice.severity == "notice" and cfg.resolve().params["num_cycles"] == 4
+    assert changed.warnings == [located] and changed.locations is cfg.locations
     assert changed.resolve() == cfg.resolve()

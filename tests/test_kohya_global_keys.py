@@ -44,14 +44,16 @@ def test_num_cycles_on_plain_cosine_warns_and_trains_one_decay_like_sd_scripts()
     cfg = loads_config(_config("cosine", "lr_scheduler_num_cycles = 3"), source="c.toml")
     (warning,) = [w for w in cfg.warnings if w.severity == "warning"]
     assert warning.key.endswith("lr_scheduler_num_cycles") and warning.line == 4
-    assert 'lr_scheduler_args = ["num_cycles=3"]' in warning.hint
+    assert 'lr_scheduler_args = ["num_cycles=1.5"]' in warning.hint  # transformers' periods: 3 half-cosines
     m = cfg.resolve().multipliers(np.arange(101))
     expected = [0.5 * (1 + math.cos(math.pi * s / 100)) for s in range(101)]  # one half-cosine
     np.testing.assert_allclose(m, expected, rtol=0, atol=1e-12)
 
 
 def test_num_cycles_through_lr_scheduler_args_gives_several_cycles():
-    cfg = loads_config(_config("cosine", 'lr_scheduler_args = ["num_cycles=3"]'), source="c.toml")
+    """sd-scripts passes the list's num_cycles to transformers' cosine, whose num_cycles counts full
+    periods: 1.5 is three half-cosine decays."""
+    cfg = loads_config(_config("cosine", 'lr_scheduler_args = ["num_cycles=1.5"]'), source="c.toml")
     m = cfg.resolve().multipliers(np.arange(101))
     expected = [0.5 * (1 + math.cos(math.pi * 3 * s / 100)) for s in range(101)]
     np.testing.assert_allclose(m, expected, rtol=0, atol=1e-12)

@@ -37,6 +37,7 @@ LAYERS = {
     "__main__": 5,
 }
 
+
 def _module_name(path: Path) -> str:
     parts = ["lora_sched", *path.relative_to(PACKAGE).with_suffix("").parts]
     if parts[-1] == "__init__":

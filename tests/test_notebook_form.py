@@ -443,7 +443,7 @@ def test_the_plot_is_redrawn_only_when_the_preview_changes(
     assert len(saved) == 2 and form.plot.outputs != shown
 
 
-@pytest.mark.parametrize(("trainer", "suffix"), [("onetrainer", ".json"), ("musubi-tuner", ".toml")])
+@pytest.mark.parametrize(("trainer", "suffix"), [("diffusers", ".sh"), ("lora-easy", ".toml")])
 def test_the_form_writes_a_file_for_another_trainer(
     form: SchedulerForm, tmp_path: Path, trainer: str, suffix: str
 ) -> None:
@@ -460,3 +460,16 @@ def test_the_form_writes_a_file_for_another_trainer(
     run = read_run(str(target), trainer=trainer)
     assert run.trainer == trainer and run.run_length == 200
     np.testing.assert_allclose(run.lrs(np.arange(200))["unet"], form.preview_data["unet"], rtol=1e-9)
+
+
+def test_a_trainer_that_cannot_run_the_curve_is_refused_in_the_form(form: SchedulerForm, tmp_path: Path) -> None:
+    """ai-toolkit has no warmup before a cosine: nothing is written, the form says why."""
+    target = tmp_path / "job.yaml"
+    configure(form, "cosine", target)
+    form.trainer.value = "ai-toolkit"
+    try:
+        form.save_button.click()
+    finally:
+        form.trainer.value = "sd-scripts"
+    assert "not saved" in form.status.value and not target.exists()
+    assert "ai-toolkit" in form.error_text

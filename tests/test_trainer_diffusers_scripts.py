@@ -42,6 +42,14 @@ def assert_lrs(got: dict, want: dict) -> None:
         np.testing.assert_allclose(got[group], want[group], rtol=1e-9, atol=0)
 
 
+def own_groups(run, lrs: dict) -> dict:
+    """`lrs` without the roles trained inside another group (each checked at its host's LR): the
+    groups the script's own scheduler steps."""
+    for role, host in run.shared.items():
+        np.testing.assert_array_equal(lrs.pop(role), lrs[host], err_msg=role)
+    return lrs
+
+
 def test_corpus_and_cases_complete():
     assert 8 <= len(CORPUS) <= 15
     assert set(CASES) == set(CORPUS) | set(WRITTEN)
@@ -63,7 +71,7 @@ def test_read_matches_diffusers_own_scheduler(name):
     run = read_run(str(DATA / folder / name), facts_of(name), trainer="diffusers")
     want = golden(name)
     assert run.run_length == len(next(iter(want.values())))
-    assert_lrs(run.lrs(np.arange(run.run_length)), want)
+    assert_lrs(own_groups(run, run.lrs(np.arange(run.run_length))), want)
 
 
 QUIRKS = {
@@ -249,3 +257,38 @@ def test_not_recognised_elsewhere(tmp_path):
     path = tmp_path / "other.sh"
     path.write_text("python train.py --lr 1e-4 --epochs 3\n")
     assert TRAINER.recognise(read_document(str(path))) == 0
+
+
+def test_one_group_scripts_share_their_text_encoders(tmp_path):
+    """--train_text_encoder in a one-group script: the text encoders (both of SDXL's in
+    train_text_to_image_lora_sdxl.py) follow the denoiser's LR, and lrs() gives them too."""
+    run = _args(tmp_path, "train_text_to_image_lora_sdxl.py --train_text_encoder --max_train_steps=9\n")
+    assert dict(run.groups) == {"unet": 1e-4}
+    assert dict(run.shared) == {"text_encoder": "unet", "text_encoder_2": "unet"}
+    lrs = run.lrs(np.arange(9))
+    assert set(lrs) == {"unet", "text_encoder", "text_encoder_2"} and lrs["text_encoder_2"] is lrs["unet"]
+
+
+def _sd(tmp_path, body: str):
+    path = tmp_path / "src.toml"
+    path.write_text("max_train_steps = 30\nlr_scheduler = 'constant'\n" + body)
+    return read_run(str(path), trainer="sd-scripts")
+
+
+def test_written_groups_by_role_not_order(tmp_path):
+    """A trained part the scripts have no group for is refused, never written as the denoiser; the
+    denoiser's LR is found by role whatever the source's group order."""
+    from lora_sched.trainers.base import TrainerRun
+
+    base = _sd(tmp_path, "learning_rate = 1e-4\n")
+    embedding = TrainerRun("x", "x", {"embedding": 3e-4}, 30, "", resolved=base.resolved)
+    with pytest.raises(ConfigError, match=r"embedding at 0\.0003") as err:
+        write_run(embedding, "diffusers")
+    assert all(p.hint for p in err.value.problems)
+    te_only = _sd(tmp_path, "learning_rate = 1e-4\nnetwork_train_text_encoder_only = true\n")
+    with pytest.raises(ConfigError, match=r"text_encoder at 0\.0001"):
+        write_run(te_only, "diffusers")
+    swapped = TrainerRun("x", "x", {"text_encoder": 5e-5, "unet": 1e-4}, 30, "", resolved=base.resolved)
+    text = write_run(swapped, "diffusers")
+    assert "train_dreambooth_lora_flux.py" in text and "--learning_rate=0.0001" in text
+    assert "--text_encoder_lr=5e-05" in text

@@ -216,13 +216,13 @@ def written_back(tmp_path: Path, run, facts: RunFacts):
     steps = np.arange(run.run_length)
     want, got = run.lrs(steps), back.lrs(steps)
     for role, lr in want.items():
-        if run.groups[role] != 0:
-            same(got.get(role, got["unet"]), lr)
+        if run.roles[role] != 0:  # a trained part is written, never dropped
+            same(got[role], lr)
     return text, back
 
 
 TWO = "learning_rate = 1e-4\nunet_lr = 1e-4\ntext_encoder_lr = 5e-5\nmax_train_steps = 100\n"
-ONE = "learning_rate = 2e-4\nmax_train_steps = 100\n"
+ONE = "learning_rate = 2e-4\nnetwork_train_unet_only = true\nmax_train_steps = 100\n"
 GRID = {  # lora_sched schedule -> None (written exactly) or the refusal's reason
     "constant": (TWO + 'lr_scheduler = "constant"\n', None),
     "constant_with_warmup 1/W": (
@@ -264,7 +264,7 @@ def test_write_grid(tmp_path: Path, case: str) -> None:
     facts = RunFacts(steps_per_epoch=10)
     if reason is None:
         text, _ = written_back(tmp_path, run, facts)
-        assert ("\n[model]\n" in text) == (run.groups["unet"] != run.groups["text_encoder"])
+        assert ("\n[model]\n" in text) == bool(run.groups["text_encoder"])  # text encoders trained: SDXL's
         return
     with pytest.raises(ConfigError, match="a curve diffusion-pipe can run") as info:
         dp.write(run, facts)
@@ -314,3 +314,15 @@ def test_written_goldens_are_the_lora_sched_curve(tmp_path: Path) -> None:
         assert len(want["unet"]) == run.run_length
         for role, lr in want.items():
             same(got.get(role, got["unet"]) if role != "text_encoder_2" else got["text_encoder"], lr)
+
+
+def test_text_encoders_at_the_denoisers_lr_are_written_not_dropped(tmp_path: Path) -> None:
+    """A run training its text encoders at the denoiser's LR: SDXL's three groups (the only model
+    whose text encoders diffusion-pipe trains), not one [optimizer] lr that trains the denoiser alone."""
+    run = sd_run(tmp_path, 'learning_rate = 2e-4\nmax_train_steps = 100\nlr_scheduler = "constant"\n')
+    assert run.roles == {"unet": 2e-4, "text_encoder": 2e-4}
+    text, back = written_back(tmp_path, run, RunFacts(steps_per_epoch=10))
+    assert 'type = "sdxl"' in text and back.groups == {"unet": 2e-4, "text_encoder": 2e-4, "text_encoder_2": 2e-4}
+    flux = TrainerRun("x", "x", {"unet": 1e-4, "embedding": 1e-4}, run.run_length, "", resolved=run.resolved)
+    with pytest.raises(ConfigError, match=r"embedding at 0\.0001"):
+        dp.write(flux, RunFacts(steps_per_epoch=10))

@@ -191,4 +191,5 @@ def test_preview_checks_its_output_paths_before_any_work(tmp_path: Path, capsys:
     path.write_text("learning_rate = 1e-4\nmax_train_steps = 50\n")
     assert main(["preview", str(path), "--png", str(tmp_path / "nodir" / "x.png")]) == 1
     captured = capsys.readouterr()
-    assert captured.out == "" and "--png: expected a path in an existing folder" in captured.err
+    assert captured.out == "" and captured.err.startswith("lora-sched preview: ")
+    assert "its folder does not exist (nothing was done)" in captured.err

@@ -285,3 +285,18 @@ def test_malformed_toml_names_file_and_line(tmp_path: Path) -> None:
     path.write_text("[optimizer_args.args]\nlearning_rate = = 1\n")
     with pytest.raises(ConfigError, match=r"broken.toml:2"):
         read_document(str(path))
+
+
+def test_sd_scripts_export_keeps_learning_rate_as_l0(tmp_path: Path) -> None:
+    """learning_rate 1e-4 with unet_lr 2e-4: polynomial's absolute lr_end is relative to learning_rate
+    (the optimizer's default LR), so the sd-scripts export keeps it and sets unet_lr / text_encoder_lr."""
+    run = _read(DATA / "configs" / "polynomial_te_zero.toml", RunFacts(samples_per_epoch=400))
+    text = sd_scripts.write(run, RunFacts(steps_per_epoch=run.run_length))
+    path = tmp_path / "out.toml"
+    path.write_text(text)
+    back = sd_scripts.read(read_document(str(path)), RunFacts())
+    assert "learning_rate = 0.0001" in text and "unet_lr = 0.0002" in text
+    steps = np.arange(run.run_length)
+    want, got = run.lrs(steps), back.lrs(steps)
+    for group in want:
+        np.testing.assert_allclose(got[group], want[group], rtol=1e-9, atol=0, err_msg=group)

@@ -5,7 +5,9 @@ target trainer: `export --to TARGET` writes a file; the target's reader (whose c
 own tests check against that trainer's code, step for step) reads it back; every param group's LR
 must equal the source's at every step (relative 1e-9). A target that cannot express the curve
 raises a ConfigError whose hint names the nearest faithful choice. The trainers that have a
-custom-class hook (sd-scripts, musubi-tuner, OneTrainer) never refuse a catalogue schedule.
+custom-class hook (sd-scripts, musubi-tuner, OneTrainer) never refuse a catalogue schedule on the
+parts they train (musubi-tuner trains the DiT alone). An epoch-counting trainer (OneTrainer) is
+told the run is one epoch (--steps-per-epoch = the run length).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from lora_sched.trainers.base import RunFacts, TrainerRun
 DATA = Path(__file__).parent / "data" / "trainers"
 #: Trainers that run any lora_sched schedule through their custom scheduler class hook.
 CUSTOM_HOOK = ("sd-scripts", "musubi-tuner", "onetrainer")
+#: ... on the parts they train: musubi-tuner trains a DiT's LoRA, no text encoder.
+DIT_ONLY = ("musubi-tuner",)
 
 HEAD = "learning_rate = 1e-4\nunet_lr = 1e-4\ntext_encoder_lr = 5e-5\nmax_train_steps = 120\n"
 GRID = {
@@ -39,12 +43,21 @@ GRID = {
 
 
 def _grid_runs(tmp: Path) -> list[tuple[str, TrainerRun]]:
+    """Every grid schedule with a text encoder trained at its own LR, and with the denoiser alone."""
     runs = []
     for name, body in GRID.items():
-        path = tmp / f"{name}.toml"
-        path.write_text(HEAD + body)
-        runs.append((f"grid:{name}", read_run(str(path))))
+        for label, head in (("grid", HEAD), ("grid-dit", HEAD + "network_train_unet_only = true\n")):
+            path = tmp / f"{label}_{name}.toml"
+            path.write_text(head + body)
+            runs.append((f"{label}:{name}", read_run(str(path))))
     return runs
+
+
+def _must_write(target: str, label: str) -> bool:
+    """A grid schedule a trainer with a custom-class hook runs (on the parts it trains)."""
+    if target not in CUSTOM_HOOK or not label.startswith("grid"):
+        return False
+    return target not in DIT_ONLY or label.startswith("grid-dit:")
 
 
 def _corpus_runs() -> list[tuple[str, TrainerRun]]:
@@ -96,7 +109,10 @@ def _same_curve(source: TrainerRun, target: TrainerRun, label: str) -> None:
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, TrainerRun]]:
-    return _grid_runs(tmp_path_factory.mktemp("grid")) + _corpus_runs()
+    corpus = _corpus_runs()
+    assert len(corpus) >= 60, "the trainers' corpora give at least 60 sources with a catalogue curve"
+    assert {label.split(":")[0] for label, _ in corpus} >= {"lora-easy", "onetrainer", "musubi-tuner", "diffusers"}
+    return _grid_runs(tmp_path_factory.mktemp("grid")) + corpus
 
 
 @pytest.mark.parametrize("target", TRAINER_NAMES)
@@ -106,19 +122,20 @@ def test_every_source_runs_the_same_curve_in_every_trainer(
     trainer = get(target)
     written = refused = 0
     for label, run in sources:
+        facts = RunFacts(steps_per_epoch=run.run_length)  # one epoch, for trainers that count epochs
         try:
-            text = write_run(run, target)
+            text = write_run(run, target, facts)
         except ConfigError as exc:
             refused += 1
-            assert target not in CUSTOM_HOOK or not label.startswith("grid:"), f"{label} -> {target}: {exc}"
+            assert not _must_write(target, label), f"{label} -> {target}: {exc}"
             assert all(p.hint for p in exc.problems), f"{label} -> {target}: a refusal names the nearest choice"
             continue
         path = tmp_path / f"{label.replace(':', '_').replace('/', '_')}{trainer.suffix}"
         path.write_text(text, encoding="utf-8")
-        back = read_run(str(path), RunFacts(), target)
+        back = read_run(str(path), facts, target)
         _same_curve(run, back, f"{label} -> {target}")
         written += 1
-    assert written > 0, f"{target} wrote nothing"
+    assert written > 0 and written + refused == len(sources), f"{target} wrote nothing"
 
 
 def _corpus_files() -> list[tuple[str, Path]]:

@@ -67,7 +67,13 @@ WRITTEN_CASES = {
         None,
     ),
     "w_constant_warmup": (
-        {"learning_rate": 3e-4, "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 10, "warmup_start": 0.1},
+        {
+            "learning_rate": 3e-4,
+            "network_train_unet_only": True,
+            "lr_scheduler": "constant_with_warmup",
+            "lr_warmup_steps": 10,
+            "warmup_start": 0.1,
+        },
         {"max_train_steps": 60},
         None,
     ),
@@ -85,13 +91,19 @@ WRITTEN_CASES = {
         5,
     ),
     "w_cosine_floor": (
-        {"learning_rate": 2e-4, "lr_scheduler": "cosine", "lr_scheduler_args": {"min_lr_ratio": 0.005}},
+        {
+            "learning_rate": 2e-4,
+            "network_train_unet_only": True,
+            "lr_scheduler": "cosine",
+            "lr_scheduler_args": {"min_lr_ratio": 0.005},
+        },
         {"max_train_steps": 30},
         6,
     ),
     "w_cosine_warmup_max_steps": (
         {
             "learning_rate": 1e-4,
+            "network_train_unet_only": True,
             "lr_scheduler": "cosine",
             "lr_warmup_steps": 4,
             "warmup_start": 0.25,

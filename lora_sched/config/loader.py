@@ -26,7 +26,7 @@ from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
 from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
 from lora_sched.config.places import DocLines, Locations, Place, bare_or_quoted, quoted, split_key
-from lora_sched.errors import ConfigError, FieldError, Problem, near_miss, problem, raw
+from lora_sched.errors import ConfigError, FieldError, Problem, finite_number, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, lookup
 
@@ -572,10 +572,58 @@ class _Loader:
             self.check_custom(type_path, args)
             name, args = "constant", {}
         spec = self.lookup(name)
+        if spec is not None and not type_path:
+            values = self.as_sd_scripts_passes(spec, name, values, args)
         self.global_keys(spec, type_path, values, args, arg_keys)
+        if spec is not None and name == "warmup_stable_decay" and "warmup_start" not in self.given:
+            # transformers' WSD warmup starts at min_lr_ratio (sd-scripts passes the ratio on)
+            values = {**values, "warmup_start": args.get("min_lr_ratio", 0.0)}
         if not {split_key(p.key)[0] for p in self.problems} & {"optimizer_type", "optimizer_args"}:
             self.check_optimizer_pairing(values, type_path or (spec.name if spec else name), args)
         return _Choice(name, args, arg_keys, type_path, type_args, spec, lora_easy), values
+
+    def as_sd_scripts_passes(
+        self, spec: ScheduleSpec, name: str, values: dict[str, Any], args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Arguments whose meaning sd-scripts' get_scheduler_fix sets (library/train_util.py at 48d368fa):
+
+        * cosine's `num_cycles` in the kohya list form goes to transformers' cosine (:5371), whose
+          num_cycles counts full periods: "num_cycles=1.5" is three half-cosine decays (n = 3 here);
+          the TOML table form, which sd-scripts cannot read, keeps lora_sched's n;
+        * warmup_stable_decay's `warmup_type` goes to transformers' get_wsd_schedule (:5382): the
+          warmup's shape (warmup_type)."""
+        listed = bool(self.args_items)
+        if spec.name == "cosine" and name == "cosine" and listed and "num_cycles" in args:
+            cycles = args["num_cycles"]
+            if (finite_number(cycles) or 0) > 0:  # an invalid value is reported as written
+                args["num_cycles"] = 2 * cycles
+                self.notes.append(
+                    problem(
+                        "lr_scheduler_args.num_cycles",
+                        "transformers' num_cycles (full cosine periods), as sd-scripts passes it",
+                        cycles,
+                        f"read as {2 * cycles:g} half-cosine decays, the curve sd-scripts runs",
+                        severity="notice",
+                    )
+                )
+        if spec.name == "warmup_stable_decay" and "warmup_type" in args:
+            shape = args.pop("warmup_type")
+            if shape not in ("linear", "cosine"):
+                self.problems.append(
+                    problem(
+                        "lr_scheduler_args.warmup_type",
+                        'a warmup shape lora_sched draws: "linear" or "cosine"',
+                        shape,
+                        "transformers' 1-sqrt warmup has no equivalent here",
+                    )
+                )
+            elif "warmup_type" in self.given and values["warmup_type"] != shape:
+                self.problems.append(
+                    problem("lr_scheduler_args.warmup_type", f"the warmup_type ({values['warmup_type']})", shape)
+                )
+            else:
+                values = {**values, "warmup_type": shape}
+        return values
 
     def lookup(self, name: str) -> ScheduleSpec | None:
         """The spec of a schedule name, or None (and the problem) for an unknown one."""
@@ -769,9 +817,12 @@ class _Loader:
         hint = f"ignored, as sd-scripts ignores it; remove it, or use a schedule that takes it: {', '.join(users)}"
         own = _param_fed_elsewhere(spec, key) if spec is not None and not type_path else None
         if own is not None:
+            written = value.strip() if key in self.quoted else repr(value)
+            if own == "num_cycles" and schedule == "cosine" and finite_number(number) is not None:
+                written = f"{number / 2:g}"  # transformers' cosine counts full periods (see as_sd_scripts_passes)
             hint = (
                 f"it is ignored, as sd-scripts ignores it for {schedule}; to set {schedule}'s `{own}`, "
-                f'write lr_scheduler_args = ["{own}={value.strip() if key in self.quoted else repr(value)}"]'
+                f'write lr_scheduler_args = ["{own}={written}"]'
             )
         self.problems.append(problem(key, f"no {key} ({schedule} does not use it)", value, hint, severity="warning"))
 

@@ -131,16 +131,22 @@ class TrainerRun(NamedTuple):
         return {**self.groups, **{role: self.groups[host] for role, host in self.shared.items()}}
 
     def lrs(self, steps: Any) -> dict[str, Any]:
-        """The LR of every group at `steps` (any int array within the run), in group order."""
+        """The LR of every group at `steps` (any int array within the run), in group order, then each
+        `shared` role at its host group's LR (the roles of `roles`, each with its curve)."""
         steps = np.asarray(steps, dtype=np.int64)
         if self.own_lrs is not None:
-            return self.own_lrs(steps)
-        if self.resolved is None:
+            out = self.own_lrs(steps)
+        elif self.resolved is None:
             raise ValueError(f"the run length of {self.source} is unknown: {self.counting}")
-        from lora_sched.config.preview import group_lrs_at
+        else:
+            from lora_sched.config.preview import group_lrs_at
 
-        wanted = steps.astype(np.float64)
-        return group_lrs_at(self.resolved, dict(self.groups), wanted, self.resolved.multipliers(wanted))
+            wanted = steps.astype(np.float64)
+            out = group_lrs_at(self.resolved, dict(self.groups), wanted, self.resolved.multipliers(wanted))
+        for role, host in self.shared.items():
+            if role not in out and host in out:
+                out[role] = out[host]
+        return out
 
 
 class Trainer(NamedTuple):

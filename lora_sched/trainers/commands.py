@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from lora_sched.config.commands import EXIT_NEEDS_DATA, needs_data, summary
-from lora_sched.errors import ConfigError, Problem, problem
+from lora_sched.errors import ConfigError, problem
 from lora_sched.trainers import get, read_run, write_run
 from lora_sched.trainers.base import RunFacts, TrainerRun
 
@@ -98,20 +98,19 @@ def curve_of(run: TrainerRun) -> Any:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Output paths are checked before any work: a missing folder is an error now, not after the table."""
+    """Output paths are checked before any work: a missing folder is reported at once (as the
+    command line reports any path it cannot write), not after the table is printed."""
+    import errno
     import os
 
     for flag in ("png", "csv", "output"):
         path = getattr(args, flag, None)
         if not path:
             continue
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise ConfigError(
-                Problem("--" + flag, "a path in an existing folder", f"{path} (no folder {folder})", "create it first")
-            )
         if os.path.isdir(path):
-            raise ConfigError(Problem("--" + flag, "a file path", f"{path} (a folder)"))
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a file", path)
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise FileNotFoundError(errno.ENOENT, "its folder does not exist (nothing was done)", path)
 
 
 def cmd_preview(args: argparse.Namespace) -> int:

@@ -128,3 +128,27 @@ def expect(document: Document, path: tuple, kinds: tuple[type, ...], what: str, 
 def refuse(key: str, trainer: str, what: str, nearest: str) -> ConfigError:
     """An export refusal: what `trainer` cannot express, and the nearest faithful choice."""
     return ConfigError(problem(key, f"a curve {trainer} can run", what, nearest))
+
+
+def own_curve_refusal(run: TrainerRun, trainer: str) -> ConfigError | None:
+    """A refusal where `run`'s own LRs (a scheduler class stepped through torch) are not the curve of
+    its carried schedule (`resolved`), which a writer drawing `resolved` would write; None where they
+    are (or the run has no class)."""
+    if run.own_lrs is None or run.resolved is None or run.run_length is None:
+        return None
+    from lora_sched._lazy import np
+
+    steps = np.arange(run.run_length)
+    own, drawn = run.lrs(steps), run._replace(own_lrs=None).lrs(steps)
+    for group, want in drawn.items():
+        got = np.asarray(own.get(group, np.zeros(run.run_length)), dtype=float)
+        bad = np.flatnonzero(np.abs(got - want) > 1e-9 * np.maximum(np.abs(got), np.abs(want)))
+        if bad.size:
+            s = int(bad[0])
+            what = (
+                f"{run.trainer}'s scheduler class in {run.source}: at step {s} the {group} group gets "
+                f"{float(got[s]):.6g}, not {run.resolved.name}'s {float(want[s]):.6g}"
+            )
+            nearest = "export the lora_sched config the class runs, or preview with --csv and pick a catalogue schedule"
+            return refuse("lr_scheduler", trainer, what, nearest)
+    return None

@@ -476,11 +476,15 @@ def _values(f: Flags, c: Counts) -> tuple[dict[str, Any], dict[str, tuple]]:
 
 def read(document: Document, facts: RunFacts) -> TrainerRun:
     """The run of a launch command; a script with one param group trains the text encoder inside
-    it under --train_text_encoder (train_dreambooth_lora.py), which `shared` records."""
+    it under --train_text_encoder (train_dreambooth_lora.py; both of SDXL's in
+    train_text_to_image_lora_sdxl.py, its line 848), which `shared` records."""
     run = _read(document, facts)
     one_group = len(run.groups) == 1 and "unet" in run.groups
     if one_group and _value(document, "train_text_encoder", bool, False) and run.trainer == "diffusers":
-        run = run._replace(shared={"text_encoder": "unet"})
+        shared = {"text_encoder": "unet"}
+        if script_of(document) == "train_text_to_image_lora_sdxl.py":
+            shared["text_encoder_2"] = "unet"
+        run = run._replace(shared=shared)
     return run
 
 
@@ -527,22 +531,33 @@ def _read(document: Document, facts: RunFacts) -> TrainerRun:
 
 
 def _target(run: TrainerRun) -> tuple[str, dict[str, Any]]:
-    """The script to write for and its LR flags: one LR for every group -> one group; else
-    flux (transformer, text encoder) or SDXL DreamBooth (two text encoders at one LR)."""
+    """The script to write for and its LR flags: the denoiser alone -> one group; text encoders at
+    its LR -> in its one group (train_dreambooth_lora.py --train_text_encoder); else flux
+    (transformer, text encoder) or SDXL DreamBooth (two text encoders at one LR). A trained part the
+    scripts have no group for (an embedding, text encoders without the denoiser) is refused."""
     from lora_sched.trainers.common import refuse
 
     trained = {role: lr for role, lr in run.roles.items() if lr}  # an untrained part: no group
-    roles, lrs = list(trained), list(trained.values())
-    if not lrs:
+    if not trained:
         raise refuse("learning_rate", "diffusers", "no group with an LR above 0", "set the denoiser's LR")
-    if len(set(lrs)) == 1 and len(roles) > 1:  # text encoders at the denoiser's LR: in its one group
-        return "train_dreambooth_lora.py", {"learning_rate": lrs[0], "train_text_encoder": True}
-    if len(set(lrs)) == 1:
-        return "", {"learning_rate": lrs[0]}
-    flags = {"learning_rate": lrs[0], "train_text_encoder": True, "text_encoder_lr": lrs[1]}
-    if roles == ["unet", "text_encoder"]:
+    encoders = {role: lr for role, lr in trained.items() if role.startswith("text_encoder")}
+    if "unet" not in trained or len(encoders) + 1 != len(trained):
+        raise refuse(
+            "learning_rate",
+            "diffusers",
+            "trained parts " + ", ".join(f"{role} at {lr:g}" for role, lr in trained.items()),
+            "diffusers' LoRA scripts train the denoiser (and its text encoders): export a run that trains the denoiser",
+        )
+    lr = trained["unet"]
+    if not encoders:
+        return "", {"learning_rate": lr}
+    if set(encoders.values()) == {lr}:  # text encoders at the denoiser's LR: in its one group
+        return "train_dreambooth_lora.py", {"learning_rate": lr, "train_text_encoder": True}
+    te_lrs = set(encoders.values())
+    flags = {"learning_rate": lr, "train_text_encoder": True, "text_encoder_lr": next(iter(te_lrs))}
+    if set(encoders) == {"text_encoder"}:
         return "train_dreambooth_lora_flux.py", flags
-    if roles == ["unet", "text_encoder", "text_encoder_2"] and lrs[1] == lrs[2]:
+    if set(encoders) == {"text_encoder", "text_encoder_2"} and len(te_lrs) == 1:
         return "train_dreambooth_lora_sdxl.py", flags
     raise refuse(
         "learning_rate",

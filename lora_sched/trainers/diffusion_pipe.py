@@ -383,23 +383,24 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
 
 
 def written_groups(run: TrainerRun) -> dict[str, float]:
-    """The groups to write: one LR where every trained group has the same one; SDXL's three where
-    the unet and text encoders differ; else a refusal (no other model takes per-group LRs)."""
+    """The groups to write: one ([optimizer] lr) where the denoiser is the only trained part; SDXL's
+    three ([model] unet_lr, text_encoder_1_lr, text_encoder_2_lr) where text encoders are trained too
+    (the only model whose text encoders diffusion-pipe trains); else a refusal."""
     trained = {role: lr for role, lr in run.roles.items() if lr != 0}
     if not trained:
         raise refuse("learning_rate", NAME, "a run whose every group has LR 0", "set an LR above 0")
-    if len(set(trained.values())) == 1:
-        return {"unet": next(iter(trained.values()))}
+    if set(trained) == {"unet"}:
+        return {"unet": trained["unet"]}
     roles = {role for role, _ in SDXL_GROUPS}
-    if set(run.roles) <= roles and "unet" in run.roles:
-        te = run.roles.get("text_encoder", run.roles.get("text_encoder_2", run.roles["unet"]))
+    if set(run.roles) <= roles and "unet" in trained:
+        te = run.roles.get("text_encoder", 0.0)
         return {"unet": run.roles["unet"], "text_encoder": te, "text_encoder_2": run.roles.get("text_encoder_2", te)}
     raise refuse(
         "learning_rate",
         NAME,
-        f"param groups {', '.join(run.roles)} with different LRs",
-        "diffusion-pipe sets per-group LRs only for SDXL (unet_lr, text_encoder_1_lr, text_encoder_2_lr): "
-        "train one LR ([optimizer] lr)",
+        "param groups " + ", ".join(f"{role} at {lr:g}" for role, lr in run.roles.items()),
+        "diffusion-pipe trains one denoiser group ([optimizer] lr) and text encoders only for SDXL "
+        "(unet_lr, text_encoder_1_lr, text_encoder_2_lr): train the denoiser alone",
     )
 
 

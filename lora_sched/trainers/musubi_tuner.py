@@ -463,6 +463,10 @@ def kohya_values(s: Settings, name: str, total: int, warmup: int) -> dict[str, A
             values[key] = value
     if s.args and name != "constant":
         values["lr_scheduler_args"] = dict(s.args)
+        cycles = values["lr_scheduler_args"].get("num_cycles")
+        if name == "cosine" and isinstance(cycles, (int, float)) and not isinstance(cycles, bool) and cycles > 0:
+            # transformers' cosine gets the list's num_cycles (full periods): lora_sched's n is twice it
+            values["lr_scheduler_args"]["num_cycles"] = 2 * cycles
     if name == "warmup_stable_decay":
         wsd_values(values, s)
     return values
@@ -781,6 +785,11 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses",
             "preview it with --csv and pick the nearest catalogue schedule (`lora-sched list`)",
         )
+    from lora_sched.trainers.common import own_curve_refusal
+
+    refusal = own_curve_refusal(run, "musubi-tuner")
+    if refusal is not None:
+        raise refusal
     lr, ratio = written_groups(run)
     out: dict[str, Any] = {"learning_rate": lr, "max_train_steps": int(rs.run_length)}
     out |= schedule_keys(rs, facts.processes)

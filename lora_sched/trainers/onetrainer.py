@@ -32,7 +32,7 @@ from typing import Any
 from lora_sched._lazy import np
 from lora_sched.errors import ConfigError, Problem
 from lora_sched.trainers.base import Citation, Quirk, RunFacts, Trainer, TrainerRun
-from lora_sched.trainers.common import per_epoch, refuse, schedule_run
+from lora_sched.trainers.common import own_curve_refusal, per_epoch, refuse, schedule_run
 from lora_sched.trainers.documents import Document
 
 REPO = "Nerogar/OneTrainer"
@@ -658,6 +658,9 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
         what = f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses"
         nearest = "preview it with --csv and pick a catalogue schedule"
         raise refuse("learning_rate_scheduler", "OneTrainer", what, nearest)
+    refusal = own_curve_refusal(run, "OneTrainer")
+    if refusal is not None:
+        raise refusal
     ours = run.trainer == NAME
     accum = int(run.extra.get("gradient_accumulation_steps", 1)) if ours else 1
     batch = int(run.extra.get("batch_size", 1)) if ours else 1

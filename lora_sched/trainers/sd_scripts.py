@@ -51,7 +51,10 @@ def run_of(cfg: Any, facts: RunFacts) -> TrainerRun:
         return TrainerRun("sd-scripts", cfg.path, groups, None, why, schedule=cfg, warnings=tuple(cfg.warnings))
     rs = cfg.resolve(shape if isinstance(shape, TrainingShape) else None)
     own = None
-    if cfg.scheduler_type:  # a custom class: stepped through torch (lora_sched.config.preview)
+    ours = _lora_sched_lr(cfg, groups, rs) if cfg.scheduler_type else None
+    if ours is not None:  # lora_sched's own class (what an export writes): its closed form, not stepped
+        rs = ours
+    elif cfg.scheduler_type:  # another class: stepped through torch (lora_sched.config.preview)
         own = _custom_lrs(cfg, rs)
     if values["max_train_epochs"] is None:
         counting = f"max_train_steps = {rs.run_length}"
@@ -95,6 +98,23 @@ def _counting(cfg: Any, facts: RunFacts) -> tuple[str | None, Any]:
     return text + ")", shape
 
 
+def _lora_sched_lr(cfg: Any, groups: dict[str, float], rs: Any) -> Any:
+    """The schedule `lr_scheduler_type = "lora_sched.torch.LoraSchedLR"` draws, built once on a dummy
+    optimizer with the groups' LRs (its arguments are checked there), or None for another class or
+    one behind a warmup lora_sched composes in front."""
+    from lora_sched.torch.export import LORA_SCHED_LR
+
+    if cfg.scheduler_type != LORA_SCHED_LR or rs.warmup:
+        return None
+    import torch
+
+    from lora_sched.torch.scheduler import LoraSchedLR
+
+    groups_of_params = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr or 1.0} for lr in groups.values()]
+    resolved = LoraSchedLR(torch.optim.SGD(groups_of_params), **dict(cfg.scheduler_type_args or {})).resolved
+    return resolved if resolved.run_length == rs.run_length else None
+
+
 def _custom_lrs(cfg: Any, rs: Any) -> Any:
     from lora_sched._lazy import np
     from lora_sched.config import preview
@@ -132,7 +152,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
 def _with_groups(run: TrainerRun) -> Any:
     """The carried config with sd-scripts' LR keys for another trainer's groups: the denoiser's LR as
     unet_lr, one LR for every text encoder (sd-scripts' networks.lora has one), and an absent or
-    zero group as network_train_unet_only / network_train_text_encoder_only."""
+    zero group as network_train_unet_only / network_train_text_encoder_only; learning_rate the
+    carried config's."""
     from lora_sched.trainers.common import refuse
 
     groups = dict(run.roles)
@@ -158,7 +179,10 @@ def _with_groups(run: TrainerRun) -> Any:
     cfg = run.schedule
     if not unet and not trained:
         raise refuse("learning_rate", "sd-scripts", "no group with an LR above 0", "set the denoiser's LR")
-    values = {**cfg.values, "learning_rate": unet or trained.copy().pop(), "unet_lr": unet or None}
+    # learning_rate stays the carried config's (the optimizer's default LR: what an absolute lr_end or
+    # floor is relative to); unet_lr and text_encoder_lr give the groups theirs
+    base = run.resolved.base_lr if run.resolved is not None else cfg.values.get("learning_rate")
+    values = {**cfg.values, "learning_rate": base or unet or trained.copy().pop(), "unet_lr": unet or None}
     values["text_encoder_lr"] = trained.pop() if trained else None
     values["network_train_unet_only"] = not values["text_encoder_lr"]
     values["network_train_text_encoder_only"] = not unet

@@ -253,15 +253,15 @@ register(
     ScheduleSpec(
         name="warmup_stable_decay",
         summary="warmup, hold the base LR, then decay over the last D steps",
-        params=(_DECAY, decay_type("linear"), min_lr_ratio(kohya=True)),
+        params=(_DECAY, decay_type("cosine"), min_lr_ratio(kohya=True)),
         curve=wsd_curve,
         reference="transformers get_wsd_schedule; the `scheduled` package's WSDSchedule",
-        aliases={"wsd": {}},
+        aliases={"wsd": {"decay_type": "linear"}},
         gotchas=(
             "The default decay is the last 20% of the horizon (a fraction, like every float duration).",
-            "transformers starts its warmup at min_lr_ratio; set warmup_start to match it.",
-            "sd-scripts' warmup_stable_decay decays along a cosine (transformers' default); the default here is "
-            'linear: set decay_type = "cosine" for the sd-scripts curve.',
+            "warmup_stable_decay is sd-scripts' (transformers' get_wsd_schedule): a cosine decay, and in a "
+            "config file its warmup starts at min_lr_ratio unless warmup_start is given; the alias wsd "
+            "decays linearly (the `scheduled` package's WSD) and warms up from warmup_start (0).",
         ),
         check=_check_decay_fits,
         to_kohya=_wsd_to_kohya,
