@@ -81,10 +81,12 @@ def _unknown_length(run: TrainerRun, verb: str) -> str:
         message = needs_data(run.schedule, verb)
         if message is not None:
             return message + "\n      or --steps-per-epoch N (optimizer steps per epoch, as sd-scripts' log shows it)"
+    if "--samples-per-epoch" in run.counting or "--steps-per-epoch" in run.counting:
+        return f"{run.source}: {verb}: the run length is unknown: {run.counting}"
     return (
         f"{run.source}: {verb}: the run length is unknown: {run.counting}.\n"
-        "    Give --samples-per-epoch N (images x repeats) or --steps-per-epoch N (optimizer steps per epoch of\n"
-        "    one process, as the trainer's log shows it), with --num-processes N for a multi-GPU run."
+        "    Give --samples-per-epoch N (images x repeats) or --steps-per-epoch N (steps per epoch of one\n"
+        "    process, as the trainer's progress bar shows it), with --num-processes N for a multi-GPU run."
     )
 
 
