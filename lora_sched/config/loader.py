@@ -142,8 +142,10 @@ def loads_config(
     *,
     trust_scheduler_code: bool = False,
     data: dict[str, Any] | None = None,
+    parsed: dict[str, Any] | None = None,
 ) -> LoraConfig:
-    """Validate TOML text (str or bytes); `source` names it in messages; `data` as in load_config."""
+    """Validate TOML text (str or bytes); `source` names it in messages; `data` as in load_config;
+    `parsed`: the text already parsed by tomllib (a caller that parsed it to recognise the file)."""
     if len(text) > MAX_CONFIG_BYTES:  # str: characters, each at least a byte
         raise ConfigError(_too_big(source, len(text.encode("utf-8")) if isinstance(text, str) else len(text)))
     if isinstance(text, bytes):
@@ -161,7 +163,7 @@ def loads_config(
             )
         )
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(text) if parsed is None else parsed
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_problem(exc, source, text)) from None
     except (RecursionError, MemoryError):

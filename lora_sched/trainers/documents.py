@@ -129,17 +129,34 @@ def parse(source: str, text: str, kind: str | None = None) -> Document:
 
 # ---- TOML -----------------------------------------------------------------------------------
 def parse_toml(source: str, text: str) -> Document:
-    from lora_sched.config.loader import _toml_problem
+    from lora_sched.config.loader import MAX_KEY_PARTS, _deep_key_line, _toml_problem
 
+    deep = _deep_key_line(text)  # tomllib's key parser is quadratic in a key's dotted parts: refuse first
+    if deep:
+        raise ConfigError(
+            Problem(
+                "",
+                f"keys and [table] headers of fewer than {MAX_KEY_PARTS:,} dotted parts",
+                f"{MAX_KEY_PARTS:,} or more",
+                "kohya sections nest one level: [section] then key = value",
+                file=source,
+                line=deep,
+            )
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_problem(exc, source, text)) from None
     except (RecursionError, MemoryError):
         raise ConfigError(Problem("", "valid TOML", "a document nested too deeply", file=source)) from None
-    from lora_sched.config.locate import key_lines
+    _check_nodes(data, source)
+    return Document(source, text, "toml", data, _scan=_toml_key_lines)
 
-    return Document(source, text, "toml", data, _scan=key_lines)
+
+def _toml_key_lines(text: str) -> dict[tuple, int]:
+    from lora_sched.config.locate import key_lines  # the scanner loads only when a line is needed
+
+    return key_lines(text)
 
 
 # ---- JSON -----------------------------------------------------------------------------------

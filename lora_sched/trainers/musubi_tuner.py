@@ -72,6 +72,10 @@ def cite(path: str, line: int) -> Citation:
 def own_key(name: str) -> bool:
     """A training option only musubi-tuner defines (lora_sched's kohya key table: every source is one
     of musubi's files, and not only its dataset config's reader)."""
+    from lora_sched.config.keys import KEY_BY_NAME
+
+    if name in KEY_BY_NAME:  # lora_sched's own keys are sd-scripts' (and spares loading the key table)
+        return False
     from lora_sched.config.kohya_keys import kohya_key
 
     record = kohya_key(name)

@@ -34,7 +34,11 @@ def read(document: Document, facts: RunFacts) -> TrainerRun:
 
     data = {"dataset_config": facts.dataset_config, "samples_per_epoch": facts.samples_per_epoch}
     cfg = loads_config(
-        document.text, source=document.source, trust_scheduler_code=facts.trust_scheduler_code, data=data
+        document.text,
+        source=document.source,
+        trust_scheduler_code=facts.trust_scheduler_code,
+        data=data,
+        parsed=document.data,
     )
     return run_of(cfg, facts)
 
