@@ -217,7 +217,7 @@ class _Resolution(fields.Resolution):
     config_util.py:244 takes an int or [w, h] and refuses text; lora_sched.config.dataset checks that.)"""
 
     def parse(self, value: Any) -> int | str:
-        if isinstance(value, str) and _ONE_SIDE.match(value):
+        if isinstance(value, str) and re.match(_ONE_SIDE, value):
             return super().parse(int(value))
         try:
             return super().parse(value)
@@ -235,7 +235,7 @@ class _Resolution(fields.Resolution):
 
 
 #: One side as sd-scripts' int() reads it (surrounding blanks allowed).
-_ONE_SIDE = re.compile(r"^\s*\d+\s*$")
+_ONE_SIDE = r"^\s*\d+\s*$"  # compiled on first use (re caches it)
 
 
 class _Unset(fields.Field):

@@ -51,7 +51,8 @@ MAX_KEYS = 2000
 MAX_KEY_PARTS = 1000
 _KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')"""
 #: A dotted run such as a.b."c".d; finditer consumes each character once (no backtracking blow-up).
-_DOTTED_RUN = re.compile(rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*")
+#: Patterns are compiled on first use (re caches them): a clean `validate` never needs them.
+_DOTTED_RUN = rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*"
 
 
 def load_config(
@@ -177,7 +178,7 @@ def _deep_key_line(text: str) -> int | None:
         return None
     for number, line in enumerate(text.split("\n"), 1):
         if line.count(".") >= MAX_KEY_PARTS - 1 and any(
-            len(re.findall(_KEY_PART, run.group())) >= MAX_KEY_PARTS for run in _DOTTED_RUN.finditer(line)
+            len(re.findall(_KEY_PART, run.group())) >= MAX_KEY_PARTS for run in re.finditer(_DOTTED_RUN, line)
         ):
             return number
     return None
@@ -216,8 +217,8 @@ def _toml_problem(exc: Exception, source: str, text: str) -> Problem:
 
 
 #: A line that starts a `key = value` (a dotted key too), and a [table] or [[array]] header.
-_KEY_LINE = re.compile(rf"^[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*=")
-_HEADER_LINE = re.compile(rf"^[ \t]*\[\[?[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*\]")
+_KEY_LINE = rf"^[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*="
+_HEADER_LINE = rf"^[ \t]*\[\[?[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*\]"
 
 
 def _key_parts(dotted: str) -> tuple[str, ...]:
@@ -231,18 +232,18 @@ def _key_set_twice(text: str, line: int) -> Problem | None:
     `a.b = 2`) between that header and it. None when no such line is found (the message stays tomllib's)."""
     lines = text.split("\n")
     at = min(line, len(lines))
-    while at > 0 and not _KEY_LINE.match(lines[at - 1]):
+    while at > 0 and not re.match(_KEY_LINE, lines[at - 1]):
         at -= 1
     if at == 0:
         return None
-    parts = _key_parts(_KEY_LINE.match(lines[at - 1]).group(1))  # type: ignore[union-attr]
+    parts = _key_parts(re.match(_KEY_LINE, lines[at - 1]).group(1))  # type: ignore[union-attr]
     header, first = (), None
     for n in range(at - 1, 0, -1):
-        found = _HEADER_LINE.match(lines[n - 1])
+        found = re.match(_HEADER_LINE, lines[n - 1])
         if found:
             header = _key_parts(found.group(1))
             break
-        earlier = _KEY_LINE.match(lines[n - 1])
+        earlier = re.match(_KEY_LINE, lines[n - 1])
         if earlier and parts[: len(_key_parts(earlier.group(1)))] == _key_parts(earlier.group(1)):
             first = n, _key_parts(earlier.group(1))
     name = ".".join(bare_or_quoted(p) for p in parts)
@@ -422,7 +423,7 @@ class _Loader:
         """One of lora_sched's keys: checked, typed and stored in `values` (its default stays on error)."""
         spec = KEY_BY_NAME[key]
         numeric = spec.field.numeric or key in ("lr_warmup_steps", "lr_decay_steps")
-        if numeric and isinstance(value, str) and _QUOTED_NUMBER.match(value):
+        if numeric and isinstance(value, str) and re.match(_QUOTED_NUMBER, value):
             self.quoted_number(key, value, values)
             return
         try:
@@ -915,7 +916,7 @@ def _param_fed_elsewhere(spec: ScheduleSpec, key: str) -> str | None:
 
 
 #: A decimal number as text ("1e-4", " 3 "); "nan" and "inf" are not numbers a user means to quote.
-_QUOTED_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_QUOTED_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 #: Global scheduler keys sd-scripts reads only for the schedules that take them (lr_decay_steps is
 #: read for every schedule: a quoted one always fails there).
 _QUOTED_GLOBAL_KEYS = {k for k in GLOBAL_SCHEDULER_KEYS if k != "lr_decay_steps"}

@@ -73,7 +73,7 @@ TORCH_OPTIMIZERS = (
 
 _BY_LOWER = {s.name.lower(): s for s in KOHYA_OPTIMIZERS}
 _TORCH_BY_LOWER = {n.lower(): n for n in TORCH_OPTIMIZERS}
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_DOTTED = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"  # compiled on first use
 #: What an optimizer_type may be, for messages.
 EXPECTED = "an sd-scripts optimizer name (AdamW, AdamW8bit, Lion, Prodigy, ...), a torch.optim class or module.Class"
 
@@ -85,7 +85,7 @@ def lookup(name: str) -> OptimizerSpec | None:
         return _BY_LOWER[lowered]
     if lowered in _TORCH_BY_LOWER:
         return _spec(_TORCH_BY_LOWER[lowered], "torch.optim", package="torch")
-    if _DOTTED.match(name.strip()):
+    if re.match(_DOTTED, name.strip()):
         module, _, attr = name.strip().rpartition(".")
         return _spec(name.strip(), module, attr)
     return None

@@ -32,7 +32,8 @@ DURATION_EXPECTED = (
     'steps (an int), a fraction in [0, 1), "5%", or a time string like "100ba", "2ep", "512sp", "0.3dur"'
 )
 
-_TIME_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(ba|ep|sp|dur|tok|%)\s*$")
+#: compiled on first use (re caches it): a duration given as a number never needs it
+_TIME_RE = r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(ba|ep|sp|dur|tok|%)\s*$"
 
 
 class Duration(NamedTuple):
@@ -108,7 +109,7 @@ def _fraction(value: float, expected: str, allow_fraction: bool) -> float:
 
 
 def _parse_time_string(text: str, expected: str, allow_fraction: bool) -> Duration:
-    match = _TIME_RE.match(text)
+    match = re.match(_TIME_RE, text)
     if match is None:
         hint = ""
         try:

@@ -214,7 +214,7 @@ def _max_bracket_depth(text: str) -> int:
     return deepest
 
 
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]')
+_JSON_TOKEN = r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]'  # compiled on first use: a TOML file never needs it
 
 
 def json_key_lines(text: str) -> dict[tuple, int]:
@@ -224,7 +224,7 @@ def json_key_lines(text: str) -> dict[tuple, int]:
     stack: list[list[Any]] = []  # [kind, key or index, path]
     path: tuple = ()
     pending: str | None = None
-    for match in _JSON_TOKEN.finditer(text):
+    for match in re.finditer(_JSON_TOKEN, text):
         token = match.group()
         line = bisect.bisect_right(starts, match.start())
         if token in "{[":
@@ -409,7 +409,7 @@ def _check_nodes(data: Any, source: str) -> None:
 
 
 # ---- command-line flags in a file -----------------------------------------------------------
-_FLAG = re.compile(r"^--?([A-Za-z0-9][A-Za-z0-9_.-]*)(?:=(.*))?$", re.DOTALL)
+_FLAG = r"(?s)^--?([A-Za-z0-9][A-Za-z0-9_.-]*)(?:=(.*))?$"  # compiled on first use
 
 
 def parse_args(source: str, text: str) -> Document:
@@ -436,7 +436,7 @@ def parse_args(source: str, text: str) -> Document:
     i = 0
     while i < len(tokens):
         word, number = tokens[i]
-        match = _FLAG.match(word)
+        match = re.match(_FLAG, word)
         if match is None or _is_number(word):
             positional.append(word)
             i += 1
@@ -444,7 +444,7 @@ def parse_args(source: str, text: str) -> Document:
         name, value = match.group(1).replace("-", "_"), match.group(2)
         if value is None:
             values = []
-            while i + 1 < len(tokens) and (_FLAG.match(tokens[i + 1][0]) is None or _is_number(tokens[i + 1][0])):
+            while i + 1 < len(tokens) and (re.match(_FLAG, tokens[i + 1][0]) is None or _is_number(tokens[i + 1][0])):
                 i += 1
                 values.append(tokens[i][0])
             value = True if not values else (values[0] if len(values) == 1 else values)
