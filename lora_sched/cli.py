@@ -47,6 +47,7 @@ class Verb(NamedTuple):
     handler: str
     help: str
     options: Callable[[argparse.ArgumentParser], None]
+    examples: tuple[str, ...] = ()
 
 
 def _no_options(p: argparse.ArgumentParser) -> None:
@@ -135,7 +136,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="resume even though the schedule changed: keep the step, use the new curve from there",
     )
     _data_options(p)
-    p.add_argument("--trust-scheduler-code", action="store_true")
+    _trust_option(p)
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -156,41 +157,69 @@ VERBS: tuple[Verb, ...] = (
         "lora_sched.cli_catalogue:cmd_list",
         "list every schedule with its aliases and one-line doc",
         _no_options,
+        ("lora-sched list",),
     ),
     Verb(
         "describe",
         "lora_sched.cli_catalogue:cmd_describe",
         "parameters, defaults, bounds, formula, reference and gotchas of one schedule",
         _describe_options,
+        ("lora-sched describe cosine_with_restarts",),
     ),
-    Verb("validate", VALIDATE_HANDLER, "check config files; exit 1 on any error", _validate_options),
+    Verb(
+        "validate",
+        VALIDATE_HANDLER,
+        "check config files of any trainer; exit 1 on any error",
+        _validate_options,
+        ("lora-sched validate my_lora.toml --strict", "lora-sched validate job.yaml --from ai-toolkit"),
+    ),
     Verb(
         "preview",
         "lora_sched.trainers.commands:cmd_preview",
         "the LR curve of a config: key steps, a sparkline, optionally a PNG plot or a CSV",
         _preview_options,
+        (
+            "lora-sched preview my_lora.toml --png lr.png",
+            "lora-sched preview config.json --steps-per-epoch 120 --csv lr.csv   # a OneTrainer file",
+        ),
     ),
     Verb(
         "export",
         "lora_sched.trainers.commands:cmd_export",
         "write a config for a trainer (--to) that runs the same LR curve",
         _export_options,
+        (
+            "lora-sched export my_lora.toml --to sd-scripts -o for_sd_scripts.toml --num-processes 2",
+            "lora-sched export config.json --to musubi-tuner -o musubi.toml",
+        ),
     ),
     Verb(
-        "schema", "lora_sched.config.commands:cmd_schema", "print the JSON Schema of the TOML dialect", _schema_options
+        "schema",
+        "lora_sched.config.commands:cmd_schema",
+        "print the JSON Schema of the TOML dialect",
+        _schema_options,
+        ("lora-sched schema -o lora_sched.schema.json",),
     ),
     Verb(
         "bound",
         "lora_sched.analysis.commands:cmd_bound",
         "convex-optimization bound of schedules, their bound-optimal LR and LR transfer",
         _bound_options,
+        ("lora-sched bound linear.toml wsd.toml", "lora-sched bound my_lora.toml --transfer --steps 8000"),
     ),
-    Verb("train", "lora_sched.train.commands:cmd_train", "run a LoRA fine-tune driven by the config", _train_options),
+    Verb(
+        "train",
+        "lora_sched.train.commands:cmd_train",
+        "run a LoRA fine-tune driven by the config",
+        _train_options,
+        ("lora-sched train", "lora-sched train my_lora.toml --resume latest"),
+    ),
     Verb(
         "model",
         "lora_sched.train.model_save:cmd_model",
         "model save NAME DIR: write a built-in model as a diffusers folder",
         _model_options,
+        ("lora-sched model save builtin:tiny-sd tiny_sd",),
     ),
 )
 VERB_NAMES: frozenset[str] = frozenset(v.name for v in VERBS)
@@ -209,7 +238,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in VERBS:
         if only is None or verb.name == only:
-            p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
+            epilog = "examples:\n" + "\n".join(f"  {e}" for e in verb.examples) if verb.examples else None
+            p = sub.add_parser(
+                verb.name,
+                help=verb.help,
+                description=verb.help,
+                epilog=epilog,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
             p.set_defaults(handler=verb.handler)
             verb.options(p)
     return parser
