@@ -228,9 +228,13 @@ def test_bucket_settings_sd_scripts_refuses_are_errors(tmp_path: Path) -> None:
         loads_config(text + "min_bucket_reso = 640\n")
     assert str(info.value) == (
         "<string>:4: min_bucket_reso: expected bucket settings sd-scripts accepts (train_data_dir), "
-        "got 640 (on the steps), above the resolution's shorter side 512"
+        "got 640 (on the steps), above the resolution's shorter side 512\n"
+        "    hint: write min_bucket_reso = 512 or less (256 when not written), or raise the resolution"
     )
     assert loads_config(text + "min_bucket_reso = 300\n").data().batches == 1  # 300 rounds down to 256
+    with pytest.raises(ConfigError) as info:  # the default, not written: the hint says what to write
+        loads_config(f"train_data_dir = {str(tmp_path / 'data')!r}\nresolution = 128\nenable_bucket = true\n")
+    assert "hint: write min_bucket_reso = 128 or less (256 when not written)" in str(info.value)
 
 
 def test_whole_float_sizes_as_kohya_ss_gui_presets_write_them(tmp_path: Path) -> None:

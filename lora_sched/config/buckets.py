@@ -45,22 +45,33 @@ class BucketSettings(NamedTuple):
     bucket_reso_steps: int = 64
     bucket_no_upscale: bool = False
 
-    def problem(self) -> tuple[str, str] | None:
-        """(key, why) when sd-scripts refuses these settings (its asserts at start-up), else None."""
+    def problem(self) -> tuple[str, str, str] | None:
+        """(key, why, hint) when sd-scripts refuses these settings (its asserts at start-up), else None."""
         if not self.enable_bucket:
             return None
         for key in ("min_bucket_reso", "max_bucket_reso", "bucket_reso_steps"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool):
-                return key, f"{value!r}: a whole number of pixels"
+                return key, f"{value!r}: a whole number of pixels", f"write {key} = {int(value)}"
         if self.bucket_reso_steps < 1:
-            return "bucket_reso_steps", f"{self.bucket_reso_steps}: it must be at least 1"
+            return "bucket_reso_steps", f"{self.bucket_reso_steps}: it must be at least 1", "64 is sd-scripts' step"
         low, high = self.min_max()
         width, height = self.resolution
+        steps = self.bucket_reso_steps
         if min(width, height) < low:
-            return "min_bucket_reso", f"{low} (on the steps), above the resolution's shorter side {min(width, height)}"
+            fits = min(width, height) - min(width, height) % steps
+            return (
+                "min_bucket_reso",
+                f"{low} (on the steps), above the resolution's shorter side {min(width, height)}",
+                f"write min_bucket_reso = {fits} or less (256 when not written), or raise the resolution",
+            )
         if max(width, height) > high:
-            return "max_bucket_reso", f"{high} (on the steps), below the resolution's longer side {max(width, height)}"
+            fits = max(width, height) + (steps - max(width, height) % steps) % steps
+            return (
+                "max_bucket_reso",
+                f"{high} (on the steps), below the resolution's longer side {max(width, height)}",
+                f"write max_bucket_reso = {fits} or more (1024 when not written), or lower the resolution",
+            )
         return None
 
     def min_max(self) -> tuple[int, int]:

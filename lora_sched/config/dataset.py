@@ -250,8 +250,8 @@ def with_sizes(dataset: Dataset, heads: dict[str, ImageHead], key: str) -> tuple
         return dataset, []
     refused = settings.problem()
     if refused:
-        name, why = refused
-        return dataset, [problem(name, f"bucket settings sd-scripts accepts ({key})", raw(why))]
+        name, why, hint = refused
+        return dataset, [problem(name, f"bucket settings sd-scripts accepts ({key})", raw(why), hint)]
     subsets = [s._replace(sizes=[heads[p].size or _decoded_size(p) for p in s.images]) for s in dataset.subsets]
     dataset = dataset._replace(subsets=subsets)
     rules, bad = BucketRules(settings), []
