@@ -47,7 +47,9 @@ def describe(run: TrainerRun) -> str:
     if run.run_length is None:
         return f"{title}: {run.summary}; run length unknown here ({run.counting})"
     lrs = ", ".join(f"{group.replace('_', ' ')} {lr:g}" for group, lr in run.groups.items())
-    return f"{title}: {run.summary}, {run.run_length} steps, LR {lrs}"
+    steps = f"{run.run_length} steps"
+    said = run.summary if steps in run.summary else f"{run.summary}, {steps}"
+    return f"{title}: {said}, LR {lrs}"
 
 
 def _print(problems: Any) -> None:
