@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any, NamedTuple
 
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
@@ -377,7 +378,10 @@ def _read_table_file(name: str) -> tuple[dict[str, Any], str | None]:
 
         doc = json.loads(data.decode("utf-8"))
     else:
-        from lora_sched.config.loader import tomllib
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
 
         text = data.decode("utf-8")
         doc = tomllib.loads(text)

@@ -10,15 +10,15 @@ The shared concerns live here so that each catalogue curve is only its shape:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lora_sched._lazy import np
 
-if TYPE_CHECKING:
-    from lora_sched.schedules.resolve import ResolvedSchedule
+# `rs` below is a lora_sched.schedules.resolve.ResolvedSchedule, typed Any: resolve imports this
+# module to evaluate its curves, and this one does not import it back (no import circle).
 
 
-def progress(s: Any, rs: ResolvedSchedule) -> Any:
+def progress(s: Any, rs: Any) -> Any:
     """p = (s - W) / max(1, T - W), clipped to [0, 1] (a new array)."""
     p = s - rs.warmup
     p /= max(1, rs.horizon - rs.warmup)
@@ -45,7 +45,7 @@ def floor_scale(shape: Any, floor: float) -> Any:
     return shape
 
 
-def multipliers(rs: ResolvedSchedule, steps: Any = None) -> Any:
+def multipliers(rs: Any, steps: Any = None) -> Any:
     """m(s) for `steps` (default 0..run_length-1) as a float64 array."""
     if steps is None:
         s = np.arange(rs.run_length, dtype=np.float64)
@@ -65,7 +65,7 @@ def multipliers(rs: ResolvedSchedule, steps: Any = None) -> Any:
     return m
 
 
-def _apply_warmup(m: Any, s: Any, rs: ResolvedSchedule, from_zero: bool) -> None:
+def _apply_warmup(m: Any, s: Any, rs: Any, from_zero: bool) -> None:
     """Overwrite the warmup steps; `from_zero`: s is 0, 1, 2, ... so the warmup is a prefix (a slice,
     not a boolean mask over every step: the mask costs as much as a whole simple curve)."""
     if from_zero:
