@@ -77,6 +77,9 @@ class LoraSchedLR(LRScheduler):
         self.num_processes = num_processes
         self._curves: dict[float, _Blocks] = {}  # by the base LR a curve is drawn for
         self._by_group: list[_Blocks] = []
+        self._shared: _Blocks | None = None  # the one curve of every group (no absolute floor), else None
+        # plain float LRs (not tensors): step() sets them without the tensor checks of _apply
+        self._plain_lrs = not any(isinstance(g["lr"], torch.Tensor) for g in optimizer.param_groups)
         super().__init__(optimizer, last_epoch)
 
     # -- the curve ---------------------------------------------------------------------------
@@ -100,6 +103,8 @@ class LoraSchedLR(LRScheduler):
         (REX's min_lr), which each group reaches from its own base LR."""
         if len(self._by_group) != len(self.base_lrs):
             self._by_group = [self._curve_of(self.resolved.for_group(float(b))) for b in self.base_lrs]
+            first = self._by_group[0] if self._by_group else None
+            self._shared = first if all(c is first for c in self._by_group) else None
         return self._by_group
 
     def _lrs(self, step: int) -> list[float]:
@@ -115,7 +120,19 @@ class LoraSchedLR(LRScheduler):
             return
         self._step_count += 1
         self.last_epoch += 1
-        self._apply(self._lrs(self.update_step))
+        update = self.last_epoch // self.num_processes  # last_epoch >= 0 once stepped
+        curve = self._shared
+        if curve is not None and curve.start <= update < curve.end:  # one curve, its cached block: no calls
+            m = curve.block[update - curve.start]
+            lrs = [base * m for base in self.base_lrs]
+        else:
+            lrs = self._lrs(update)
+        if self._plain_lrs:
+            for group, lr in zip(self.optimizer.param_groups, lrs):
+                group["lr"] = lr
+            self._last_lr = lrs
+        else:
+            self._apply(lrs)
 
     def step_update(self, loss: float | None = None) -> None:
         """One optimizer update (the training loop's uniform call; the loss matters only to plateaus)."""
@@ -175,10 +192,11 @@ class LoraSchedLR(LRScheduler):
 class _Blocks:
     """m(s) of one resolved schedule, evaluated with NumPy BLOCK steps at a time and cached as floats."""
 
-    __slots__ = ("block", "index", "rs")
+    __slots__ = ("block", "end", "index", "rs", "start")
 
     def __init__(self, rs: ResolvedSchedule) -> None:
         self.rs, self.index, self.block = rs, -1, []
+        self.start = self.end = 0  # the steps the cached block covers: [start, end)
 
     def __call__(self, step: int) -> float:
         index, offset = divmod(step, BLOCK)
@@ -187,7 +205,7 @@ class _Blocks:
 
             start = index * BLOCK
             self.block = self.rs.multipliers(np.arange(start, start + BLOCK, dtype=np.float64)).tolist()
-            self.index = index
+            self.index, self.start, self.end = index, start, start + BLOCK
         return self.block[offset]
 
 
