@@ -73,7 +73,7 @@ def _example(examples: list, sample: int) -> int:
 def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path, monkeypatch) -> None:
     from safetensors import safe_open
 
-    from lora_sched.train import loop
+    from lora_sched.train import steps
 
     data = tmp_path / "data"
     write_images(data / "2_mix", [(400, 200), (480, 240), (360, 176), (240, 240), (280, 280), (200, 400), (176, 360)])
@@ -91,13 +91,13 @@ def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path
     cfg = load_config(config)
     assert cfg.data().batches == 6  # buckets of 6, 4 and 4 samples; one bucket would make ceil(14 / 3) = 5
     shapes: list[tuple[int, ...]] = []
-    real_loss = loop._loss
+    real_loss = steps.denoising_loss
 
     def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest):
         shapes.append(tuple(data.latents[rows].shape))
         return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest)
 
-    monkeypatch.setattr(loop, "_loss", recording_loss)
+    monkeypatch.setattr(steps, "denoising_loss", recording_loss)
     csv_path = tmp_path / "preview.csv"
     assert main(["preview", str(config), "--csv", str(csv_path)]) == 0
     assert main(["train", str(config)]) == 0
@@ -123,7 +123,7 @@ def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path
 
 @pytest.mark.slow
 def test_caption_options_and_flips_are_drawn_per_sample_and_keep_the_previewed_length(tmp_path, monkeypatch) -> None:
-    from lora_sched.train import loop
+    from lora_sched.train import steps
 
     data = tmp_path / "data"
     write_images(data / "3_tags", [(64, 48), (48, 64)])
@@ -141,13 +141,13 @@ def test_caption_options_and_flips_are_drawn_per_sample_and_keep_the_previewed_l
         text_encoder_lr=0.0,  # a frozen text encoder runs on each draw's caption
     )
     seen: list[tuple] = []
-    real_loss = loop._loss
+    real_loss = steps.denoising_loss
 
     def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest):
         seen.append((data.input_ids[rows].clone(), data.latents[rows].clone(), data.embeddings[rows].clone()))
         return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest)
 
-    monkeypatch.setattr(loop, "_loss", recording_loss)
+    monkeypatch.setattr(steps, "denoising_loss", recording_loss)
     assert main(["train", str(config)]) == 0
     with open(out / "train_log.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

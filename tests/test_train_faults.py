@@ -207,7 +207,7 @@ def test_a_torn_log_resumes_without_a_traceback(run, capsys, tail, whole_rows):
 
 
 def test_resume_latest_never_continues_a_stale_checkpoint_of_another_schedule(run, capsys, monkeypatch, tmp_path):
-    from lora_sched.train import loop
+    from lora_sched.train import csv_log
 
     _, out = run
     new_schedule = write_config(tmp_path / "c.toml", out, lr_warmup_steps=2)
@@ -216,7 +216,7 @@ def test_resume_latest_never_continues_a_stale_checkpoint_of_another_schedule(ru
         raise KeyboardInterrupt  # the resumed run dies before its first step is logged
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop._CsvLog, "write", killed)
+        patch.setattr(csv_log.CsvLog, "write", killed)
         code, err = train(capsys, str(new_schedule), "--resume", str(step_dir(out, 2)), "--allow-schedule-change")
     assert code == 130
     assert "was made with another schedule (warmup: 1 -> 2" in err

@@ -126,7 +126,7 @@ def test_sdxl_trains_with_caption_options_and_flips(tmp_path, monkeypatch, text_
     goes through both encoders, mirrored draws get mirrored crop ids, the log equals the preview."""
     from PIL import Image
 
-    from lora_sched.train import loop
+    from lora_sched.train import steps
 
     data = tmp_path / "data" / "2_tags"
     data.mkdir(parents=True)
@@ -139,14 +139,14 @@ def test_sdxl_trains_with_caption_options_and_flips(tmp_path, monkeypatch, text_
         tmp_path / "c.toml", out, values, max_train_steps=6, shuffle_caption=True, keep_tokens=1, flip_aug=True
     )
     seen = []
-    real_loss = loop._loss
+    real_loss = steps.denoising_loss
 
     def recording_loss(unet, condition, noise_scheduler, data, rows, *rest):
         hidden, extra = condition(data, rows, torch.device("cpu"))
         seen.append((hidden.detach().clone(), extra["added_cond_kwargs"]["time_ids"].clone()))
         return real_loss(unet, condition, noise_scheduler, data, rows, *rest)
 
-    monkeypatch.setattr(loop, "_loss", recording_loss)
+    monkeypatch.setattr(steps, "denoising_loss", recording_loss)
     assert main(["train", str(config)]) == 0
     groups = ["unet", "text_encoder"] if text_encoder_lr else ["unet"]
     assert_log_matches_preview(read_log(out), preview_lrs(config), groups)

@@ -286,12 +286,12 @@ def test_resolution_the_model_cannot_take(tmp_path, capsys):
 @pytest.fixture
 def no_model_build(monkeypatch):
     """Make building the model (or loading the images) fail loudly: the errors under test come first."""
-    from lora_sched.train import loop
+    from lora_sched.train import build
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was built before the error was reported")
 
-    monkeypatch.setattr(loop, "_load_model", refuse)
+    monkeypatch.setattr(build, "load_model", refuse)
 
 
 @pytest.mark.parametrize("name", ["builtin:tiny-sd", "builtin:tiny-sdxl"])

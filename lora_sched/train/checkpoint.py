@@ -397,3 +397,14 @@ def _restore(path: Path, load: Any, state: Any) -> None:
         raise
     except Exception as exc:  # torch raises ValueError, KeyError, TypeError, RuntimeError for bad states
         raise damaged(path, f"it does not fit this run ({type(exc).__name__}: {exc})") from None
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON can hold it (a checkpoint's record of the config values): other types as str."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(x) for x in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(x) for k, x in value.items()}
+    return str(value)

@@ -95,7 +95,8 @@ def cmd_train(args: Namespace) -> int:
 
     check_train_dependencies()
     quiet_optional_imports()
-    from lora_sched.train.loop import TrainingInterrupted, train
+    from lora_sched.train.loop import train
+    from lora_sched.train.signals import TrainingInterrupted
 
     try:
         result = train(

@@ -126,3 +126,15 @@ def apply_compute(model: Any, options: ComputeOptions, train_te: bool) -> None:
         for encoder in encoders if train_te else [None]:  # SDXL: both text encoders
             enable_checkpointing(model.unet, encoder)
     cast_frozen_weights([model.unet, *encoders], options.mixed_precision)
+
+
+def no_accelerator() -> bool:
+    """Whether this machine has no GPU (CUDA, XPU or MPS): the run computes on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return False
+    return not torch.backends.mps.is_available()

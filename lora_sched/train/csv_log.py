@@ -1,0 +1,104 @@
+"""The run's CSV log (train_log.csv): one row per step, and its repair when a resumed run finds it cut
+short or torn by a kill or a power cut."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+from lora_sched.config.writer import atomic_write_text
+
+LOG_NAME = "train_log.csv"
+
+
+class CsvLog:
+    """step, epoch, lr_<group>... (and d*lr_<group>...), loss, seconds; on resume, rows from the resumed
+    step on are dropped.
+
+    seconds = wall time since this process opened the log, when the step's update finished
+    (throughput per step without start-up; bench/bench_train.py reads it). The file is fsynced
+    before every checkpoint, so the rows of the steps a checkpoint holds survive a power cut.
+    """
+
+    def __init__(self, path: Path, lr_columns: list[str], start: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = ["step", "epoch", *lr_columns, "loss", "seconds"]
+        kept = _rows_before(path, header, start) if start > 0 else []
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(kept)
+        atomic_write_text(path, text.getvalue())
+        self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
+        self._writer = csv.writer(self._fh)
+        self._t0 = time.perf_counter()
+
+    def write(self, step: int, epoch: int, lrs: list[float], loss: float) -> None:
+        seconds = f"{time.perf_counter() - self._t0:.6f}"
+        self._writer.writerow([step, epoch, *(repr(lr) for lr in lrs), repr(loss), seconds])
+        self._fh.flush()
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self._fh.close()
+
+
+def _rows_before(path: Path, header: list[str], start: int) -> list[list[str]]:
+    """The earlier log's rows of steps 0 .. start-1, in order, as long as they are whole.
+
+    Reading stops at the first row that is not a complete record of the next step: a row torn by a
+    power cut (or zeros the file system left), a hand edit. Rows after the checkpoint's step are
+    dropped anyway (the resumed run writes them again); a log cut short before it is said so.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        print(f"notice: {path}: cannot read the earlier log ({exc.strerror}); it starts afresh", file=sys.stderr)
+        return []
+    if not lines or _csv_row(lines[0]) != header:
+        print(f"notice: {path} has another header (another run's log?): it starts afresh", file=sys.stderr)
+        return []
+    kept: list[list[str]] = []
+    for line in lines[1:]:
+        row = _csv_row(line)
+        if len(kept) == start or not _is_log_row(row, len(header), len(kept)):
+            break
+        kept.append(row)
+    if len(kept) < start:
+        whole = f"steps 0-{len(kept) - 1}" if kept else "no step"
+        print(
+            f"notice: {path} held whole rows for {whole} only (the rest was cut or damaged); "
+            f"the log continues at step {start}, without rows for steps {len(kept)}-{start - 1}",
+            file=sys.stderr,
+        )
+    return kept
+
+
+def _csv_row(line: str) -> list[str]:
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return []
+
+
+def _is_log_row(row: list[str], width: int, step: int) -> bool:
+    """A whole row of the log for `step`: every field present and a number."""
+    if len(row) != width or row[0] != str(step):
+        return False
+    try:
+        int(row[1])
+        for field in row[2:]:
+            float(field)
+    except ValueError:
+        return False
+    return all(field.strip() == field and field for field in row)

@@ -1,0 +1,101 @@
+"""The end of a run, and the files a run writes from its weights: checkpoints (every N steps, at a
+stop signal, at the end) and the LoRA file with kohya's keys and metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from lora_sched.train import checkpoint as ckpt
+from lora_sched.train.build import Run
+from lora_sched.train.csv_log import LOG_NAME
+from lora_sched.train.lora import kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya
+from lora_sched.train.lr_log import PLOT_NAME, write_plot
+from lora_sched.train.metadata import LoraRunFacts, lora_metadata
+from lora_sched.train.optim import set_optimizer_mode
+from lora_sched.train.signals import TrainingInterrupted
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    last_loss: float
+    is_main_process: bool = True
+
+
+class StepsDone(NamedTuple):
+    """How the steps ended (lora_sched.train.steps)."""
+
+    stopped: int | None  #: the signal that stopped the run, or None
+    done: int  #: steps done (counting those before a resume)
+    last_loss: float  #: the loss of the last step (nan when none ran)
+
+
+def finish(run: Run, steps: StepsDone) -> TrainResult:
+    """The final checkpoint and the LoRA file (with kohya's metadata); a stop before the last step
+    raises TrainingInterrupted (its checkpoint was saved by the loop)."""
+    stopped, done = steps.stopped, steps.done
+    plan, accelerator, run_length = run.plan, run.processes.accelerator, run.training.resolved.run_length
+    checkpoints = ckpt.checkpoints_dir(plan.output_dir)
+    if stopped is not None and done < run_length:
+        raise TrainingInterrupted(stopped, done, checkpoints / f"step-{done:08d}")
+    set_optimizer_mode(run.training.optimizer, "eval")  # schedule-free: save the averaged weights, as sd-scripts does
+    final_step = max(run.start, run_length)
+    if run.start < run_length:
+        save_checkpoint(run, final_step, (final_step - 1) // run.processes.steps_per_epoch)
+    main = accelerator.is_main_process
+    if main and (run.start < run_length or not plan.out_file.exists()):
+        save_lora(run, final_step, plan.out_file)
+        write_plot(plan.output_dir / LOG_NAME, plan.output_dir / PLOT_NAME)
+    accelerator.wait_for_everyone()
+    if plan.tracker:
+        accelerator.end_training()
+    if stopped is not None:  # the signal came during the last step: the run is complete, the exit still says stopped
+        raise TrainingInterrupted(stopped, final_step, checkpoints / f"step-{final_step:08d}")
+    return TrainResult(plan.out_file, final_step, steps.last_loss, main)
+
+
+def save_checkpoint(run: Run, step: int, epoch: int) -> None:
+    """Checkpoint `step` (every process calls this), with the run's record (state.json)."""
+    training = run.training
+    state = {
+        "values": {key: ckpt.jsonable(value) for key, value in run.cfg.values.items()},
+        "resolved": training.resolved.to_dict(),
+        "steps_per_epoch": run.processes.steps_per_epoch,
+        "epoch": epoch,
+    }
+    ckpt.save_checkpoint(
+        run.processes.accelerator,
+        run.plan.output_dir,
+        step,
+        training.params,
+        training.optimizer,
+        training.scheduler,
+        state,
+    )
+
+
+def save_lora(run: Run, step: int, path: Path) -> None:
+    """The LoRA as it is after `step` updates, kohya keys and metadata, written atomically."""
+    plan, built = run.plan, run.built
+    model = built.model
+    facts = LoraRunFacts(
+        cfg=run.cfg,
+        resolved=run.training.resolved,
+        group_lrs=plan.group_lrs,
+        num_samples=built.data.num_samples,
+        steps_per_epoch=run.processes.steps_per_epoch,
+        steps=step,
+        optimizer_type=plan.optimizer_type,
+        width=plan.width,
+        height=plan.height,
+        model_kind=model.kind,
+        v_prediction=built.prediction == "v_prediction",
+    )
+    metadata = lora_metadata(facts)
+    metadata.update(kohya_metadata(built.bucket_metadata or {}))
+    sdxl_layers = int(model.unet.config.layers_per_block) if model.is_sdxl else None
+    lora = to_kohya(lora_tensors(model, plan.train_te), plan.network_alpha, sdxl_layers)
+    save_safetensors_atomic(lora, path, metadata)

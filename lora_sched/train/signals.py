@@ -1,0 +1,55 @@
+"""SIGINT / SIGTERM during training: noted, acted on after the current step (a checkpoint, then a stop)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM stopped the run after saving a checkpoint at step `step` (exit 128 + signum)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+
+class StopSignals:
+    """SIGINT and SIGTERM during the loop are noted, not acted on at once: the loop saves a checkpoint
+    at the end of the current step, then stops. A second signal gets the previous behaviour back
+    (an immediate stop; checkpoints are atomic, so even a kill mid-save loses nothing saved)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+    def requested(self, accelerator: Any) -> bool:
+        """Whether to stop after this step (in a multi-process run: when any process got a signal)."""
+        if accelerator.num_processes == 1:
+            return self.signum is not None
+        if self.signum is not None:
+            accelerator.set_trigger()
+        if accelerator.check_trigger():
+            self.signum = self.signum or signal.SIGTERM
+            return True
+        return False

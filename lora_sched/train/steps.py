@@ -1,0 +1,217 @@
+"""The steps of a run: one optimizer update per step, the LR scheduler stepped once per update.
+
+Accumulation is counted here, not by accelerate: a step s runs the micro-batches of window s of
+its epoch (``gradient_accumulation_steps`` of them, fewer for the last window of an epoch), then
+makes one optimizer update and one `scheduler.step()` on every process. The scheduler is never
+passed to `accelerator.prepare` (accelerate would step it once per process). Gradients are
+averaged over the window (each micro-batch loss divided by the window length) and, in a
+multi-process run, across processes by DDP on the window's last backward (`no_sync` before it).
+Noise and timesteps come from a generator seeded by (seed, step, micro-batch, process), and the
+data order from (seed, epoch): a run resumed at step k computes exactly what the uninterrupted
+run computed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any
+
+from lora_sched.train.build import Run
+from lora_sched.train.csv_log import LOG_NAME, CsvLog
+from lora_sched.train.data import CachedData, step_generator
+from lora_sched.train.finish import StepsDone, save_checkpoint, save_lora
+from lora_sched.train.lr_log import LrReport
+from lora_sched.train.optim import evaluation_weights
+from lora_sched.train.sampling import draw_samples
+from lora_sched.train.saving import files_due, save_files
+from lora_sched.train.signals import StopSignals
+
+
+def run_steps(run: Run, held: contextlib.ExitStack) -> StepsDone:
+    """Steps start .. run_length-1, each logged, with checkpoints every save_every_n_steps and at a
+    stop signal, LoRA files and sample images where due."""
+    plan, accelerator, optimizer = run.plan, run.processes.accelerator, run.training.optimizer
+    run_length = run.training.resolved.run_length
+    report = LrReport(plan.optimizer_type, [g["name"] for g in optimizer.param_groups])
+    main = accelerator.is_main_process
+    log = CsvLog(plan.output_dir / LOG_NAME, report.columns(), run.start) if main else None
+    if plan.tracker and main:
+        accelerator.init_trackers("lora_sched")
+    bar = _progress_bar(accelerator, run.start, run_length)
+    stop = held.enter_context(StopSignals())
+    permutations = _Permutations(run)
+    loss, stopping, done = float("nan"), False, run.start
+    if run.start == 0 and plan.samples and plan.samples.at_first:
+        _draw_samples(run, "e000000")  # sd-scripts' name for the images before training
+    for step in range(run.start, run_length):
+        epoch = step // run.processes.steps_per_epoch
+        lrs = report.values(optimizer, _current_lrs(run.training.scheduler, optimizer))
+        loss = train_step(run, step, permutations)
+        if log is not None:
+            log.write(step, epoch, lrs, loss)
+        if plan.tracker:
+            accelerator.log(report.tracker(lrs, loss), step=step)
+        bar.update(1)
+        bar.set_postfix(report.postfix(step, lrs, loss), refresh=False)
+        done = step + 1
+        _save_and_sample(run, done)
+        stopping = stop.requested(accelerator)
+        if done < run_length and (stopping or (plan.save_every and done % plan.save_every == 0)):
+            if log is not None:
+                log.sync()  # the rows up to a checkpoint are on disk before it is
+            with evaluation_weights(optimizer):
+                save_checkpoint(run, done, epoch)
+        if stopping:
+            break
+    bar.close()
+    if log is not None:
+        log.close()
+    return StepsDone(stop.signum if stopping else None, done, loss)
+
+
+def _progress_bar(accelerator: Any, start: int, run_length: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=run_length,
+        initial=start,
+        desc="train",
+        disable=not accelerator.is_local_main_process or os.environ.get("LORA_SCHED_NO_PROGRESS") == "1",  # notebook
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+
+
+class _Permutations:
+    """The data order of the current epoch, drawn once per epoch."""
+
+    def __init__(self, run: Run) -> None:
+        self._order = run.processes.order
+        self._epoch: int = -1
+        self._permutation: Any = None
+
+    def of(self, epoch: int) -> Any:
+        if self._epoch != epoch:
+            self._epoch, self._permutation = epoch, self._order.permutation(epoch)
+        return self._permutation
+
+
+def train_step(run: Run, step: int, permutations: _Permutations) -> float:
+    """One optimizer update over the micro-batches of `step`'s window, then one scheduler step;
+    returns the window's mean loss (over every process)."""
+    import torch
+
+    plan, accelerator, order, training = run.plan, run.processes.accelerator, run.processes.order, run.training
+    epoch, window = divmod(step, run.processes.steps_per_epoch)
+    permutation = permutations.of(epoch)
+    positions = range(window * plan.accum, min((window + 1) * plan.accum, order.batches_per_process))
+    total = torch.zeros((), device=accelerator.device)
+    for micro, position in enumerate(positions):
+        data, rows = _micro_batch(run, epoch, order.batch(epoch, position, permutation))
+        with contextlib.ExitStack() as stack:
+            if micro != len(positions) - 1:  # DDP averages gradients on the window's last backward only
+                for module in training.wrapped:
+                    stack.enter_context(accelerator.no_sync(module))
+            loss = _micro_batch_loss(run, step, micro, data, rows)
+            accelerator.backward(loss / len(positions))
+        total += loss.detach()
+    if plan.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(list(training.params.values()), plan.max_grad_norm)
+    training.optimizer.step()
+    training.optimizer.zero_grad(set_to_none=True)
+    if accelerator.num_processes > 1:
+        loss_value = float(accelerator.reduce(total / len(positions), "mean"))
+    else:
+        loss_value = float(total) / len(positions)
+    _step_scheduler(training.scheduler, loss_value)
+    return loss_value
+
+
+def _micro_batch(run: Run, epoch: int, samples: list[int]) -> tuple[Any, list[int]]:
+    """The data of a micro-batch and its rows: the cache, or its samples with captions and flips drawn."""
+    built = run.built
+    rows = [built.data.index[i] for i in samples]
+    return built.augment(built.data, epoch, samples, rows) if built.augment else (built.data, rows)
+
+
+def _micro_batch_loss(run: Run, step: int, micro: int, data: Any, rows: list[int]) -> Any:
+    """The loss of micro-batch `micro` of `step`, its noise and timesteps drawn from (seed, step, micro, process)."""
+    built, accelerator = run.built, run.processes.accelerator
+    noise_scheduler = built.model.noise_scheduler
+    return denoising_loss(
+        run.training.unet,
+        built.condition,
+        noise_scheduler,
+        data,
+        rows,
+        step_generator(run.plan.seed, step, micro, accelerator.process_index),
+        int(noise_scheduler.config.num_train_timesteps),
+        built.prediction,
+        accelerator.device,
+    )
+
+
+def denoising_loss(
+    unet: Any,
+    condition: Any,
+    noise_scheduler: Any,
+    data: CachedData,
+    rows: list[int],
+    gen: Any,
+    noise_steps: int,
+    prediction: str,
+    device: Any,
+) -> Any:
+    """Denoising loss of one micro-batch: MSE between the UNet output and eps (or v) at random t."""
+    import torch
+    import torch.nn.functional as F
+
+    latents = data.latents[rows]
+    noise = torch.randn(latents.shape, generator=gen).to(device)
+    timesteps = torch.randint(0, noise_steps, (latents.shape[0],), generator=gen).to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    # a trained text encoder runs every step; a frozen one was run once, when the data was cached
+    embeddings, extra = condition(data, rows, device)
+    pred = unet(noisy, timesteps, embeddings, **extra).sample
+    target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+    return F.mse_loss(pred.float(), target.float())
+
+
+def _current_lrs(scheduler: Any, optimizer: Any) -> list[float]:
+    """The LR of each group for the coming update (what the log records for this step)."""
+    lrs = [g["lr"] for g in optimizer.param_groups]
+    if any(lr is None for lr in lrs):  # Adafactor with relative_step: the scheduler knows the LR
+        lrs = list(scheduler.get_last_lr())
+    return [float(lr) for lr in lrs]
+
+
+def _step_scheduler(scheduler: Any, loss: float) -> None:
+    """One scheduler step per optimizer update; metric-driven classes (ReduceLROnPlateau behind
+    WarmupThen) get the loss and average it over plateau_every updates themselves."""
+    step_update = getattr(scheduler, "step_update", None)
+    if step_update is not None:
+        step_update(loss)
+    else:
+        scheduler.step()
+
+
+def _save_and_sample(run: Run, done: int) -> None:
+    """The LoRA files and sample images due after update `done` (both from the weights as they are now:
+    a schedule-free optimizer's evaluation weights, as for checkpoints)."""
+    plan, steps_per_epoch, run_length = run.plan, run.processes.steps_per_epoch, run.training.resolved.run_length
+    point = plan.samples.point_after(done, steps_per_epoch, run_length) if plan.samples else None
+    files = files_due(plan.saves, done, steps_per_epoch, run_length)
+    if point is None and not files:  # every process decides alike: the weights swap on all or none
+        return
+    with evaluation_weights(run.training.optimizer):
+        if run.processes.accelerator.is_main_process:
+            save_files(plan.saves, files, lambda path: save_lora(run, done, path))
+        if point is not None:
+            _draw_samples(run, point)
+
+
+def _draw_samples(run: Run, point: str) -> None:
+    draw_samples(run.plan.samples, run.built.model, run.processes.accelerator, point)
+    run.processes.accelerator.wait_for_everyone()
