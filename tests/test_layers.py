@@ -129,3 +129,41 @@ def test_imports_are_collected_wherever_they_are(tmp_path: Path, monkeypatch: py
     (fake / "config" / "mod.py").write_text(source, encoding="utf-8")
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     assert set(_imports(fake / "config" / "mod.py")) == found
+
+
+def _module_edges() -> dict[str, set[str]]:
+    """module -> the lora_sched modules it imports; `from package import submodule` counts as an
+    import of the submodule (not of the package)."""
+    edges: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                name = ".".join([*base, node.module] if node.module else base)
+                for alias in node.names:
+                    sub = f"{name}.{alias.name}"
+                    as_path = PACKAGE.parent / sub.replace(".", "/")
+                    targets.add(sub if as_path.with_suffix(".py").exists() or as_path.is_dir() else name)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        edges[module] = {t for t in targets if t.startswith("lora_sched.") and t != module}
+    return edges
+
+
+def test_no_import_circle_between_modules():
+    """No module imports one that (directly or not) imports it back, inside a package included;
+    imports inside functions count."""
+    edges = _module_edges()
+    for start in edges:
+        seen, todo = set(), [(start, (start,))]
+        while todo:
+            node, path = todo.pop()
+            for nxt in edges.get(node, ()):
+                if nxt == start:
+                    pytest.fail(" -> ".join((*path, start)))
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append((nxt, (*path, nxt)))

@@ -20,8 +20,12 @@ from train_support import write_train_config  # noqa: E402
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.train import detect  # noqa: E402
-from lora_sched.train.model import build_tiny_sd, build_tiny_sdxl, check_model_source, load_model  # noqa: E402
-from lora_sched.train.sources import SourceOptions  # noqa: E402
+from lora_sched.train.model import build_tiny_sd, build_tiny_sdxl  # noqa: E402
+from lora_sched.train.sources import (  # noqa: E402
+    SourceOptions,
+    check_model_source,
+    load_model,
+)
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,8 @@ def test_end_to_end_lr_log_equals_preview_and_lora_loads_in_diffusers(tmp_path, 
 
 
 def test_local_diffusers_folder_trains_unet_only(tmp_path):
-    from lora_sched.train.model import build_tiny_sd, load_model
+    from lora_sched.train.model import build_tiny_sd
+    from lora_sched.train.sources import load_model
 
     folder = tmp_path / "tiny-sd"
     build_tiny_sd().pipeline().to(dtype=torch.float16).save_pretrained(folder)  # as SD checkpoints often are

@@ -21,8 +21,9 @@ from lora_sched.schedules.durations import steps_per_epoch  # noqa: E402
 from lora_sched.train import checkpoint as ckpt  # noqa: E402
 from lora_sched.train.data import ShardedOrder, builtin_shapes, load_examples, load_images  # noqa: E402
 from lora_sched.train.lora import to_kohya  # noqa: E402
-from lora_sched.train.model import builtin_tokenizer, check_model_source  # noqa: E402
+from lora_sched.train.model import builtin_tokenizer  # noqa: E402
 from lora_sched.train.optim import build_optimizer, parse_optimizer_args  # noqa: E402
+from lora_sched.train.sources import check_model_source  # noqa: E402
 
 
 # -- tokenizer and built-in data -------------------------------------------------------------

@@ -16,9 +16,10 @@ from lora_sched.train.compute import apply_compute, no_accelerator, set_attentio
 from lora_sched.train.conditioning import SdxlConditioning, TextConditioning, conditioning
 from lora_sched.train.data import CachedData, Example, ShardedOrder, cache_data, sharded_order
 from lora_sched.train.lora import add_lora, text_encoders, trainable
-from lora_sched.train.model import SDModel, load_model
+from lora_sched.train.model import SDModel
 from lora_sched.train.optim import build_optimizer, is_schedule_free
 from lora_sched.train.plan import RunPlan, check_epoch_length
+from lora_sched.train.sources import load_model
 
 
 class Processes(NamedTuple):

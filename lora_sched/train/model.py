@@ -264,24 +264,6 @@ def check_builtin_name(name: str, key: str) -> None:
         raise ConfigError(problem(key, f"{names}, or a local model", name, hint))
 
 
-def load_model(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> SDModel:
-    """A built-in model, a diffusers folder or a single-file checkpoint (lora_sched.train.sources);
-    a Hub id only with options.allow_download. Anything else is a ConfigError."""
-    from lora_sched.train.sources import SourceOptions, check_source, load_source
-
-    options = options or SourceOptions()
-    return load_source(check_source(name, options, key), options, key)
-
-
-def check_model_source(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> str:
-    """Fail early, before anything is written, when the model cannot be loaded; the name to load
-    (a Hub id becomes its downloaded folder)."""
-    from lora_sched.train.sources import SourceOptions, check_source
-
-    source = check_source(name, options or SourceOptions(), key)
-    return name if source.path is None else str(source.path)
-
-
 def sd_noise_scheduler(prediction_type: str = "epsilon") -> Any:
     """SD's noise schedule (scaled-linear betas 0.00085..0.012 over 1000 steps; SDXL's too)."""
     from diffusers import DDPMScheduler

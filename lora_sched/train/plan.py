@@ -16,12 +16,11 @@ from lora_sched.train.csv_log import LOG_NAME
 from lora_sched.train.data import TrainingData, training_data
 from lora_sched.train.lr_log import PLOT_NAME
 from lora_sched.train.memory import check_memory
-from lora_sched.train.model import check_model_source
 from lora_sched.train.optim import build_optimizer, parse_optimizer_args
 from lora_sched.train.options import check_network_module, tracker_settings
 from lora_sched.train.sampling import SamplePlan, sample_plan
 from lora_sched.train.saving import SavePlan, save_plan
-from lora_sched.train.sources import SourceOptions
+from lora_sched.train.sources import SourceOptions, check_model_source
 
 
 class RunPlan(NamedTuple):

@@ -609,3 +609,17 @@ def v_marker(path: Path, found: detect.Detected) -> str | None:
         return f"{config.name} (parameterization: v)" if params.get("parameterization") == "v" else None
     except Exception:  # a config that does not parse marks nothing
         return None
+
+
+def load_model(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> Any:
+    """The SDModel of a built-in model, a diffusers folder or a single-file checkpoint; a Hub id only
+    with options.allow_download. Anything else is a ConfigError."""
+    options = options or SourceOptions()
+    return load_source(check_source(name, options, key), options, key)
+
+
+def check_model_source(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> str:
+    """Fail early, before anything is written, when the model cannot be loaded; the name to load
+    (a Hub id becomes its downloaded folder)."""
+    source = check_source(name, options or SourceOptions(), key)
+    return name if source.path is None else str(source.path)
