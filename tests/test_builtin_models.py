@@ -93,7 +93,7 @@ def test_builtin_weights_are_deterministic_and_leave_the_global_rng_alone(name):
 
 def test_unknown_builtin_names_both_models():
     from lora_sched.errors import ConfigError
-    from lora_sched.train.model import check_model_source
+    from lora_sched.train.sources import check_model_source
 
     check_model_source("builtin:tiny-sdxl")
     with pytest.raises(ConfigError, match="did you mean `builtin:tiny-sdxl`"):

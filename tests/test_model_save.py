@@ -19,7 +19,8 @@ def _weights_equal(a, b) -> bool:
 def test_saved_folder_is_a_diffusers_pipeline_of_the_same_weights(tmp_path, capsys, name):
     from diffusers import DiffusionPipeline
 
-    from lora_sched.train.model import build_builtin, load_model
+    from lora_sched.train.model import build_builtin
+    from lora_sched.train.sources import load_model
 
     folder = tmp_path / "model"
     assert main(["model", "save", name, str(folder)]) == 0

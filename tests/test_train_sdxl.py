@@ -97,7 +97,8 @@ def test_sdxl_folder_v_prediction_unet_only(tmp_path):
 def test_sdxl_single_file_loads_the_same_model_and_trains_both_text_encoders(tmp_path):
     from ldm_support import save_single_file
 
-    from lora_sched.train.model import build_tiny_sdxl, load_model
+    from lora_sched.train.model import build_tiny_sdxl
+    from lora_sched.train.sources import load_model
 
     built = build_tiny_sdxl()
     path = save_single_file(built, "sdxl", tmp_path / "tiny-sdxl.safetensors")
