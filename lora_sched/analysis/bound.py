@@ -103,25 +103,14 @@ def _check_D(D: float) -> float:
 def suffix_sums(x: np.ndarray, out: np.ndarray, width: int = 16) -> np.ndarray:
     """out[k] = sum_{t >= k} x[t] (out may be x itself). Returns out.
 
-    Same sums as a reversed cumsum, but laid out as rows of `width` consecutive entries: the
-    within-row sums are `width` vectorised column additions, then each row gets the sum of the rows
-    after it. A sequential cumsum cannot be vectorised; this is about 1.4x faster at T = 1e6. Sums of
-    exact zeros stay exact zeros (a tail of LR 0 is recognised exactly).
+    One cumulative sum from the end (a reversed view, no copy). `width` is accepted for callers of
+    the former row layout (rows of `width` entries summed column by column); it no longer matters:
+    the column passes read every cache line `width` times and, on a loaded machine, cost 3x a plain
+    cumulative sum. Sums of exact zeros stay exact zeros (a tail of LR 0 is recognised exactly).
     """
     if not out.flags.c_contiguous or out.shape != x.shape:
         raise ValueError("out must be a contiguous array of x's shape")
-    lead = x.size % width
-    body, res = x[lead:].reshape(-1, width), out[lead:].reshape(-1, width)
-    res[:, -1] = body[:, -1]
-    for j in range(width - 2, -1, -1):
-        np.add(res[:, j + 1], body[:, j], out=res[:, j])
-    rows = res[:, 0].copy()
-    later = np.cumsum(rows[::-1])[::-1]  # sum of rows i..end; the rows after i are later[i + 1]
-    res[:-1] += later[1:, None]
-    acc = float(later[0]) if later.size else 0.0
-    for i in range(lead - 1, -1, -1):  # the first x.size % width entries, one by one
-        acc += float(x[i])
-        out[i] = acc
+    np.cumsum(x[::-1], out=out[::-1])
     return out
 
 
@@ -150,7 +139,8 @@ def bound_terms(etas: Any, D: float = 1.0, G: Any = 1.0) -> BoundTerms:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio /= after[:-1]  # Q_k / B_k
         ratio /= after[1:]  # ... / A_k
-        t3 = float(np.dot(ratio, head))  # sum_k eta_k Q_k / (A_k B_k)
+        # sum_k eta_k Q_k / (A_k B_k); einsum, not np.dot, whose threaded BLAS stalls on a loaded machine
+        t3 = float(np.einsum("i,i->", ratio, head))
         if math.isnan(t3):
             # A positive step followed only by zero steps (A_k = 0) makes the bound infinite, even
             # when Q_k = 0 too (0/0); a zero step (eta_k = 0) contributes 0 whatever follows.

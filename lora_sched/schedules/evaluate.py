@@ -6,10 +6,16 @@ The shared concerns live here so that each catalogue curve is only its shape:
 * during warmup (s < W) m rises from warmup_start to the curve's value at W, linearly or along a
   half cosine;
 * progress p = (s - W) / max(1, T - W), clipped to [0, 1], for curves drawn after the warmup.
+
+A curve gets its steps s as a float64 array of its own (a scratch copy, never the caller's): it may
+compute m in s's place. Each extra array of a million steps costs its page faults, about as much as
+two passes of arithmetic over it.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from lora_sched._lazy import np
@@ -18,11 +24,71 @@ from lora_sched._lazy import np
 # module to evaluate its curves, and this one does not import it back (no import circle).
 
 
-def progress(s: Any, rs: Any) -> Any:
-    """p = (s - W) / max(1, T - W), clipped to [0, 1] (a new array)."""
-    p = s - rs.warmup
+def progress(s: Any, rs: Any, out: Any = None) -> Any:
+    """p = (s - W) / max(1, T - W), clipped to [0, 1] (a new array, or in `out`, which may be s)."""
+    p = np.subtract(s, rs.warmup, out=out)
     p /= max(1, rs.horizon - rs.warmup)
     return np.clip(p, 0.0, 1.0, out=p)
+
+
+def ascending_steps(curve: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Decorator for curves that cut the steps into runs (cycles, phases, plateaus) by slicing: they
+    are written for ascending steps, as the preview's 0, 1, 2, ... are; other steps are sorted first
+    and the values put back in their order (each value is computed as it would be in order)."""
+
+    @functools.wraps(curve)
+    def in_order(s: Any, rs: Any) -> Any:
+        if is_ascending(s):
+            return curve(s, rs)
+        order = np.argsort(s, kind="stable")
+        m = np.empty_like(s)
+        m[order] = curve(s[order], rs)
+        return m
+
+    return in_order
+
+
+#: Steps compared per block by is_ascending (a small reused buffer instead of one bool per step).
+ORDER_BLOCK = 1 << 16
+
+
+def is_ascending(s: Any) -> bool:
+    """Whether s[i] <= s[i + 1] throughout, block by block (a fresh array per step costs more than the check)."""
+    below = np.empty(min(ORDER_BLOCK, max(s.size - 1, 0)), dtype=bool)
+    for i in range(0, s.size - 1, ORDER_BLOCK):
+        part = s[i : i + ORDER_BLOCK + 1]
+        found = below[: part.size - 1]
+        if np.less(part[1:], part[:-1], out=found).any():
+            return False
+    return True
+
+
+#: Up to this many runs, per_run works on slices (in place); beyond, through one np.repeat.
+SLICED_RUNS = 128
+
+
+def per_run(ufunc: Any, x: Any, table: Any, runs: Any) -> Any:
+    """x = ufunc(x, table[i]) in place over each run i of runs[i] consecutive values (see run_lengths); a
+    scalar table applies to all of x. Slice by slice for a few runs: no temporary array as large as x
+    (allocating one costs more than the arithmetic)."""
+    if np.ndim(table) == 0:
+        return ufunc(x, table, out=x)
+    if len(runs) > SLICED_RUNS:
+        return ufunc(x, np.repeat(table, runs), out=x)
+    at = 0
+    for value, count in zip(np.asarray(table).tolist(), np.asarray(runs).tolist()):
+        if count:
+            part = x[at : at + count]
+            ufunc(part, value, out=part)
+            at += count
+    return x
+
+
+def run_lengths(s: Any, edges: Any) -> Any:
+    """How many of the ascending steps s fall in each of (-inf, e_0), [e_0, e_1), ..., [e_last, inf)
+    (edges ascending): np.repeat(table, run_lengths(s, edges)) is table[number of edges <= s], per step,
+    with one binary search per edge instead of one per step."""
+    return np.diff(np.searchsorted(s, edges, side="left"), prepend=0, append=s.size)
 
 
 def decay_shape(q: Any, kind: str) -> Any:
@@ -57,25 +123,32 @@ def multipliers(rs: Any, steps: Any = None) -> Any:
         clipped = bool(s.size) and s.max() > rs.horizon
     if clipped:
         np.minimum(s, rs.horizon, out=s)
-    m = np.asarray(rs.spec.curve(s, rs), dtype=np.float64)
+    warmup = _warmup_steps(s, rs, from_zero=steps is None) if rs.warmup > 0 else None
+    m = np.asarray(rs.spec.curve(s, rs), dtype=np.float64)  # may overwrite s
     if m.shape != s.shape:  # constant curves may return a scalar
         m = np.broadcast_to(m, s.shape).copy()
-    if rs.warmup > 0:
-        _apply_warmup(m, s, rs, from_zero=steps is None)
+    if warmup is not None:
+        _apply_warmup(m, rs, *warmup)
     return m
 
 
-def _apply_warmup(m: Any, s: Any, rs: Any, from_zero: bool) -> None:
-    """Overwrite the warmup steps; `from_zero`: s is 0, 1, 2, ... so the warmup is a prefix (a slice,
-    not a boolean mask over every step: the mask costs as much as a whole simple curve)."""
+def _warmup_steps(s: Any, rs: Any, from_zero: bool) -> tuple[Any, Any] | None:
+    """Where the warmup steps are and a copy of them (taken before the curve, which may reuse s), or None.
+    `from_zero`: s is 0, 1, 2, ... so the warmup is a prefix (a slice, not a boolean mask over every
+    step: the mask costs as much as a whole simple curve)."""
     if from_zero:
         in_warmup: Any = slice(0, min(rs.warmup, s.size))
     else:
         in_warmup = s < rs.warmup
         if not in_warmup.any():
-            return
+            return None
+    return in_warmup, s[in_warmup].copy()
+
+
+def _apply_warmup(m: Any, rs: Any, in_warmup: Any, steps: Any) -> None:
+    """Overwrite the warmup steps `steps` (at `in_warmup` in m)."""
     target = float(np.asarray(rs.spec.curve(np.array([float(rs.warmup)]), rs)).reshape(-1)[0])
-    ramp = s[in_warmup] / rs.warmup
+    ramp = steps / rs.warmup
     if rs.warmup_type == "cosine":
         ramp = 0.5 * (1.0 - np.cos(np.pi * ramp))
     m[in_warmup] = rs.warmup_start + (target - rs.warmup_start) * ramp

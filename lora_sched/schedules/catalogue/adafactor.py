@@ -17,10 +17,12 @@ def adafactor_curve(s: Any, rs: Any) -> Any:
     rho(s) = min(1e-2, 1 / sqrt(s + 1)), or with warmup_init min(1e-6 (s + 1), 1 / sqrt(s + 1))
     (Adafactor counts updates from 1). The optimizer multiplies rho by max(1e-3, RMS(param)) per
     tensor when scale_parameter = true; the preview cannot know RMS(param) before training."""
-    t = s + 1.0
+    t = np.add(s, 1.0, out=s)
     cap = 1e-6 * t if rs.params["warmup_init"] else RELATIVE_STEP_CAP
-    rho = np.minimum(cap, 1.0 / np.sqrt(t))
-    return rho / rs.base_lr
+    rho = np.divide(1.0, np.sqrt(t, out=t), out=t)
+    np.minimum(cap, rho, out=rho)
+    rho /= rs.base_lr
+    return rho
 
 
 def _adafactor_to_kohya(rs: Any, n: int) -> dict[str, Any]:

@@ -7,19 +7,22 @@ from typing import Any
 from lora_sched._lazy import np
 from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import min_lr_ratio, num_cycles_float
-from lora_sched.schedules.evaluate import floor_scale, progress
+from lora_sched.schedules.evaluate import ascending_steps, progress
 from lora_sched.schedules.fields import Choice, Float
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
 def cosine_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r) 0.5 (1 + cos(pi n p)), n = num_cycles"""
-    x = progress(s, rs)
+    x = progress(s, rs, out=s)
     x *= np.pi * rs.params["num_cycles"]
     np.cos(x, out=x)
     x += 1.0
-    x *= 0.5
-    return floor_scale(x, rs.params["min_lr_ratio"])
+    r = rs.params["min_lr_ratio"]
+    x *= 0.5 * (1.0 - r)  # one product: (c + 1) (0.5 (1 - r)) == ((c + 1) 0.5) (1 - r) exactly
+    if r:
+        x += r
+    return x
 
 
 def _cosine_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
@@ -78,6 +81,7 @@ register(
 )
 
 
+@ascending_steps
 def one_cycle_curve(s: Any, rs: Any) -> Any:
     """Two phases (torch OneCycleLR, three_phase = False), with a = pct_start T - 1:
     s <= a: anneal from 1 / div_factor to 1 over s / a;
@@ -88,23 +92,31 @@ def one_cycle_curve(s: Any, rs: Any) -> Any:
     final = initial / prm["final_div_factor"]
     a = prm["pct_start"] * rs.horizon - 1.0
     b = rs.horizon - 1.0
-    rising = s <= a
-    x = s - a  # progress through each phase, built in place (zero-length phase: its end value)
-    if b > a:
-        x /= b - a
+    top = int(np.searchsorted(s, a, side="right"))  # s[:top] rise (s <= a), s[top:] fall
+    x = s  # progress through each phase, in s's place (zero-length phase: its end value)
+    rise, fall = x[:top], x[top:]
+    if a > 0:
+        rise /= a  # in [0, 1]: 0 <= s <= a
     else:
-        x.fill(1.0)
-    np.copyto(x, s / a if a > 0 else 1.0, where=rising)
-    np.clip(x, 0.0, 1.0, out=x)
+        rise.fill(1.0)
+    if b > a:
+        fall -= a  # > 0: s > a
+        fall /= b - a
+        np.minimum(fall, 1.0, out=fall)
+    else:
+        fall.fill(1.0)
+    half = 1.0
     if prm["anneal_strategy"] == "cos":  # x -> 0.5 (1 + cos(pi x)): from 1 at the phase start to 0 at its end
         x *= np.pi
         np.cos(x, out=x)
         x += 1.0
-        x *= 0.5
+        half = 0.5  # the 0.5 goes into the scale below: (c + 1) (0.5 k) == ((c + 1) 0.5) k exactly
     else:
         np.subtract(1.0, x, out=x)
-    x *= np.where(rising, initial - 1.0, 1.0 - final)  # end + (start - end) * shape
-    x += np.where(rising, 1.0, final)
+    rise *= half * (initial - 1.0)  # end + (start - end) * shape
+    rise += 1.0
+    fall *= half * (1.0 - final)
+    fall += final
     return x
 
 

@@ -8,48 +8,54 @@ from lora_sched._lazy import np
 from lora_sched.errors import Problem, problem
 from lora_sched.schedules.catalogue._kohya import plain_warmup, with_warmup
 from lora_sched.schedules.catalogue._params import cycle_warmup, min_lr, min_lr_ratio, num_cycles_int, restart_decay
-from lora_sched.schedules.evaluate import floor_scale, progress
+from lora_sched.schedules.evaluate import ascending_steps, per_run, run_lengths
 from lora_sched.schedules.fields import Duration, Float, Int
 from lora_sched.schedules.spec import REQUIRED, Check, Param, ScheduleSpec, register
 
 
-def _cycle_value(shape: Any, offset: Any, k: Any, rs: Any) -> Any:
-    """r + (1 - r) g^k x (warmup ramp over the first cycle_warmup steps of a cycle, else shape): the
-    floor scales with the peak. Works in place on `shape` (a fresh array the caller owns)."""
-    prm = rs.params
-    cw = prm["cycle_warmup"]
-    if cw > 0:
-        shape = np.where(offset < cw, offset / cw, shape)
-    r, g = prm["min_lr_ratio"], prm["restart_decay"]
-    shape *= (1.0 - r) * (g**k if g != 1.0 else 1.0)
-    if r:
-        shape += r
-    return shape
+def _cycle_factors(prm: Any, n: int) -> Any:
+    """(1 - r) g^k for the cycles k = 0..n: the scale of cycle k's shape (a scalar when g = 1)."""
+    g = prm["restart_decay"]
+    return (1.0 - prm["min_lr_ratio"]) * (g ** np.arange(n + 1, dtype=np.float64) if g != 1.0 else 1.0)
 
 
+@ascending_steps
 def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r) g^k 0.5 (1 + cos(pi u)) for p < 1, and r at p >= 1, where
     k = floor(n p) is the cycle index, u = (n p) mod 1 the position in the cycle (after the cycle's
     own warmup of cycle_warmup steps, if any), g = restart_decay, n = num_cycles"""
     prm = rs.params
-    n = prm["num_cycles"]
-    x = progress(s, rs)
-    ended = x >= 1.0
+    n, r, cw = prm["num_cycles"], prm["min_lr_ratio"], prm["cycle_warmup"]
+    m = s  # computed in s's place
+    start = int(np.searchsorted(s, rs.warmup))  # before W, p = 0: the value at W
+    if start:
+        m[:start] = cosine_with_restarts_curve(np.array([float(rs.warmup)]), rs)[0]
+    x = np.subtract(s[start:], rs.warmup, out=m[start:])
+    x /= max(1, rs.horizon - rs.warmup)  # p, ascending
+    end = int(np.searchsorted(x, 1.0))
+    x[end:] = r  # p >= 1: the floor
+    x = x[:end]
     x *= n
-    k = np.floor(x)
-    x -= k  # u = (n p) mod 1, exactly (x >= 0)
+    runs = run_lengths(x, np.arange(1, n + 1, dtype=np.float64))  # k = floor(n p) in 0..n
+    per_run(np.subtract, x, np.arange(n + 1, dtype=np.float64), runs)  # u = (n p) mod 1, exactly
     length = (rs.horizon - rs.warmup) / n
-    cw = prm["cycle_warmup"]
-    offset = x
     if cw > 0:
         offset = x * length
-        x = np.clip((offset - cw) / (length - cw), 0.0, 1.0)
+        np.subtract(offset, cw, out=x)
+        x /= length - cw
+        np.clip(x, 0.0, 1.0, out=x)
     x *= np.pi
     np.cos(x, out=x)
     x += 1.0
-    x *= 0.5
-    m = _cycle_value(x, offset, k, rs)
-    m[ended] = prm["min_lr_ratio"]
+    factor = _cycle_factors(prm, n)
+    if cw > 0:  # the rise offset / cw where offset < cw (there the shape is 1, elsewhere offset / cw >= 1)
+        x *= 0.5
+        np.minimum(x, offset / cw, out=x)
+    else:
+        factor = 0.5 * factor  # (c + 1) (0.5 f) == ((c + 1) 0.5) f exactly
+    per_run(np.multiply, x, factor, runs)
+    if r:
+        x += r
     return m
 
 
@@ -141,24 +147,65 @@ def floor_ratio(prm: Any, rs: Any, *, none_at_or_above_base: bool) -> float:
     return float(min_lr / rs.base_lr)
 
 
+def _cycles(j: Any, prm: Any, rs: Any) -> tuple[Any, Any, Any, Any]:
+    """(k, start, length) of each cycle that the ascending steps j >= 0 after the warmup reach, as
+    float arrays, and how many of the steps fall in each."""
+    first, cw = _rex_length(prm, rs), prm["cycle_warmup"]
+    top = float(j[-1])
+    starts, lengths = cycle_table(first, cw, prm["cycle_multiplier"], top)
+    last = max(lengths[-1], 1)  # past the last listed cycle, its length (at least 1 step) repeats
+    extra = int((top - starts[-1]) // last)
+    if len(starts) + extra <= j.size:  # a table of every cycle, no larger than the steps
+        start = np.concatenate([starts, starts[-1] + last * np.arange(1, extra + 1)]).astype(np.float64)
+        length = np.concatenate([lengths[:-1], np.full(extra + 1, last)]).astype(np.float64)
+        return np.arange(start.size, dtype=np.float64), start, length, run_lengths(j, start[1:])
+    k, offset, length = _whole_step_cycles(j, prm, rs)  # more cycles than steps: a sampled long run
+    first_steps = np.flatnonzero(np.diff(k, prepend=-1.0))
+    runs = np.diff(first_steps, append=j.size)
+    return k[first_steps], (j - offset)[first_steps], np.broadcast_to(length, j.shape)[first_steps], runs
+
+
+def _rise_steps(j: Any, start: Any, runs: Any, cw: int) -> tuple[Any, Any]:
+    """The positions of the ascending steps j in the first cw steps of their cycle (offset < cw), and
+    the number of them in each cycle."""
+    begins = np.cumsum(runs) - runs
+    count = np.minimum(np.searchsorted(j, start + cw) - begins, runs)
+    total = int(count.sum())
+    return np.repeat(begins - (np.cumsum(count) - count), count) + np.arange(total), count
+
+
 def _falling_cycles(s: Any, rs: Any, shape: Any, r: float) -> Any:
-    """r + max(g^k - r, 0) x (a linear rise over cycle_warmup steps, else shape(q)) for W <= s < T, r at s >= T."""
-    prm = rs.params
-    j = np.maximum(s - rs.warmup, 0.0)
-    k, offset, length = _whole_step_cycles(j, prm, rs)
-    cw = prm["cycle_warmup"]
-    q = np.clip((offset - cw) / np.maximum(1.0, length - cw), 0.0, 1.0)
-    value = shape(q)
-    if cw > 0:
-        value = np.where(offset < cw, offset / cw, value)
-    g = prm["restart_decay"]
-    peak = g**k if g != 1.0 else 1.0
-    value *= np.maximum(peak - r, 0.0)
-    value += r
-    value[s >= rs.horizon] = r
-    return value
+    """r + max(g^k - r, 0) x (a linear rise over cycle_warmup steps, else shape(q)) for W <= s < T, r at
+    s >= T, and before W the value at W; s ascending (see ascending_steps), `shape` works in place."""
+    prm, w = rs.params, rs.warmup
+    cw, g = prm["cycle_warmup"], prm["restart_decay"]
+    m = s  # computed in s's place
+    lo, hi = (int(i) for i in np.searchsorted(s, [w, rs.horizon]))
+    if lo:
+        m[:lo] = _falling_cycles(np.array([float(w)]), rs, shape, r)[0]
+    if hi > lo:
+        j = np.subtract(s[lo:hi], w, out=m[lo:hi])  # steps after W (exact)
+        k, start, length, runs = _cycles(j, prm, rs)
+        if cw > 0:  # offset / cw in the first cw steps of each cycle
+            rise, count = _rise_steps(j, start, runs, cw)
+            rising = (j[rise] - np.repeat(start, count)) / cw
+        per_run(np.subtract, j, start + cw, runs)  # offset - cw
+        den = np.maximum(1.0, length - cw)
+        per_run(np.divide, j, den[0] if np.all(den == den[0]) else den, runs)
+        np.clip(j, 0.0, 1.0, out=j)  # q
+        value = shape(j)
+        if cw > 0:
+            value[rise] = rising
+        peak = np.maximum((g**k if g != 1.0 else 1.0) - r, 0.0)
+        if np.ndim(peak) or peak != 1.0:
+            per_run(np.multiply, value, peak, runs)
+        if r:
+            value += r
+    m[hi:] = r
+    return m
 
 
+@ascending_steps
 def rex_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + max(g^k - r, 0) (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
     cycle k lasts L_k steps (L_0 = cycle_steps or floor((T - W) / num_cycles), L_(k+1) =
@@ -169,9 +216,12 @@ def rex_curve(s: Any, rs: Any) -> Any:
     or below min_lr"""
     d = rs.params["d"]
 
-    def shape(q: Any) -> Any:
-        left = 1.0 - q
-        return left / ((1.0 - d) + d * left)
+    def shape(q: Any) -> Any:  # in place: q becomes 1 - q, then (1 - q) / ((1 - d) + d (1 - q))
+        np.subtract(1.0, q, out=q)
+        den = q * d
+        den += 1.0 - d
+        q /= den
+        return q
 
     return _falling_cycles(s, rs, shape, floor_ratio(rs.params, rs, none_at_or_above_base=True))
 
@@ -265,6 +315,7 @@ register(
 )
 
 
+@ascending_steps
 def cosine_warmup_restarts_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + max(g^k - r, 0) 0.5 (1 + cos(pi q)) for W <= s < T, r at s >= T, with the cycles of
     rex (lengths L_k from cycle_steps or num_cycles and cycle_multiplier, a linear rise from r to the
@@ -272,7 +323,16 @@ def cosine_warmup_restarts_curve(s: Any, rs: Any) -> Any:
     or with an absolute min_lr, min_lr / (the param group's base LR), also above 1 (LoRA_Easy's
     CosineAnnealingWarmRestarts holds min_lr even in a group whose base LR is below it)"""
     r = floor_ratio(rs.params, rs, none_at_or_above_base=False)
-    return _falling_cycles(s, rs, lambda q: 0.5 * (1.0 + np.cos(np.pi * q)), r)
+    return _falling_cycles(s, rs, _half_cosine, r)
+
+
+def _half_cosine(q: Any) -> Any:
+    """0.5 (1 + cos(pi q)), in place."""
+    q *= np.pi
+    np.cos(q, out=q)
+    q += 1.0
+    q *= 0.5
+    return q
 
 
 register(
@@ -293,34 +353,39 @@ register(
 )
 
 
+@ascending_steps
 def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r) 0.5 (1 + cos(pi t_cur / t_i)), with cycle lengths t_i = t_0 t_mult^i
     counted from the end of the warmup and t_cur the steps into the current cycle"""
-    prm = rs.params
-    t0, tm = prm["t_0"], prm["t_mult"]
-    j = s - rs.warmup
-    np.maximum(j, 0.0, out=j)
+    prm, w = rs.params, rs.warmup
+    t0, tm, r = prm["t_0"], prm["t_mult"], prm["min_lr_ratio"]
+    m = s  # computed in s's place
+    lo = int(np.searchsorted(s, w))  # before W, t_cur = 0: the value at W
+    if lo:
+        m[:lo] = cosine_annealing_warm_restarts_curve(np.array([float(w)]), rs)[0]
+    x = np.subtract(s[lo:], w, out=m[lo:])
     if tm == 1:
-        x = np.mod(j, t0, out=j)
+        cycles = np.floor(x / t0)
+        cycles *= t0
+        x -= cycles  # t_cur = (s - W) mod t_0, exactly
         x *= np.pi / t0
-    else:
+    elif x.size:
         # Only about log(T) cycles: list their integer starts and lengths in Python (exact, no
-        # log rounding), then find each step's cycle with one binary search.
+        # log rounding), then cut the ascending steps at the restarts.
         starts, lengths = [0], [t0]
-        top = float(j.max()) if j.size else 0.0
-        while starts[-1] + lengths[-1] <= top:
+        while starts[-1] + lengths[-1] <= x[-1]:
             starts.append(starts[-1] + lengths[-1])
             lengths.append(lengths[-1] * tm)
-        k = np.searchsorted(np.asarray(starts, dtype=np.float64), j, side="right")
-        k -= 1
-        x = j - np.take(np.asarray(starts, dtype=np.float64), k)  # t_cur
-        x /= np.take(np.asarray(lengths, dtype=np.float64), k)  # / t_i
+        runs = run_lengths(x, np.asarray(starts[1:], dtype=np.float64))
+        per_run(np.subtract, x, np.asarray(starts, dtype=np.float64), runs)  # t_cur
+        per_run(np.divide, x, np.asarray(lengths, dtype=np.float64), runs)  # / t_i
         x *= np.pi
     np.cos(x, out=x)
     x += 1.0
-    x *= 0.5
-    m = x
-    return floor_scale(m, prm["min_lr_ratio"])
+    x *= 0.5 * (1.0 - r)  # one product: (c + 1) (0.5 (1 - r)) == ((c + 1) 0.5) (1 - r) exactly
+    if r:
+        x += r
+    return m
 
 
 def _check_t0(params: dict, rs: Any) -> list[Problem]:

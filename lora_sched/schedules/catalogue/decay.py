@@ -52,7 +52,8 @@ register(
 
 def linear_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r)(1 - p)"""
-    return floor_scale(1.0 - progress(s, rs), rs.params["min_lr_ratio"])
+    left = np.subtract(1.0, progress(s, rs, out=s), out=s)
+    return floor_scale(left, rs.params["min_lr_ratio"])
 
 
 def _linear_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
@@ -78,7 +79,8 @@ register(
 def polynomial_curve(s: Any, rs: Any) -> Any:
     """m(s) = ((lr0 - lr_end)(1 - p)^power + lr_end) / lr0, lr0 = learning_rate"""
     lr0, lr_end = rs.base_lr, rs.params["lr_end"]
-    m = (1.0 - progress(s, rs)) ** rs.params["power"]
+    m = np.subtract(1.0, progress(s, rs, out=s), out=s)
+    m **= rs.params["power"]
     m *= lr0 - lr_end
     m += lr_end
     m /= lr0
@@ -138,7 +140,8 @@ register(
 
 def composer_polynomial_curve(s: Any, rs: Any) -> Any:
     """m(s) = alpha_f + (1 - alpha_f)(1 - p)^power"""
-    m = (1.0 - progress(s, rs)) ** rs.params["power"]
+    m = np.subtract(1.0, progress(s, rs, out=s), out=s)
+    m **= rs.params["power"]
     return floor_scale(m, rs.params["alpha_f"])
 
 
@@ -164,9 +167,10 @@ register(
 def inverse_sqrt_curve(s: Any, rs: Any) -> Any:
     """m(s) = 1 / sqrt((s + timescale - W) / timescale)"""
     timescale = rs.params["timescale"]
-    shifted = s + (timescale - rs.warmup)
+    shifted = np.add(s, timescale - rs.warmup, out=s)
     shifted /= timescale
-    return 1.0 / np.sqrt(np.maximum(shifted, 1e-300))
+    m = np.sqrt(np.maximum(shifted, 1e-300, out=shifted), out=shifted)
+    return np.divide(1.0, m, out=m)
 
 
 def _default_timescale(params: dict, rs: Any) -> list[Problem]:

@@ -8,6 +8,7 @@ from lora_sched._lazy import np
 from lora_sched.errors import FieldError
 from lora_sched.schedules.catalogue._params import gamma
 from lora_sched.schedules.durations import MAX_LIST_ITEMS
+from lora_sched.schedules.evaluate import ascending_steps, run_lengths
 from lora_sched.schedules.fields import Duration, Durations, Str
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
@@ -88,10 +89,15 @@ register(
 POWER_CHUNK = 1 << 22
 
 
+@ascending_steps
 def step_curve(s: Any, rs: Any) -> Any:
     """m(s) = gamma^floor(s / step_size)"""
-    k = np.floor_divide(s, rs.params["step_size"]).astype(np.intp)
-    return repeated_powers(rs.params["gamma"], k)
+    size, gamma = rs.params["step_size"], rs.params["gamma"]
+    first, last = (int(s[0] // size), int(s[-1] // size)) if s.size else (0, 0)
+    if last - first < s.size:  # one value per plateau, repeated over the steps in it
+        powers = repeated_powers(gamma, np.arange(first, last + 1))
+        return np.repeat(powers, run_lengths(s, size * np.arange(first + 1, last + 1, dtype=np.float64)))
+    return repeated_powers(gamma, np.floor_divide(s, size).astype(np.intp))  # more plateaus than steps
 
 
 def repeated_powers(gamma: float, k: Any) -> Any:
@@ -149,10 +155,12 @@ register(
 )
 
 
+@ascending_steps
 def multistep_curve(s: Any, rs: Any) -> Any:
     """m(s) = gamma^(number of milestones <= s)"""
     milestones = np.asarray(rs.params["milestones"], dtype=np.float64)
-    return rs.params["gamma"] ** np.searchsorted(milestones, s, side="right").astype(np.float64)
+    powers = rs.params["gamma"] ** np.arange(milestones.size + 1, dtype=np.float64)
+    return np.repeat(powers, run_lengths(s, milestones))
 
 
 register(
@@ -177,7 +185,8 @@ register(
 
 def exponential_curve(s: Any, rs: Any) -> Any:
     """m(s) = gamma^(s / decay_period)"""
-    return rs.params["gamma"] ** (s / rs.params["decay_period"])
+    x = np.divide(s, rs.params["decay_period"], out=s)
+    return np.power(rs.params["gamma"], x, out=x)
 
 
 register(
