@@ -160,3 +160,29 @@ def test_every_corpus_file_is_recognised_as_its_own_trainer(trainer: str, path: 
     from lora_sched.trainers import read_document, recognise
 
     assert recognise(read_document(str(path))).name == trainer
+
+
+@pytest.mark.parametrize(("trainer", "path"), _corpus_files(), ids=lambda x: x.name if isinstance(x, Path) else x)
+def test_the_plain_sd_scripts_shortcut_agrees_with_every_trainer(trainer: str, path: Path) -> None:
+    """A file in lora_sched's own keys is taken as sd-scripts' without asking the other trainers: no
+    trainer claims such a file more surely (each trainer asked directly)."""
+    from lora_sched.trainers import available, read_document
+    from lora_sched.trainers.sd_scripts import plain
+
+    document = read_document(str(path))
+    if document.kind != "toml" or not plain(document):
+        assert trainer != "sd-scripts" or document.kind == "toml"  # sd-scripts' corpus is TOML
+        return
+    assert trainer == "sd-scripts"
+    others = {t.name: t.recognise(document) for t in available("toml") if t.name != "sd-scripts"}
+    assert all(score < 1 for score in others.values()), others
+
+
+def test_the_plain_shortcut_takes_lora_scheds_own_files_only() -> None:
+    from lora_sched.trainers.documents import parse
+    from lora_sched.trainers.sd_scripts import plain
+
+    assert plain(parse("a.toml", "learning_rate = 1e-4\n[training_arguments]\nmax_train_steps = 10\n"))
+    assert not plain(parse("b.toml", 'network_module = "networks.lora_wan"\nlearning_rate = 1e-4\n'))
+    assert not plain(parse("c.toml", "[general_args.args]\nmax_train_steps = 10\n"))  # LoRA_Easy's nesting
+    assert not plain(parse("d.toml", "[[datasets]]\nresolution = 512\n"))

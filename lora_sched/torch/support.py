@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lora_sched.config.custom_classes import CustomClassSupport
 from lora_sched.errors import Problem
 
 
-class TorchCustomClasses:
+class TorchCustomClasses(CustomClassSupport):
     """`CustomClassSupport` backed by lora_sched.torch.custom (ImportError without torch)."""
 
     def check(self, type_path: str, args: Mapping[str, Any], trust: bool) -> list[Problem]:

@@ -74,7 +74,13 @@ def read_document(path: str, kind: str | None = None) -> Any:
 
 
 def recognise(document: Any) -> Trainer:
-    """The trainer whose file `document` is: the most certain of those that read its kind."""
+    """The trainer whose file `document` is: the most certain of those that read its kind (a file in
+    lora_sched's own keys is sd-scripts' without asking the others: sd_scripts.plain)."""
+    if document.kind == "toml":
+        from lora_sched.trainers import sd_scripts
+
+        if sd_scripts.plain(document):
+            return sd_scripts.TRAINER
     readers = available(document.kind)
     scores = [(score, t) for score, t in ((t.recognise(document), t) for t in readers) if score > 0]
     if not scores:

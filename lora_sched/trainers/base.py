@@ -14,8 +14,9 @@ Each quirk a module reproduces is a `Quirk` citing the trainer's own file and li
 commit; the module's goldens come from running that trainer's scheduler code at that commit.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: NamedTuple fields with string annotations cost a
+# compile() each when the class is made, on every `validate` (bench/bench_validate.py). The names
+# only type checkers see are written as strings below.
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -113,8 +114,8 @@ class TrainerRun(NamedTuple):
     groups: Mapping[str, float]
     run_length: int | None
     counting: str
-    schedule: LoraConfig | None = None
-    resolved: ResolvedSchedule | None = None
+    schedule: "LoraConfig | None" = None
+    resolved: "ResolvedSchedule | None" = None
     own_lrs: GroupLRs | None = None
     warnings: tuple[Problem, ...] = ()
     #: A one-line summary of the trainer's own settings ("cosine, warmup 100 steps, 3 cycles").
@@ -156,8 +157,8 @@ class Trainer(NamedTuple):
     title: str  #: as its users write it ("OneTrainer")
     #: the file kinds it reads, by parser: "toml", "json", "yaml", "args" (command-line flags in a file)
     formats: tuple[str, ...]
-    recognise: Callable[[Document], int]
-    read: Callable[[Document, RunFacts], TrainerRun]
+    recognise: "Callable[[Document], int]"
+    read: "Callable[[Document, RunFacts], TrainerRun]"
     #: a file for this trainer running `run`'s curve (any trainer's run), or a ConfigError refusing
     write: Callable[[TrainerRun, RunFacts], str]
     #: the file suffix of what `write` produces (".toml", ".json", ".yaml", ".sh")

@@ -29,6 +29,27 @@ def recognise(document: Document) -> int:
     return 1
 
 
+def plain(document: Document) -> bool:
+    """A TOML file in lora_sched's own keys only (all of them sd-scripts'), tables one level deep: no
+    other trainer's file looks like that (each needs a key of its own, a nested table or an array of
+    tables), so recognising it needs no other trainer module (validate's start-up: importing the
+    other TOML trainers costs about 2 ms)."""
+    from lora_sched.config.keys import KEY_BY_NAME
+
+    if document.kind != "toml" or not isinstance(document.data, dict):
+        return False
+    for top, value in document.data.items():
+        inner = value.items() if isinstance(value, dict) else [(top, value)]
+        for key, item in inner:
+            if key not in KEY_BY_NAME or isinstance(item, dict) or _holds_tables(item):
+                return False
+    return True
+
+
+def _holds_tables(value: Any) -> bool:
+    return isinstance(value, list) and any(isinstance(item, dict) for item in value)
+
+
 def read(document: Document, facts: RunFacts) -> TrainerRun:
     from lora_sched.config.loader import loads_config
 
