@@ -81,7 +81,7 @@ def main() -> int:
             f"{name:<22} {1e9 * best_ours / args.steps:>12.0f} {1e9 * best_theirs / args.steps:>12.0f} {ratio:>6.2f}x"
         )
     verdict = "meets" if worst <= TARGET else "MISSES"
-    print(f"worst ratio {worst:.2f}x: {verdict} the target of <= {TARGET:.1f}x")
+    print(f"worst ratio {worst:.2f}x: {verdict} the target of <= {TARGET:.2f}x")
     return 0 if worst <= TARGET else 1
 
 
