@@ -31,3 +31,13 @@ def test_shared_options_have_one_help_text() -> None:
         helps = {v.name: _help_of(v.name, option) for v in VERBS}
         given = {h for h in helps.values() if h is not None}
         assert len(given) == 1 and all(given), (option, helps)
+
+
+def test_the_command_line_lists_every_trainer_the_registry_has() -> None:
+    """cli.TRAINERS is kept beside the parser (building it imports no trainer): the same names, and
+    each module's formats are the registry's."""
+    from lora_sched.cli import TRAINERS
+    from lora_sched.trainers import FORMATS, TRAINER_NAMES, get
+
+    assert TRAINERS == TRAINER_NAMES
+    assert {name: get(name).formats for name in TRAINER_NAMES} == FORMATS

@@ -1,18 +1,13 @@
-"""`lora-sched validate`, `preview` and `schema`.
-
-validate imports neither NumPy nor torch (unless lr_scheduler_type names a custom class);
-preview needs NumPy only. Exit codes: 0 ok, 1 invalid config (messages on stderr), 3 the run
-length is unknown here (epochs, and the data is not on this machine): give it or its size.
-"""
+"""The config layer's part of the command line: `schema`, and what `validate`, `preview` and
+`export` (lora_sched.trainers.commands) say about an sd-scripts config: its one-line summary and
+the message when its run length cannot be counted here (exit code 3)."""
 
 from __future__ import annotations
 
 import sys
 from typing import TYPE_CHECKING
 
-from lora_sched.config.loader import load_config
 from lora_sched.config.model import LoraConfig
-from lora_sched.errors import ConfigError, Problem
 
 #: Exit code of preview / export when an epoch-based run length cannot be counted here.
 EXIT_NEEDS_DATA = 3
@@ -29,12 +24,6 @@ def data_options(args: argparse.Namespace) -> dict:
         "dataset_config": getattr(args, "dataset_config", None),
         "samples_per_epoch": getattr(args, "samples_per_epoch", None),
     }
-
-
-def load(args: argparse.Namespace, path: str) -> LoraConfig:
-    """The config at `path` with the command line's data keys and trust flag."""
-    trust = getattr(args, "trust_scheduler_code", False)
-    return load_config(path, trust_scheduler_code=trust, data=data_options(args))
 
 
 def needs_data(cfg: LoraConfig, verb: str) -> str | None:
@@ -72,62 +61,6 @@ def summary(cfg: LoraConfig, rs: ResolvedSchedule | None = None) -> str:
         lr = f"LR unet {lrs['unet']:g}, text encoder {lrs['text_encoder']:g}"
     parts.append(lr)
     return ", ".join(parts)
-
-
-def _print_problems(problems: list[Problem]) -> None:
-    for p in problems:
-        print(str(p), file=sys.stderr)
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    failed = False
-    for path in args.files:
-        try:
-            cfg = load(args, path)
-        except ConfigError as exc:
-            _print_problems(exc.problems)
-            failed = True
-            continue
-        warnings = [p for p in cfg.warnings if p.severity == "warning"]
-        if args.strict and warnings:
-            _print_problems([p._replace(severity="error") for p in warnings])
-            _print_problems([p for p in cfg.warnings if p.severity != "warning"])
-            print(f"{path}: invalid (--strict: {len(warnings)} warning(s) count as errors)", file=sys.stderr)
-            failed = True
-            continue
-        _print_problems(cfg.warnings)
-        print(f"{path}: ok ({summary(cfg)})")
-    return 1 if failed else 0
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    from lora_sched.config import preview
-
-    cfg = load(args, args.file)
-    _print_problems(cfg.warnings)
-    message = needs_data(cfg, "preview")
-    if message is not None:
-        print(message, file=sys.stderr)
-        return EXIT_NEEDS_DATA
-    c = preview.curve(cfg)
-    print(f"{args.file}: {summary(cfg)}")
-    for note in (preview.sampling_note(c), preview.adaptive_lr_note(cfg)):
-        if note:
-            print(note)
-    print(preview.sparkline(c))
-    print()
-    if args.steps:
-        for lines in preview.every_step_table(cfg, c):
-            print(lines)
-    else:
-        print(preview.table(cfg, c, preview.key_steps(cfg, c)))
-    if args.csv:
-        preview.write_csv(cfg, c, args.csv)
-        print(f"wrote {args.csv} ({c.covered} steps)")
-    if args.png:
-        preview.write_png(cfg, c, args.png)
-        print(f"wrote {args.png}")
-    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -151,6 +151,13 @@ def loads_config(
         raise ConfigError(_too_big(source, len(text.encode("utf-8")) if isinstance(text, str) else len(text)))
     if isinstance(text, bytes):
         text = _decode(text, source)
+    doc = parse_toml(text, source) if parsed is None else parsed
+    return _Loader(text, doc, source, trust_scheduler_code, data).run()
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """tomllib's reading of `text`, or a ConfigError at the line it stops on. Keys of MAX_KEY_PARTS
+    dotted parts or more are refused first: tomllib's key parser is quadratic in them."""
     deep = _deep_key_line(text)
     if deep:
         raise ConfigError(
@@ -164,12 +171,11 @@ def loads_config(
             )
         )
     try:
-        doc = tomllib.loads(text) if parsed is None else parsed
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(_toml_problem(exc, source, text)) from None
     except (RecursionError, MemoryError):
         raise ConfigError(Problem("", "valid TOML", "a document nested too deeply", file=source)) from None
-    return _Loader(text, doc, source, trust_scheduler_code, data).run()
 
 
 def _deep_key_line(text: str) -> int | None:

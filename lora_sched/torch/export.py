@@ -1,4 +1,4 @@
-"""`lora-sched export --kohya`: a TOML that stock sd-scripts runs with the same LR curve.
+"""The sd-scripts export (`export --to sd-scripts`, or `--kohya`): a TOML stock sd-scripts runs with the same curve.
 
 sd-scripts' get_scheduler_fix (library/train_util.py), the facts this export is built on:
 
@@ -20,8 +20,6 @@ class with a warmup or N > 1) with the resolved schedule in its args.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
 from lora_sched.config.keys import KEY_BY_NAME, keys_with
@@ -215,22 +213,3 @@ def export_kohya(cfg: Any, num_processes: int = 1) -> str:
     extras = {key: (section, sd_scripts_value(key, value)) for key, (section, value) in cfg.extras.items()}
     out = LoraConfig(values=values, path=cfg.path, extras=extras, sections=dict.fromkeys(values))
     return dumps_config(out, kohya_list_args=True)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """`lora-sched export --kohya FILE [-o OUT] [--num-processes N]`."""
-    from lora_sched.config.commands import EXIT_NEEDS_DATA, load, needs_data
-    from lora_sched.config.writer import atomic_write_text
-
-    cfg = load(args, args.kohya)
-    message = needs_data(cfg, "export")
-    if message is not None:
-        print(message, file=sys.stderr)
-        return EXIT_NEEDS_DATA
-    text = export_kohya(cfg, args.num_processes)
-    if args.output:
-        atomic_write_text(args.output, text)
-        print(f"wrote {args.output} (sd-scripts --config_file, {args.num_processes} process(es))", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0

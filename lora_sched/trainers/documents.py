@@ -21,9 +21,9 @@ from typing import Any
 from lora_sched.errors import ConfigError, Problem
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 #: The same caps as the TOML loader's (lora_sched.config.loader).
 MAX_CONFIG_BYTES = 1 << 20
@@ -129,26 +129,9 @@ def parse(source: str, text: str, kind: str | None = None) -> Document:
 
 # ---- TOML -----------------------------------------------------------------------------------
 def parse_toml(source: str, text: str) -> Document:
-    from lora_sched.config.loader import MAX_KEY_PARTS, _deep_key_line, _toml_problem
+    from lora_sched.config.loader import parse_toml as read_toml  # the TOML loader's reading and errors
 
-    deep = _deep_key_line(text)  # tomllib's key parser is quadratic in a key's dotted parts: refuse first
-    if deep:
-        raise ConfigError(
-            Problem(
-                "",
-                f"keys and [table] headers of fewer than {MAX_KEY_PARTS:,} dotted parts",
-                f"{MAX_KEY_PARTS:,} or more",
-                "kohya sections nest one level: [section] then key = value",
-                file=source,
-                line=deep,
-            )
-        )
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_toml_problem(exc, source, text)) from None
-    except (RecursionError, MemoryError):
-        raise ConfigError(Problem("", "valid TOML", "a document nested too deeply", file=source)) from None
+    data = read_toml(text, source)
     _check_nodes(data, source)
     return Document(source, text, "toml", data, _scan=_toml_key_lines)
 
