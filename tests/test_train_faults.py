@@ -306,3 +306,15 @@ def test_a_model_folder_with_a_crafted_pickle_never_runs_it(tmp_path, capsys):
     assert code == 1
     assert not canary.exists()
     assert "pretrained_model_name_or_path: expected a diffusers folder whose weights load" in err
+
+
+def test_resume_latest_on_a_finished_run_says_complete_and_rewrites_nothing(run, capsys):
+    config, out = run
+    lora = out / "lora.safetensors"
+    before = lora.read_bytes(), lora.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", str(config), "--resume", "latest"]) == 0
+    captured = capsys.readouterr()
+    assert "the run is already complete (4 steps); nothing was written" in captured.out
+    assert "last loss nan" not in captured.out + captured.err
+    assert (lora.read_bytes(), lora.stat().st_mtime_ns) == before

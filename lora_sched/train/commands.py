@@ -114,6 +114,8 @@ def cmd_train(args: Namespace) -> int:
     except OSError as exc:
         print(f"lora-sched train: cannot write the output: {exc}", file=sys.stderr)
         return 1
-    if result.is_main_process:
+    if result.is_main_process and not result.written:
+        print(f"{result.output}: the run is already complete ({result.steps} steps); nothing was written")
+    elif result.is_main_process:
         print(f"wrote {result.output} ({result.steps} steps, last loss {result.last_loss:.5f})")
     return 0

@@ -23,6 +23,7 @@ class TrainResult:
     steps: int
     last_loss: float
     is_main_process: bool = True
+    written: bool = True  #: False: the run was already complete and its LoRA file there (nothing rewritten)
 
 
 class StepsDone(NamedTuple):
@@ -46,7 +47,8 @@ def finish(run: Run, steps: StepsDone) -> TrainResult:
     if run.start < run_length:
         save_checkpoint(run, final_step, (final_step - 1) // run.processes.steps_per_epoch)
     main = accelerator.is_main_process
-    if main and (run.start < run_length or not plan.out_file.exists()):
+    written = run.start < run_length or not plan.out_file.exists()
+    if main and written:
         save_lora(run, final_step, plan.out_file)
         write_plot(plan.output_dir / LOG_NAME, plan.output_dir / PLOT_NAME)
     accelerator.wait_for_everyone()
@@ -54,7 +56,7 @@ def finish(run: Run, steps: StepsDone) -> TrainResult:
         accelerator.end_training()
     if stopped is not None:  # the signal came during the last step: the run is complete, the exit still says stopped
         raise TrainingInterrupted(stopped, final_step, checkpoints / f"step-{final_step:08d}")
-    return TrainResult(plan.out_file, final_step, steps.last_loss, main)
+    return TrainResult(plan.out_file, final_step, steps.last_loss, main, written)
 
 
 def save_checkpoint(run: Run, step: int, epoch: int) -> None:
