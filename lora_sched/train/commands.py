@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -98,6 +99,7 @@ def cmd_train(args: Namespace) -> int:
     from lora_sched.train.loop import train
     from lora_sched.train.signals import TrainingInterrupted
 
+    _show_progress_lines()
     try:
         result = train(
             cfg,
@@ -119,3 +121,27 @@ def cmd_train(args: Namespace) -> int:
     elif result.is_main_process:
         print(f"wrote {result.output} ({result.steps} steps, last loss {result.last_loss:.5f})")
     return 0
+
+
+class _ToStderr(logging.Handler):
+    """Each record on a line of the stderr of the moment (a test's captured stream included)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def _show_progress_lines() -> None:
+    """`train` says what it is doing from its first second: lora_sched.train's INFO records as
+    "lora-sched train: ..." lines (one handler, however many runs a process makes)."""
+    import os
+
+    logger = logging.getLogger("lora_sched.train")
+    if os.environ.get("RANK", "0") != "0":  # one voice in a multi-process run: process 0's
+        logger.setLevel(logging.WARNING)
+        return
+    if not any(isinstance(h, _ToStderr) for h in logger.handlers):
+        handler = _ToStderr()
+        handler.setFormatter(logging.Formatter("lora-sched train: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

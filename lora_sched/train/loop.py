@@ -12,6 +12,7 @@ checkpoint and the LoRA file.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 from lora_sched.errors import ConfigError
@@ -22,6 +23,9 @@ from lora_sched.train.plan import check_epoch_length, parse_resolution, plan_run
 from lora_sched.train.run_folder import open_run_folder, resume_training, set_aside_checkpoints
 from lora_sched.train.signals import TrainingInterrupted
 from lora_sched.train.steps import run_steps
+
+#: What the run is doing, step by step of its start-up (the command line shows it: train/commands.py).
+log = logging.getLogger("lora_sched.train")
 
 #: Names other modules and the docs know from here (README: lora_sched.train.loop.TrainingInterrupted).
 __all__ = ["TrainResult", "TrainingInterrupted", "check_epoch_length", "parse_resolution", "train"]
@@ -46,10 +50,15 @@ def train(
 def _train(
     cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool, held: contextlib.ExitStack
 ) -> TrainResult:
+    log.info("checking the config and counting the data")
     plan = plan_run(cfg, resume)
+    log.info("reading %d images at %dx%d", len(plan.data.examples), plan.width, plan.height)
     examples, images = load_images(plan.data.examples, plan.width, plan.height)
     processes = start_processes(cfg, plan, examples)  # the epoch is checked before the folder is touched
     folder = open_run_folder(cfg, plan, held)
+    log.info("loading the model %s and caching the latents", plan.model_name)
+    if plan.model_name.startswith("builtin:"):
+        log.info("%s has random weights: it trains and samples to show the run, its samples are noise", plan.model_name)
     built = build_model(plan, processes, examples, images)
     training = build_training(cfg, plan, processes, built, trust_scheduler_code)
     start = resume_training(folder, processes, training, allow_schedule_change)
