@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # 3: preview / export cannot count the run length (no data here)
 VALIDATE_HANDLER = "lora_sched.trainers.commands:cmd_validate"
-#: The trainers whose files validate / preview read and export writes (lora_sched.trainers.base.TRAINER_NAMES;
+#: The trainers whose files validate / preview read and export writes (lora_sched.trainers.TRAINER_NAMES;
 #: listed here so that building the parser imports no trainer module).
 TRAINERS = (
     "sd-scripts",

@@ -5,7 +5,6 @@ written for it that run lora_sched schedules exactly or are refused with the rea
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from lora_sched.errors import ConfigError
-from lora_sched.trainers import MODULES, read_run
+from lora_sched.trainers import available, read_run
 from lora_sched.trainers import diffusion_pipe as dp
 from lora_sched.trainers.base import RunFacts, TrainerRun
 from lora_sched.trainers.documents import parse
@@ -42,16 +41,8 @@ def same(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def other_scores(document) -> dict[str, int]:
-    """Scores of every other trainer module present that reads TOML."""
-    here = Path(dp.__file__).parent
-    out = {}
-    for name, module in MODULES.items():
-        if name == "diffusion-pipe" or not (here / f"{module}.py").exists():
-            continue
-        trainer = getattr(importlib.import_module(f"lora_sched.trainers.{module}"), "TRAINER", None)
-        if trainer is not None and "toml" in trainer.formats:
-            out[name] = trainer.recognise(document)
-    return out
+    """Scores of every other trainer that reads TOML."""
+    return {t.name: t.recognise(document) for t in available("toml") if t.name != "diffusion-pipe"}
 
 
 @pytest.mark.parametrize("name", CORPUS + [f"../written/{n}.toml" for n in ("w_constant_groups", "w_cosine_floor")])

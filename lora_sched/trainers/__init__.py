@@ -7,17 +7,16 @@
 
 A trainer module is imported only when it is asked for or a file needs recognising; recognising a
 TOML file imports no JSON or YAML parser. Adding a trainer: one module here with its `TRAINER`,
-its name in `base.TRAINER_NAMES` and `MODULES`, and its goldens (docs: adding a trainer).
+its name in `MODULES` and `FORMATS`, and its goldens (docs: adding a trainer).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from lora_sched.errors import ConfigError, Problem
-from lora_sched.trainers.base import TRAINER_NAMES, RunFacts, Trainer, TrainerRun
+from lora_sched.trainers.base import RunFacts, Trainer, TrainerRun
 
 #: name -> module of this package
 MODULES = {
@@ -30,6 +29,8 @@ MODULES = {
     "diffusion-pipe": "diffusion_pipe",
     "diffusers": "diffusers_scripts",
 }
+#: The trainer names the command line takes (`--from`, `--to`), in the order `--help` lists them.
+TRAINER_NAMES = tuple(MODULES)
 #: name -> the kinds of file it reads (its Trainer.formats): recognising a file imports only the
 #: modules of the trainers that read its kind.
 FORMATS = {
@@ -56,13 +57,8 @@ def get(name: str) -> Trainer:
 
 
 def available(kind: str | None = None) -> list[Trainer]:
-    """Every trainer whose module is present (that reads `kind` of file, if given), in TRAINER_NAMES order."""
-    here = os.path.dirname(__file__)
-    return [
-        get(n)
-        for n in TRAINER_NAMES
-        if (kind is None or kind in FORMATS[n]) and os.path.exists(os.path.join(here, MODULES[n] + ".py"))
-    ]
+    """Every trainer (that reads `kind` of file, if given), in TRAINER_NAMES order."""
+    return [get(name) for name in TRAINER_NAMES if kind is None or kind in FORMATS[name]]
 
 
 def read_document(path: str, kind: str | None = None) -> Any:

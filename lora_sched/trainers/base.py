@@ -29,19 +29,6 @@ if TYPE_CHECKING:
     from lora_sched.schedules.resolve import ResolvedSchedule
     from lora_sched.trainers.documents import Document
 
-#: The trainer names the command line takes (`--from`, `--to`), in the order `--help` lists them.
-TRAINER_NAMES = (
-    "sd-scripts",
-    "lora-easy",
-    "onetrainer",
-    "musubi-tuner",
-    "simpletuner",
-    "ai-toolkit",
-    "diffusion-pipe",
-    "diffusers",
-)
-
-
 # NamedTuples, not dataclasses: `validate` goes through this module, and dataclasses imports
 # inspect (about half a bare interpreter's start-up; bench/bench_validate.py).
 
@@ -153,7 +140,7 @@ class TrainerRun(NamedTuple):
 class Trainer(NamedTuple):
     """One trainer's dialect: how its files are recognised, read and written."""
 
-    name: str  #: the command line's name (TRAINER_NAMES)
+    name: str  #: the command line's name (lora_sched.trainers.MODULES)
     title: str  #: as its users write it ("OneTrainer")
     #: the file kinds it reads, by parser: "toml", "json", "yaml", "args" (command-line flags in a file)
     formats: tuple[str, ...]

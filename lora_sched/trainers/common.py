@@ -80,10 +80,6 @@ def schedule_run(
     )
 
 
-def epochs_to_steps(epochs: int, steps_per_epoch: int) -> int:
-    return epochs * steps_per_epoch
-
-
 def per_epoch(
     facts: RunFacts, samples: int | None, batch: int, accumulation: int = 1, *, drop_last: bool = False
 ) -> tuple[int | None, str]:

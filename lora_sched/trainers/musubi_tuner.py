@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from lora_sched.torch.export import LORA_SCHED_LR
 from lora_sched.trainers.base import Citation, Quirk, RunFacts, Trainer, TrainerRun
 from lora_sched.trainers.documents import Document
 
@@ -35,7 +36,6 @@ BASE = "src/musubi_tuner/training/trainer_base.py"
 PARSER = "src/musubi_tuner/training/parser_common.py"
 REX = "src/musubi_tuner/modules/lr_schedulers.py"
 LORA = "src/musubi_tuner/networks/lora.py"
-LORA_SCHED_LR = "lora_sched.torch.LoraSchedLR"
 
 #: The schedule names get_lr_scheduler runs (transformers' SchedulerType values it handles, diffusers'
 #: piecewise_constant, its own rex and the Adafactor schedule).

@@ -31,6 +31,7 @@ from typing import Any
 
 from lora_sched._lazy import np
 from lora_sched.errors import ConfigError, Problem
+from lora_sched.torch.export import LORA_SCHED_LR
 from lora_sched.trainers.base import Citation, Quirk, RunFacts, Trainer, TrainerRun
 from lora_sched.trainers.common import own_curve_refusal, per_epoch, refuse, schedule_run
 from lora_sched.trainers.documents import Document
@@ -38,7 +39,6 @@ from lora_sched.trainers.documents import Document
 REPO = "Nerogar/OneTrainer"
 COMMIT = "23df3832e8f213d64c337e39f9365ba46e99fed0"
 NAME = "onetrainer"
-LORA_SCHED_LR = "lora_sched.torch.LoraSchedLR"
 VERSION = 11  #: TrainConfig's config_version at COMMIT
 SCHEDULERS = (
     "CONSTANT",
