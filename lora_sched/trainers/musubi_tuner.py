@@ -471,21 +471,9 @@ def kohya_values(s: Settings, name: str, total: int, warmup: int) -> dict[str, A
         if name == "cosine" and isinstance(cycles, (int, float)) and not isinstance(cycles, bool) and cycles > 0:
             # transformers' cosine gets the list's num_cycles (full periods): lora_sched's n is twice it
             values["lr_scheduler_args"]["num_cycles"] = 2 * cycles
-    if name == "warmup_stable_decay":
-        wsd_values(values, s)
+    # warmup_stable_decay: the loader reads it as transformers' get_wsd_schedule (a cosine decay, the
+    # warmup from min_lr_ratio, lr_scheduler_args' warmup_type), as musubi calls it (trainer_base.py:412-421)
     return values
-
-
-def wsd_values(values: dict[str, Any], s: Settings) -> None:
-    """transformers' get_wsd_schedule as musubi calls it (trainer_base.py:412-421): the warmup rises from
-    min_lr_ratio (0 when unset), the decay is a half cosine unless lr_scheduler_args sets decay_type, and
-    its warmup_type is lora_sched's own key (lora_sched's warmup_stable_decay defaults differ)."""
-    args = dict(values.get("lr_scheduler_args", {}))
-    args.setdefault("decay_type", "cosine")
-    if "warmup_type" in args:
-        values["warmup_type"] = args.pop("warmup_type")
-    values["lr_scheduler_args"] = args
-    values["warmup_start"] = float(s.min_ratio or 0.0)
 
 
 def per_update(values: dict[str, Any], n: int, length: int) -> dict[str, Any] | None:
