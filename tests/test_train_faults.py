@@ -317,8 +317,8 @@ def test_resume_latest_on_a_finished_run_says_complete_and_rewrites_nothing(run,
     captured = capsys.readouterr()
     assert "the run is already complete (4 steps); nothing was written" in captured.out
     # what it is doing, from its first second
-    assert captured.err.startswith("lora-sched train: checking the config and counting the data\n")
-    assert "lora-sched train: loading the model builtin:tiny-sd and caching the latents" in captured.err
+    assert captured.err.startswith("lora-sched: checking the config and counting the data\n")
+    assert "lora-sched: loading the model builtin:tiny-sd and caching the latents" in captured.err
     assert "builtin:tiny-sd has random weights" in captured.err
     assert "last loss nan" not in captured.out + captured.err
     assert (lora.read_bytes(), lora.stat().st_mtime_ns) == before

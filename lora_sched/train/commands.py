@@ -132,7 +132,8 @@ class _ToStderr(logging.Handler):
 
 def _show_progress_lines() -> None:
     """`train` says what it is doing from its first second: lora_sched.train's INFO records as
-    "lora-sched train: ..." lines (one handler, however many runs a process makes)."""
+    "lora-sched: ..." lines (one handler, however many runs a process makes; no "train:" prefix,
+    which the notebook's live view takes for the text progress bar)."""
     import os
 
     logger = logging.getLogger("lora_sched.train")
@@ -141,7 +142,7 @@ def _show_progress_lines() -> None:
         return
     if not any(isinstance(h, _ToStderr) for h in logger.handlers):
         handler = _ToStderr()
-        handler.setFormatter(logging.Formatter("lora-sched train: %(message)s"))
+        handler.setFormatter(logging.Formatter("lora-sched: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
