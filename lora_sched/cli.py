@@ -135,6 +135,14 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resume even though the schedule changed: keep the step, use the new curve from there",
     )
+    p.add_argument(
+        "--train-without",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="train although the file sets KEY, an sd-scripts option that changes what is learned and that "
+        "lora-sched train does not apply (repeat for several; train refuses such a file otherwise)",
+    )
     _data_options(p)
     _trust_option(p)
 
@@ -212,7 +220,11 @@ VERBS: tuple[Verb, ...] = (
         "lora_sched.train.commands:cmd_train",
         "run a LoRA fine-tune driven by the config",
         _train_options,
-        ("lora-sched train", "lora-sched train my_lora.toml --resume latest"),
+        (
+            "lora-sched train",
+            "lora-sched train my_lora.toml --resume latest",
+            "lora-sched train my_lora.toml --train-without clip_skip",
+        ),
     ),
     Verb(
         "model",

@@ -18,6 +18,7 @@ from lora_sched.cli import main
 from lora_sched.config import loads_config
 from lora_sched.config.keys import KEY_BY_NAME
 from lora_sched.config.kohya_keys import DATA_FILE, is_kohya_key, kohya_key, kohya_key_names, sources
+from lora_sched.config.learning_keys import TRAIN_READS, learning_key
 from lora_sched.config.writer import to_document
 from lora_sched.errors import ConfigError, near_miss
 
@@ -76,8 +77,19 @@ def test_every_key_in_the_data_loads_as_known() -> None:
     assert len(unused) > 350
     text = "[training_arguments]\n" + "".join(f"{name} = 1\n" for name in unused)
     cfg = loads_config(text, "all.toml")
-    [notice] = cfg.warnings
-    assert notice.severity == "notice" and f"{len(unused)} sd-scripts option(s)" in notice.found
+    (learning,) = [w for w in cfg.warnings if "change what is learned" in w.found]
+    (others,) = [w for w in cfg.warnings if w is not learning]
+    assert {others.severity, learning.severity} == {"notice"}
+    # train reads log_with / logging_dir / ...: no notice calls them unused
+    read = [name for name in unused if name in TRAIN_READS]
+    changing = [name for name in unused if learning_key(name, 1, {n: 1 for n in unused})]
+    assert read and changing
+    assert learning.found == (
+        f"{len(changing)} sd-scripts option(s) that change what is learned, which lora-sched train does not "
+        "apply: " + ", ".join(changing)
+    )
+    assert others.found.startswith(f"{len(unused) - len(read) - len(changing)} sd-scripts option(s) it does not use")
+    assert not set(read) & set(others.found.split(": ")[1].split(", "))
     assert set(cfg.extras) == set(unused)
 
 

@@ -23,6 +23,7 @@ from lora_sched.config.class_policy import import_refusal
 from lora_sched.config.dataset import NoData
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults, keys_with
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
+from lora_sched.config.learning_keys import TRAIN_READS, learning_key
 from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
 from lora_sched.config.places import DocLines, Locations, Place, bare_or_quoted, quoted, split_key
@@ -406,24 +407,40 @@ class _Loader:
                 self.problems.append(found)
                 if found.severity != "error":  # kept, as sd-scripts keeps it: an export writes it back
                     self.extras[key] = (self.where[key].section, value)
-        if unused:
-            first = self.line_of(self.where[unused[0]].path)
-            self.notes.append(
-                Problem(
-                    "",
-                    "keys lora_sched uses",
-                    f"{len(unused)} sd-scripts option(s) it does not use: " + ", ".join(unused),
-                    "they stay in the file for sd-scripts",
-                    severity="notice",
-                    file=self.source,
-                    line=first,
-                )
-            )
+        self.note_unused(unused)
         self.check_combinations(values)
         args, arg_problems, self.args_items = parse_scheduler_args(values["lr_scheduler_args"])
         self.problems.extend(arg_problems)
         values["lr_scheduler_args"] = args
         return values
+
+    def note_unused(self, unused: list[str]) -> None:
+        """One notice for the sd-scripts options lora-sched leaves alone, and one for those that
+        change what is learned, which `train` refuses (lora_sched.config.learning_keys)."""
+        unused = [key for key in unused if key not in TRAIN_READS]
+        learning = [key for key in unused if learning_key(key, self.given[key], self.given)]
+        others = [key for key in unused if key not in learning]
+        for keys, found, hint in (
+            (others, "sd-scripts option(s) it does not use", "they stay in the file for sd-scripts"),
+            (
+                learning,
+                "sd-scripts option(s) that change what is learned, which lora-sched train does not apply",
+                "they stay in the file for sd-scripts; lora-sched train refuses to train without them "
+                "unless told to (--train-without KEY)",
+            ),
+        ):
+            if keys:
+                self.notes.append(
+                    Problem(
+                        "",
+                        "keys lora_sched uses",
+                        f"{len(keys)} {found}: " + ", ".join(keys),
+                        hint,
+                        severity="notice",
+                        file=self.source,
+                        line=self.line_of(self.where[keys[0]].path),
+                    )
+                )
 
     def check_ours(self, key: str, value: Any, values: dict[str, Any]) -> None:
         """One of lora_sched's keys: checked, typed and stored in `values` (its default stays on error)."""

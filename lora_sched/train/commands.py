@@ -106,6 +106,7 @@ def cmd_train(args: Namespace) -> int:
             resume=args.resume,
             trust_scheduler_code=bool(getattr(args, "trust_scheduler_code", False)),
             allow_schedule_change=bool(getattr(args, "allow_schedule_change", False)),
+            train_without=frozenset(getattr(args, "train_without", None) or ()),
         )
     except TrainingInterrupted as stop:
         print(

@@ -32,26 +32,39 @@ __all__ = ["TrainResult", "TrainingInterrupted", "check_epoch_length", "parse_re
 
 
 def train(
-    cfg: Any, *, resume: str | None = None, trust_scheduler_code: bool = False, allow_schedule_change: bool = False
+    cfg: Any,
+    *,
+    resume: str | None = None,
+    trust_scheduler_code: bool = False,
+    allow_schedule_change: bool = False,
+    train_without: frozenset[str] = frozenset(),
 ) -> TrainResult:
     """Run the fine-tune `cfg` describes; return where the LoRA file went.
+
+    An sd-scripts option in the file that changes what is learned and that train does not apply is
+    refused before anything is built, unless named in `train_without`.
 
     Problems found here (a missing model folder, no readable image, ...) are raised as a
     ConfigError located in the config file (file:line of the key).
     """
     try:
         with contextlib.ExitStack() as held:  # the output folder's lock, the signal handlers
-            return _train(cfg, resume, trust_scheduler_code, allow_schedule_change, held)
+            return _train(cfg, resume, trust_scheduler_code, allow_schedule_change, train_without, held)
     except ConfigError as exc:
         locate = getattr(cfg, "locate", None)
         raise ConfigError(locate(exc.problems) if locate else exc.problems) from None
 
 
 def _train(
-    cfg: Any, resume: str | None, trust_scheduler_code: bool, allow_schedule_change: bool, held: contextlib.ExitStack
+    cfg: Any,
+    resume: str | None,
+    trust_scheduler_code: bool,
+    allow_schedule_change: bool,
+    train_without: frozenset[str],
+    held: contextlib.ExitStack,
 ) -> TrainResult:
     log.info("checking the config and counting the data")
-    plan = plan_run(cfg, resume)
+    plan = plan_run(cfg, resume, train_without)
     log.info("reading %d images at %dx%d", len(plan.data.examples), plan.width, plan.height)
     examples, images = load_images(plan.data.examples, plan.width, plan.height)
     processes = start_processes(cfg, plan, examples)  # the epoch is checked before the folder is touched

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lora_sched.config.learning_keys import learning_key
 from lora_sched.dependencies import installed_version
-from lora_sched.errors import ConfigError, problem
+from lora_sched.errors import ConfigError, Problem, problem
 
 #: network_module values `train` implements (sd-scripts' own LoRA).
 NETWORK_MODULES = ("networks.lora",)
@@ -21,6 +22,41 @@ NETWORK_MODULES = ("networks.lora",)
 
 def _extra(cfg: Any, key: str) -> Any:
     return (getattr(cfg, "extras", None) or {}).get(key, (None, None))[1]
+
+
+def check_applied(cfg: Any, train_without: frozenset[str] = frozenset()) -> None:
+    """Refuse, all at once, the sd-scripts options in the file that change what is learned and
+    that train does not apply (lora_sched.config.learning_keys), except those the user named
+    (``--train-without KEY``): training without them is then their explicit choice."""
+    extras = getattr(cfg, "extras", None) or {}
+    given = {**cfg.values, **{key: value for key, (_, value) in extras.items()}}
+    unknown = sorted(train_without - set(extras))
+    if unknown:
+        raise ConfigError(
+            problem(
+                "--train-without",
+                "an option the file sets that lora-sched train does not apply",
+                ", ".join(unknown),
+                "name only options the refusal listed",
+            )
+        )
+    refused: list[Problem] = []
+    for key, (_, value) in extras.items():
+        record = learning_key(key, value, given)
+        if record is None or key in train_without:
+            continue
+        refused.append(
+            problem(
+                key,
+                "an option lora-sched train applies",
+                value,
+                f"in sd-scripts, `{key}` {record.changes}; lora-sched train does not apply it, so the LoRA "
+                f"would not be the one this file describes: train this file with sd-scripts, remove `{key}`, or run "
+                f"`lora-sched train --train-without {key}` to train without it",
+            )
+        )
+    if refused:
+        raise ConfigError(refused)
 
 
 def check_network_module(cfg: Any) -> None:

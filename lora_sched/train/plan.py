@@ -17,7 +17,7 @@ from lora_sched.train.data import TrainingData, training_data
 from lora_sched.train.lr_log import PLOT_NAME
 from lora_sched.train.memory import check_memory
 from lora_sched.train.optim import build_optimizer, parse_optimizer_args
-from lora_sched.train.options import check_network_module, tracker_settings
+from lora_sched.train.options import check_applied, check_network_module, tracker_settings
 from lora_sched.train.sampling import SamplePlan, sample_plan
 from lora_sched.train.saving import SavePlan, save_plan
 from lora_sched.train.sources import SourceOptions, check_model_source
@@ -54,10 +54,12 @@ class RunPlan(NamedTuple):
     saves: SavePlan  #: LoRA files every N epochs / steps (save_every_n_*, save_last_n_*)
 
 
-def plan_run(cfg: Any, resume: str | None = None) -> RunPlan:
-    """The run `cfg` describes; every input is checked here (output folder, model source, network
-    module, tracker, data, resolution, memory, optimizer, in that order)."""
+def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] = frozenset()) -> RunPlan:
+    """The run `cfg` describes; every input is checked here (the sd-scripts options train does not
+    apply, output folder, model source, network module, tracker, data, resolution, memory,
+    optimizer, in that order)."""
     values = cfg.values
+    check_applied(cfg, train_without)
     output_dir = Path(os.path.expanduser(str(values["output_dir"])))
     check_output_dir(output_dir, f"{values['output_name']}.safetensors")
     model_options = SourceOptions.from_values(values)
