@@ -337,7 +337,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args is None:
         first = argv[0] if argv and argv[0] in VERB_NAMES else None
         args = build_parser(only=first).parse_args(argv)  # an unknown verb: the full parser lists the valid ones
-    importlib.import_module("lora_sched.torch")  # plugs custom torch class checks into config loading (no torch yet)
     try:
         return int(_handler(args.handler)(args) or EXIT_OK)
     except ConfigError as exc:

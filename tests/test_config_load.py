@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lora_sched import load_config, loads_config
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
-from lora_sched.config import from_values, load_config, loads_config
+from lora_sched.config import from_values
 from lora_sched.config.args import KvItem, parse_kv_list, parse_literal, split_kv
 from lora_sched.config.keys import KEYS
 from lora_sched.config.locate import key_lines
@@ -329,12 +330,13 @@ class _NoTorch:
 
 
 @pytest.mark.parametrize("support", [None, _NoTorch()], ids=["nothing installed", "torch missing"])
-def test_without_the_torch_adapter_custom_classes_load_but_do_not_preview(monkeypatch, support) -> None:
-    from lora_sched.config import custom_classes, preview
+def test_without_the_torch_adapter_custom_classes_load_but_do_not_preview(support) -> None:
+    from lora_sched.config import loads_config as config_layer_loads
+    from lora_sched.config import preview
 
-    monkeypatch.setattr(custom_classes, "_installed", support)
     # step_size=0 is refused by StepLR itself: unchecked here, as no torch class can be built
-    cfg = loads_config('lr_scheduler_type = "StepLR"\nlr_scheduler_args = ["step_size=0"]\nmax_train_steps = 9')
+    text = 'lr_scheduler_type = "StepLR"\nlr_scheduler_args = ["step_size=0"]\nmax_train_steps = 9'
+    cfg = config_layer_loads(text, custom_classes=support)
     assert cfg.scheduler_type == "StepLR"
     with pytest.raises(ConfigError) as info:
         preview.curve(cfg)

@@ -17,8 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from lora_sched import loads_config
 from lora_sched.cli import main
-from lora_sched.config import loads_config
 from lora_sched.config import preview as pv
 from lora_sched.schedules.catalogue import discrete
 

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lora_sched.config import dumps_config, load_config, loads_config
+from lora_sched import load_config, loads_config
+from lora_sched.config import dumps_config
 from lora_sched.config.keys import KEYS
 from lora_sched.errors import ConfigError
 from lora_sched.notebook import SchedulerForm, quick_settings

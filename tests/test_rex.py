@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from conftest import ours
 
-from lora_sched.config import loads_config, preview
+from lora_sched import loads_config
+from lora_sched.config import preview
 from lora_sched.errors import ConfigError
 
 LR, MIN_LR, T = 3e-4, 1e-9, 1000

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lora_sched.config import loads_config  # noqa: E402
+from lora_sched import loads_config  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.torch import build_scheduler  # noqa: E402
 from lora_sched.torch.custom import WarmupThen, check_scheduler_type  # noqa: E402
@@ -335,18 +335,30 @@ def test_cli_validate_and_export_refuse_a_short_one_cycle(tmp_path, capsys):
         assert "Traceback" not in err
 
 
-def test_the_command_line_checks_a_custom_class_through_the_torch_layer(tmp_path):
-    # a fresh interpreter: nothing imported lora_sched.torch before the command line did
+def test_a_custom_class_is_checked_the_same_whoever_loads_it_and_in_whatever_order(tmp_path):
+    """No import installs anything: the torch layer's support is passed to the loader. The public
+    lora_sched.load_config and the command line check the class in a fresh interpreter; the config
+    layer's loader given no support says it did not check it (and still loads)."""
     path = tmp_path / "zero.toml"
     path.write_text(_text("StepLR", ["step_size=0"]))
     code = (
         "import sys\n"
+        "import lora_sched.torch\n"  # importing the torch layer first changes nothing
         "from lora_sched.config import loads_config\n"
-        f"assert loads_config(open({str(path)!r}).read()).scheduler_type == 'StepLR'  # nothing installed yet\n"
+        f"cfg = loads_config(open({str(path)!r}).read())\n"
+        "assert cfg.scheduler_type == 'StepLR'\n"
+        "assert any('not checked' in w.found for w in cfg.warnings), cfg.warnings\n"
+        "import lora_sched\n"
+        "from lora_sched.errors import ConfigError\n"
+        "try:\n"
+        f"    lora_sched.load_config({str(path)!r})\n"
+        "except ConfigError as exc:\n"
+        "    print('api:', exc.problems[0].found, file=sys.stderr)\n"
         "from lora_sched.cli import main\n"
         f"sys.exit(main(['validate', {str(path)!r}]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
+    assert "api: " in done.stderr
     assert "zero.toml:6: optimizer_arguments.lr_scheduler_args" in done.stderr
     assert "StepLR raises at its step 1: ZeroDivisionError" in done.stderr

@@ -26,8 +26,8 @@ torch = pytest.importorskip("torch")
 
 from train_support import write_train_config  # noqa: E402
 
+from lora_sched import load_config  # noqa: E402
 from lora_sched.cli import main  # noqa: E402
-from lora_sched.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -56,8 +56,9 @@ def _check_args(args: Namespace) -> str:
 
 def _load(path: str) -> Loaded:
     from lora_sched.config import load_config
+    from lora_sched.torch.support import CUSTOM_CLASSES
 
-    cfg = load_config(path)
+    cfg = load_config(path, custom_classes=CUSTOM_CLASSES)
     for warning in getattr(cfg, "warnings", []):
         print(str(warning), file=sys.stderr)
     custom = cfg.scheduler_type

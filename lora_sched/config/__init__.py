@@ -30,9 +30,10 @@ def dumps_config(*args: Any, **kwargs: Any) -> str:
     return dumps(*args, **kwargs)
 
 
-def from_values(values: dict, source: str = "<values>") -> LoraConfig:
-    """Validate a flat dict of kohya keys (a form, CLI flags) exactly as a file would be."""
-    return loads_config(dumps_config(values), source=source)
+def from_values(values: dict, source: str = "<values>", custom_classes: Any = None) -> LoraConfig:
+    """Validate a flat dict of kohya keys (a form, CLI flags) exactly as a file would be
+    (`custom_classes` as in load_config)."""
+    return loads_config(dumps_config(values), source=source, custom_classes=custom_classes)
 
 
 __all__ = ["LoraConfig", "dump_config", "dumps_config", "from_values", "load_config", "loads_config"]

@@ -1,10 +1,11 @@
 """Custom torch classes (``lr_scheduler_type``) as the config layer sees them: a request to record.
 
 Checking such a class (import policy, signature, a dry run) and previewing its curve need torch, a
-layer above this one. That layer plugs its implementation in with `install` when it is imported
-(the command line, the notebook and training import it); this layer only calls what is installed,
-so it never imports the torch layer. With nothing installed, or without torch, a config still
-loads: the class is then checked where it is built (training, export).
+layer above this one. That layer implements `CustomClassSupport` (lora_sched.torch.support) and
+whoever loads a config passes it in (`load_config(..., custom_classes=...)`; `lora_sched.load_config`,
+the command line, the notebook and training all do), so this layer never imports the torch layer
+and no import order changes what a load checks. Without it a config still loads: the class is then
+checked where it is built (training, export), and the config says so.
 """
 
 from __future__ import annotations
@@ -43,16 +44,3 @@ class CustomClassSupport:
     ) -> Any:
         """The LR of each group (columns) at each of the first `steps` updates (rows)."""
         raise NotImplementedError
-
-
-_installed: CustomClassSupport | None = None
-
-
-def install(support: CustomClassSupport | None) -> None:
-    """Use `support` for every config loaded from now on (None: no custom class support)."""
-    global _installed
-    _installed = support
-
-
-def installed() -> CustomClassSupport | None:
-    return _installed

@@ -17,9 +17,9 @@ import re
 import sys
 from typing import Any, NamedTuple
 
-from lora_sched.config import custom_classes
 from lora_sched.config.args import parse_scheduler_args
 from lora_sched.config.class_policy import import_refusal
+from lora_sched.config.custom_classes import CustomClassSupport
 from lora_sched.config.dataset import NoData
 from lora_sched.config.keys import GLOBAL_SCHEDULER_KEYS, KEY_BY_NAME, defaults, keys_with
 from lora_sched.config.kohya_keys import is_kohya_key, kohya_key_names
@@ -57,14 +57,27 @@ _DOTTED_RUN = rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*"
 
 
 def load_config(
-    path: str | os.PathLike[str], *, trust_scheduler_code: bool = False, data: dict[str, Any] | None = None
+    path: str | os.PathLike[str],
+    *,
+    trust_scheduler_code: bool = False,
+    data: dict[str, Any] | None = None,
+    custom_classes: CustomClassSupport | None = None,
 ) -> LoraConfig:
     """Read and validate a TOML config; raise ConfigError listing every problem with file:line.
 
     data: command-line values for the data keys (``dataset_config``, ``samples_per_epoch``), which
-    replace the file's."""
+    replace the file's. custom_classes: what checks and previews a custom torch class
+    (``lr_scheduler_type``); this layer cannot import torch's, so it is passed in
+    (`lora_sched.load_config` passes it). Without it such a class is checked where it is built, and
+    the config says so in a notice."""
     name = os.fspath(path)
-    return loads_config(read_config_bytes(name), source=name, trust_scheduler_code=trust_scheduler_code, data=data)
+    return loads_config(
+        read_config_bytes(name),
+        source=name,
+        trust_scheduler_code=trust_scheduler_code,
+        data=data,
+        custom_classes=custom_classes,
+    )
 
 
 def read_config_bytes(name: str) -> bytes:
@@ -145,15 +158,17 @@ def loads_config(
     trust_scheduler_code: bool = False,
     data: dict[str, Any] | None = None,
     parsed: dict[str, Any] | None = None,
+    custom_classes: CustomClassSupport | None = None,
 ) -> LoraConfig:
-    """Validate TOML text (str or bytes); `source` names it in messages; `data` as in load_config;
-    `parsed`: the text already parsed by tomllib (a caller that parsed it to recognise the file)."""
+    """Validate TOML text (str or bytes); `source` names it in messages; `data` and `custom_classes`
+    as in load_config; `parsed`: the text already parsed by tomllib (a caller that parsed it to
+    recognise the file)."""
     if len(text) > MAX_CONFIG_BYTES:  # str: characters, each at least a byte
         raise ConfigError(_too_big(source, len(text.encode("utf-8")) if isinstance(text, str) else len(text)))
     if isinstance(text, bytes):
         text = _decode(text, source)
     doc = parse_toml(text, source) if parsed is None else parsed
-    return _Loader(text, doc, source, trust_scheduler_code, data).run()
+    return _Loader(text, doc, source, trust_scheduler_code, data, custom_classes).run()
 
 
 def parse_toml(text: str, source: str) -> dict[str, Any]:
@@ -285,9 +300,16 @@ class _Choice(NamedTuple):
 
 class _Loader:
     def __init__(
-        self, text: str, doc: dict[str, Any], source: str, trust: bool, data: dict[str, Any] | None = None
+        self,
+        text: str,
+        doc: dict[str, Any],
+        source: str,
+        trust: bool,
+        data: dict[str, Any] | None = None,
+        custom_classes: CustomClassSupport | None = None,
     ) -> None:
         self.doc, self.source, self.trust = doc, source, trust
+        self.custom_classes = custom_classes
         self.lines = DocLines(text)
         self.flag_values = {k: v for k, v in (data or {}).items() if v is not None}
         self.problems: list[Problem] = []
@@ -577,6 +599,7 @@ class _Loader:
             extras=self.extras,
             sections={k: place.section for k, place in self.where.items()},
             trust_scheduler_code=self.trust,
+            custom_classes=self.custom_classes,
             flags=flags,
             locations=Locations(self.source, self.lines, self.where, self.args_items, flags),
         )
@@ -721,15 +744,26 @@ class _Loader:
         self.problems.extend(check_adafactor(values["optimizer_type"], values["optimizer_args"], schedule, args))
 
     def check_custom(self, type_path: str, args: dict[str, Any]) -> None:
-        """The import policy (always), then the class and its arguments by the torch layer's custom
-        class support when one is installed."""
+        """The import policy (always), then the class and its arguments by the custom class support
+        passed to the loader (without one, a notice says the class is checked where it is built)."""
         refused = import_refusal(type_path, self.trust)
         if refused:
             self.problems.extend(refused)
             return
-        support = custom_classes.installed()
+        support = self.custom_classes
+        if support is None:
+            self.notes.append(
+                problem(
+                    "lr_scheduler_type",
+                    "a class checked against torch",
+                    raw("not checked: load_config was given no custom class support"),
+                    "lora_sched.load_config and the command line check it; it is checked where it is built",
+                    severity="notice",
+                )
+            )
+            return
         try:
-            problems = [] if support is None else support.check(type_path, args, self.trust)
+            problems = support.check(type_path, args, self.trust)
         except ImportError:
             return  # torch is not installed: the class is checked when training starts
         self.problems.extend(problems)

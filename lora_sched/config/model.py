@@ -32,9 +32,10 @@ class LoraConfig:
     warmup in front and the run length, with a constant curve (the class supplies the rest).
     flags: keys given on the command line (--dataset-config, --samples-per-epoch), not in the file.
     locations: where each key was read (lora_sched.config.places), for `locate`.
+    custom_classes: the custom class support the config was loaded with (previews a torch class).
     Not changed once built: `replace` gives a changed copy. A plain class rather than a dataclass:
     `validate` must start fast, and dataclasses imports inspect. Equality compares everything but
-    flags and locations.
+    flags, locations and custom_classes.
     """
 
     _COMPARED = (
@@ -48,6 +49,7 @@ class LoraConfig:
         "sections",
         "trust_scheduler_code",
     )
+    _KEPT = ("flags", "locations", "custom_classes")
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class LoraConfig:
         trust_scheduler_code: bool = False,
         flags: frozenset[str] = frozenset(),
         locations: Locations | None = None,
+        custom_classes: Any = None,
     ) -> None:
         self.values = values
         self.path = path
@@ -74,12 +77,13 @@ class LoraConfig:
         self.trust_scheduler_code = trust_scheduler_code
         self.flags = frozenset(flags)
         self.locations = locations
+        self.custom_classes = custom_classes  # what previews a custom class (the loader's, see load_config)
         self._data: tuple[tuple, DataPlan | NoData] | None = None  # a cache: see data()
         self._resolved: tuple[ScheduleRequest, TrainingShape, ResolvedSchedule] | None = None  # see resolve()
 
     def replace(self, **changes: Any) -> LoraConfig:
         """A copy with some fields changed (`values` and the other fields are shared, not copied)."""
-        fields = {name: getattr(self, name) for name in (*self._COMPARED, "flags", "locations")}
+        fields = {name: getattr(self, name) for name in (*self._COMPARED, *self._KEPT)}
         fields.update(changes)
         new = LoraConfig(**fields)
         new._data = self._data  # keyed by the data keys: reused only while they are the same

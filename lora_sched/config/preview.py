@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from lora_sched._lazy import np
-from lora_sched.config import custom_classes
 from lora_sched.config.model import LoraConfig
 from lora_sched.config.writer import atomic_open, atomic_write_bytes
 from lora_sched.errors import ConfigError, problem
@@ -148,13 +147,13 @@ def _custom_lrs(cfg: LoraConfig, rs: Any, steps: int) -> tuple[Any, dict[str, An
     """m (the LR of a group at learning_rate / learning_rate) and each param group's LRs, from one
     pass of the class over a dummy optimizer holding all of them (a class with absolute LR
     arguments, such as OneCycleLR's max_lr, gives each group the LR it really gets)."""
-    support = custom_classes.installed()
+    support = cfg.custom_classes
     base = float(rs.base_lr)
     bases = cfg.group_lrs()
     args = (rs.warmup, rs.warmup_start, rs.warmup_type, cfg.trust_scheduler_code)
     try:
         if support is None:
-            raise ImportError("no custom class support installed")
+            raise ImportError("the config was loaded without custom class support")
         lrs = support.preview_lrs(cfg.scheduler_type, cfg.scheduler_type_args, [base, *bases.values()], steps, *args)
     except ImportError:
         raise ConfigError(

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import lora_sched.torch  # noqa: F401  (importing it plugs custom torch class checks into config loading)
 from lora_sched.errors import ConfigError
 from lora_sched.notebook import controls
 from lora_sched.notebook import translate as tr
 from lora_sched.schedules.spec import Param, ScheduleSpec, all_specs, get_spec
+from lora_sched.torch.support import CUSTOM_CLASSES
 from lora_sched.trainers import TRAINER_NAMES
 
 if TYPE_CHECKING:
@@ -314,7 +314,7 @@ class SchedulerForm:
         from lora_sched.config import load_config
 
         target = Path(path) if path is not None else Path(self.path.value)
-        cfg = load_config(target)
+        cfg = load_config(target, custom_classes=CUSTOM_CLASSES)
         flat = {**cfg.values, **{key: value for key, (_, value) in cfg.extras.items()}}
         self.set_values(tr.flat_to_form(flat))
         return cfg

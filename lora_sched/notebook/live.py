@@ -123,9 +123,10 @@ def run_files(config: str | Path, args: tuple[str, ...] = ()) -> RunFiles:
     length and its planned LR curves when the config says (None when it cannot: the run reports why)."""
     from lora_sched.config import load_config
     from lora_sched.errors import ConfigError
+    from lora_sched.torch.support import CUSTOM_CLASSES
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, custom_classes=CUSTOM_CLASSES)
     except ConfigError:
         return RunFiles(Path(LOG_NAME), Path("-"), None, None)  # the run prints the problem and fails
     output_dir = _option(args, "--output-dir") or str(cfg.values["output_dir"])

@@ -196,9 +196,10 @@ def translate(values: Mapping[str, Any], source: str = "<form>") -> tuple[LoraCo
     Raises ConfigError with every problem, located in `source` (the file the form would write).
     """
     from lora_sched.config import loads_config
+    from lora_sched.torch.support import CUSTOM_CLASSES
 
     text = to_toml(values)
-    cfg = loads_config(text, source=source)
+    cfg = loads_config(text, source=source, custom_classes=CUSTOM_CLASSES)
     cfg.resolve()  # resolution problems count as invalid too
     return cfg, text
 

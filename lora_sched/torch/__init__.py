@@ -1,9 +1,8 @@
 """The torch adapter: the LR scheduler training uses, safe resume, custom torch classes, kohya export.
 
-Names are resolved lazily (PEP 562) so that importing the package does not import torch. Importing
-it plugs the custom class checks and previews into the config layer (see
-lora_sched.config.custom_classes): configs loaded from then on have their ``lr_scheduler_type``
-checked against torch.
+Names are resolved lazily (PEP 562) so that importing the package does not import torch. Its
+custom class checks and previews (lora_sched.torch.support.CUSTOM_CLASSES) are what loaders pass
+to `load_config` (see lora_sched.config.custom_classes).
 
 >>> from lora_sched.torch import build_scheduler
 >>> sched = build_scheduler(cfg, optimizer)   # LoraSchedLR, AdafactorLR or a custom torch class
@@ -13,8 +12,6 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
-
-from lora_sched.torch import support as _support
 
 _EXPORTS = {
     "LoraSchedLR": "lora_sched.torch.scheduler",
@@ -33,9 +30,6 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-_support.install()
-
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

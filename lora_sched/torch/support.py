@@ -41,8 +41,5 @@ class TorchCustomClasses(CustomClassSupport):
         return preview_lrs(type_path, args, list(group_lrs), steps, warmup, warmup_start, warmup_type, trust)
 
 
-def install() -> None:
-    """Plug torch's custom class support into the config layer (done when lora_sched.torch is imported)."""
-    from lora_sched.config import custom_classes
-
-    custom_classes.install(TorchCustomClasses())
+#: The support every loader above this layer passes to `load_config` (it holds no state).
+CUSTOM_CLASSES = TorchCustomClasses()

@@ -8,8 +8,8 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
-import lora_sched.torch  # noqa: F401  (importing it plugs custom torch class checks into config loading)
 from lora_sched.errors import ConfigError, problem
+from lora_sched.torch.support import CUSTOM_CLASSES
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "data" / "quickstart.toml"
 
@@ -21,7 +21,7 @@ def load_train_config(args: Namespace) -> Any:
 
     path = Path(args.file) if args.file else QUICKSTART
     trust = bool(getattr(args, "trust_scheduler_code", False))
-    cfg = load_config(path, trust_scheduler_code=trust, data=data_options(args))
+    cfg = load_config(path, trust_scheduler_code=trust, data=data_options(args), custom_classes=CUSTOM_CLASSES)
     overrides: dict[str, Any] = {}
     if getattr(args, "output_dir", None):
         overrides["output_dir"] = str(args.output_dir)
@@ -64,7 +64,9 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
             values[key] = value
     located = _override_locations(cfg, overrides)
     try:
-        new = loads_config(dumps_config(values), source=str(cfg.path), trust_scheduler_code=trust)
+        new = loads_config(
+            dumps_config(values), source=str(cfg.path), trust_scheduler_code=trust, custom_classes=CUSTOM_CLASSES
+        )
     except ConfigError as exc:
         raise ConfigError(located.locate([_unlocated(p) for p in exc.problems])) from None
     # the warnings were found in the user's file and are located there; the extras are the sd-scripts

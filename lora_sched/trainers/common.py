@@ -43,9 +43,10 @@ def _origin(key: str, origins: Mapping[str, tuple]) -> tuple | None:
 def config_from(values: dict[str, Any], document: Document, origins: Mapping[str, tuple]) -> Any:
     """A validated LoraConfig from kohya-named values, its problems located in `document`."""
     from lora_sched.config import from_values
+    from lora_sched.torch.support import CUSTOM_CLASSES
 
     try:
-        cfg = from_values(values, source=document.source)
+        cfg = from_values(values, source=document.source, custom_classes=CUSTOM_CLASSES)
     except ConfigError as exc:
         raise ConfigError(locate_at(exc.problems, document, origins)) from None
     return cfg.replace(warnings=locate_at(list(cfg.warnings), document, origins))

@@ -27,7 +27,6 @@ are catalogue schedules there). The backend starts one process (``python train_n
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from lora_sched.errors import ConfigError, Problem, problem, raw
@@ -428,8 +427,6 @@ def _run(
     from lora_sched.trainers import sd_scripts
     from lora_sched.trainers.common import config_from
 
-    if values.get("lr_scheduler_type") and not _lora_easy_class(values["lr_scheduler_type"]):
-        _torch_support()
     cfg = config_from(values, document, origins)
     run = sd_scripts.run_of(cfg, RunFacts())
     groups = _groups(cfg.group_lrs(), mapped.args)
@@ -451,13 +448,6 @@ def _run(
         warnings=(*warnings, *kept),
         summary=summary,
     )
-
-
-def _torch_support() -> None:
-    """A torch class (LoraSchedLR, torch's own) is stepped by lora_sched's torch adapter, which
-    installs itself on import; without torch the reader says so (lora_sched.config.preview)."""
-    with contextlib.suppress(ImportError):
-        import lora_sched.torch  # noqa: F401
 
 
 def _groups(lrs: dict[str, float], args: dict[str, Any]) -> dict[str, float]:

@@ -632,21 +632,15 @@ def custom_run(c: Context) -> TrainerRun:
 def class_lrs(cfg: Any, bases: list[float], calls: int, trust: bool) -> Any:
     """Each group's LR (columns) after each call (rows) of a torch class over an optimizer holding
     these groups, no warmup (musubi ignores it): the torch layer's preview (lora_sched.torch.support)."""
-    from lora_sched.config import custom_classes
+    from lora_sched.errors import ConfigError
+    from lora_sched.torch.support import CUSTOM_CLASSES
 
-    if custom_classes.installed() is None:
-        try:
-            from lora_sched.torch.support import install
-        except ImportError:
-            pass
-        else:
-            install()
-    support = custom_classes.installed()
-    if support is None:
-        from lora_sched.errors import ConfigError
-
-        raise ConfigError(cfg.locate([cfg_problem(cfg)]))
-    return support.preview_lrs(cfg.scheduler_type, cfg.scheduler_type_args, bases, calls, 0, 0.0, "linear", trust)
+    try:
+        return CUSTOM_CLASSES.preview_lrs(
+            cfg.scheduler_type, cfg.scheduler_type_args, bases, calls, 0, 0.0, "linear", trust
+        )
+    except ImportError:
+        raise ConfigError(cfg.locate([cfg_problem(cfg)])) from None
 
 
 def cfg_problem(cfg: Any) -> Any:

@@ -52,6 +52,7 @@ def _holds_tables(value: Any) -> bool:
 
 def read(document: Document, facts: RunFacts) -> TrainerRun:
     from lora_sched.config.loader import loads_config
+    from lora_sched.torch.support import CUSTOM_CLASSES
 
     data = {"dataset_config": facts.dataset_config, "samples_per_epoch": facts.samples_per_epoch}
     cfg = loads_config(
@@ -60,6 +61,7 @@ def read(document: Document, facts: RunFacts) -> TrainerRun:
         trust_scheduler_code=facts.trust_scheduler_code,
         data=data,
         parsed=document.data,
+        custom_classes=CUSTOM_CLASSES,
     )
     return run_of(cfg, facts)
 
