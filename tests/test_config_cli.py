@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the package depends on tomli there
     import tomli as tomllib
 
-from lora_sched import load_config
+from lora_sched.api import load_config
 from lora_sched.cli import main
 from lora_sched.config.schema import build_schema
 from lora_sched.schedules import all_specs

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_sched import load_config, loads_config
+from lora_sched.api import load_config, loads_config
 from lora_sched.builtins import BUILTIN_DATA, BUILTIN_SHAPES_SIZE
 from lora_sched.config import from_values
 from lora_sched.config.args import KvItem, parse_kv_list, parse_literal, split_kv

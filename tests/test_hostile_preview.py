@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from lora_sched import loads_config
+from lora_sched.api import loads_config
 from lora_sched.cli import main
 from lora_sched.config import preview as pv
 from lora_sched.schedules.catalogue import discrete

@@ -33,6 +33,7 @@ LAYERS = {
     "notebook": 4,
     "analysis": 4,
     "cli": 5,
+    "api": 5,
     "cli_catalogue": 5,
     "__main__": 5,
 }

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lora_sched import load_config, loads_config
+from lora_sched.api import load_config, loads_config
 from lora_sched.config import dumps_config
 from lora_sched.config.keys import KEYS
 from lora_sched.errors import ConfigError

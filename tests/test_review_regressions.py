@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lora_sched import loads_config
+from lora_sched.api import loads_config
 from lora_sched.errors import ConfigError
 from lora_sched.schedules import ScheduleRequest, resolve
 

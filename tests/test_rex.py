@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import ours
 
-from lora_sched import loads_config
+from lora_sched.api import loads_config
 from lora_sched.config import preview
 from lora_sched.errors import ConfigError
 

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lora_sched import loads_config  # noqa: E402
+from lora_sched.api import loads_config  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.torch import build_scheduler  # noqa: E402
 from lora_sched.torch.custom import WarmupThen, check_scheduler_type  # noqa: E402
@@ -337,7 +337,7 @@ def test_cli_validate_and_export_refuse_a_short_one_cycle(tmp_path, capsys):
 
 def test_a_custom_class_is_checked_the_same_whoever_loads_it_and_in_whatever_order(tmp_path):
     """No import installs anything: the torch layer's support is passed to the loader. The public
-    lora_sched.load_config and the command line check the class in a fresh interpreter; the config
+    lora_sched.api.load_config and the command line check the class in a fresh interpreter; the config
     layer's loader given no support says it did not check it (and still loads)."""
     path = tmp_path / "zero.toml"
     path.write_text(_text("StepLR", ["step_size=0"]))
@@ -348,7 +348,7 @@ def test_a_custom_class_is_checked_the_same_whoever_loads_it_and_in_whatever_ord
         f"cfg = loads_config(open({str(path)!r}).read())\n"
         "assert cfg.scheduler_type == 'StepLR'\n"
         "assert any('not checked' in w.found for w in cfg.warnings), cfg.warnings\n"
-        "import lora_sched\n"
+        "from lora_sched.api import load_config\n"
         "from lora_sched.errors import ConfigError\n"
         "try:\n"
         f"    lora_sched.load_config({str(path)!r})\n"

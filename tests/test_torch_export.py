@@ -18,7 +18,7 @@ pytest.importorskip("diffusers")
 
 from kohya_rules import kohya_lrs
 
-from lora_sched import loads_config
+from lora_sched.api import loads_config
 from lora_sched.cli import main
 from lora_sched.errors import ConfigError
 from lora_sched.torch.export import LORA_SCHED_LR, export_kohya

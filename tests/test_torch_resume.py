@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lora_sched import loads_config  # noqa: E402
+from lora_sched.api import loads_config  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.torch import LoraSchedLR, ScheduleMismatchError, build_scheduler  # noqa: E402
 

@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 
 from train_support import write_train_config  # noqa: E402
 
-from lora_sched import load_config  # noqa: E402
+from lora_sched.api import load_config  # noqa: E402
 from lora_sched.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

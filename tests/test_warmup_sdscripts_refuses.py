@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lora_sched import loads_config
+from lora_sched.api import loads_config
 
 
 def _warnings(text: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 Checking such a class (import policy, signature, a dry run) and previewing its curve need torch, a
 layer above this one. That layer implements `CustomClassSupport` (lora_sched.torch.support) and
-whoever loads a config passes it in (`load_config(..., custom_classes=...)`; `lora_sched.load_config`,
+whoever loads a config passes it in (`load_config(..., custom_classes=...)`; `lora_sched.api.load_config`,
 the command line, the notebook and training all do), so this layer never imports the torch layer
 and no import order changes what a load checks. Without it a config still loads: the class is then
 checked where it is built (training, export), and the config says so.

@@ -68,7 +68,7 @@ def load_config(
     data: command-line values for the data keys (``dataset_config``, ``samples_per_epoch``), which
     replace the file's. custom_classes: what checks and previews a custom torch class
     (``lr_scheduler_type``); this layer cannot import torch's, so it is passed in
-    (`lora_sched.load_config` passes it). Without it such a class is checked where it is built, and
+    (`lora_sched.api.load_config` passes it). Without it such a class is checked where it is built, and
     the config says so in a notice."""
     name = os.fspath(path)
     return loads_config(
@@ -757,7 +757,7 @@ class _Loader:
                     "lr_scheduler_type",
                     "a class checked against torch",
                     raw("not checked: load_config was given no custom class support"),
-                    "lora_sched.load_config and the command line check it; it is checked where it is built",
+                    "lora_sched.api.load_config and the command line check it; it is checked where it is built",
                     severity="notice",
                 )
             )
