@@ -124,17 +124,19 @@ def test_a_diffusers_folder_gives_the_same_tensors(tiny, tmp_path, family):
 
 
 # -- v-prediction ---------------------------------------------------------------------------------------
-def test_v_prediction_from_the_key_a_yaml_or_a_v_pred_tensor(tiny, files, tmp_path, capsys):
+def test_v_prediction_from_the_key_a_yaml_or_a_v_pred_tensor(tiny, files, tmp_path, caplog):
     sd2 = files["sd2"]
     assert load_model(str(sd2)).noise_scheduler.config.prediction_type == "epsilon"
-    assert "for a 768-v model set v_parameterization = true" in capsys.readouterr().err
+    # the notices are log records (logger lora_sched.train.sources; the command line prints them)
+    assert "for a 768-v model set v_parameterization = true" in caplog.text
+    caplog.clear()
     v_model = load_model(str(sd2), options=SourceOptions(v_parameterization=True))
     assert v_model.noise_scheduler.config.prediction_type == "v_prediction"
     copy = tmp_path / "v.safetensors"
     copy.write_bytes(sd2.read_bytes())
     copy.with_suffix(".yaml").write_text('model:\n  params:\n    parameterization: "v"\n', encoding="utf-8")
     assert load_model(str(copy)).noise_scheduler.config.prediction_type == "v_prediction"
-    assert "v.yaml (parameterization: v) marks a v-prediction model" in capsys.readouterr().err
+    assert "v.yaml (parameterization: v) marks a v-prediction model" in caplog.text
     from safetensors.torch import save_file
 
     marked = tmp_path / "marked.safetensors"
@@ -142,11 +144,13 @@ def test_v_prediction_from_the_key_a_yaml_or_a_v_pred_tensor(tiny, files, tmp_pa
     assert load_model(str(marked)).noise_scheduler.config.prediction_type == "v_prediction"
 
 
-def test_v2_that_disagrees_with_the_model_is_a_warning(files, capsys):
+def test_v2_that_disagrees_with_the_model_is_a_warning(files, caplog):
     check_model_source(str(files["sd1"]), options=SourceOptions(v2=True))
-    assert "warning: v2 = true, but the model is SD 1.x" in capsys.readouterr().err
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "warning: v2 = true, but the model is SD 1.x" in record.getMessage()
+    caplog.clear()
     check_model_source(str(files["sd2"]), options=SourceOptions(v2=True))
-    assert "v2" not in capsys.readouterr().err
+    assert not caplog.records
 
 
 # -- detection of the released architectures (shapes only, no weights) -----------------------------------

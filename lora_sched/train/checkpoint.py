@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import random
 import re
 import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,9 @@ from typing import Any
 
 from lora_sched.config.keys import keys_with
 from lora_sched.errors import ConfigError, problem, raw
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 FORMAT = "lora_sched.checkpoint/2"
 STATE_FILE = "state.json"
@@ -242,10 +245,10 @@ def _newest_intact(output_dir: Path) -> Path | None:
             verify_checkpoint(folder)
         except ConfigError as exc:
             skipped.append(exc.problems[0].found)
-            print(f"notice: skipping a damaged checkpoint: {exc.problems[0].found}", file=sys.stderr)
+            log.warning(f"notice: skipping a damaged checkpoint: {exc.problems[0].found}")
             continue
         if skipped:
-            print(f"notice: resuming from {folder.name}, the newest intact checkpoint", file=sys.stderr)
+            log.warning(f"notice: resuming from {folder.name}, the newest intact checkpoint")
         return folder
     if skipped:
         raise ConfigError(

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
+import logging
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lora_sched.config.writer import atomic_write_bytes
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 #: (image file or None, the fitted PIL image, its bucket geometry or None)
 Item = tuple[Path | None, Any, Any]
@@ -127,7 +130,7 @@ class LatentDiskCache:
             more = len(self.unwritable) - 3
             shown = "; ".join(self.unwritable[:3]) + (f"; and {more} more" if more > 0 else "")
             text += f"; {len(self.unwritable)} could not be written, kept in memory: {shown}"
-        print(text, file=sys.stderr)
+        log.info(text)
 
 
 def _sizes(img: Any, geometry: Any) -> tuple[Any, Any]:

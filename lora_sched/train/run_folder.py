@@ -4,8 +4,8 @@ built, loaded after), and other runs' checkpoints set aside so `--resume latest`
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,6 +17,9 @@ from lora_sched.train.build import Processes, Training
 from lora_sched.train.lock import OutputLock
 from lora_sched.train.optim import set_optimizer_mode
 from lora_sched.train.plan import RunPlan, env_int
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 
 class RunFolder(NamedTuple):
@@ -35,7 +38,7 @@ def open_run_folder(cfg: Any, plan: RunPlan, held: contextlib.ExitStack) -> RunF
     resume, output_dir = plan.resume, plan.output_dir
     resume_dir = ckpt.find_resume_dir(str(resume), output_dir) if resume else None
     if resume and resume_dir is None:
-        print(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0", file=sys.stderr)
+        log.warning(f"notice: resume = {resume!r}: no checkpoint in {output_dir} yet; starting from step 0")
     saved = _read_resume(resume_dir, cfg) if resume_dir is not None else None
     return RunFolder(output_dir, resume_dir, saved)
 
@@ -66,9 +69,8 @@ def resume_training(folder: RunFolder, processes: Processes, training: Training,
         start = _load_resume(folder.saved, processes.accelerator, training, allow_change)
         set_optimizer_mode(training.optimizer, "train")  # a schedule-free checkpoint holds its eval weights
     if start >= training.resolved.run_length:
-        print(
+        log.warning(
             f"notice: the checkpoint is at step {start}: the run ({training.resolved.run_length} steps) is complete",
-            file=sys.stderr,
         )
     return start
 
@@ -91,13 +93,12 @@ def _load_resume(saved: ckpt.Checkpoint, accelerator: Any, training: Training, a
         _notice_schedule_change(saved, training.resolved)
     saved_processes = saved.state["num_processes"]
     if saved_processes != accelerator.num_processes:
-        print(
+        log.warning(
             f"notice: checkpoint made with {saved_processes} process(es), resumed with "
             f"{accelerator.num_processes}: the LR curve is the same, the data order per process is not",
-            file=sys.stderr,
         )
     if accelerator.is_main_process:
-        print(f"resumed from {saved.folder} at step {saved.step}", file=sys.stderr)
+        log.info(f"resumed from {saved.folder} at step {saved.step}")
     return saved.step
 
 
@@ -108,10 +109,9 @@ def _notice_schedule_change(saved: ckpt.Checkpoint, resolved: ResolvedSchedule) 
     except (KeyError, TypeError, ValueError):
         changes = ["(the checkpoint's schedule record is unreadable)"]
     if changes:
-        print(
+        log.warning(
             f"notice: {saved.folder} was made with another schedule ({'; '.join(changes)}); "
             "continuing with the current one from its step (--allow-schedule-change)",
-            file=sys.stderr,
         )
 
 
@@ -135,7 +135,7 @@ def _set_aside_old_checkpoints(output_dir: Path, resume_dir: Path | None) -> Non
         return
     target = _free_name(root, "previous")
     os.replace(root, target)
-    print(f"notice: {root} held another run's checkpoints: moved to {target.name}", file=sys.stderr)
+    log.warning(f"notice: {root} held another run's checkpoints: moved to {target.name}")
 
 
 def _set_aside_later_checkpoints(output_dir: Path, saved: ckpt.Checkpoint) -> None:
@@ -153,9 +153,8 @@ def _set_aside_later_checkpoints(output_dir: Path, saved: ckpt.Checkpoint) -> No
     for folder in later:
         os.replace(folder, target / folder.name)
     names = ", ".join(f.name for f in later)
-    print(
+    log.warning(
         f"notice: resuming at step {saved.step}: the later checkpoints ({names}) moved to {target.name}",
-        file=sys.stderr,
     )
 
 

@@ -15,11 +15,14 @@ before, at the end and on a stop signal, and are never pruned by the save_last_n
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,8 @@ def save_files(plan: SavePlan, files: list[tuple[str, str | None]], write: Calla
         target = plan.output_dir / name
         write(target)
         written.append(target)
-        print(f"saved {target}", file=sys.stderr)
+        log.info(f"saved {target}")
         if older is not None and (plan.output_dir / older).is_file():
             (plan.output_dir / older).unlink()
-            print(f"removed {plan.output_dir / older} (save_last_n_*)", file=sys.stderr)
+            log.info(f"removed {plan.output_dir / older} (save_last_n_*)")
     return written

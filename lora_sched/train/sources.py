@@ -16,9 +16,9 @@ tokenizer) run before the output folder is touched; ``load_source`` then builds 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +26,9 @@ from typing import Any, NamedTuple
 from lora_sched.builtins import BUILTIN_MODELS
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.train import detect
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 KEY = "pretrained_model_name_or_path"
 EXPECTED = "a diffusers folder, a single-file SD 1.x / 2.x / SDXL checkpoint (.safetensors or .ckpt) or " + " or ".join(
@@ -143,10 +146,9 @@ def _check_v2(family: str | None, options: SourceOptions) -> None:
     """sd-scripts needs v2 = true for SD 2.x; here the model says what it is. A v2 that disagrees is
     a warning, not an error: the run is the model's (sd-scripts would fail to load it)."""
     if options.v2 and family in ("sd1", "sdxl"):
-        print(
+        log.warning(
             f"warning: v2 = true, but the model is {detect.FAMILY_NAMES[family]}: trained as what it is "
             "(remove v2 for sd-scripts)",
-            file=sys.stderr,
         )
 
 
@@ -282,7 +284,7 @@ def download(repo: str, options: SourceOptions, key: str = KEY) -> Path:
         )
     from huggingface_hub import snapshot_download
 
-    print(f"downloading {repo} from the Hugging Face Hub (diffusers layout, safetensors only)", file=sys.stderr)
+    log.info(f"downloading {repo} from the Hugging Face Hub (diffusers layout, safetensors only)")
     try:
         folder = Path(snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_SKIPPED))
     except Exception as exc:  # offline, unknown repo, gated repo, disk full: each its own class
@@ -580,17 +582,15 @@ def prediction_type(path: Path, found: detect.Detected, options: SourceOptions) 
         return "v_prediction"
     marker = v_marker(path, found)
     if marker:
-        print(
+        log.warning(
             f"notice: {marker} marks a v-prediction model: training with v-prediction "
             "(sd-scripts needs v_parameterization = true for it)",
-            file=sys.stderr,
         )
         return "v_prediction"
     if found.family == "sd2":
-        print(
+        log.warning(
             "notice: SD 2.x checkpoint trained with epsilon-prediction; for a 768-v model set "
             "v_parameterization = true",
-            file=sys.stderr,
         )
     return "epsilon"
 
