@@ -16,13 +16,14 @@ torch = pytest.importorskip("torch")
 
 from lora_sched.builtins import BUILTIN_SHAPES_SIZE  # noqa: E402
 from lora_sched.cli import main  # noqa: E402
+from lora_sched.config.args import keyword_args  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.schedules.durations import steps_per_epoch  # noqa: E402
 from lora_sched.train import checkpoint as ckpt  # noqa: E402
 from lora_sched.train.data import ShardedOrder, builtin_shapes, load_examples, load_images  # noqa: E402
 from lora_sched.train.lora import to_kohya  # noqa: E402
 from lora_sched.train.model import builtin_tokenizer  # noqa: E402
-from lora_sched.train.optim import build_optimizer, parse_optimizer_args  # noqa: E402
+from lora_sched.train.optim import build_optimizer  # noqa: E402
 from lora_sched.train.sources import check_model_source  # noqa: E402
 
 
@@ -114,15 +115,17 @@ def _groups():
 
 
 def test_optimizer_args_are_parsed_as_literals():
-    assert parse_optimizer_args(["weight_decay=0.1", "betas=(0.9, 0.99)", "foreach = False"]) == {
+    assert keyword_args(["weight_decay=0.1", "betas=(0.9, 0.99)", "foreach = False"]) == {
         "weight_decay": 0.1,
         "betas": [0.9, 0.99],  # TOML has no tuples: the config layer's parser gives lists
         "foreach": False,
     }
-    assert parse_optimizer_args(["mode=fast"]) == {"mode": "fast"}
+    assert keyword_args(["mode=fast"]) == {"mode": "fast"}
     with pytest.raises(ConfigError) as exc:
-        parse_optimizer_args(["weight_decay=0.1", "oops"])
+        keyword_args(["weight_decay=0.1", "oops"])
     assert exc.value.problems[0].key == "optimizer_args[1]"
+    assert keyword_args(["weight_decay=0.1", "oops"], lenient=True) == {"weight_decay": 0.1}
+    assert keyword_args({"weight_decay": 0.1}) == {"weight_decay": 0.1} and keyword_args(None) == {}
 
 
 def test_optimizers_by_kohya_name(monkeypatch):
@@ -384,6 +387,7 @@ def test_a_resume_refuses_a_change_of_exactly_the_keys_that_fix_the_weights_and_
         "resolution",
         "network_dim",
         "network_alpha",
+        "network_args",  # conv_dim, block_dims: the LoRA's modules and shapes
         "train_batch_size",
         "gradient_accumulation_steps",
         "seed",

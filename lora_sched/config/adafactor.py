@@ -17,17 +17,6 @@ from lora_sched.errors import Problem, problem, raw
 ADAFACTOR_NAMES = ("adafactor", "transformers.optimization.adafactor", "transformers.adafactor")
 
 
-def parse_kohya_args(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """kohya "key=value" items as a dict (values as Python literals where they parse as one)."""
-    if items is None:
-        return {}
-    if isinstance(items, Mapping):
-        return dict(items)
-    from lora_sched.config.args import parse_kv_list  # ast loads only here
-
-    return parse_kv_list(list(items), "optimizer_args")[0]  # malformed items: the config layer reports them
-
-
 def is_adafactor(optimizer_type: Any) -> bool:
     return isinstance(optimizer_type, str) and optimizer_type.strip().lower() in ADAFACTOR_NAMES
 
@@ -43,7 +32,9 @@ def check_adafactor(
     Keys: ``optimizer_type``, ``optimizer_args.relative_step``, ``optimizer_args.warmup_init``,
     ``lr_scheduler`` (the config layer adds file and line).
     """
-    args = parse_kohya_args(optimizer_args)
+    from lora_sched.config.args import keyword_args
+
+    args = keyword_args(optimizer_args, lenient=True)  # malformed items: the loader reports them
     relative_step = args.get("relative_step", True)  # Adafactor's and sd-scripts' default
     wants_schedule = lr_scheduler == "adafactor"
     problems: list[Problem] = []

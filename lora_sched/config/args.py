@@ -151,3 +151,20 @@ def format_literal(value: Any) -> str:
 def to_kohya_list(args: dict[str, Any]) -> list[str]:
     """{"gamma": 0.5} -> ["gamma=0.5"], in the dict's order."""
     return [f"{name}={format_literal(v)}" for name, v in args.items()]
+
+
+def keyword_args(items: Any, key: str = "optimizer_args", *, lenient: bool = False) -> dict[str, Any]:
+    """The one reader of a kohya "key=value" list as keyword arguments (``optimizer_args``,
+    ``network_args``): None or empty -> {}, a TOML table as it is, a list through `parse_kv_list`.
+    A malformed item raises ConfigError, unless `lenient` (the loader has reported it already: the
+    well-formed items are returned)."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return dict(items)
+    values, problems, _ = parse_kv_list(list(items), key)
+    if problems and not lenient:
+        from lora_sched.errors import ConfigError
+
+        raise ConfigError(problems)
+    return values

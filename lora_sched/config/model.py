@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lora_sched.config.args import parse_kv_list
+from lora_sched.config.args import keyword_args
 from lora_sched.config.buckets import BUCKET_DEFAULTS
 from lora_sched.config.dataset import DataPlan, NoData, plan_data
 from lora_sched.config.keys import KEY_BY_NAME
@@ -204,7 +204,7 @@ class LoraConfig:
 
     def optimizer_kwargs(self) -> dict[str, Any]:
         """optimizer_args ("key=value" list, already validated) as keyword arguments."""
-        return parse_kv_list(self.values["optimizer_args"], "optimizer_args")[0]
+        return keyword_args(self.values["optimizer_args"])
 
     @property
     def schedule_name(self) -> str:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 TEXT_PARSED_KEYS = ("resolution",)
 
 
-def parse_optimizer_args(text: Any) -> Any:
+def split_gui_optimizer_args(text: Any) -> Any:
     """kohya GUIs' optimizer_args field: space-separated "key=value" items (quote items with spaces)."""
     if not isinstance(text, str):
         return text
@@ -51,7 +51,7 @@ def parse_optimizer_args(text: Any) -> Any:
 
 
 def optimizer_args_text(items: Any) -> str:
-    """The inverse of `parse_optimizer_args`."""
+    """The inverse of `split_gui_optimizer_args`."""
     return " ".join(shlex.quote(str(item)) for item in items or ())
 
 
@@ -119,7 +119,7 @@ def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
     flat.update({key: v[key] for key in TRAINING_DEFAULTS})
     for key in TEXT_PARSED_KEYS:
         flat[key] = parse_text(v[key])
-    flat["optimizer_args"] = parse_optimizer_args(v["optimizer_args"])
+    flat["optimizer_args"] = split_gui_optimizer_args(v["optimizer_args"])
     flat["lr_scheduler"] = spec.name
     flat["learning_rate"] = parse_text(v["learning_rate"])
     for key in OPTIONAL_TEXT_KEYS:

@@ -7,28 +7,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lora_sched.config import optimizers
-from lora_sched.config.args import parse_kv_list
 from lora_sched.config.keys import unusable_optimizer
 from lora_sched.dependencies import installed_version
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
-
-
-def parse_optimizer_args(
-    items: Sequence[str] | Mapping[str, Any] | None, key: str = "optimizer_args"
-) -> dict[str, Any]:
-    """kohya's ``["weight_decay=0.1", "betas=(0.9,0.99)"]`` (or a table) -> keyword arguments."""
-    if not items:
-        return {}
-    if isinstance(items, Mapping):
-        return dict(items)
-    values, problems, _ = parse_kv_list(items, key)  # the config layer's parser: one set of rules
-    if problems:
-        raise ConfigError(problems)
-    return values
 
 
 def is_schedule_free(name: str) -> bool:

@@ -16,7 +16,7 @@ from lora_sched.train.csv_log import LOG_NAME
 from lora_sched.train.data import TrainingData, training_data
 from lora_sched.train.lr_log import PLOT_NAME
 from lora_sched.train.memory import check_memory
-from lora_sched.train.optim import build_optimizer, parse_optimizer_args
+from lora_sched.train.optim import build_optimizer
 from lora_sched.train.options import check_applied, check_network_module, tracker_settings
 from lora_sched.train.sampling import SamplePlan, sample_plan
 from lora_sched.train.saving import SavePlan, save_plan
@@ -71,7 +71,7 @@ def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] 
     check_sizes(model_name, data.examples, width, height, data.resolution)
     check_memory(model_name, len(data.examples), width, height, env_int("LOCAL_WORLD_SIZE", 1))
     optimizer_type = str(values.get("optimizer_type") or "AdamW")
-    optimizer_args = parse_optimizer_args(values.get("optimizer_args"))
+    optimizer_args = cfg.optimizer_kwargs()
     group_lrs = cfg.group_lrs()
     train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
     _check_optimizer(optimizer_type, optimizer_args, group_lrs, train_te, cfg.schedule_name == "adafactor")
