@@ -23,6 +23,9 @@ class OptimizerSpec(NamedTuple):
     defaults: tuple[tuple[str, Any], ...] = ()  #: keyword arguments sd-scripts adds
     schedule_free: bool = False  #: it schedules its own LR: needs a constant schedule, train()/eval() modes
     one_lr: bool = False  #: it adapts one LR for every param group (D-Adaptation, Prodigy)
+    #: it can set its own LR relative to the step (Adafactor's relative_step), which the schedule
+    #: whose spec has optimizer_sets_lr turns on; sd-scripts then passes lr=None
+    relative_step: bool = False
 
 
 def _spec(name: str, module: str, attr: str | None = None, **kw: Any) -> OptimizerSpec:
@@ -42,7 +45,7 @@ _NESTEROV = (("momentum", 0.9), ("nesterov", True))
 KOHYA_OPTIMIZERS: tuple[OptimizerSpec, ...] = (
     _spec("AdamW", "torch.optim", package="torch"),
     _spec("SGDNesterov", "torch.optim", "SGD", package="torch", defaults=_NESTEROV),
-    _spec("Adafactor", "transformers.optimization", package="transformers"),
+    _spec("Adafactor", "transformers.optimization", package="transformers", relative_step=True),
     _spec("AdamW8bit", "bitsandbytes.optim"),
     _spec("SGDNesterov8bit", "bitsandbytes.optim", "SGD8bit", defaults=_NESTEROV),
     _spec("Lion8bit", "bitsandbytes.optim"),

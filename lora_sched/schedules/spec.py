@@ -123,6 +123,9 @@ class ScheduleSpec(NamedTuple):
     #: Arguments that show the schedule at work (every required parameter among them): the generated
     #: example config (tools/gen_schedule_configs.py) and the tests that run every schedule use them.
     example: Mapping[str, Any] = MappingProxyType({})
+    #: The optimizer computes the LR itself (Adafactor's relative step): training builds it with
+    #: relative_step=True and the torch adapter's scheduler only reports the LR it used.
+    optimizer_sets_lr: bool = False
 
     @property
     def formula(self) -> str:

@@ -54,7 +54,7 @@ def build_scheduler(
 
 
 def _catalogue_scheduler(resolved: ResolvedSchedule, optimizer: Optimizer, kwargs: dict[str, Any]) -> LRScheduler:
-    if resolved.name == "adafactor":
+    if resolved.spec.optimizer_sets_lr:
         return AdafactorLR(optimizer, resolved=resolved, **kwargs)
     return LoraSchedLR(optimizer, resolved=resolved, **kwargs)
 

@@ -112,7 +112,7 @@ def build_training(cfg: Any, plan: RunPlan, processes: Processes, built: Built, 
     resolved = cfg.resolve(TrainingShape(steps_per_epoch=processes.steps_per_epoch, samples_per_step=samples_per_step))
     params, groups = _parameter_groups(plan, built.model)
     optimizer = build_optimizer(
-        plan.optimizer_type, groups, plan.optimizer_args, relative_step=resolved.name == "adafactor"
+        plan.optimizer_type, groups, plan.optimizer_args, relative_step=resolved.spec.optimizer_sets_lr
     )
     if is_schedule_free(plan.optimizer_type) and resolved.name not in ("constant", "constant_with_warmup"):
         print(

@@ -16,6 +16,12 @@ from lora_sched.dependencies import installed_version
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 
 
+def takes_relative_step(name: str) -> bool:
+    """Whether the optimizer can set its own LR relative to the step (sd-scripts' Adafactor)."""
+    spec = optimizers.lookup(name)
+    return spec is not None and spec.relative_step
+
+
 def is_schedule_free(name: str) -> bool:
     spec = optimizers.lookup(name)
     return spec is not None and spec.schedule_free
@@ -65,14 +71,15 @@ def _import(name: str, spec: optimizers.OptimizerSpec) -> Any:
 
 
 def build_optimizer(name: str, groups: list[dict[str, Any]], args: Mapping[str, Any], relative_step: bool) -> Any:
-    """The optimizer `name` over param `groups`; `relative_step` = the `adafactor` schedule is chosen.
+    """The optimizer `name` over param `groups`; `relative_step`: the schedule leaves the LR to the
+    optimizer (its spec's optimizer_sets_lr), for an optimizer that can set it (OptimizerSpec.relative_step).
 
     As in sd-scripts, the first group's LR is also passed as ``lr`` (some classes require it).
     """
     cls, defaults = optimizer_class(name)
     _check_one_lr(name, groups)
     kwargs = {"lr": groups[0]["lr"], **defaults, **args}
-    if name.strip().lower() == "adafactor":  # sd-scripts' Adafactor: transformers', LR relative to the step
+    if takes_relative_step(name):  # sd-scripts' Adafactor: transformers', LR relative to the step
         kwargs.setdefault("relative_step", relative_step)
         kwargs.setdefault("scale_parameter", relative_step)
         kwargs.setdefault("warmup_init", False)

@@ -74,7 +74,7 @@ def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] 
     optimizer_args = cfg.optimizer_kwargs()
     group_lrs = cfg.group_lrs()
     train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
-    _check_optimizer(optimizer_type, optimizer_args, group_lrs, train_te, cfg.schedule_name == "adafactor")
+    _check_optimizer(optimizer_type, optimizer_args, group_lrs, train_te, _optimizer_sets_lr(cfg))
     save_every = values.get("save_every_n_steps")
     return RunPlan(
         output_dir=output_dir,
@@ -206,3 +206,8 @@ def _check_optimizer(name: str, args: dict, group_lrs: dict, train_te: bool, rel
             {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": float(group_lrs["text_encoder"]), "name": "te"}
         )
     build_optimizer(name, groups, args, relative_step=relative_step)
+def _optimizer_sets_lr(cfg: Any) -> bool:
+    """Whether the chosen schedule leaves the LR to the optimizer (Adafactor's relative step)."""
+    return cfg.scheduler_type is None and cfg.resolve().spec.optimizer_sets_lr
+
+

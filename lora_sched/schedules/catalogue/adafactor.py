@@ -53,5 +53,6 @@ register(
             "Adafactor ignores learning_rate, unet_lr and text_encoder_lr when relative_step=True.",
         ),
         to_kohya=_adafactor_to_kohya,
+        optimizer_sets_lr=True,
     )
 )
