@@ -195,7 +195,7 @@ def _fake_checkpoint(folder: Path, step: int) -> Path:
     return folder
 
 
-def test_latest_checkpoint_ignores_unfinished_and_damaged_ones(tmp_path, capsys):
+def test_latest_checkpoint_ignores_unfinished_and_damaged_ones(tmp_path, caplog):
     root = ckpt.checkpoints_dir(tmp_path)
     for step in (10, 20, 30):
         _fake_checkpoint(root / f"step-{step:08d}", step)
@@ -203,9 +203,9 @@ def test_latest_checkpoint_ignores_unfinished_and_damaged_ones(tmp_path, capsys)
     _fake_checkpoint(root / ".tmp-step-00000040", 40)  # a save killed half way
     (root / "step-00000050").mkdir()  # not a checkpoint: no manifest
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [10, 20, 30, 50]
-    capsys.readouterr()
+    caplog.clear()
     assert ckpt.find_resume_dir("latest", tmp_path).name == "step-00000020"
-    err = capsys.readouterr().err
+    err = caplog.text  # notices are log records (the command line prints them)
     assert "skipping a damaged checkpoint" in err and "step-00000050/manifest.json is missing" in err
     assert "step-00000030/optimizer.pt: its sha256 differs" in err
     assert "resuming from step-00000020, the newest intact checkpoint" in err

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lora_sched.config.loader import load_config, loads_config
+from lora_sched.config.loader import load_config, loads_config, loads_values
 from lora_sched.config.model import LoraConfig
 
 
@@ -33,7 +33,7 @@ def dumps_config(*args: Any, **kwargs: Any) -> str:
 def from_values(values: dict, source: str = "<values>", custom_classes: Any = None) -> LoraConfig:
     """Validate a flat dict of kohya keys (a form, CLI flags) exactly as a file would be
     (`custom_classes` as in load_config)."""
-    return loads_config(dumps_config(values), source=source, custom_classes=custom_classes)
+    return loads_values(values, source=source, custom_classes=custom_classes)
 
 
-__all__ = ["LoraConfig", "dump_config", "dumps_config", "from_values", "load_config", "loads_config"]
+__all__ = ["LoraConfig", "dump_config", "dumps_config", "from_values", "load_config", "loads_config", "loads_values"]

@@ -171,6 +171,23 @@ def loads_config(
     return _Loader(text, doc, source, trust_scheduler_code, data, custom_classes).run()
 
 
+def loads_values(
+    values: dict[str, Any],
+    source: str = "<values>",
+    *,
+    trust_scheduler_code: bool = False,
+    data: dict[str, Any] | None = None,
+    custom_classes: CustomClassSupport | None = None,
+) -> LoraConfig:
+    """Validate a flat dict of kohya keys (a form, the API, a trainer's mapped values) exactly as a
+    file holding them would be: the values reach the loader as its document, with no TOML text in
+    between (problems name their keys; there are no lines)."""
+    from lora_sched.config.writer import to_document
+
+    doc = to_document(values)
+    return _Loader("", doc, source, trust_scheduler_code, data, custom_classes).run()
+
+
 def parse_toml(text: str, source: str) -> dict[str, Any]:
     """tomllib's reading of `text`, or a ConfigError at the line it stops on. Keys of MAX_KEY_PARTS
     dotted parts or more are refused first: tomllib's key parser is quadratic in them."""

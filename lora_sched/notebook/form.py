@@ -292,16 +292,14 @@ class SchedulerForm:
         trainer: the trainer to write for (default: the form's "write for" choice): sd-scripts gets
         the TOML with lora_sched's own keys; any other trainer a file of its own that runs the same
         curve, or a ConfigError saying what it cannot express."""
-        from lora_sched.config import dump_config
+        from lora_sched.config.writer import atomic_write_text
 
         target = Path(path) if path is not None else Path(self.path.value)
         trainer = trainer or self.trainer.value
-        values = self.values
-        cfg, _ = tr.translate(values, source=str(target))
+        cfg, text = tr.translate(self.values, source=str(target))
         if trainer == "sd-scripts":
-            dump_config(tr.form_to_flat(values), target)
+            atomic_write_text(str(target), text)  # the text the config was validated from
             return cfg
-        from lora_sched.config.writer import atomic_write_text
         from lora_sched.trainers import write_run
         from lora_sched.trainers.base import RunFacts
         from lora_sched.trainers.sd_scripts import run_of

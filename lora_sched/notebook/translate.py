@@ -193,13 +193,18 @@ def to_toml(values: Mapping[str, Any]) -> str:
 def translate(values: Mapping[str, Any], source: str = "<form>") -> tuple[LoraConfig, str]:
     """Form values -> (validated config, the TOML text it was read from).
 
-    Raises ConfigError with every problem, located in `source` (the file the form would write).
+    Raises ConfigError with every problem, located in `source` (the file the form would write). The
+    values reach the loader as its document; the text only locates the problems in it.
     """
+    import tomli_w
+
     from lora_sched.config import loads_config
+    from lora_sched.config.writer import to_document
     from lora_sched.torch.support import CUSTOM_CLASSES
 
-    text = to_toml(values)
-    cfg = loads_config(text, source=source, custom_classes=CUSTOM_CLASSES)
+    doc = to_document(form_to_flat(values))
+    text = tomli_w.dumps(doc)
+    cfg = loads_config(text, source=source, parsed=doc, custom_classes=CUSTOM_CLASSES)
     cfg.resolve()  # resolution problems count as invalid too
     return cfg, text
 

@@ -52,7 +52,7 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
     Problems found then, or later in training, still point into the user's file: a key from the
     file at its line there, an overridden key at the flag it came from.
     """
-    from lora_sched.config import dumps_config, loads_config
+    from lora_sched.config import loads_values
 
     # only what the file sets (and its sd-scripts keys): a default written out would count as given
     values = {k: x for k, x in cfg.values.items() if x is not None and k in cfg.sections}
@@ -64,9 +64,7 @@ def _with_overrides(cfg: Any, overrides: dict[str, Any], trust: bool) -> Any:
             values[key] = value
     located = _override_locations(cfg, overrides)
     try:
-        new = loads_config(
-            dumps_config(values), source=str(cfg.path), trust_scheduler_code=trust, custom_classes=CUSTOM_CLASSES
-        )
+        new = loads_values(values, source=str(cfg.path), trust_scheduler_code=trust, custom_classes=CUSTOM_CLASSES)
     except ConfigError as exc:
         raise ConfigError(located.locate([_unlocated(p) for p in exc.problems])) from None
     # the warnings were found in the user's file and are located there; the extras are the sd-scripts
