@@ -1,4 +1,4 @@
-"""Adding a schedule is one spec module plus its tests (docs/sections/90-adding-a-schedule.md).
+"""Adding a schedule is one spec module plus its tests (docs/adding-a-schedule.md).
 
 The fast tests check what the generic tests rely on: every schedule has its example config and
 its example makes a valid config. The slow test follows the documented steps in a copy of the
@@ -53,10 +53,9 @@ register(
 '''
 #: What `tools/regenerate.py` must rewrite for a new schedule (plus its new example config).
 REGENERATED = {
-    "README.md",
     "configs/lora_sched.schema.json",
-    "docs/sections/20-catalogue.md",
-    "docs/sections/30-config.md",
+    "docs/catalogue.md",
+    "docs/config.md",
     "notebooks/lora_sched_colab.ipynb",
 }
 #: The tests that enumerate the catalogue, each with the test ids the new schedule must appear in.

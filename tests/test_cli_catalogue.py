@@ -86,7 +86,7 @@ def test_no_arguments_is_a_usage_error():
 
 
 def test_catalogue_docs_section_is_generated_from_the_specs():
-    """docs/sections/20-catalogue.md must equal `python tools/gen_catalogue_md.py` (run --write to update)."""
+    """docs/catalogue.md must equal `python tools/gen_catalogue_md.py` (run --write to update)."""
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, str(root / "tools" / "gen_catalogue_md.py")], capture_output=True, text=True, timeout=120
@@ -95,6 +95,6 @@ def test_catalogue_docs_section_is_generated_from_the_specs():
     text = out.stdout
     for spec in all_specs():
         assert f"| `{spec.name}`" in text
-    assert (root / "docs" / "sections" / "20-catalogue.md").read_text(encoding="utf-8") == text, (
+    assert (root / "docs" / "catalogue.md").read_text(encoding="utf-8") == text, (
         "stale docs: run python tools/gen_catalogue_md.py --write"
     )

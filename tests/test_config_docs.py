@@ -17,7 +17,7 @@ def _generator():
 
 
 def test_config_reference_matches_the_generator() -> None:
-    text = (ROOT / "docs" / "sections" / "30-config.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
     assert text == _generator().render(), "run: python tools/gen_config_md.py --write"
 
 
@@ -55,7 +55,7 @@ def test_cli_section_shows_real_output(capsys, monkeypatch) -> None:
     from lora_sched.cli import main
 
     monkeypatch.chdir(ROOT)
-    text = (ROOT / "docs" / "sections" / "40-cli-validate-preview.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "kohya-users.md").read_text(encoding="utf-8")
     pairs = _console_blocks(text)
     assert len(pairs) >= 3
     code = 0

@@ -1,13 +1,13 @@
-"""Print the README's catalogue section (a markdown table) generated from the schedule specs.
+"""Print the docs' schedule catalogue page (docs/catalogue.md) (a markdown table) generated from the schedule specs.
 
 Columns: name, aliases (with their default overrides), params with defaults, the formula (the curve
 docstring, joined onto one line) and the reference.
 
     python tools/gen_catalogue_md.py            # print it
-    python tools/gen_catalogue_md.py --write    # write docs/sections/20-catalogue.md (atomically)
+    python tools/gen_catalogue_md.py --write    # write docs/catalogue.md (atomically)
 
-tests/test_cli_catalogue.py fails when docs/sections/20-catalogue.md differs from this output, so
-the docs cannot drift from the specs. Run --write, then tools/build_readme.py, after editing a spec.
+tests/test_cli_catalogue.py fails when docs/catalogue.md differs from this output, so
+the docs cannot drift from the specs. Run --write (or tools/regenerate.py) after editing a spec.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "docs" / "sections" / "20-catalogue.md"
+TARGET = ROOT / "docs" / "catalogue.md"
 
 sys.path.insert(0, str(ROOT))
 
 from lora_sched.schedules.spec import ScheduleSpec, all_specs, format_value  # noqa: E402
 
 INTRO = """\
-## The schedule catalogue
+# The schedule catalogue
 
 Every schedule is one spec in `lora_sched/schedules/catalogue/`; this table is generated from them
 by `python tools/gen_catalogue_md.py` (`lora-sched describe NAME` shows bounds, units and gotchas).

@@ -1,11 +1,11 @@
-"""Print the README's config reference (docs/sections/30-config.md), generated from the key table
+"""Print the config reference page of the docs (docs/config.md), generated from the key table
 (lora_sched/config/keys.py) and the schedule specs.
 
     python tools/gen_config_md.py            # print it
-    python tools/gen_config_md.py --write    # write docs/sections/30-config.md (atomically)
+    python tools/gen_config_md.py --write    # write docs/config.md (atomically)
 
 tests/test_config_docs.py fails when the file differs from this output, so the reference cannot
-drift from the code. Run --write, then tools/build_readme.py, after editing a key or a spec.
+drift from the code. Run --write (or tools/regenerate.py) after editing a key or a spec.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "docs" / "sections" / "30-config.md"
+TARGET = ROOT / "docs" / "config.md"
 
 sys.path.insert(0, str(ROOT))
 
@@ -23,7 +23,7 @@ from lora_sched.config.kohya_keys import kohya_key_names  # noqa: E402
 from lora_sched.schedules.spec import all_specs  # noqa: E402
 
 INTRO = """\
-## The config file (kohya-ss compatible TOML)
+# The config file (kohya-ss compatible TOML)
 
 A config is a flat kohya-ss `sd-scripts` TOML file: existing kohya-ss and kohya-colab files load as
 they are, and files `lora_sched` writes still run in sd-scripts. Sections are for humans: any
@@ -51,7 +51,7 @@ Rules, in the order the loader applies them:
   `type=` applies to the command line only): `learning_rate = "1e-4"` reaches its training code as
   text and stops it, so it is an error with the hint "remove the quotes"; an int key given `8.0`
   says "write 8". A quoted number is accepted only where sd-scripts still reads it right (see
-  "Deliberate differences from sd-scripts" below). NaN, infinity, negative and absurd values are
+  [Deliberate differences from sd-scripts](differences.md)). NaN, infinity, negative and absurd values are
   rejected with the allowed range; the bounds admit what sd-scripts runs (`network_dim = 100000`,
   LyCORIS' "full rank").
 - Values as the kohya tools write them: `text_encoder_lr = [a, b]` (the kohya_ss GUI writes one per
@@ -88,7 +88,7 @@ Rules, in the order the loader applies them:
   checked against its signature by the torch adapter (only `torch.optim.lr_scheduler` and
   `lora_sched` are importable without `--trust-scheduler-code`).
 - Epochs (`max_train_epochs`, `"2ep"`) are counted on the data the run reads: `dataset_config`,
-  else `train_data_dir`, else a stated `samples_per_epoch` (next section). Data that is not on this
+  else `train_data_dir`, else a stated `samples_per_epoch` ([Data and run length](data.md)). Data that is not on this
   machine gives a notice, and an epoch-based run length is then unknown, never guessed; an image
   file that cannot be read is an error naming it.
 - The `adafactor` schedule needs `optimizer_type = "Adafactor"` with `relative_step=True`, and that

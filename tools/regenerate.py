@@ -4,12 +4,12 @@
 
 Runs, each with this checkout's lora_sched:
 
-    python tools/gen_catalogue_md.py --write        docs/sections/20-catalogue.md
-    python tools/gen_config_md.py --write           docs/sections/30-config.md
+    python tools/gen_catalogue_md.py --write        docs/catalogue.md
+    python tools/gen_config_md.py --write           docs/config.md
     python -m lora_sched schema -o configs/lora_sched.schema.json
     python tools/gen_schedule_configs.py --write    configs/schedules/NAME.toml of a new schedule
     python tools/gen_colab_catalogue.py --write     the Colab notebook's schedule dropdown
-    python tools/build_readme.py                    README.md, from docs/sections/ (last: it reads them)
+    python tools/build_readme.py                    README.md, from docs/index.md
 """
 
 from __future__ import annotations

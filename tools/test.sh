@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the whole suite needs, then runs it.
+# The README's test command, for contributors: installs what the whole suite needs, then runs it.
 #
 #   tools/test.sh [pytest arguments...]      e.g. tools/test.sh -m "not slow"
 #
 # 1. A virtual environment: the active one, else ./.venv (created when missing).
-# 2. The package with every extra (test tooling, notebook, optional optimizers, TensorBoard), pinned
+# 2. The package with every extra (test tooling, notebook, optional optimizers, TensorBoard, the
+#    MkDocs site that tests/test_docs_site.py builds), pinned
 #    by constraints.txt (torch==2.13.0, the CPU wheel: a bare "torch" would pull CUDA packages).
 # 3. Debian's Chromium for the notebook browser test (Playwright drives /usr/bin/chromium; it never
 #    downloads a browser of its own). Installed with apt-get when missing (root, or through sudo).

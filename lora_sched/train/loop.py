@@ -27,7 +27,7 @@ from lora_sched.train.steps import run_steps
 #: What the run is doing, step by step of its start-up (the command line shows it: train/commands.py).
 log = logging.getLogger("lora_sched.train")
 
-#: Names other modules and the docs know from here (README: lora_sched.train.loop.TrainingInterrupted).
+#: Names other modules and the docs know from here (docs/training.md: lora_sched.train.loop.TrainingInterrupted).
 __all__ = ["TrainResult", "TrainingInterrupted", "check_epoch_length", "parse_resolution", "train"]
 
 
