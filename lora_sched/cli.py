@@ -72,7 +72,7 @@ def _trust_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-scheduler-code",
         action="store_true",
-        help="allow lr_scheduler_type to import modules outside torch and lora_sched",
+        help="allow lr_scheduler_type to import modules outside torch and lora_sched (importing runs their code)",
     )
 
 
@@ -117,14 +117,15 @@ def _bound_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--G", type=float, default=1.0, help="gradient-norm bound (default 1)")
     p.add_argument("--png", metavar="OUT", help="plot the curves and the bound over steps")
     p.add_argument("--transfer", action="store_true", help="LR for the same schedule run for --steps steps")
-    p.add_argument("--steps", type=int, help="run length to transfer the LR to")
+    p.add_argument("--steps", type=int, metavar="N", help="run length to transfer the LR to (with --transfer)")
+    _trust_option(p)
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", nargs="?", help="config (default: the built-in quick start)")
     p.add_argument("--resume", metavar="DIR", help="checkpoint directory, or 'latest'")
     p.add_argument("--output-dir", metavar="DIR", help="override output_dir")
-    p.add_argument("--max-train-steps", type=int, help="override max_train_steps")
+    p.add_argument("--max-train-steps", type=int, metavar="N", help="override max_train_steps")
     p.add_argument(
         "--download",
         action="store_true",

@@ -74,7 +74,7 @@ def test_samples_and_epoch_saves_leave_training_bit_identical(tmp_path):
     from PIL import Image
 
     with Image.open(sheet) as image:
-        assert image.size == (72 + 2 * (64 + 4), 3 * (64 + 4))  # a label column, 2 prompts x 3 points
+        assert image.size == (72 + 2 * (96 + 4), 50 + 3 * (64 + 4))  # point and prompt labels
     # epochs 1-3 saved, the 4th is lora.safetensors; save_last_n_epochs = 2 removed epoch 1
     saved = sorted(p.name for p in with_out.glob("lora-*.safetensors"))
     assert saved == [

@@ -54,11 +54,11 @@ def _check_args(args: Namespace) -> str:
     return ""
 
 
-def _load(path: str) -> Loaded:
+def _load(path: str, trust_scheduler_code: bool = False) -> Loaded:
     from lora_sched.config import load_config
     from lora_sched.torch.support import CUSTOM_CLASSES
 
-    cfg = load_config(path, custom_classes=CUSTOM_CLASSES)
+    cfg = load_config(path, custom_classes=CUSTOM_CLASSES, trust_scheduler_code=trust_scheduler_code)
     for warning in getattr(cfg, "warnings", []):
         print(str(warning), file=sys.stderr)
     custom = cfg.scheduler_type
@@ -143,7 +143,7 @@ def _bound_files(args: Namespace) -> int:
     loaded, failed = [], False
     for path in args.files:
         try:
-            loaded.append(_load(path))
+            loaded.append(_load(path, args.trust_scheduler_code))
         except ConfigError as exc:
             print(str(exc.located(file=path)), file=sys.stderr)
             failed = True
@@ -170,7 +170,7 @@ def _transfer_files(args: Namespace) -> int:
     print(HEADER.format(D=args.D, G=args.G))
     for path in args.files:
         try:
-            item = _load(path)
+            item = _load(path, args.trust_scheduler_code)
         except ConfigError as exc:
             print(str(exc.located(file=path)), file=sys.stderr)
             failed = True

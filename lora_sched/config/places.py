@@ -90,7 +90,7 @@ class Locations:
             line = None
             if flat == "lr_scheduler_args":  # a missing required arg: point at the schedule
                 line = self.lines.line_of(self.places.get("lr_scheduler", Place(None, ())).path)
-            return p.located(file=self.source, line=line)
+            return p.located(file=self.source, line=line, key=_unwritten(p.key, flat))
         section, path = self.places[flat]
         shown = p.key if BARE_KEY.match(flat) else quoted(flat) + p.key[len(flat) :]
         display = shown if section is None else f"{bare_or_quoted(section)}.{shown}"
@@ -100,6 +100,20 @@ class Locations:
             doc_path = (*path, self.args_items[name])
             display = f"{bare_or_quoted(section) + '.' if section else ''}lr_scheduler_args.{name}"
         return p.located(file=self.source, line=self.lines.line_of(doc_path), key=display)
+
+
+def _unwritten(key: str, flat: str) -> str:
+    """A key the file does not write, as a message names it: with the default it took ("min_bucket_reso
+    (default 256)"), so that a problem with no line says where its value came from."""
+    from lora_sched.config.keys import KEY_BY_NAME  # loaded already by any config this locates
+
+    known = KEY_BY_NAME.get(flat)
+    if known is None or known.default is None or key != flat:
+        return key
+    default = known.default
+    if isinstance(default, bool):
+        return f"{key} (default {str(default).lower()})"
+    return f"{key} (default {default!r})" if isinstance(default, str) else f"{key} (default {default})"
 
 
 BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

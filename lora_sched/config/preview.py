@@ -342,35 +342,111 @@ def write_csv(cfg: LoraConfig, c: Curve, path: str) -> None:
             f.write(text.encode("utf-8"))
 
 
-def write_png(
-    cfg: LoraConfig | None, c: Curve, path: str, title: str | None = None, bases: dict[str, float] | None = None
-) -> None:
-    """A plot of the LR of every param group over the run (matplotlib, Agg backend, imported only
-    here); a group whose curve coincides with an earlier one's is drawn dashed on top of it."""
+#: At most this many epoch boundaries are drawn (a longer run draws every k-th), and this many labelled.
+MAX_EPOCH_LINES, MAX_EPOCH_LABELS = 100, 8
+#: The gid of the marks `lr_figure` draws (tests and tools find them by it).
+EPOCH_GID, RESTART_GID = "epoch-boundary", "restart"
+
+
+def epoch_marks(run_length: int, steps_per_epoch: int | None) -> list[tuple[int, str]]:
+    """(first step of an epoch, its label or '') for every epoch after the first, thinned to at most
+    MAX_EPOCH_LINES lines and MAX_EPOCH_LABELS labels (a label on each line would overlap)."""
+    if not steps_per_epoch or steps_per_epoch >= run_length:
+        return []
+    starts = list(range(steps_per_epoch, run_length, steps_per_epoch))
+    every = -(-len(starts) // MAX_EPOCH_LINES)
+    shown = starts[every - 1 :: every]
+    label_every = -(-len(shown) // MAX_EPOCH_LABELS)
+    return [(s, f"epoch {s // steps_per_epoch + 1}" if i % label_every == 0 else "") for i, s in enumerate(shown)]
+
+
+def _draw_marks(ax: Any, marks: list[tuple[int, str]], gid: str, color: str, ls: str, above: bool) -> None:
+    """Light vertical lines at `marks`, each label written small: above the plot (`above`, epochs),
+    else up the line from the bottom (restarts), so the two never overlap where they coincide."""
+    transform = ax.get_xaxis_transform()  # x in steps, y in axes fraction
+    for step, label in marks:
+        ax.axvline(step, color=color, lw=0.8, ls=ls, alpha=0.6, zorder=0, gid=gid)
+        if label and above:
+            ax.text(step, 1.01, label, transform=transform, fontsize=7, color=color, ha="center", va="bottom", gid=gid)
+        elif label:
+            ax.text(step, 0.02, f" {label}", transform=transform, fontsize=7, color=color, rotation=90, gid=gid)
+
+
+def _lr_axis(ax: Any, top: float) -> None:
+    """The LR axis in units of a power of ten written in its label ("learning rate (x 1e-04)"): the
+    offset text matplotlib would write at the top corner collides with the epoch labels."""
+    from matplotlib.ticker import FuncFormatter
+
+    exponent = int(np.floor(np.log10(top))) if top > 0 and np.isfinite(top) else 0
+    if -3 <= exponent <= 3:
+        ax.set_ylabel("learning rate")
+        return
+    scale = 10.0**exponent
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value / scale:.3g}"))
+    ax.set_ylabel(f"learning rate (x 1e{exponent:+03d})")
+
+
+def lr_figure(
+    cfg: LoraConfig | None,
+    c: Curve,
+    title: str | None = None,
+    bases: dict[str, float] | None = None,
+    steps_per_epoch: int | None = None,
+) -> Any:
+    """The LR of every param group over the run (a matplotlib Figure, Agg backend, imported only
+    here): a group whose curve coincides with an earlier one's is drawn dashed on top of it; the LR
+    holds for a whole step, so a dense curve is drawn as steps; light vertical lines mark where each
+    epoch starts (grey, dotted) and each restart (red, dashed)."""
     from lora_sched.dependencies import import_optional
 
     import_optional("matplotlib", "matplotlib", "plot").use("Agg")
     from matplotlib.figure import Figure
 
     lrs = c.lrs(c.steps, c.m)
-    fig = Figure(figsize=(8, 4), dpi=100)
+    fig = Figure(figsize=(8, 4.4), dpi=100)
     ax = fig.add_subplot()
     if bases is None:
         bases = cfg.group_lrs() if cfg is not None else {}
     drawn: list[Any] = []
+    as_steps = c.dense and c.covered <= 2000  # each step's LR drawn over the whole step
     for group, values in lrs.items():
         same = any(np.array_equal(values, other) for other in drawn)
         label = group.replace("_", " ") + (f" (base {bases[group]:g})" if group in bases else "")
-        ax.plot(*envelope(c.steps, values), label=label + (" (same curve)" if same else ""), ls="--" if same else "-")
+        x, y = (np.append(c.steps, c.covered), np.append(values, values[-1:])) if as_steps else (c.steps, values)
+        ax.plot(
+            *envelope(x, y),
+            label=label + (" (same curve)" if same else ""),
+            ls="--" if same else "-",
+            drawstyle="steps-post" if as_steps else "default",
+        )
         drawn.append(values)
+    _draw_marks(ax, epoch_marks(c.covered, steps_per_epoch), EPOCH_GID, "0.4", ":", above=True)
+    warmup = c.rs.warmup if c.rs is not None else 0
+    found = curve_restarts(c, warmup)
+    labelled = [(s, "restart" if len(found) <= MAX_EPOCH_LABELS else "") for s in found]
+    _draw_marks(ax, labelled, RESTART_GID, "C3", "--", above=False)
+    ax.set_xlim(0, max(c.covered if as_steps else c.covered - 1, 1))
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate")
+    _lr_axis(ax, max((float(np.max(v)) for v in lrs.values() if np.size(v)), default=0.0))
     if title is None and cfg is not None:
         title = f"{cfg.schedule_name} ({os.path.basename(cfg.path or '')})"
-    ax.set_title(title or "")
+    ax.set_title(title or "", pad=14)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(lrs), 3), fontsize="small", frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def write_png(
+    cfg: LoraConfig | None,
+    c: Curve,
+    path: str,
+    title: str | None = None,
+    bases: dict[str, float] | None = None,
+    steps_per_epoch: int | None = None,
+) -> None:
+    """`lr_figure` written as a PNG (atomically)."""
+    fig = lr_figure(cfg, c, title, bases, steps_per_epoch)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())

@@ -83,7 +83,7 @@ def encode_latents(vae: Any, images: list, batch: int, scale: float) -> Any:
                 arrays = [np.asarray(images[i], dtype=np.float32) for i in chunk]
                 pixels = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in arrays]) / 127.5 - 1.0
                 pixels = pixels.to(vae.device, vae.dtype)
-                latents = vae.encode(pixels).latent_dist.mean * scale
+                latents = vae.encode(pixels).latent_dist.mean.float() * scale  # float32 from a half VAE too
                 for i, latent in zip(chunk, latents):
                     out[i] = latent
     if len(by_size) == 1:
@@ -110,7 +110,9 @@ def check_sizes(model: str, examples: list, width: int, height: int, value: obje
     for found in settings:
         if found.enable_bucket and step and found.bucket_reso_steps % step:
             steps = found.bucket_reso_steps
-            raise ConfigError(problem("bucket_reso_steps", f"a multiple of {step} for this model", steps))
+            fits = steps + (step - steps % step)
+            hint = f"write bucket_reso_steps = {fits} (or another multiple of {step}; sd-scripts' default is 64)"
+            raise ConfigError(problem("bucket_reso_steps", f"a multiple of {step} for this model", steps, hint))
     sizes = {found.resolution for found in settings if not found.enable_bucket}
     if not settings or any(ex.buckets is None for ex in examples):
         sizes.add((width, height))
@@ -124,7 +126,8 @@ def check_fitted(examples: list, step: int, width: int, height: int, value: obje
     bad = sorted(size for size in sizes if size[0] % step or size[1] % step)
     if bad:
         key = "resolution" if (width, height) in bad else "bucket_reso_steps"
-        raise ConfigError(problem(key, f"sizes that are multiples of {step} for this model", value, f"{bad[0]} is not"))
+        hint = f"{bad[0][0]}x{bad[0][1]} is not: make the resolution and bucket_reso_steps multiples of {step}"
+        raise ConfigError(problem(key, f"sizes that are multiples of {step} for this model", value, hint))
 
 
 def bucket_metadata(examples: list) -> dict[str, Any]:

@@ -130,6 +130,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     print(f"{args.file}: {describe(run)}")
     if run.counting and run.counting.startswith(tuple("0123456789")):
         print(f"run length: {run.counting}")
+        if run.trainer == "sd-scripts" and run.schedule is not None and args.steps_per_epoch is None:
+            from lora_sched.config.arithmetic import config_arithmetic
+
+            for line in config_arithmetic(run.schedule, facts_of(args).processes):
+                print(line)
     notes = [preview.sampling_note(c)]
     if run.schedule is not None:
         notes.append(preview.adaptive_lr_note(run.schedule))
@@ -150,9 +155,20 @@ def cmd_preview(args: argparse.Namespace) -> int:
         title = f"{get(run.trainer).title}: {run.summary or (run.schedule.schedule_name if run.schedule else '')}"
         import os
 
-        preview.write_png(run.schedule, c, args.png, f"{title} ({os.path.basename(run.source)})", dict(run.groups))
+        name = f"{title} ({os.path.basename(run.source)})"
+        preview.write_png(run.schedule, c, args.png, name, dict(run.groups), _steps_per_epoch(run, args))
         print(f"wrote {args.png}")
     return 0
+
+
+def _steps_per_epoch(run: TrainerRun, args: argparse.Namespace) -> int | None:
+    """Optimizer steps per epoch of the run (for the PNG's epoch marks): --steps-per-epoch, else an
+    sd-scripts config's count of its data on this machine; None when not known."""
+    if args.steps_per_epoch is not None:
+        return int(args.steps_per_epoch)
+    if run.trainer != "sd-scripts" or run.schedule is None:
+        return None
+    return run.schedule.training_shape(num_processes=facts_of(args).processes).steps_per_epoch
 
 
 def cmd_export(args: argparse.Namespace) -> int:
