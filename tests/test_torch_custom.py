@@ -351,7 +351,7 @@ def test_a_custom_class_is_checked_the_same_whoever_loads_it_and_in_whatever_ord
         "from lora_sched.api import load_config\n"
         "from lora_sched.errors import ConfigError\n"
         "try:\n"
-        f"    lora_sched.load_config({str(path)!r})\n"
+        f"    load_config({str(path)!r})\n"
         "except ConfigError as exc:\n"
         "    print('api:', exc.problems[0].found, file=sys.stderr)\n"
         "from lora_sched.cli import main\n"
