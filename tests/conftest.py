@@ -34,6 +34,18 @@ def _library_logs_follow_stderr() -> None:
                 handler.__dict__.pop("flush", None)  # diffusers binds the first stderr's flush too
 
 
+@pytest.fixture(autouse=True)
+def _train_logger_as_a_library_leaves_it():
+    """`lora-sched train` run in-process (main([...])) gives the lora_sched.train logger its own
+    stderr handler, without propagation; a later test calling the library directly then reads the
+    records with caplog, as a library user's logging would: each test starts from a plain logger."""
+    logger = logging.getLogger("lora_sched.train")
+    yield
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
 #: Parity tolerance on the learning rate, absolute and relative.
 TOL = 1e-9
 #: The horizons of the parity grid, and the warmups tried for each (W = T - 1 needs T >= 2).

@@ -56,10 +56,11 @@ def test_kohya_colab_layouts_load_as_they_are() -> None:
     assert xl.section_of("unet_lr") == "network_arguments"
     rs = xl.resolve()
     assert (rs.name, rs.params["num_cycles"], rs.warmup) == ("cosine_with_restarts", 3, 10)
-    assert "network_module" in xl.extras and xl.extras["min_snr_gamma"] == ("training_arguments", 8.0)
+    assert "network_module" in xl.extras and xl.extras["lowram"] == ("training_arguments", True)
+    assert xl.values["min_snr_gamma"] == 8.0 and xl.values["multires_noise_iterations"] == 6  # keys `train` applies
     sd15 = load_config(ROOT / "configs" / "kohya_colab_sd15.toml")
     assert sd15.section_of("network_dim") == "additional_network_arguments"
-    assert sd15.extras["prior_loss_weight"] == ("dreambooth_arguments", 1.0)
+    assert sd15.values["prior_loss_weight"] == 1.0 and sd15.section_of("prior_loss_weight") == "dreambooth_arguments"
     assert sd15.values["mixed_precision"] == "fp16"
 
 

@@ -74,7 +74,7 @@ def test_table_knows_each_tools_keys() -> None:
 
 def test_every_key_in_the_data_loads_as_known() -> None:
     unused = sorted(kohya_key_names() - KEY_BY_NAME.keys())
-    assert len(unused) > 350
+    assert len(unused) > 300  # the data holds hundreds of names lora_sched does not read
     text = "[training_arguments]\n" + "".join(f"{name} = 1\n" for name in unused)
     cfg = loads_config(text, "all.toml")
     (learning,) = [w for w in cfg.warnings if "change what is learned" in w.found]

@@ -434,3 +434,48 @@ def test_training_from_a_single_file(files, tmp_path, capsys, name, extra):
     with open(out / "train_log.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and float(rows[0]["lr_unet"]) == 0.0  # one warmup step from 0
+
+
+# -- vae: another VAE replaces the model's (sd-scripts' --vae) --------------------------------------------
+def _other_vae_file(model, path: Path, prefix: str) -> tuple[Path, dict]:
+    """A VAE file in the original layout, its weights other than the model's (each tensor + 0.5)."""
+    from ldm_support import vae_to_ldm
+    from safetensors.torch import save_file
+
+    state = {k: t + 0.5 for k, t in model.vae.state_dict().items()}
+    ldm = {prefix + k.removeprefix("first_stage_model."): t for k, t in vae_to_ldm(state, model.vae.config).items()}
+    save_file(ldm, str(path))
+    return path, state
+
+
+@pytest.mark.parametrize("prefix", ["", "first_stage_model."], ids=["bare", "prefixed"])
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_a_vae_file_replaces_the_models_vae(tiny, files, tmp_path, family, prefix):
+    path, state = _other_vae_file(tiny[family], tmp_path / "vae.safetensors", prefix)
+    loaded = load_model(str(files[family]), options=SourceOptions(vae=str(path)))
+    for name, tensor in loaded.vae.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    plain = load_model(str(files[family]))
+    assert not torch.equal(plain.vae.encoder.conv_in.weight, loaded.vae.encoder.conv_in.weight)
+
+
+def test_a_diffusers_vae_folder_replaces_the_models_vae(tiny, files, tmp_path):
+    other = type(tiny["sd1"].vae).from_config(tiny["sd1"].vae.config)
+    other.save_pretrained(tmp_path / "vae")
+    loaded = load_model(str(files["sd1"]), options=SourceOptions(vae=str(tmp_path / "vae")))
+    for name, tensor in loaded.vae.state_dict().items():
+        assert torch.equal(tensor, other.state_dict()[name]), name
+
+
+def test_a_missing_or_foreign_vae_is_refused_before_anything_is_written(tiny, files, tmp_path, capsys):
+    config = write_train_config(tmp_path / "c.toml", tmp_path / "out", {}, vae="/content/sdxl_vae.safetensors")
+    assert main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}:" in err and "vae: expected a VAE file" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    from safetensors.torch import save_file
+
+    save_file({"encoder.conv_in.weight": torch.zeros(2, 3, 3, 3)}, str(tmp_path / "not_a_vae.safetensors"))
+    with pytest.raises(ConfigError) as exc:
+        load_model(str(files["sd1"]), options=SourceOptions(vae=str(tmp_path / "not_a_vae.safetensors")))
+    assert exc.value.problems[0].key == "vae"

@@ -4,6 +4,7 @@ identically), replaced when the image, the resolution or the VAE changes; atomic
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def test_damaged_foreign_or_absent_files_are_encoded_and_replaced(tmp_path):
     assert LatentDiskCache(_Vae()).latents(items, _Encoder(offset=9.0))[1][0, 0, 0] == 1.0  # now read
 
 
-def test_a_folder_that_cannot_be_written_keeps_the_latents_in_memory(tmp_path, monkeypatch, capsys):
+def test_a_folder_that_cannot_be_written_keeps_the_latents_in_memory(tmp_path, monkeypatch, caplog):
     def refuse(path, data):
         raise PermissionError(13, "Permission denied")
 
@@ -126,9 +127,10 @@ def test_a_folder_that_cannot_be_written_keeps_the_latents_in_memory(tmp_path, m
     items = _items(tmp_path / "data")
     cache = LatentDiskCache(_Vae())
     latents = cache.latents(items, _Encoder())
-    cache.report()
+    with caplog.at_level(logging.INFO, logger="lora_sched.train"):
+        cache.report()  # a log record (the command line prints it)
     assert len(latents) == 3 and cache.written == 0
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "0 latent file(s) read, 0 encoded and written; 3 could not be written, kept in memory" in err
     assert f"{npz_path(items[0][0])} (Permission denied)" in err
 

@@ -20,6 +20,11 @@ from tests.train_support import write_train_config
 STILL_REFUSED = sorted(key for key in LEARNING_KEYS if key not in KEY_BY_NAME)
 
 
+def test_an_option_is_either_applied_or_refused_never_both():
+    assert not set(LEARNING_KEYS) & set(KEY_BY_NAME)
+    assert all(record.needs in LEARNING_KEYS for record in LEARNING_KEYS.values() if record.needs)
+
+
 def test_every_refusable_option_is_one_sd_scripts_reads():
     for key in LEARNING_KEYS:
         record = kohya_key(key)
@@ -55,15 +60,11 @@ def test_every_refused_option_is_listed_at_once():
 @pytest.mark.parametrize(
     "text",
     [
-        "noise_offset = 0.0\n",  # sd-scripts tests its truthiness
-        "clip_skip = 1\n",  # the last layer, as without it
-        "max_token_length = 75\n",
-        'loss_type = "l2"\n',
-        "max_timestep = 1000\nmin_timestep = 0\n",
-        "prior_loss_weight = 0.5\n",  # no reg_data_dir: nothing to weigh
-        "multires_noise_discount = 0.8\n",  # no multires_noise_iterations
-        "network_args = []\n",
-        'save_precision = "float"\n',
+        "color_aug = false\n",  # sd-scripts tests its truthiness
+        'in_json = ""\n',
+        "token_warmup_min = 1\n",  # the whole caption from the first step, as without it
+        "base_weights_multiplier = 0.5\n",  # no base_weights: nothing to scale
+        "base_weights = []\n",
         "max_data_loader_n_workers = 4\nlowram = true\n",  # change nothing learned
     ],
 )
@@ -96,3 +97,18 @@ def test_the_command_refuses_before_the_output_folder_exists(tmp_path):
     assert not out.exists()
     loaded = load_config(config)
     check_applied(loaded, frozenset({key}))  # named: the plan goes on
+
+
+def test_the_docs_table_of_refused_options_is_the_refusal_table():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "tools" / "gen_refused_md.py"
+    spec = importlib.util.spec_from_file_location("gen_refused_md", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = module.PAGE.read_text(encoding="utf-8")
+    assert module.render(page) == page, "run: python tools/gen_refused_md.py --write"
+    for key in STILL_REFUSED:
+        assert f"| `{key}` |" in page
+    assert "| `min_snr_gamma` |" not in page and "min_snr_gamma" in KEY_BY_NAME  # applied: in the config reference

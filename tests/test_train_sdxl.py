@@ -51,12 +51,15 @@ def test_sdxl_lora_with_both_text_encoders_loads_in_diffusers(tmp_path):
     assert not [m for m in modules if "down_blocks" in m or "mid_block" in m or "up_blocks" in m]
     assert "lora_te1_text_model_encoder_layers_1_self_attn_q_proj" in modules
     assert "lora_te2_text_model_encoder_layers_2_self_attn_out_proj" in modules
-    # the first encoder's last layer feeds nothing (SDXL reads its penultimate state): no LoRA there
-    assert not [m for m in modules if m.startswith("lora_te1_text_model_encoder_layers_2_")]
+    # the first encoder's last layer feeds nothing (SDXL reads its penultimate state): as sd-scripts,
+    # its LoRA is in the file, untrained (lora_up = 0)
+    last = "lora_te1_text_model_encoder_layers_2_self_attn_q_proj.lora_up.weight"
+    assert not tensors[last].any() and tensors[last.replace("layers_2", "layers_1")].any()
     counts = {p: len([m for m in modules if m.startswith(p)]) for p in ("lora_unet_", "lora_te1_", "lora_te2_")}
-    # UNet: 4 projections x 2 attentions x 17 transformer blocks (down 2 x 1 + 2 x 2, mid 2, up 3 x 2 + 3 x 1);
-    # text encoders: 4 projections x 2 layers (of 3, the last one skipped) and x 3 layers
-    assert counts == {"lora_unet_": 136, "lora_te1_": 8, "lora_te2_": 12}
+    # as sd-scripts' networks.lora (tests/test_train_network.py): UNet: 10 layers x 17 transformer blocks
+    # (down 2 x 1 + 2 x 2, mid 2, up 3 x 2 + 3 x 1) + proj_in / proj_out x 11 Transformer2DModels;
+    # text encoders: q/k/v/out_proj, fc1, fc2 x 3 layers each
+    assert counts == {"lora_unet_": 192, "lora_te1_": 18, "lora_te2_": 18}
     assert all(tensors[f"{m}.alpha"].item() == 1.0 for m in modules)
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0" and meta["ss_v2"] == "False"
     assert meta["ss_sd_model_name"] == "builtin:tiny-sdxl" and meta["ss_network_module"] == "networks.lora"
@@ -72,7 +75,7 @@ def test_sdxl_lora_with_both_text_encoders_loads_in_diffusers(tmp_path):
         part: sum(1 for n, _ in getattr(pipe, part).named_modules() if n.endswith(".lora_A"))
         for part in ("unet", "text_encoder", "text_encoder_2")
     }
-    assert loaded == {"unet": 136, "text_encoder": 8, "text_encoder_2": 12}
+    assert loaded == {"unet": 192, "text_encoder": 18, "text_encoder_2": 18}
     assert not torch.allclose(torch.from_numpy(before), torch.from_numpy(_image(pipe)))
 
 

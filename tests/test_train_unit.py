@@ -388,11 +388,14 @@ def test_a_resume_refuses_a_change_of_exactly_the_keys_that_fix_the_weights_and_
         "network_dim",
         "network_alpha",
         "network_args",  # conv_dim, block_dims: the LoRA's modules and shapes
+        "vae",  # another VAE: other latents
         "train_batch_size",
         "gradient_accumulation_steps",
         "seed",
         "optimizer_type",
         "optimizer_args",
+        "reg_data_dir",  # the regularisation images an epoch holds
+        "validation_seed",  # which images validation_split holds out
     }
     saved = defaults()
     refused = {key.name for key in KEYS if ckpt.identity_changes(saved, {**saved, key.name: "changed"})}

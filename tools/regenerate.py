@@ -9,6 +9,7 @@ Runs, each with this checkout's lora_sched:
     python -m lora_sched schema -o configs/lora_sched.schema.json
     python tools/gen_schedule_configs.py --write    configs/schedules/NAME.toml of a new schedule
     python tools/gen_colab_catalogue.py --write     the Colab notebook's schedule dropdown
+    python tools/gen_refused_md.py --write          docs/training.md's table of refused options
     python tools/build_readme.py                    README.md, from docs/index.md
 """
 
@@ -27,6 +28,7 @@ STEPS = (
     ("-m", "lora_sched", "schema", "-o", "configs/lora_sched.schema.json"),
     ("tools/gen_schedule_configs.py", "--write"),
     ("tools/gen_colab_catalogue.py", "--write"),
+    ("tools/gen_refused_md.py", "--write"),
     ("tools/build_readme.py",),
 )
 

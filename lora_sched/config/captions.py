@@ -18,8 +18,10 @@ None of them changes the number of samples or batches: the step count is the sam
 
 from __future__ import annotations
 
-import random
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # random costs ~1 ms of validate's start-up (measured: 26.3 vs 27.1 ms); only training draws
+    import random
 
 #: sd-scripts' defaults (its argparse options and dataset_config subset parameters).
 CAPTION_DEFAULTS = {

@@ -88,6 +88,7 @@ class Dataset(NamedTuple):
     resolution: Any = None
     validation_split: float = 0.0
     buckets: BucketSettings | None = None
+    validation_seed: int = 0  # shuffles each training folder before the split (see split_images)
 
     def train_samples(self) -> int:
         return sum(s.repeats * _kept(len(s.images), self.validation_split) for s in self.subsets if not s.is_reg)
@@ -108,11 +109,17 @@ class Dataset(NamedTuple):
     def image_repeats(self) -> list[tuple[Subset, int, int]]:
         """(subset, image index, repeats) of every image an epoch reads: the training images kept by
         the validation split, then the regularisation images with sd-scripts' balanced repeats."""
-        split = self.validation_split
-        train = [(s, i, s.repeats) for s in self.subsets if not s.is_reg for i in range(_kept(len(s.images), split))]
+        train = [(s, i, s.repeats) for s in self.subsets if not s.is_reg for i in self.split(s)[0]]
         reg = [(s, i, s.repeats) for s in self.subsets if s.is_reg for i in range(len(s.images))]
         balanced = reg_repeats(sum(r for _, _, r in train), [r for _, _, r in reg])
         return train + [(s, i, r) for (s, i, _), r in zip(reg, balanced) if r > 0]
+
+    def split(self, subset: Subset) -> tuple[list[int], list[int]]:
+        """(trained, held out) image indices of a subset: see split_images; a regularisation
+        folder is never split (sd-scripts holds none of it out)."""
+        if subset.is_reg or self.validation_split <= 0:
+            return list(range(len(subset.images))), []
+        return split_images(len(subset.images), self.validation_split, self.validation_seed)
 
     def bucket_counts(self) -> dict[Size, int]:
         """Samples per bucket (bucketed() must hold)."""
@@ -149,6 +156,18 @@ class NoData(NamedTuple):
 def _kept(images: int, validation_split: float) -> int:
     """Training images left after sd-scripts' validation split (the first ceil(n x (1 - split)))."""
     return math.ceil(images * (1 - validation_split)) if validation_split > 0 else images
+
+
+def split_images(count: int, validation_split: float, seed: int) -> tuple[list[int], list[int]]:
+    """(trained, held out) indices of a folder's `count` images, as sd-scripts' split_train_val
+    picks them: the images shuffled by Python's random seeded with `seed`, the first
+    ceil(count x (1 - split)) trained, the last round(count x split) held out. The two parts can
+    share an image where that ceil and round both round up (sd-scripts trains and validates on it)."""
+    order = list(range(count))
+    import random  # ~1 ms of validate's start-up otherwise; only a split needs it
+
+    random.Random(seed).shuffle(order)
+    return order[: _kept(count, validation_split)], order[count - round(count * validation_split) :]
 
 
 def reg_samples(train_samples: int, reg: list[Subset]) -> int:
@@ -291,11 +310,13 @@ def folder_plan(
     reg_data_dir: str | None = None,
     check_images: bool = True,
     buckets: BucketSettings | None = None,
+    validation: tuple[float, int] = (0.0, 0),
 ) -> DataPlan | NoData:
     """The DreamBooth-layout folder (or builtin:shapes) train_data_dir names, with the regularisation
     folders of reg_data_dir (the same layout) in the same dataset, as sd-scripts reads them;
     check_images: read each image's first bytes (see image_problems), and its size when `buckets`
-    is on (builtin:shapes is drawn at the resolution: one bucket)."""
+    is on (builtin:shapes is drawn at the resolution: one bucket); validation: (validation_split,
+    validation_seed) of the dataset."""
     key = "train_data_dir"
     if train_data_dir == BUILTIN_DATA:
         return DataPlan(BUILTIN_DATA, [], BUILTIN_SHAPES_SIZE, math.ceil(BUILTIN_SHAPES_SIZE / batch_size), [])
@@ -309,7 +330,9 @@ def folder_plan(
             skipped += reg_skipped
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         return NoData(f'train_data_dir "{train_data_dir}" cannot be read ({exc})', [])
-    dataset = Dataset(folders, batch_size, buckets=buckets)
+    dataset = Dataset(
+        folders, batch_size, buckets=buckets, validation_split=validation[0], validation_seed=validation[1]
+    )
     skipped_notes = [problem(key, "N_concept/ folders", raw(n), severity="notice") for n in skipped]
     if not dataset.samples():  # the skipped folders say why
         return NoData(f'train_data_dir "{train_data_dir}" holds no image in N_concept/ folders', skipped_notes)
@@ -451,6 +474,7 @@ class _DatasetConfigReader:
         tables = [(f"datasets[{i}].", entry), ("general.", general), ("", self.fallback)]
         batch = self.value("batch_size", tables, int, KOHYA_DATASET_DEFAULTS["batch_size"])
         split = self.value("validation_split", tables, (int, float), 0.0)
+        validation_seed = self.value("validation_seed", tables, int, 0)
         # a dataset config's own resolution is an int or [width, height]: config_util.py:244 (sd-scripts
         # 48d368fa) refuses text there; the training config's (the last table) is text, "512" or "512,768"
         own = tables[:-1]
@@ -477,7 +501,7 @@ class _DatasetConfigReader:
                 continue
             seen.add(subset.path)
             subsets.append(subset)
-        return Dataset(subsets, batch, resolution, float(split), buckets)
+        return Dataset(subsets, batch, resolution, float(split), buckets, validation_seed)
 
     def buckets(self, tables: list[tuple[str, dict]], resolution: Any) -> BucketSettings | None:
         """The dataset's bucketing (dataset -> general -> the training config -> sd-scripts' defaults);
@@ -532,6 +556,7 @@ _EXPECTED = {
     "class_tokens": "a string",
     "caption_extension": "a string",
     "validation_split": "a number in [0, 1]",
+    "validation_seed": "an int",
     "resolution": "an int or [width, height]",
     "enable_bucket": "true or false",
     "bucket_no_upscale": "true or false",
@@ -550,6 +575,16 @@ def config_buckets(values: dict[str, Any]) -> BucketSettings | None:
     return BucketSettings(size, **found)
 
 
+def validation_settings(values: dict[str, Any]) -> tuple[float, int]:
+    """(validation_split, validation_seed) of the training config; the seed defaults to `seed`.
+
+    sd-scripts without a validation_seed shuffles by the global random state, once for the training
+    part and again for the validation part, so the two can share images; seeding by `seed` keeps
+    them apart and the split reproducible."""
+    seed = values.get("validation_seed")
+    return float(values.get("validation_split") or 0.0), int(seed if seed is not None else values.get("seed") or 0)
+
+
 def plan_data(
     values: dict[str, Any],
     given: set[str] | dict[str, Any],
@@ -565,15 +600,18 @@ def plan_data(
     """
     batch = int(values["train_batch_size"])
     size = values.get("samples_per_epoch")
+    validation = validation_settings(values)
     config_path = dataset_config or values.get("dataset_config")
     found: DataPlan | NoData
     if config_path:
         # the training config is the last lookup before sd-scripts' defaults: only what it sets
-        passed = ("resolution", "caption_extension", *BUCKET_DEFAULTS, *CAPTION_DEFAULTS)
+        passed = ("resolution", "caption_extension", "validation_split", *BUCKET_DEFAULTS, *CAPTION_DEFAULTS)
         fallback = {"batch_size": batch, **{k: whole(values[k]) for k in passed if k in given}}
+        fallback["validation_seed"] = validation[1]
         found = dataset_config_plan(str(config_path), fallback, check_images)
     elif "train_data_dir" in given:
-        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir, check_images, config_buckets(values))
+        buckets = config_buckets(values)
+        found = folder_plan(str(values["train_data_dir"]), batch, reg_data_dir, check_images, buckets, validation)
     else:
         found = NoData("no data is named: neither train_data_dir nor dataset_config is set", [])
     if size is None:

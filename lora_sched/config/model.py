@@ -122,8 +122,7 @@ class LoraConfig:
         Found once per config and data keys: validate and preview resolve several times."""
         v = self.values
         given = "train_data_dir" in self.sections
-        reg = self.extras.get("reg_data_dir", (None, None))[1]  # an sd-scripts key lora_sched does not train on
-        reg = reg if isinstance(reg, str) else None
+        reg = v.get("reg_data_dir") or None  # an empty string is unset, as sd-scripts tests it
         key = (
             v["train_data_dir"],
             v.get("dataset_config"),
@@ -133,6 +132,7 @@ class LoraConfig:
             reg,
             v["resolution"],
             tuple(v[k] for k in BUCKET_DEFAULTS),
+            tuple(v.get(k) for k in ("validation_split", "validation_seed", "seed")),
         )
         if self._data is None or self._data[0] != key:
             self._data = (key, plan_data(v, set(self.sections), reg_data_dir=reg))

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from lora_sched.config.captions import CaptionSettings, process_caption
 from lora_sched.train.buckets import encode_latents
 from lora_sched.train.data import CachedData, draw_generator, tokenize
+from lora_sched.train.text_encoding import DEFAULT_TEXT, TextOptions, encode_sd_text
 
 
 class BatchData(NamedTuple):
@@ -34,8 +35,10 @@ class BatchData(NamedTuple):
 class Augmenter:
     """Turns a micro-batch's rows of the cache into its augmented BatchData."""
 
-    def __init__(self, model: Any, examples: list, flipped: dict[int, Any], seed: int, train_te: bool) -> None:
-        self.tokenizer, self.text_encoder = model.tokenizer, model.text_encoder
+    def __init__(
+        self, model: Any, examples: list, flipped: dict[int, Any], seed: int, train_te: bool, text: TextOptions
+    ) -> None:
+        self.tokenizer, self.text_encoder, self.text = model.tokenizer, model.text_encoder, text
         self.captions = [ex.caption for ex in examples]
         self.settings: list[CaptionSettings] = [ex.captions or CaptionSettings() for ex in examples]
         self.flipped, self.seed, self.train_te = flipped, seed, train_te
@@ -61,16 +64,18 @@ class Augmenter:
         if not changed:
             embeddings = None if self.train_te else data.embeddings[rows]
             return BatchData(latents, data.input_ids[rows], embeddings), list(range(len(rows)))
-        ids = tokenize(self.tokenizer, captions)
+        ids = tokenize(self.tokenizer, captions, self.text.max_token_length)
         embeddings = None
         if not self.train_te:  # the frozen encoder runs on this draw's captions
             with torch.no_grad():
                 device = next(self.text_encoder.parameters()).device
-                embeddings = self.text_encoder(ids.to(device))[0]
+                embeddings = encode_sd_text(self.text_encoder, ids.to(device), self.text.clip_skip)
         return BatchData(latents, ids, embeddings), list(range(len(rows)))
 
 
-def make_augmenter(model: Any, examples: list, images: list, seed: int, train_te: bool) -> Augmenter | None:
+def make_augmenter(
+    model: Any, examples: list, images: list, seed: int, train_te: bool, text: TextOptions = DEFAULT_TEXT
+) -> Augmenter | None:
     """The run's augmenter (None when no example has a caption option or flip_aug); encodes the
     mirrored images of flip_aug examples (call it while the VAE is still loaded)."""
     active = [ex.captions is not None and (ex.captions.flip_aug or ex.captions.changes_captions()) for ex in examples]
@@ -85,4 +90,4 @@ def make_augmenter(model: Any, examples: list, images: list, seed: int, train_te
         mirrored = [images[i].transpose(Image.Transpose.FLIP_LEFT_RIGHT) for i in flip_rows]
         latents = encode_latents(model.vae, mirrored, 8, scale)
         flipped = {row: latents[[j]][0] for j, row in enumerate(flip_rows)}
-    return Augmenter(model, examples, flipped, seed, train_te)
+    return Augmenter(model, examples, flipped, seed, train_te, text)

@@ -12,14 +12,16 @@ from lora_sched.schedules import ResolvedSchedule, TrainingShape
 from lora_sched.train.accelerate_reset import forget_previous_run
 from lora_sched.train.augment import Augmenter, make_augmenter
 from lora_sched.train.buckets import bucket_metadata, check_fitted
-from lora_sched.train.compute import apply_compute, no_accelerator, set_attention
-from lora_sched.train.conditioning import SdxlConditioning, TextConditioning, conditioning
+from lora_sched.train.compute import apply_compute, cast_vae, no_accelerator, prepare_accelerator, set_attention
+from lora_sched.train.conditioning import SdxlConditioning, TextConditioning, conditioning, model_text_options
 from lora_sched.train.data import CachedData, Example, ShardedOrder, cache_data, sharded_order
 from lora_sched.train.lora import add_lora, text_encoders, trainable
 from lora_sched.train.model import SDModel
+from lora_sched.train.objective import prepare_noise_scheduler
 from lora_sched.train.optim import build_optimizer, is_schedule_free
 from lora_sched.train.plan import RunPlan, check_epoch_length
 from lora_sched.train.sources import load_model
+from lora_sched.train.validation import ValidationSet, build_validation_set
 
 
 class Processes(NamedTuple):
@@ -39,6 +41,7 @@ class Built(NamedTuple):
     prediction: str  #: the training target: "epsilon" (noise) or "v_prediction" (velocity)
     bucket_metadata: dict[str, Any]  #: the LoRA file's ss_*bucket* entries
     augment: Augmenter | None  #: captions and flips drawn per sample (lora_sched.train.augment)
+    validation: ValidationSet | None = None  #: the held-out images (validation_split), cached
 
 
 class Training(NamedTuple):
@@ -75,6 +78,7 @@ def start_processes(cfg: Any, plan: RunPlan, examples: list[Example]) -> Process
         log_with=plan.tracker,
         project_dir=str(plan.log_dir) if plan.tracker else None,
     )
+    prepare_accelerator(accelerator, plan.compute)  # full_fp16: the scaler unscales fp16 gradients
     procs = accelerator.num_processes
     order = sharded_order(examples, plan.batch_size, plan.seed, accelerator.process_index, procs)
     steps_per_epoch = order.updates_per_epoch(plan.accum)
@@ -86,22 +90,30 @@ def build_model(plan: RunPlan, processes: Processes, examples: list[Example], im
     """Seed, load the model, cache the latents (and frozen text embeddings), add the LoRA layers."""
     _seed_everything(plan.seed)
     model = load_model(plan.model_name, options=plan.model_options)  # a damaged file: ConfigError naming it
+    prepare_noise_scheduler(model.noise_scheduler, plan.objective)  # SNR table; zero_terminal_snr's betas
     step_px = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
     check_fitted(examples, step_px, plan.width, plan.height, plan.resolution_key)
     set_attention(model.unet, plan.compute.attention)
     for part in model.modules().values():
         part.to(processes.accelerator.device)
+    cast_vae(model.vae, plan.compute)  # sd-scripts' weight type, float32 with no_half_vae
+    text = model_text_options(model, plan.text)  # clip_skip, max_token_length
     cache_text = not plan.train_te and not model.is_sdxl  # SDXL's two encoders: lora_sched.train.conditioning
-    data = cache_data(model, examples, images, cache_text=cache_text, disk_cache=plan.cache_latents_to_disk)
-    condition = conditioning(model, data, examples, plan.train_te)
+    data = cache_data(model, examples, images, cache_text=cache_text, disk_cache=plan.cache_latents_to_disk, text=text)
+    condition = conditioning(model, data, examples, plan.train_te, text)
     prediction = str(model.noise_scheduler.config.prediction_type)  # v_parameterization: set by the loader
     buckets = bucket_metadata(examples)
-    augment = make_augmenter(model, examples, images, plan.seed, plan.train_te)  # while the VAE is loaded
+    augment = make_augmenter(model, examples, images, plan.seed, plan.train_te, text)  # while the VAE is loaded
+    validation = None
+    if plan.validation is not None:  # cached as the training data, before the LoRA layers
+        size, disk = (plan.width, plan.height), plan.cache_latents_to_disk
+        held_out = plan.data.validation
+        validation = build_validation_set(model, held_out, size, plan.batch_size, (plan.train_te, disk), text)
     model.vae.to("cpu")  # only needed for caching
-    add_lora(model, plan.network_dim, plan.network_alpha, plan.train_te, plan.seed)
+    add_lora(model, plan.network, plan.train_te, plan.seed)
     apply_compute(model, plan.compute, plan.train_te)
     assert processes.order.num_samples == data.num_samples  # the cache holds exactly the examples counted
-    return Built(model, data, condition, prediction, buckets, augment)
+    return Built(model, data, condition, prediction, buckets, augment, validation)
 
 
 def build_training(cfg: Any, plan: RunPlan, processes: Processes, built: Built, trust_scheduler_code: bool) -> Training:

@@ -1,12 +1,18 @@
 """How the forward and backward passes run: mixed precision, the attention kernel, gradient checkpointing.
 
-These are the settings that make a real model fit on a GPU. As in sd-scripts:
+These are the settings that make a real model fit on a GPU. As in sd-scripts (train_network.py):
 
-- ``mixed_precision = "bf16"`` / ``"fp16"``: the frozen weights of the UNet and text encoder are
+- ``mixed_precision = "bf16"`` / ``"fp16"``: the frozen weights of the UNet and text encoder(s) are
   stored in that type (half the memory), the LoRA weights and their optimizer state stay float32,
-  and the forward runs under autocast (accelerate's). fp16 gradients are scaled (accelerate's
-  GradScaler, through ``accelerator.backward``; a step whose gradients overflow is skipped, the LR
-  schedule still advances). The VAE stays float32: it only encodes the latents once.
+  and the text encoding and the UNet forward run under accelerate's autocast. fp16 gradients are
+  scaled (accelerate's GradScaler, through ``accelerator.backward``; a step whose gradients overflow
+  is skipped, the LR schedule still advances).
+- ``full_bf16`` / ``full_fp16``: the LoRA weights, their gradients and the optimizer state in the half
+  type too (sd-scripts' ``network.to(weight_dtype)``); each needs the matching mixed_precision. For
+  full_fp16 the gradient scaler is allowed to unscale fp16 gradients (sd-scripts'
+  ``patch_accelerator_for_fp16_training``).
+- the VAE encodes the latents (and decodes sample images) in the half type too, unless
+  ``no_half_vae`` keeps it float32 (SDXL's VAE overflows in fp16: its latents turn to NaN).
 - ``gradient_checkpointing``: activations are recomputed in the backward pass (UNet, and the text
   encoder when it is trained): same gradients, much less memory, about a third slower.
 - attention: PyTorch's scaled-dot-product attention (``sdpa``); ``xformers`` where that package is
@@ -19,6 +25,8 @@ import importlib.util
 import sys
 from typing import Any, NamedTuple
 
+from lora_sched.errors import ConfigError, problem
+
 
 class ComputeOptions(NamedTuple):
     """What a run computes with, decided once from the config and the machine."""
@@ -26,16 +34,55 @@ class ComputeOptions(NamedTuple):
     mixed_precision: str  #: "no", "fp16" or "bf16": what runs (fp16 on a CPU runs as "no")
     gradient_checkpointing: bool
     attention: str  #: "sdpa" or "xformers"
+    full_half: bool = False  #: full_fp16 / full_bf16: the LoRA weights in the half type too
+    no_half_vae: bool = False  #: the VAE stays float32 under mixed precision
 
 
 def compute_options(values: dict, on_cpu: bool) -> ComputeOptions:
     """The config's precision, checkpointing and attention keys, with a notice where this machine
-    cannot do what the file asks and a faithful substitute exists."""
+    cannot do what the file asks and a faithful substitute exists, and a ConfigError where none does."""
+    requested = str(values.get("mixed_precision") or "no")
+    full_half = _full_half(requested, bool(values.get("full_fp16")), bool(values.get("full_bf16")), on_cpu)
     return ComputeOptions(
-        mixed_precision=_mixed_precision(str(values.get("mixed_precision") or "no"), on_cpu),
+        mixed_precision=_mixed_precision(requested, on_cpu),
         gradient_checkpointing=bool(values.get("gradient_checkpointing")),
         attention=_attention(values, on_cpu),
+        full_half=full_half,
+        no_half_vae=bool(values.get("no_half_vae")),
     )
+
+
+def _full_half(mixed_precision: str, full_fp16: bool, full_bf16: bool, on_cpu: bool) -> bool:
+    """Whether the LoRA weights train in the half type, with sd-scripts' checks as ConfigErrors:
+    full_fp16 needs mixed_precision "fp16" and full_bf16 "bf16" (sd-scripts tests full_fp16 first,
+    so with both set full_fp16 decides). full_fp16 needs a GPU: fp16 runs as float32 on a CPU, and
+    the LoRA weights cannot be trained "in fp16" there."""
+    found = f'mixed_precision is "{mixed_precision}": '
+    if full_fp16:
+        expected = 'true only with mixed_precision = "fp16" (as sd-scripts asserts)'
+        hint = 'set mixed_precision = "fp16", or use full_bf16 with mixed_precision = "bf16", or remove full_fp16'
+        _require(mixed_precision == "fp16", "full_fp16", expected, found + hint)
+        expected = "a GPU (fp16 has no CPU kernels: on this machine fp16 runs as float32)"
+        hint = 'on a CPU use mixed_precision = "bf16" with full_bf16 = true, or remove full_fp16 (or train on a GPU)'
+        _require(not on_cpu, "full_fp16", expected, hint)
+        if full_bf16:
+            _notice("full_fp16 and full_bf16 are both set: as in sd-scripts, full_fp16 decides (full_bf16 is ignored)")
+        return True
+    if full_bf16:
+        expected = 'true only with mixed_precision = "bf16" (as sd-scripts asserts)'
+        _require(
+            mixed_precision == "bf16",
+            "full_bf16",
+            expected,
+            found + 'set mixed_precision = "bf16", or remove full_bf16',
+        )
+    return full_bf16
+
+
+def _require(holds: bool, key: str, expected: str, hint: str) -> None:
+    """A ConfigError at `key` (whose value is true) unless the condition `holds`."""
+    if not holds:
+        raise ConfigError(problem(key, expected, True, hint))
 
 
 def _mixed_precision(requested: str, on_cpu: bool) -> str:
@@ -106,17 +153,40 @@ def weight_dtype(mixed_precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
 
 
-def cast_frozen_weights(parts: list[Any], mixed_precision: str) -> None:
-    """Frozen parameters to the half type, trainable (LoRA) ones to float32: the weights updates
-    land on keep full precision, the base model takes half the memory."""
+def vae_dtype(options: ComputeOptions) -> Any:
+    """The type the VAE encodes and decodes in: sd-scripts' weight type, float32 with no_half_vae
+    (None: float32, as loaded)."""
+    return None if options.no_half_vae else weight_dtype(options.mixed_precision)
+
+
+def cast_vae(vae: Any, options: ComputeOptions) -> None:
+    """The VAE to its type (vae_dtype), before it encodes the latents. diffusers warns at every such
+    cast that a model loaded with torch_dtype might keep some modules float32; SD's VAE has none."""
+    from diffusers.utils import logging as diffusers_logging
+
+    dtype = vae_dtype(options)
+    if dtype is None:
+        return
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        vae.to(dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
+def cast_frozen_weights(parts: list[Any], mixed_precision: str, full_half: bool = False) -> None:
+    """Frozen parameters to the half type; trainable (LoRA) ones to float32, so that the updates
+    land on full-precision weights, or (`full_half`: full_fp16 / full_bf16) to the half type too."""
     import torch
 
     dtype = weight_dtype(mixed_precision)
     if dtype is None:
         return
+    trained = dtype if full_half else torch.float32
     for part in parts:
         for param in part.parameters():
-            param.data = param.data.to(torch.float32 if param.requires_grad else dtype)
+            param.data = param.data.to(trained if param.requires_grad else dtype)
 
 
 def apply_compute(model: Any, options: ComputeOptions, train_te: bool) -> None:
@@ -125,7 +195,25 @@ def apply_compute(model: Any, options: ComputeOptions, train_te: bool) -> None:
     if options.gradient_checkpointing:
         for encoder in encoders if train_te else [None]:  # SDXL: both text encoders
             enable_checkpointing(model.unet, encoder)
-    cast_frozen_weights([model.unet, *encoders], options.mixed_precision)
+    cast_frozen_weights([model.unet, *encoders], options.mixed_precision, options.full_half)
+
+
+def prepare_accelerator(accelerator: Any, options: ComputeOptions) -> None:
+    """full_fp16: let the gradient scaler unscale fp16 gradients (torch's GradScaler refuses them:
+    it expects float32 weights under autocast), as sd-scripts' patch_accelerator_for_fp16_training."""
+    scaler = getattr(accelerator, "scaler", None)
+    if options.full_half and options.mixed_precision == "fp16" and scaler is not None:
+        allow_fp16_unscale(scaler)
+
+
+def allow_fp16_unscale(scaler: Any) -> None:
+    """Make `scaler` unscale fp16 gradients (its `_unscale_grads_` called with allow_fp16=True)."""
+    unscale = scaler._unscale_grads_
+
+    def unscale_fp16_too(optimizer: Any, inv_scale: Any, found_inf: Any, allow_fp16: bool) -> Any:
+        return unscale(optimizer, inv_scale, found_inf, True)
+
+    scaler._unscale_grads_ = unscale_fp16_too
 
 
 def no_accelerator() -> bool:

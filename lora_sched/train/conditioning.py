@@ -2,19 +2,22 @@
 text embedding and the size/crop ids), either cached once (frozen text encoders) or computed every
 step (trained ones).
 
-SD 1.x / 2.x: the text encoder's last hidden state. SDXL, as sd-scripts' sdxl_train_network: the
-penultimate hidden states of both text encoders concatenated on the channel axis, the second
-encoder's projected pooled output (at the first end-of-text token), and six ids per image
-(original height and width, crop top and left, target height and width), which diffusers' UNet
-embeds itself (``added_cond_kwargs``).
+SD 1.x / 2.x: the text encoder's last hidden state (or, with clip_skip, an earlier one). SDXL, as
+sd-scripts' sdxl_train_network: the penultimate hidden states of both text encoders concatenated on
+the channel axis, the second encoder's projected pooled output (at the first end-of-text token), and
+six ids per image (original height and width, crop top and left, target height and width), which
+diffusers' UNet embeds itself (``added_cond_kwargs``). Long captions (max_token_length) and
+clip_skip: lora_sched.train.text_encoding.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from lora_sched.train.data import CachedData, Example, tokenize
+from lora_sched.train.text_encoding import DEFAULT_TEXT, TextOptions, check_clip_skip, encode_sd_text, encode_sdxl_text
 
 
 @dataclass
@@ -24,10 +27,11 @@ class TextConditioning:
 
     text_encoder: Any
     train_te: bool
+    clip_skip: int | None = None
 
     def __call__(self, data: Any, rows: list[int], device: Any) -> tuple[Any, dict]:
         if self.train_te:
-            return self.text_encoder(data.input_ids[rows].to(device))[0], {}
+            return encode_sd_text(self.text_encoder, data.input_ids[rows].to(device), self.clip_skip), {}
         return data.embeddings[rows], {}
 
     def wrap(self, prepare: Any) -> list[Any]:
@@ -53,6 +57,7 @@ class SdxlConditioning:
     pooled: Any = None  # cached (N, projection_dim)
     tokenizers: tuple = ()  # (tokenizer 1, tokenizer 2): for captions drawn anew (caption options)
     crop_right: Any = None  # (N,): each image's crop right edge, for the crop ids of a mirrored draw
+    max_token_length: int | None = None  # 150 / 225: ids are (N, chunks, 77)
 
     def __call__(self, data: Any, rows: list[int], device: Any) -> tuple[Any, dict]:
         """`rows` index `data`: the cache, or an augmented micro-batch (lora_sched.train.augment.BatchData)
@@ -60,7 +65,7 @@ class SdxlConditioning:
         cache_rows = list(getattr(data, "source_rows", ()) or rows)
         captions = getattr(data, "drawn_captions", None)  # (the cache's `captions` are every caption)
         if captions is not None:  # this draw's captions, through both encoders
-            ids_1, ids_2 = (tokenize(t, list(captions)).to(device) for t in self.tokenizers)
+            ids_1, ids_2 = (tokenize(t, list(captions), self.max_token_length).to(device) for t in self.tokenizers)
             hidden, pooled = self._encode(ids_1, ids_2)
         elif self.train_te:
             hidden, pooled = self._encode(
@@ -84,28 +89,6 @@ class SdxlConditioning:
             return []
         self.text_encoder, self.text_encoder_2 = prepare(self.text_encoder), prepare(self.text_encoder_2)
         return [self.text_encoder, self.text_encoder_2]
-
-
-def encode_sdxl_text(text_encoder: Any, text_encoder_2: Any, ids_1: Any, ids_2: Any, eos_id: int) -> tuple[Any, Any]:
-    """(penultimate hidden states of both encoders side by side, encoder 2's projected pooled output).
-
-    The pooled output is read at the first end-of-text token (the tokenizer's id), as sd-scripts
-    does: SDXL's text_encoder_2 config names a legacy EOS id that is not the tokenizer's.
-    """
-    import torch
-
-    out_1 = text_encoder(ids_1, output_hidden_states=True)
-    out_2 = text_encoder_2(ids_2, output_hidden_states=True)
-    hidden = torch.cat([out_1.hidden_states[-2], out_2.hidden_states[-2]], dim=-1)
-    first_eos = (ids_2 == eos_id).int().argmax(dim=-1)
-    last = out_2.last_hidden_state[torch.arange(ids_2.shape[0], device=ids_2.device), first_eos]
-    pooled = _unwrap(text_encoder_2).text_projection(last)
-    return hidden, pooled
-
-
-def _unwrap(module: Any) -> Any:
-    """The model inside a DDP wrapper (accelerate's prepare), for its config and submodules."""
-    return getattr(module, "module", module)
 
 
 def size_ids(example: Example, target: tuple[int, int]) -> list[int]:
@@ -138,12 +121,15 @@ def mirrored_time_ids(time_ids: Any, right: Any, flips: Any) -> Any:
     return ids
 
 
-def sdxl_conditioning(model: Any, data: CachedData, examples: list[Example], train_te: bool) -> SdxlConditioning:
+def sdxl_conditioning(
+    model: Any, data: CachedData, examples: list[Example], train_te: bool, max_token_length: int | None = None
+) -> SdxlConditioning:
     """Tokenize every caption for both encoders, compute each example's size ids from its latents'
     size, and encode the captions once when the encoders are frozen."""
     import torch
 
-    ids_1, ids_2 = tokenize(model.tokenizer, data.captions), tokenize(model.tokenizer_2, data.captions)
+    ids_1 = tokenize(model.tokenizer, data.captions, max_token_length)
+    ids_2 = tokenize(model.tokenizer_2, data.captions, max_token_length)
     scale = model.vae_scale_factor
     rows, rights = [], []
     for i, example in enumerate(examples):
@@ -155,6 +141,7 @@ def sdxl_conditioning(model: Any, data: CachedData, examples: list[Example], tra
     cond = SdxlConditioning(model.text_encoder, model.text_encoder_2, ids_1, ids_2, time_ids, eos_id, train_te)
     cond.tokenizers = (model.tokenizer, model.tokenizer_2)
     cond.crop_right = torch.tensor(rights, dtype=torch.float32)
+    cond.max_token_length = max_token_length
     if not train_te:
         device, te_1, te_2 = model.unet.device, model.text_encoder, model.text_encoder_2
         with torch.no_grad():
@@ -167,8 +154,25 @@ def sdxl_conditioning(model: Any, data: CachedData, examples: list[Example], tra
     return cond
 
 
-def conditioning(model: Any, data: CachedData, examples: list[Example], train_te: bool) -> Any:
-    """The conditioning for `model`'s kind."""
+def model_text_options(model: Any, text: TextOptions) -> TextOptions:
+    """The run's text options for `model`, checked against it before anything is encoded: SDXL
+    ignores clip_skip, with sd-scripts' warning; SD's clip_skip must name a layer of its encoder."""
     if model.is_sdxl:
-        return sdxl_conditioning(model, data, examples, train_te)
-    return TextConditioning(model.text_encoder, train_te)
+        if text.clip_skip is not None:
+            logging.getLogger("lora_sched.train").warning(
+                "clip_skip = %s is ignored for SDXL, as sd-scripts ignores it: SDXL is conditioned on the "
+                "penultimate layer of both text encoders",
+                text.clip_skip,
+            )
+        return text._replace(clip_skip=None)
+    check_clip_skip(text, model.text_encoder)
+    return text
+
+
+def conditioning(
+    model: Any, data: CachedData, examples: list[Example], train_te: bool, text: TextOptions = DEFAULT_TEXT
+) -> Any:
+    """The conditioning for `model`'s kind (`text`: as model_text_options made it)."""
+    if model.is_sdxl:
+        return sdxl_conditioning(model, data, examples, train_te, text.max_token_length)
+    return TextConditioning(model.text_encoder, train_te, text.clip_skip)

@@ -8,6 +8,7 @@ import io
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from lora_sched.config.writer import atomic_write_text
@@ -19,15 +20,18 @@ class CsvLog:
     """step, epoch, lr_<group>... (and d*lr_<group>...), loss, seconds; on resume, rows from the resumed
     step on are dropped.
 
-    seconds = wall time since this process opened the log, when the step's update finished
-    (throughput per step without start-up; bench/bench_train.py reads it). The file is fsynced
-    before every checkpoint, so the rows of the steps a checkpoint holds survive a power cut.
+    seconds = wall time of the training since the log was first opened, when the step's update
+    finished (throughput per step without start-up; bench/bench_train.py reads it). A resumed run's
+    clock goes on from the last kept row's seconds, so the column never runs backwards (the time
+    between the kill and the resume is not counted). The file is fsynced before every checkpoint,
+    so the rows of the steps a checkpoint holds survive a power cut.
     """
 
-    def __init__(self, path: Path, lr_columns: list[str], start: int) -> None:
+    def __init__(self, path: Path, lr_columns: list[str], start: int, optional: tuple[str, ...] = ()) -> None:
+        """optional: columns after seconds that a step may leave empty (the validation loss)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = ["step", "epoch", *lr_columns, "loss", "seconds"]
-        kept = _rows_before(path, header, start) if start > 0 else []
+        header = ["step", "epoch", *lr_columns, "loss", "seconds", *optional]
+        kept = _rows_before(path, header, start, len(optional)) if start > 0 else []
         text = io.StringIO(newline="")
         writer = csv.writer(text)
         writer.writerow(header)
@@ -35,11 +39,12 @@ class CsvLog:
         atomic_write_text(path, text.getvalue())
         self._fh = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
         self._writer = csv.writer(self._fh)
-        self._t0 = time.perf_counter()
+        self._t0 = time.perf_counter() - _last_seconds(kept, header.index("seconds"))
 
-    def write(self, step: int, epoch: int, lrs: list[float], loss: float) -> None:
+    def write(self, step: int, epoch: int, lrs: list[float], loss: float, extra: Sequence[float | None] = ()) -> None:
         seconds = f"{time.perf_counter() - self._t0:.6f}"
-        self._writer.writerow([step, epoch, *(repr(lr) for lr in lrs), repr(loss), seconds])
+        cells = ["" if value is None else repr(value) for value in extra]  # empty: not measured
+        self._writer.writerow([step, epoch, *(repr(lr) for lr in lrs), repr(loss), seconds, *cells])
         self._fh.flush()
 
     def sync(self) -> None:
@@ -51,7 +56,7 @@ class CsvLog:
         self._fh.close()
 
 
-def _rows_before(path: Path, header: list[str], start: int) -> list[list[str]]:
+def _rows_before(path: Path, header: list[str], start: int, optional: int = 0) -> list[list[str]]:
     """The earlier log's rows of steps 0 .. start-1, in order, as long as they are whole.
 
     Reading stops at the first row that is not a complete record of the next step: a row torn by a
@@ -71,7 +76,7 @@ def _rows_before(path: Path, header: list[str], start: int) -> list[list[str]]:
     kept: list[list[str]] = []
     for line in lines[1:]:
         row = _csv_row(line)
-        if len(kept) == start or not _is_log_row(row, len(header), len(kept)):
+        if len(kept) == start or not _is_log_row(row, len(header), len(kept), optional):
             break
         kept.append(row)
     if len(kept) < start:
@@ -84,6 +89,11 @@ def _rows_before(path: Path, header: list[str], start: int) -> list[list[str]]:
     return kept
 
 
+def _last_seconds(rows: list[list[str]], column: int = -1) -> float:
+    """The seconds column of the last kept row (0 for a fresh log): where a resumed run's clock starts."""
+    return float(rows[-1][column]) if rows else 0.0
+
+
 def _csv_row(line: str) -> list[str]:
     try:
         return next(csv.reader([line]), [])
@@ -91,14 +101,17 @@ def _csv_row(line: str) -> list[str]:
         return []
 
 
-def _is_log_row(row: list[str], width: int, step: int) -> bool:
-    """A whole row of the log for `step`: every field present and a number."""
+def _is_log_row(row: list[str], width: int, step: int, optional: int = 0) -> bool:
+    """A whole row of the log for `step`: every field present and a number (the last `optional`
+    ones may be empty)."""
     if len(row) != width or row[0] != str(step):
         return False
+    required = width - optional
     try:
         int(row[1])
-        for field in row[2:]:
-            float(field)
+        for i, field in enumerate(row[2:], start=2):
+            if field or i < required:
+                float(field)
     except ValueError:
         return False
-    return all(field.strip() == field and field for field in row)
+    return all(field.strip() == field and (field or i >= required) for i, field in enumerate(row))

@@ -30,6 +30,7 @@ from lora_sched.config.dataset import IMAGE_EXTENSIONS, DataPlan, Dataset, NoDat
 from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 from lora_sched.train.buckets import Geometry, encode_latents, fit_to_bucket, sample_buckets
+from lora_sched.train.text_encoding import DEFAULT_TEXT, TextOptions, encode_sd_text, tokenize_chunks
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Example:
     captions: CaptionSettings | None = None  # its subset's caption options and flip_aug (lora_sched.train.augment)
     dataset: int = 0  # its [[datasets]] entry: each dataset is batched apart
     batch_size: int | None = None  # its dataset's batch size (None: the run's)
+    loss_weight: float = 1.0  # prior_loss_weight for a regularisation image, as sd-scripts' loss_weights
 
     def load(self, width: int, height: int) -> Any:
         """The image as an RGB PIL image, fitted to its bucket (or resized to cover (width, height)
@@ -115,11 +117,13 @@ class _Drawing:
 
 # -- kohya folders ---------------------------------------------------------------------------
 class TrainingData(NamedTuple):
-    """What training reads: its examples (repeats in each), the batch size and the resolution."""
+    """What training reads: its examples (repeats in each), the batch size and the resolution, and
+    the images validation_split holds out (lora_sched.train.validation; never trained on)."""
 
     examples: list[Example]
     batch_size: int
     resolution: Any
+    validation: tuple[Example, ...] = ()
 
 
 def training_data(cfg: Any) -> TrainingData:
@@ -130,53 +134,93 @@ def training_data(cfg: Any) -> TrainingData:
     batch, resolution = int(v["train_batch_size"]), v["resolution"]
     captions = caption_settings(v)
     found = cfg.data()
+    weight = float(v.get("prior_loss_weight", 1.0))
     if not v.get("dataset_config"):
         if isinstance(found, DataPlan) and found.datasets:  # the folders the preview counted (reg_data_dir too)
-            return TrainingData(examples_from(found, caption_extension, captions), batch, resolution)
+            examples = examples_from(found, caption_extension, captions, weight)
+            held_out = tuple(validation_examples(found, caption_extension, captions))
+            return TrainingData(examples, batch, resolution, held_out)
+        _refuse_unsplit_builtin(v)
         examples = load_examples(str(v["train_data_dir"]), caption_extension)
         return TrainingData([replace(ex, captions=captions) for ex in examples], batch, resolution)
     if isinstance(found, NoData) or not found.datasets:
         why = found.why if isinstance(found, NoData) else "it holds no dataset here"
         raise ConfigError(problem("dataset_config", "a kohya dataset config with images", v["dataset_config"], why))
-    examples = examples_from(found, caption_extension)
+    examples = examples_from(found, caption_extension, prior_loss_weight=weight)
+    held_out = tuple(validation_examples(found, caption_extension))
     sizes = {d.batch_size for d in found.datasets}  # one size: it counts "sp" durations, as the preview does
-    return TrainingData(examples, sizes.pop() if len(sizes) == 1 else batch, found.datasets[0].resolution or resolution)
+    batch = sizes.pop() if len(sizes) == 1 else batch
+    return TrainingData(examples, batch, found.datasets[0].resolution or resolution, held_out)
 
 
-def examples_from(found: DataPlan, caption_extension: str, captions: CaptionSettings | None = None) -> list[Example]:
-    """Every example of a counted data plan, with its dataset's bucketing (or resolution) and batch
-    size and its subset's caption options (else `captions`); ConfigError for what lora_sched's
-    trainer does not run (regularisation images, a validation split): the count would differ."""
-    key = found.key
-    refusal = ""
-    if any(s.is_reg and s.images for d in found.datasets for s in d.subsets):
-        refusal = "regularisation images (is_reg / reg_data_dir): lora-sched train does not train on them"
-    elif any(d.validation_split > 0 for d in found.datasets):
-        refusal = "a validation_split: lora-sched train has no validation set"
-    if refusal:
-        raise ConfigError(
-            problem(
-                key,
-                "data lora-sched train runs exactly as counted",
-                raw(refusal),
-                "train it with sd-scripts (export --kohya), or simplify the data",
+def _refuse_unsplit_builtin(values: dict[str, Any]) -> None:
+    """builtin:shapes has no folders to hold images out of or regularisation images to add: refuse
+    reg_data_dir and validation_split with it rather than ignore them."""
+    for key in ("reg_data_dir", "validation_split"):
+        given = values.get(key)
+        if given:
+            raise ConfigError(
+                problem(
+                    key,
+                    f"{key} with a train_data_dir of N_concept/ folders or a dataset_config",
+                    given,
+                    f"{BUILTIN_DATA} (the default train_data_dir) has no such folders; name your images",
+                )
             )
-        )
+
+
+def examples_from(
+    found: DataPlan,
+    caption_extension: str,
+    captions: CaptionSettings | None = None,
+    prior_loss_weight: float = 1.0,
+) -> list[Example]:
+    """Every example an epoch of a counted data plan reads, with its dataset's bucketing (or
+    resolution) and batch size and its subset's caption options (else `captions`): the images the
+    validation split keeps, then the regularisation images with the repeats sd-scripts' fill gives
+    them (lora_sched.config.dataset.reg_repeats) and `prior_loss_weight` as their loss weight."""
+    examples: list[Example] = []
+    for number, dataset in enumerate(found.datasets):
+        picked: dict[str, tuple[Subset, list[tuple[int, int]]]] = {}  # by folder, in epoch order
+        for subset, image, repeats in dataset.image_repeats():
+            picked.setdefault(subset.path, (subset, []))[1].append((image, repeats))
+        for subset, pairs in picked.values():
+            weight = prior_loss_weight if subset.is_reg else 1.0
+            examples += _subset_examples(subset, caption_extension, captions, number, dataset, pairs, weight)
+    return examples
+
+
+def validation_examples(
+    found: DataPlan, caption_extension: str, captions: CaptionSettings | None = None
+) -> list[Example]:
+    """The images each dataset's validation_split holds out (one repeat each, as sd-scripts' validation
+    dataset reads them; regularisation folders are never split)."""
     examples: list[Example] = []
     for number, dataset in enumerate(found.datasets):
         for subset in dataset.subsets:
-            examples += _subset_examples(subset, caption_extension, captions, number, dataset)
+            held_out = [(image, 1) for image in dataset.split(subset)[1]]
+            examples += _subset_examples(subset, caption_extension, captions, number, dataset, held_out)
     return examples
 
 
 def _subset_examples(
-    subset: Subset, caption_extension: str, captions: CaptionSettings | None, number: int, dataset: Dataset
+    subset: Subset,
+    caption_extension: str,
+    captions: CaptionSettings | None,
+    number: int,
+    dataset: Dataset,
+    picked: list[tuple[int, int]] | None = None,
+    loss_weight: float = 1.0,
 ) -> list[Example]:
+    """The examples of a subset's `picked` (image index, repeats) pairs (default: every image with
+    the subset's repeats), each weighing `loss_weight` in the loss."""
     # bucketing off: its one bucket is the dataset's resolution (None: unreadable, the run's is used)
     fit = dataset.buckets if dataset.bucketed() or (dataset.buckets and not dataset.buckets.enable_bucket) else None
     examples = []
     suffix = caption_suffix(subset.caption_extension or caption_extension)  # "txt" reads img.txt, as sd-scripts
-    for image_path in subset.images:
+    pairs = picked if picked is not None else [(i, subset.repeats) for i in range(len(subset.images))]
+    for index, repeats in pairs:
+        image_path = subset.images[index]
         image = Path(image_path)
         caption_file = Path(os.path.splitext(image_path)[0] + suffix)
         caption = subset.concept
@@ -188,12 +232,13 @@ def _subset_examples(
             Example(
                 name,
                 caption,
-                subset.repeats,
+                repeats,
                 image,
                 buckets=fit,
                 captions=options,
                 dataset=number,
                 batch_size=dataset.batch_size,
+                loss_weight=loss_weight,
             )
         )
     return examples
@@ -279,30 +324,41 @@ class CachedData:
     embeddings: Any | None
     index: list[int]
     captions: list[str]
+    loss_weights: Any | None = None  # (N,) each example's loss weight; None when all weigh 1
 
     @property
     def num_samples(self) -> int:
         return len(self.index)
 
 
-def tokenize(tokenizer: Any, captions: list[str]) -> Any:
-    """Token ids of `captions`, padded (and cut) to the tokenizer's length, as SD's encoders take them."""
+def tokenize(tokenizer: Any, captions: list[str], max_token_length: int | None = None) -> Any:
+    """Token ids of `captions`, padded (and cut) to the tokenizer's length, as SD's encoders take them;
+    with max_token_length 150 / 225, (N, chunks, 77) (lora_sched.train.text_encoding)."""
+    if max_token_length:
+        return tokenize_chunks(tokenizer, captions, max_token_length)
     return tokenizer(
         captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
 
 
 def cache_data(
-    model: Any, examples: list[Example], images: list, cache_text: bool, batch: int = 8, disk_cache: bool = False
+    model: Any,
+    examples: list[Example],
+    images: list,
+    cache_text: bool,
+    batch: int = 8,
+    disk_cache: bool = False,
+    text: TextOptions = DEFAULT_TEXT,
 ) -> CachedData:
     """Encode every image through the VAE once (distribution mean x scaling factor, deterministic)
     and tokenize every caption; also encode captions when the text encoder is frozen. `disk_cache`
-    (cache_latents_to_disk): latents read from / written to IMAGE.npz files (train/latent_cache.py)."""
+    (cache_latents_to_disk): latents read from / written to IMAGE.npz files (train/latent_cache.py).
+    `text`: the run's clip_skip and max_token_length (lora_sched.train.text_encoding.TextOptions)."""
     import torch
 
     scale = float(getattr(model.vae.config, "scaling_factor", 0.18215))
     captions = [ex.caption for ex in examples]
-    ids = tokenize(model.tokenizer, captions)
+    ids = tokenize(model.tokenizer, captions, text.max_token_length)
     if disk_cache:
         from lora_sched.train.latent_cache import disk_cached_latents
 
@@ -312,9 +368,27 @@ def cache_data(
     with torch.no_grad():
         embeddings = None
         if cache_text:
-            embeddings = torch.cat([model.text_encoder(ids[i : i + batch])[0] for i in range(0, len(ids), batch)])
+            encoder, starts = model.text_encoder, range(0, len(ids), batch)
+            embeddings = torch.cat([encode_sd_text(encoder, ids[i : i + batch], text.clip_skip) for i in starts])
     index = sample_index(examples)
-    return CachedData(latents, ids, embeddings, index, captions)
+    return CachedData(latents, ids, embeddings, index, captions, loss_weights(examples))
+
+
+def sample_weights(data: CachedData, samples: list[int]) -> Any | None:
+    """The loss weights of a micro-batch's samples (positions into data.index), None when every
+    example weighs 1 (the loss is then the plain batch mean)."""
+    if data.loss_weights is None:
+        return None
+    return data.loss_weights[[data.index[i] for i in samples]]
+
+
+def loss_weights(examples: list[Example]) -> Any | None:
+    """Each example's loss weight as a tensor (prior_loss_weight for regularisation images), or None
+    when all weigh 1: the loss then stays the plain batch mean, bit for bit as without weights."""
+    import torch
+
+    weights = [ex.loss_weight for ex in examples]
+    return None if all(w == 1.0 for w in weights) else torch.tensor(weights, dtype=torch.float32)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.build import Run
 from lora_sched.train.csv_log import LOG_NAME
-from lora_sched.train.lora import kohya_metadata, lora_tensors, save_safetensors_atomic, to_kohya
+from lora_sched.train.lora import lora_alphas, lora_tensors, save_safetensors_atomic, to_kohya
 from lora_sched.train.lr_log import PLOT_NAME, write_plot
-from lora_sched.train.metadata import LoraRunFacts, lora_metadata
+from lora_sched.train.metadata import lora_hashes, lora_metadata, run_facts
 from lora_sched.train.optim import set_optimizer_mode
 from lora_sched.train.signals import TrainingInterrupted
 
@@ -79,25 +79,28 @@ def save_checkpoint(run: Run, step: int, epoch: int) -> None:
     )
 
 
+#: save_precision -> the tensor type sd-scripts' get_save_dtype gives ("float": float32).
+SAVE_DTYPES = {"float": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def saved_precision(tensors: dict[str, Any], save_precision: str | None) -> dict[str, Any]:
+    """Every tensor (the alphas too, as sd-scripts' save_weights casts the whole state dict) in the
+    type save_precision names; unset: as they are."""
+    if not save_precision:
+        return tensors
+    import torch
+
+    dtype = getattr(torch, SAVE_DTYPES[save_precision])
+    return {name: tensor.to(dtype) for name, tensor in tensors.items()}
+
+
 def save_lora(run: Run, step: int, path: Path) -> None:
     """The LoRA as it is after `step` updates, kohya keys and metadata, written atomically."""
     plan, built = run.plan, run.built
     model = built.model
-    facts = LoraRunFacts(
-        cfg=run.cfg,
-        resolved=run.training.resolved,
-        group_lrs=plan.group_lrs,
-        num_samples=built.data.num_samples,
-        steps_per_epoch=run.processes.steps_per_epoch,
-        steps=step,
-        optimizer_type=plan.optimizer_type,
-        width=plan.width,
-        height=plan.height,
-        model_kind=model.kind,
-        v_prediction=built.prediction == "v_prediction",
-    )
-    metadata = lora_metadata(facts)
-    metadata.update(kohya_metadata(built.bucket_metadata or {}))
+    metadata = lora_metadata(run_facts(run, step), built.bucket_metadata)  # sd-scripts' ss_* keys
     sdxl_layers = int(model.unet.config.layers_per_block) if model.is_sdxl else None
-    lora = to_kohya(lora_tensors(model, plan.train_te), plan.network_alpha, sdxl_layers)
+    lora = to_kohya(lora_tensors(model, plan.train_te), lora_alphas(model, plan.train_te), sdxl_layers)
+    lora = saved_precision(lora, run.cfg.values.get("save_precision"))
+    metadata.update(lora_hashes(lora, metadata))  # sshs_* over the tensors and ss_* keys, as sd-scripts
     save_safetensors_atomic(lora, path, metadata)

@@ -16,6 +16,8 @@ are ``lora_te1_`` / ``lora_te2_``.
 
 from __future__ import annotations
 
+import re
+
 #: Prefix of each model part's modules in a kohya file.
 SD_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
 SDXL_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
@@ -73,3 +75,31 @@ def kohya_module_name(part: str, path: str, sdxl_layers_per_block: int | None = 
     if part == "unet":
         path = sdxl_unet_path(path, sdxl_layers_per_block)
     return SDXL_PREFIX[part] + path.replace(".", "_")
+
+
+#: SD 1.x / 2.x kohya names: (up|down) block i, its resnets / attentions / samplers j.
+_UPDOWN = re.compile(r"(up|down)_blocks_(\d+)_(resnets|upsamplers|downsamplers|attentions)_(\d+)_")
+#: UNet blocks per side that sd-scripts counts for SD 1.x / 2.x (4 levels of 3).
+SD_BLOCKS_PER_SIDE = 12
+
+
+def kohya_block_index(lora_name: str, is_sdxl: bool) -> int:
+    """The UNet block a kohya module name belongs to, as networks.lora numbers them for block_dims
+    (SD: 0 none, 1-12 down, 12 mid, 13-24 up; SDXL: 0 embeddings, 1-9 input, 10-12 middle, 13-21
+    output, 22 out); -1 for a name outside them (which indexes the last block, as in sd-scripts)."""
+    if is_sdxl:
+        if not lora_name.startswith("lora_unet_"):
+            return -1
+        name = lora_name[len("lora_unet_") :]
+        if name.startswith(("time_embed_", "label_emb_")):
+            return 0
+        for head, first in (("input_blocks_", 1), ("middle_block_", 10), ("output_blocks_", 13)):
+            if name.startswith(head):
+                return first + int(name.split("_")[2])
+        return 22 if name.startswith("out_") else -1
+    found = _UPDOWN.search(lora_name)
+    if found:
+        side, i, kind, j = found.group(1), int(found.group(2)), found.group(3), int(found.group(4))
+        index = 3 * i + (2 if kind in ("upsamplers", "downsamplers") else j)
+        return 1 + index if side == "down" else SD_BLOCKS_PER_SIDE + 1 + index
+    return SD_BLOCKS_PER_SIDE if "mid_block_" in lora_name else -1

@@ -34,12 +34,17 @@ FORMAT = "lora_sched-latents-1"
 
 def vae_fingerprint(vae: Any) -> str:
     """A digest of the VAE encoder's weights (all the latents depend on; the decoder is not used)."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in vae.state_dict().items():
         if name.startswith(("encoder.", "quant_conv.")):
             digest.update(name.encode())
             digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+            weights = tensor.detach().to("cpu")
+            if weights.dtype == torch.bfloat16:  # NumPy has no bf16 (a VAE in bf16: mixed_precision)
+                weights = weights.float()
+            digest.update(weights.contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 

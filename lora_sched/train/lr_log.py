@@ -74,6 +74,10 @@ def write_plot(log_path: Path, png_path: Path) -> bool:
     loss_axes, lr_axes = figure.subplots(2, 1, sharex=True)
     steps = [int(r["step"]) for r in rows]
     loss_axes.plot(steps, [float(r["loss"]) for r in rows], lw=0.8, color="tab:gray", label="loss")
+    for column in [c for c in rows[0] if c.startswith("val_")]:  # the validation loss, where measured
+        points = [(int(r["step"]), float(r[column])) for r in rows if r[column]]
+        if points:
+            loss_axes.plot(*zip(*points), marker="o", markersize=3, lw=1, label=column)
     loss_axes.set_ylabel("loss")
     loss_axes.legend(loc="upper right")
     for column in [c for c in rows[0] if c.startswith(("lr_", "d*lr_"))]:
@@ -94,7 +98,7 @@ def _read_log(path: Path) -> list[dict[str, str]]:
     rows = []
     for row in csv.DictReader(io.StringIO(text)):
         try:
-            if all(math.isfinite(float(v)) for v in row.values()):
+            if all(math.isfinite(float(v)) for k, v in row.items() if not k.startswith("val_")):  # may be empty
                 rows.append(row)
         except (TypeError, ValueError):
             continue

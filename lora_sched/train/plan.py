@@ -16,11 +16,15 @@ from lora_sched.train.csv_log import LOG_NAME
 from lora_sched.train.data import TrainingData, training_data
 from lora_sched.train.lr_log import PLOT_NAME
 from lora_sched.train.memory import check_memory
+from lora_sched.train.network import NetworkSettings, network_settings
+from lora_sched.train.objective import Objective, objective_from_values
 from lora_sched.train.optim import build_optimizer
 from lora_sched.train.options import check_applied, check_network_module, tracker_settings
 from lora_sched.train.sampling import SamplePlan, sample_plan
 from lora_sched.train.saving import SavePlan, save_plan
-from lora_sched.train.sources import SourceOptions, check_model_source
+from lora_sched.train.sources import SourceOptions, check_model_source, check_vae
+from lora_sched.train.text_encoding import TextOptions, text_options
+from lora_sched.train.validation import ValidationPlan, validation_plan
 
 
 class RunPlan(NamedTuple):
@@ -39,6 +43,7 @@ class RunPlan(NamedTuple):
     resolution_key: Any  #: the config's resolution as written (what a refusal quotes)
     network_dim: int
     network_alpha: float
+    network: NetworkSettings  #: the LoRA modules' ranks, alphas and dropouts (network_args read once)
     optimizer_type: str
     optimizer_args: dict[str, Any]
     group_lrs: dict[str, float]
@@ -47,11 +52,14 @@ class RunPlan(NamedTuple):
     batch_size: int
     accum: int  #: gradient_accumulation_steps
     compute: ComputeOptions
+    text: TextOptions  #: clip_skip, max_token_length
     cache_latents_to_disk: bool
     max_grad_norm: float
     save_every: int | None  #: a checkpoint every N steps
     samples: SamplePlan | None  #: sample images (sample_prompts and its timing keys)
     saves: SavePlan  #: LoRA files every N epochs / steps (save_every_n_*, save_last_n_*)
+    objective: Objective  #: noise, timesteps, loss and weight-norm options (lora_sched.train.objective)
+    validation: ValidationPlan | None = None  #: the held-out images' loss (lora_sched.train.validation)
 
 
 def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] = frozenset()) -> RunPlan:
@@ -64,6 +72,7 @@ def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] 
     check_output_dir(output_dir, f"{values['output_name']}.safetensors")
     model_options = SourceOptions.from_values(values)
     model_name = check_model_source(str(values["pretrained_model_name_or_path"]), options=model_options)
+    check_vae(model_options.vae)
     check_network_module(cfg)
     tracker, log_dir = tracker_settings(cfg, output_dir)
     data = training_data(cfg)  # the same walk that counted the preview's epochs
@@ -76,6 +85,7 @@ def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] 
     train_te = float(group_lrs.get("text_encoder", 0.0)) > 0
     _check_optimizer(optimizer_type, optimizer_args, group_lrs, train_te, _optimizer_sets_lr(cfg))
     save_every = values.get("save_every_n_steps")
+    objective = objective_from_values(values)
     return RunPlan(
         output_dir=output_dir,
         out_file=output_dir / f"{values['output_name']}.safetensors",
@@ -90,6 +100,7 @@ def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] 
         resolution_key=values["resolution"],
         network_dim=int(values["network_dim"]),
         network_alpha=float(values["network_alpha"]),
+        network=network_settings(values),
         optimizer_type=optimizer_type,
         optimizer_args=optimizer_args,
         group_lrs=group_lrs,
@@ -98,11 +109,14 @@ def plan_run(cfg: Any, resume: str | None = None, train_without: frozenset[str] 
         batch_size=data.batch_size,
         accum=int(values["gradient_accumulation_steps"]),
         compute=compute_options(values, on_cpu=no_accelerator()),
+        text=text_options(values),
         cache_latents_to_disk=bool(values.get("cache_latents_to_disk")),
         max_grad_norm=float(values.get("max_grad_norm") or 0.0),
         save_every=int(save_every) if save_every else None,
         samples=sample_plan(values, output_dir),
         saves=save_plan(values, output_dir),
+        objective=objective,
+        validation=validation_plan(values, data.validation, data.examples),
     )
 
 
@@ -195,6 +209,11 @@ def env_int(name: str, default: int) -> int:
         return default
 
 
+def _optimizer_sets_lr(cfg: Any) -> bool:
+    """Whether the chosen schedule leaves the LR to the optimizer (Adafactor's relative step)."""
+    return cfg.scheduler_type is None and cfg.resolve().spec.optimizer_sets_lr
+
+
 def _check_optimizer(name: str, args: dict, group_lrs: dict, train_te: bool, relative_step: bool) -> None:
     """Build the optimizer over one-element stand-in parameters: an unknown name, a missing package
     or arguments the class refuses are reported before the model is built."""
@@ -206,8 +225,3 @@ def _check_optimizer(name: str, args: dict, group_lrs: dict, train_te: bool, rel
             {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": float(group_lrs["text_encoder"]), "name": "te"}
         )
     build_optimizer(name, groups, args, relative_step=relative_step)
-def _optimizer_sets_lr(cfg: Any) -> bool:
-    """Whether the chosen schedule leaves the LR to the optimizer (Adafactor's relative step)."""
-    return cfg.scheduler_type is None and cfg.resolve().spec.optimizer_sets_lr
-
-

@@ -14,6 +14,7 @@ is forked around the pipeline anyway, so a run with samples trains bit-identical
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -25,6 +26,9 @@ from typing import Any
 from lora_sched.config.prompts import SamplePrompt, read_prompt_file
 from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLE_DIR, SAMPLERS, contact_sheet_path
 from lora_sched.errors import ConfigError, problem
+from lora_sched.train.signals import stop_requested
+
+log = logging.getLogger("lora_sched.train")
 
 PNDM_MIN_STEPS = 4
 #: sd-scripts' sampler name -> (diffusers scheduler class, extra constructor arguments).
@@ -60,6 +64,7 @@ class SamplePlan:
     every_n_steps: int | None = None
     every_n_epochs: int | None = None
     at_first: bool = False
+    clip_skip: int | None = None  #: sd-scripts samples SD 1.x / 2.x with the clip_skip it trains with
     made: list[tuple[str, int, Path]] = field(default_factory=list)  # (point, prompt index, file)
 
     def point_after(self, done: int, steps_per_epoch: int, run_length: int) -> str | None:
@@ -97,7 +102,7 @@ def sample_plan(values: Any, output_dir: Path) -> SamplePlan | None:
         return None
     return SamplePlan(
         tuple(found.prompts), output_dir / SAMPLE_DIR, str(values["output_name"]), sampler, every_steps,
-        every_epochs, at_first,
+        every_epochs, at_first, int(values["clip_skip"]) if values.get("clip_skip") else None,
     )  # fmt: skip
 
 
@@ -157,40 +162,91 @@ def draw_samples(plan: SamplePlan, model: Any, accelerator: Any, point: str) -> 
     plan.folder.mkdir(parents=True, exist_ok=True)
     vae_device = next(model.vae.parameters()).device
     model.vae.to(accelerator.device)  # kept on the CPU between sampling points (only caching needs it)
+    _quiet_torchvision_notice()
     pipe = model.pipeline()
     pipe.set_progress_bar_config(disable=True)
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    written = []
+    written: list[Path] = []
     try:
         with torch.random.fork_rng(devices=cuda), torch.no_grad(), accelerator.autocast(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # KDPM2's NumPy 2 notices, at every step
             for prompt in plan.prompts:
-                written.append(_draw_one(plan, pipe, model, prompt, point))
+                path = None if stop_requested() else _draw_one(plan, pipe, model, prompt, point)
+                if path is None:
+                    log.info(f"sampling at {point} stopped by the signal: {len(written)} of {len(plan.prompts)} drawn")
+                    break
+                written.append(path)
     finally:
         model.vae.to(vae_device)
     plan.made.extend((point, p.index, path) for p, path in zip(plan.prompts, written))
-    write_contact_sheet(plan)
+    if written:
+        write_contact_sheet(plan)
     return written
 
 
-def _draw_one(plan: SamplePlan, pipe: Any, model: Any, prompt: SamplePrompt, point: str) -> Path:
+class _NoTorchvisionNotice(logging.Filter):
+    """Drops transformers' "`CLIPImageProcessor` requires torchvision (not installed); falling back
+    to ..." notices, which diffusers' pipelines set off when they are built: the pipelines here take
+    no image input, so the fallback changes nothing the user could act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+def _quiet_torchvision_notice() -> None:
+    """Filter the notice on transformers' logger that writes it (once per process)."""
+    logger = logging.getLogger("transformers.utils.import_utils")
+    if not any(isinstance(f, _NoTorchvisionNotice) for f in logger.filters):
+        logger.addFilter(_NoTorchvisionNotice())
+
+
+def _stop_between_steps(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's callback after each denoising step: asks it to skip the remaining steps when a
+    signal asked the run to stop. It returns the tensors it was given, so the image is unchanged."""
+    if stop_requested():
+        pipe._interrupt = True  # diffusers' own flag (its `interrupt` property), read before each step
+    return tensors
+
+
+def _draw_one(plan: SamplePlan, pipe: Any, model: Any, prompt: SamplePrompt, point: str) -> Path | None:
+    """The image of one prompt, written; None (nothing written) when a stop signal cut it short."""
     import torch
 
     pipe.scheduler = make_scheduler(prompt.sampler or plan.sampler, model.noise_scheduler.config)
     seed = prompt.seed if prompt.seed is not None else secrets.randbits(63)
     width, height = prompt.size
     image = pipe(
-        prompt=prompt.prompt,
-        negative_prompt=prompt.negative_prompt,
+        **_prompts(plan, model, prompt),
         width=width,
         height=height,
         num_inference_steps=prompt.sample_steps,
         guidance_scale=prompt.scale,
         generator=torch.Generator("cpu").manual_seed(seed),
+        callback_on_step_end=_stop_between_steps,
     ).images[0]
+    if stop_requested():  # its remaining denoising steps were skipped: a half-drawn image is not a sample
+        return None
     path = plan.folder / image_name(plan.output_name, point, prompt.index, prompt.seed)
     _save_png(image, path)
     return path
+
+
+def _prompts(plan: SamplePlan, model: Any, prompt: SamplePrompt) -> dict[str, Any]:
+    """The pipeline's prompt arguments. With clip_skip (SD 1.x / 2.x) the prompt and negative prompt
+    are encoded as training encodes captions (lora_sched.train.text_encoding), as sd-scripts' sampling
+    pipeline does for both; diffusers' own clip_skip skips the negative prompt and reads a module path
+    transformers 5 removed. SDXL samples ignore clip_skip, as sd-scripts' SDXL pipeline does."""
+    if plan.clip_skip is None or plan.clip_skip < 2 or model.is_sdxl:
+        return {"prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt}
+    from lora_sched.train.data import tokenize
+    from lora_sched.train.text_encoding import encode_sd_text
+
+    device = next(model.text_encoder.parameters()).device
+    embeds = [
+        encode_sd_text(model.text_encoder, tokenize(model.tokenizer, [text or ""]).to(device), plan.clip_skip)
+        for text in (prompt.prompt, prompt.negative_prompt)
+    ]
+    return {"prompt_embeds": embeds[0], "negative_prompt_embeds": embeds[1]}
 
 
 def image_name(output_name: str, point: str, index: int, seed: int | None, now: float | None = None) -> str:
@@ -209,19 +265,59 @@ def _save_png(image: Any, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+#: Lines of prompt text above each column of the contact sheet (longer prompts end in "...").
+LABEL_LINES = 3
+#: Narrowest column of the contact sheet, so that a small image's prompt still gets a few words a line.
+MIN_COLUMN_WIDTH = 96
+
+
+def label_lines(text: str, width: float, measure: Any, lines: int = LABEL_LINES) -> list[str]:
+    """`text` wrapped into at most `lines` lines of at most `width` pixels (`measure(s)`: the width of
+    s); words that do not fit end the last line with "..."; a word wider than a line is cut."""
+    out: list[str] = []
+    for word in text.split():
+        joined = f"{out[-1]} {word}" if out else word
+        if out and measure(joined) <= width:
+            out[-1] = joined
+            continue
+        if len(out) == lines:
+            out[-1] = _cut(out[-1] + " ...", width, measure)
+            return out
+        out.append(_cut(word, width, measure))
+    return out
+
+
+def _cut(text: str, width: float, measure: Any) -> str:
+    """`text` shortened to fit `width`, ending in "..." when cut."""
+    if measure(text) <= width:
+        return text
+    while text and measure(text + "...") > width:
+        text = text[:-1]
+    return text.rstrip() + "..."
+
+
 def write_contact_sheet(plan: SamplePlan) -> Path:
-    """One row per sampling point (labelled), one column per prompt, each cell the image at its size."""
-    from PIL import Image, ImageDraw
+    """One row per sampling point (labelled), one column per prompt (its prompt above it, wrapped to
+    a few lines), each cell the image at its size."""
+    from PIL import Image, ImageDraw, ImageFont
 
     points = list(dict.fromkeys(point for point, _, _ in plan.made))
-    cell_w = max(p.size[0] for p in plan.prompts)
+    cell_w = max(MIN_COLUMN_WIDTH, *(p.size[0] for p in plan.prompts))
     cell_h = max(p.size[1] for p in plan.prompts)
     label_w, pad = 72, 4
-    sheet = Image.new("RGB", (label_w + len(plan.prompts) * (cell_w + pad), len(points) * (cell_h + pad)), "white")
+    font = ImageFont.load_default()
+    line_h = font.getbbox("Ag")[3] + 2
+    labels = [label_lines(p.prompt, cell_w - pad, font.getlength) for p in plan.prompts]
+    head = pad + LABEL_LINES * line_h + pad
+    size = (label_w + len(plan.prompts) * (cell_w + pad), head + len(points) * (cell_h + pad))
+    sheet = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(sheet)
+    for column, lines in enumerate(labels):
+        left = label_w + column * (cell_w + pad)
+        draw.multiline_text((left, pad), "\n".join(lines), fill="black", font=font, spacing=2)
     for row, point in enumerate(points):
-        top = row * (cell_h + pad)
-        draw.text((4, top + cell_h // 2 - 6), point, fill="black")
+        top = head + row * (cell_h + pad)
+        draw.text((4, top + cell_h // 2 - 6), point, fill="black", font=font)
         for made_point, index, path in plan.made:
             if made_point == point:
                 with Image.open(path) as image:

@@ -58,15 +58,17 @@ class SourceOptions(NamedTuple):
     tokenizer_cache_dir: str | None = None
     v_parameterization: bool = False
     v2: bool = False
+    vae: str | None = None  #: a VAE file or diffusers folder that replaces the model's (sd-scripts' --vae)
 
     @classmethod
     def from_values(cls, values: dict) -> SourceOptions:
-        cache = values.get("tokenizer_cache_dir")
+        cache, vae = values.get("tokenizer_cache_dir"), values.get("vae")
         return cls(
             allow_download=bool(values.get("allow_download")),
             tokenizer_cache_dir=os.path.expanduser(str(cache)) if cache else None,
             v_parameterization=bool(values.get("v_parameterization")),
             v2=bool(values.get("v2")),
+            vae=os.path.expanduser(str(vae)) if vae else None,
         )
 
 
@@ -426,6 +428,11 @@ def empty(cls: Any, *args: Any, **kwargs: Any) -> Any:
 def assemble(module: Any, state: dict[str, Any], what: str) -> Any:
     """`module` (made by `empty`) with every tensor of `state` assigned; ConfigError when some are
     missing or left over (a damaged file, or a layout this does not read)."""
+    return assemble_as(module, state, what, KEY)
+
+
+def assemble_as(module: Any, state: dict[str, Any], what: str, key: str) -> Any:
+    """`assemble`, the ConfigError naming `key`."""
     result = module.load_state_dict(state, strict=False, assign=True)
     unexpected = [k for k in result.unexpected_keys if not k.endswith(("position_ids", "logit_scale"))]
     missing = [name for name, p in [*module.named_parameters(), *module.named_buffers()] if p.is_meta]
@@ -433,7 +440,7 @@ def assemble(module: Any, state: dict[str, Any], what: str) -> Any:
         detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
         raise ConfigError(
             problem(
-                KEY,
+                key,
                 f"a checkpoint whose {what} tensors match its detected architecture",
                 raw(f"{len(missing)} missing and {len(unexpected)} unexpected tensors ({detail})"),
                 "the file is damaged or of a layout this does not read; re-download or re-convert it",
@@ -615,7 +622,63 @@ def load_model(name: str, key: str = "pretrained_model_name_or_path", options: A
     """The SDModel of a built-in model, a diffusers folder or a single-file checkpoint; a Hub id only
     with options.allow_download. Anything else is a ConfigError."""
     options = options or SourceOptions()
-    return load_source(check_source(name, options, key), options, key)
+    model = load_source(check_source(name, options, key), options, key)
+    if options.vae:
+        model.vae = load_vae(Path(options.vae), model.vae.config)
+    return model
+
+
+def check_vae(path: str | None) -> None:
+    """sd-scripts' --vae: an existing VAE file (.safetensors / .ckpt, the original layout, with or
+    without the ``first_stage_model.`` prefix) or a diffusers VAE folder; refused before anything is
+    built otherwise."""
+    if path is None:
+        return
+    found = Path(path)
+    if found.is_file() or (found / "config.json").is_file():
+        return
+    raise ConfigError(
+        problem(
+            "vae",
+            "a VAE file (.safetensors, .ckpt) or a diffusers VAE folder (with config.json) on this machine",
+            path,
+            "no such file or folder here; give the VAE's path on this machine, or remove vae to train with the "
+            "model's own VAE",
+        )
+    )
+
+
+def load_vae(path: Path, config: Any) -> Any:
+    """The VAE sd-scripts' --vae names, in the model's VAE architecture (`config`): a diffusers
+    folder as it is, a file's weights mapped with diffusers' conversion of the original layout."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    if path.is_dir():
+        return AutoencoderKL.from_pretrained(path, local_files_only=True).float()
+    state = read_tensors(path)
+    try:
+        converted = convert_ldm_vae_checkpoint(state, dict(config))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            problem(
+                "vae",
+                "a VAE in the original (LDM) layout of the model's architecture",
+                raw(f'"{path}": {type(exc).__name__}: {exc}'),
+                "is it a VAE of this model family (an SDXL VAE for SDXL, an SD VAE for SD 1.x / 2.x)?",
+            )
+        ) from None
+    try:
+        return assemble_as(empty(AutoencoderKL, **dict(config)), converted, "VAE", "vae").float()
+    except RuntimeError as exc:  # load_state_dict: a tensor of another shape (another VAE architecture)
+        raise ConfigError(
+            problem(
+                "vae",
+                "a VAE of the model's architecture",
+                raw(f'"{path}": {str(exc).splitlines()[-1].strip()}'),
+                "is it a VAE of this model family (an SDXL VAE for SDXL, an SD VAE for SD 1.x / 2.x)?",
+            )
+        ) from None
 
 
 def check_model_source(name: str, key: str = "pretrained_model_name_or_path", options: Any = None) -> str:

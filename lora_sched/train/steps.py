@@ -14,19 +14,26 @@ run computed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from typing import Any
 
 from lora_sched.train.build import Run
 from lora_sched.train.csv_log import LOG_NAME, CsvLog
-from lora_sched.train.data import CachedData, step_generator
+from lora_sched.train.data import CachedData, sample_weights, step_generator
 from lora_sched.train.finish import StepsDone, save_checkpoint, save_lora
+from lora_sched.train.lora import lora_alphas
 from lora_sched.train.lr_log import LrReport
+from lora_sched.train.metadata import run_session
+from lora_sched.train.objective import Objective, draw_noised_batch, lora_pairs, max_norm_regularize, objective_loss
 from lora_sched.train.optim import evaluation_weights
 from lora_sched.train.sampling import draw_samples
 from lora_sched.train.saving import files_due, save_files
 from lora_sched.train.signals import StopSignals
+from lora_sched.train.validation import VALIDATION_COLUMNS, Validator
+
+_log = logging.getLogger("lora_sched.train")
 
 
 def run_steps(run: Run, held: contextlib.ExitStack) -> StepsDone:
@@ -34,9 +41,12 @@ def run_steps(run: Run, held: contextlib.ExitStack) -> StepsDone:
     stop signal, LoRA files and sample images where due."""
     plan, accelerator, optimizer = run.plan, run.processes.accelerator, run.training.optimizer
     run_length = run.training.resolved.run_length
+    run_session(plan)  # the LoRA files' ss_session_id and ss_training_started_at: fixed before the first step
     report = LrReport(plan.optimizer_type, [g["name"] for g in optimizer.param_groups])
     main = accelerator.is_main_process
-    log = CsvLog(plan.output_dir / LOG_NAME, report.columns(), run.start) if main else None
+    validator = _validator(run)
+    extra_columns = VALIDATION_COLUMNS if validator else ()
+    log = CsvLog(plan.output_dir / LOG_NAME, report.columns(), run.start, extra_columns) if main else None
     if plan.tracker and main:
         accelerator.init_trackers("lora_sched")
     bar = _progress_bar(accelerator, run.start, run_length)
@@ -49,12 +59,13 @@ def run_steps(run: Run, held: contextlib.ExitStack) -> StepsDone:
         epoch = step // run.processes.steps_per_epoch
         lrs = report.values(optimizer, _current_lrs(run.training.scheduler, optimizer))
         loss = train_step(run, step, permutations)
+        validated = validator.after_update(run, step, loss) if validator else {}  # when sd-scripts validates
         if log is not None:
-            log.write(step, epoch, lrs, loss)
+            log.write(step, epoch, lrs, loss, validator.row(validated) if validator else ())
         if plan.tracker:
-            accelerator.log(report.tracker(lrs, loss), step=step)
-        bar.update(1)
-        bar.set_postfix(report.postfix(step, lrs, loss), refresh=False)
+            scalars = report.tracker(lrs, loss)
+            accelerator.log({**scalars, **validator.tracker(validated)} if validator else scalars, step=step)
+        _advance_bar(bar, report.postfix(step + 1, lrs, loss))
         done = step + 1
         _save_and_sample(run, done)
         stopping = stop.requested(accelerator)
@@ -71,6 +82,15 @@ def run_steps(run: Run, held: contextlib.ExitStack) -> StepsDone:
     return StepsDone(stop.signum if stopping else None, done, loss)
 
 
+def _validator(run: Run) -> Validator | None:
+    """The run's validations (None without held-out images), at the run's timestep range."""
+    if run.plan.validation is None or run.built.validation is None:
+        return None
+    num_train_timesteps = int(run.built.model.noise_scheduler.config.num_train_timesteps)
+    timesteps = run.plan.objective.timestep_range(num_train_timesteps)
+    return Validator(run.plan.validation, run.built.validation, timesteps)
+
+
 def _progress_bar(accelerator: Any, start: int, run_length: int) -> Any:
     from tqdm.auto import tqdm
 
@@ -82,6 +102,13 @@ def _progress_bar(accelerator: Any, start: int, run_length: int) -> Any:
         dynamic_ncols=True,
         file=sys.stderr,
     )
+
+
+def _advance_bar(bar: Any, postfix: dict[str, str]) -> None:
+    """One step done: the text first, then the count, so that the redraw `update` makes shows both for
+    the same step (step = the count of steps done, as the bar counts them)."""
+    bar.set_postfix(postfix, refresh=False)
+    bar.update(1)
 
 
 class _Permutations:
@@ -109,18 +136,33 @@ def train_step(run: Run, step: int, permutations: _Permutations) -> float:
     positions = range(window * plan.accum, min((window + 1) * plan.accum, order.batches_per_process))
     total = torch.zeros((), device=accelerator.device)
     for micro, position in enumerate(positions):
-        data, rows = _micro_batch(run, epoch, order.batch(epoch, position, permutation))
+        samples = order.batch(epoch, position, permutation)
+        data, rows = _micro_batch(run, epoch, samples)
+        weights = sample_weights(run.built.data, samples)  # prior_loss_weight for regularisation images
         with contextlib.ExitStack() as stack:
             if micro != len(positions) - 1:  # DDP averages gradients on the window's last backward only
                 for module in training.wrapped:
                     stack.enter_context(accelerator.no_sync(module))
-            loss = _micro_batch_loss(run, step, micro, data, rows)
+            loss = _micro_batch_loss(run, step, micro, data, rows, weights)
             accelerator.backward(loss / len(positions))
         total += loss.detach()
     if plan.max_grad_norm > 0:
         accelerator.clip_grad_norm_(list(training.params.values()), plan.max_grad_norm)
     training.optimizer.step()
     training.optimizer.zero_grad(set_to_none=True)
+    if plan.objective.scale_weight_norms:  # sd-scripts: after each update, on every process alike
+        pairs = lora_pairs(training.params, lora_alphas(run.built.model, plan.train_te))
+        norms = max_norm_regularize(pairs, plan.objective.scale_weight_norms)
+        _log.debug("scale_weight_norms: %d module(s) scaled, mean norm %g, max norm %g", *norms)
+        if plan.tracker:  # sd-scripts' names (train_network.py generate_step_logs)
+            accelerator.log(
+                {
+                    "max_norm/keys_scaled": norms.keys_scaled,
+                    "max_norm/max_key_norm": norms.max_norm,
+                    "norm/avg_key_norm": norms.mean_norm,
+                },
+                step=step,
+            )
     if accelerator.num_processes > 1:
         loss_value = float(accelerator.reduce(total / len(positions), "mean"))
     else:
@@ -136,21 +178,24 @@ def _micro_batch(run: Run, epoch: int, samples: list[int]) -> tuple[Any, list[in
     return built.augment(built.data, epoch, samples, rows) if built.augment else (built.data, rows)
 
 
-def _micro_batch_loss(run: Run, step: int, micro: int, data: Any, rows: list[int]) -> Any:
+def _micro_batch_loss(run: Run, step: int, micro: int, data: Any, rows: list[int], weights: Any = None) -> Any:
     """The loss of micro-batch `micro` of `step`, its noise and timesteps drawn from (seed, step, micro, process)."""
     built, accelerator = run.built, run.processes.accelerator
     noise_scheduler = built.model.noise_scheduler
-    return denoising_loss(
-        run.training.unet,
-        built.condition,
-        noise_scheduler,
-        data,
-        rows,
-        step_generator(run.plan.seed, step, micro, accelerator.process_index),
-        int(noise_scheduler.config.num_train_timesteps),
-        built.prediction,
-        accelerator.device,
-    )
+    with accelerator.autocast():  # as sd-scripts: the text encoding runs under mixed precision too
+        return denoising_loss(
+            run.training.unet,
+            built.condition,
+            noise_scheduler,
+            data,
+            rows,
+            step_generator(run.plan.seed, step, micro, accelerator.process_index),
+            int(noise_scheduler.config.num_train_timesteps),
+            built.prediction,
+            accelerator.device,
+            objective=run.plan.objective,
+            sample_weights=weights,
+        )
 
 
 def denoising_loss(
@@ -163,20 +208,24 @@ def denoising_loss(
     noise_steps: int,
     prediction: str,
     device: Any,
+    objective: Objective | None = None,
+    sample_weights: Any = None,
 ) -> Any:
-    """Denoising loss of one micro-batch: MSE between the UNet output and eps (or v) at random t."""
-    import torch
-    import torch.nn.functional as F
-
+    """Denoising loss of one micro-batch: the loss between the UNet output and eps (or v) at random t,
+    with the noise, timesteps and weighting of `objective` (lora_sched.train.objective; None: plain
+    MSE) and `sample_weights` (shape (batch,), sd-scripts' loss_weights; None: all 1)."""
+    objective = objective or Objective()
     latents = data.latents[rows]
-    noise = torch.randn(latents.shape, generator=gen).to(device)
-    timesteps = torch.randint(0, noise_steps, (latents.shape[0],), generator=gen).to(device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    drawn = draw_noised_batch(latents, noise_scheduler, objective, gen, noise_steps)
     # a trained text encoder runs every step; a frozen one was run once, when the data was cached
     embeddings, extra = condition(data, rows, device)
-    pred = unet(noisy, timesteps, embeddings, **extra).sample
-    target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
-    return F.mse_loss(pred.float(), target.float())
+    pred = unet(drawn.noisy, drawn.timesteps, embeddings, **extra).sample
+    if prediction == "epsilon":
+        target = drawn.noise
+    else:
+        target = noise_scheduler.get_velocity(latents, drawn.noise, drawn.timesteps)
+    v_prediction = prediction == "v_prediction"
+    return objective_loss(pred, target, drawn.timesteps, noise_scheduler, objective, v_prediction, sample_weights)
 
 
 def _current_lrs(scheduler: Any, optimizer: Any) -> list[float]:
