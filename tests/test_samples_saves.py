@@ -16,6 +16,13 @@ from lora_sched.config.samplers import SAMPLERS
 from lora_sched.errors import ConfigError
 
 
+def _logged(caplog) -> str:
+    """The log records so far (train's notices are log records; the command line prints them), then clear."""
+    text = caplog.text
+    caplog.clear()
+    return text
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -197,7 +204,7 @@ def test_sample_plan_refuses_what_fails_at_the_first_sampling_point(tmp_path, mo
         sample_plan(_values(tmp_path, "x --ss k_lms"), tmp_path)
 
 
-def test_sample_plan_is_none_without_prompts_or_timing(tmp_path, capsys):
+def test_sample_plan_is_none_without_prompts_or_timing(tmp_path, caplog):
     from lora_sched.train.sampling import sample_plan
 
     assert sample_plan(_values(tmp_path, "x", sample_every_n_steps=None), tmp_path) is None  # nothing says when
@@ -205,7 +212,7 @@ def test_sample_plan_is_none_without_prompts_or_timing(tmp_path, capsys):
     assert sample_plan({"output_name": "lora", "sample_at_first": True}, tmp_path) is None  # no file named
     missing = {"sample_prompts": str(tmp_path / "none.txt"), "output_name": "lora", "sample_at_first": True}
     assert sample_plan(missing, tmp_path) is None
-    assert f"warning: sample_prompts: no prompt file at {tmp_path / 'none.txt'}" in capsys.readouterr().err
+    assert f"warning: sample_prompts: no prompt file at {tmp_path / 'none.txt'}" in _logged(caplog)
     plan = sample_plan(_values(tmp_path, "a --d 1\nb", sample_every_n_epochs=3, sample_sampler="euler"), tmp_path)
     assert (plan.every_n_steps, plan.every_n_epochs, plan.sampler, len(plan.prompts)) == (2, 3, "euler", 2)
     assert plan.folder == tmp_path / "sample"

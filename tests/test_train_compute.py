@@ -25,6 +25,14 @@ from lora_sched.train.model import build_tiny_sd  # noqa: E402
 from lora_sched.train.network import NetworkSettings  # noqa: E402
 from lora_sched.train.optim import optimizer_class  # noqa: E402
 
+
+def _logged(caplog) -> str:
+    """The log records so far (train's notices are log records; the command line prints them), then clear."""
+    text = caplog.text
+    caplog.clear()
+    return text
+
+
 COMPUTE_KEYS = ("gradient_checkpointing", "sdpa", "xformers", "mem_eff_attn", "cache_latents", "cache_latents_to_disk")
 
 
@@ -117,27 +125,27 @@ def test_bf16_stores_frozen_weights_in_bf16_and_keeps_lora_float32():
     assert torch.isfinite(torch.tensor(loss)) and all(g.dtype == torch.float32 for g in grads.values())
 
 
-def test_fp16_on_a_cpu_runs_float32_with_a_notice(capsys):
+def test_fp16_on_a_cpu_runs_float32_with_a_notice(caplog):
     options = compute.compute_options({"mixed_precision": "fp16"}, on_cpu=True)
     assert options.mixed_precision == "no"
-    assert 'notice: mixed_precision = "fp16": this machine has no GPU' in capsys.readouterr().err
+    assert 'notice: mixed_precision = "fp16": this machine has no GPU' in _logged(caplog)
     assert compute.compute_options({"mixed_precision": "fp16"}, on_cpu=False).mixed_precision == "fp16"
     assert compute.compute_options({"mixed_precision": "bf16"}, on_cpu=True).mixed_precision == "bf16"
 
 
-def test_xformers_without_the_package_or_a_gpu_runs_sdpa_with_a_notice(monkeypatch, capsys):
+def test_xformers_without_the_package_or_a_gpu_runs_sdpa_with_a_notice(monkeypatch, caplog):
     found = {"xformers": None}
     monkeypatch.setattr(compute.importlib.util, "find_spec", lambda name: found.get(name, object()))
     assert compute.compute_options({"xformers": True}, on_cpu=False).attention == "sdpa"
-    assert "xformers = true: the xformers package is not installed" in capsys.readouterr().err
+    assert "xformers = true: the xformers package is not installed" in _logged(caplog)
     found["xformers"] = object()
     assert compute.compute_options({"xformers": True}, on_cpu=True).attention == "sdpa"
-    assert "xformers needs a GPU" in capsys.readouterr().err
+    assert "xformers needs a GPU" in _logged(caplog)
     assert compute.compute_options({"xformers": True}, on_cpu=False).attention == "xformers"
     assert compute.compute_options({"mem_eff_attn": True}, on_cpu=False).attention == "sdpa"
-    assert "mem_eff_attn = true: attention runs on PyTorch's SDPA" in capsys.readouterr().err
+    assert "mem_eff_attn = true: attention runs on PyTorch's SDPA" in _logged(caplog)
     assert compute.compute_options({"sdpa": True}, on_cpu=True)[:3] == ("no", False, "sdpa")
-    assert capsys.readouterr().err == ""
+    assert _logged(caplog) == ""
 
 
 def test_adamw8bit_without_bitsandbytes_names_the_package(monkeypatch):
@@ -184,10 +192,10 @@ def test_checkpointed_bf16_adamw8bit_run_trains_on_the_schedule_of_a_plain_run(t
 
 
 @pytest.mark.slow
-def test_fp16_on_a_cpu_trains_exactly_as_float32(tmp_path, capsys):
+def test_fp16_on_a_cpu_trains_exactly_as_float32(tmp_path, caplog):
     plain = _run(tmp_path, "plain")
     fp16 = _run(tmp_path, "fp16", mixed_precision="fp16")
-    assert 'mixed_precision = "fp16": this machine has no GPU' in capsys.readouterr().err
+    assert 'mixed_precision = "fp16": this machine has no GPU' in _logged(caplog)
     assert [r["loss"] for r in fp16] == [r["loss"] for r in plain]
     a, b = _lora(tmp_path, "plain"), _lora(tmp_path, "fp16")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 from typing import Any, NamedTuple
 
 from lora_sched.schedules import ResolvedSchedule, TrainingShape
@@ -22,6 +22,9 @@ from lora_sched.train.optim import build_optimizer, is_schedule_free
 from lora_sched.train.plan import RunPlan, check_epoch_length
 from lora_sched.train.sources import load_model
 from lora_sched.train.validation import ValidationSet, build_validation_set
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 
 class Processes(NamedTuple):
@@ -127,9 +130,8 @@ def build_training(cfg: Any, plan: RunPlan, processes: Processes, built: Built, 
         plan.optimizer_type, groups, plan.optimizer_args, relative_step=resolved.spec.optimizer_sets_lr
     )
     if is_schedule_free(plan.optimizer_type) and resolved.name not in ("constant", "constant_with_warmup"):
-        print(
+        log.warning(
             f"notice: {plan.optimizer_type} schedules its own LR: lr_scheduler {resolved.name} replaced by constant",
-            file=sys.stderr,
         )
         resolved = resolved._replace(name="constant", params={}, warmup=0)
     unet, optimizer = accelerator.prepare(built.model.unet, optimizer)

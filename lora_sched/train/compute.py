@@ -22,10 +22,13 @@ These are the settings that make a real model fit on a GPU. As in sd-scripts (tr
 from __future__ import annotations
 
 import importlib.util
-import sys
+import logging
 from typing import Any, NamedTuple
 
 from lora_sched.errors import ConfigError, problem
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 
 class ComputeOptions(NamedTuple):
@@ -114,7 +117,7 @@ def _attention(values: dict, on_cpu: bool) -> str:
 
 
 def _notice(text: str) -> None:
-    print(f"notice: {text}", file=sys.stderr)
+    log.warning(f"notice: {text}")
 
 
 def set_attention(unet: Any, attention: str) -> None:

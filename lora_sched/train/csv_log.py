@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from lora_sched.config.writer import atomic_write_text
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 LOG_NAME = "train_log.csv"
 
@@ -68,10 +71,10 @@ def _rows_before(path: Path, header: list[str], start: int, optional: int = 0) -
     except FileNotFoundError:
         return []
     except OSError as exc:
-        print(f"notice: {path}: cannot read the earlier log ({exc.strerror}); it starts afresh", file=sys.stderr)
+        log.warning(f"notice: {path}: cannot read the earlier log ({exc.strerror}); it starts afresh")
         return []
     if not lines or _csv_row(lines[0]) != header:
-        print(f"notice: {path} has another header (another run's log?): it starts afresh", file=sys.stderr)
+        log.warning(f"notice: {path} has another header (another run's log?): it starts afresh")
         return []
     kept: list[list[str]] = []
     for line in lines[1:]:
@@ -81,10 +84,9 @@ def _rows_before(path: Path, header: list[str], start: int, optional: int = 0) -
         kept.append(row)
     if len(kept) < start:
         whole = f"steps 0-{len(kept) - 1}" if kept else "no step"
-        print(
+        log.warning(
             f"notice: {path} held whole rows for {whole} only (the rest was cut or damaged); "
             f"the log continues at step {start}, without rows for steps {len(kept)}-{start - 1}",
-            file=sys.stderr,
         )
     return kept
 

@@ -14,10 +14,10 @@ the batch at any (epoch, position, process) is known without replaying the run: 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +31,9 @@ from lora_sched.config.keys import caption_suffix
 from lora_sched.errors import ConfigError, did_you_mean, problem, raw
 from lora_sched.train.buckets import Geometry, encode_latents, fit_to_bucket, sample_buckets
 from lora_sched.train.text_encoding import DEFAULT_TEXT, TextOptions, encode_sd_text, tokenize_chunks
+
+#: notices and progress: the command line shows them as "lora-sched: ..." lines (train/commands.py)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,7 @@ def load_examples(train_data_dir: str, caption_extension: str = ".txt", key: str
         )
     for notice in found.problems:
         if notice.severity == "notice":
-            print(f"notice: {notice.found}", file=sys.stderr)
+            log.warning(f"notice: {notice.found}")
     return examples_from(found, caption_extension)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,16 +88,16 @@ def sample_plan(values: Any, output_dir: Path) -> SamplePlan | None:
         return None
     path = Path(os.path.expanduser(str(source)))
     if not path.is_file():
-        print(f"warning: sample_prompts: no prompt file at {path}: no sample images", file=sys.stderr)
+        log.warning(f"warning: sample_prompts: no prompt file at {path}: no sample images")
         return None
     found = read_prompt_file(path)
     for warning in found.warnings:
-        print(warning, file=sys.stderr)
+        log.warning(warning)
     sampler = str(values.get("sample_sampler") or DEFAULT_SAMPLER)
     for prompt in found.prompts:
         _check_sampler_needs(prompt.sampler or sampler, prompt, path)
     if not found.prompts:
-        print(f"warning: sample_prompts: {path} holds no prompt: no sample images", file=sys.stderr)
+        log.warning(f"warning: sample_prompts: {path} holds no prompt: no sample images")
         return None
     return SamplePlan(
         tuple(found.prompts), output_dir / SAMPLE_DIR, str(values["output_name"]), sampler, every_steps,
