@@ -1,7 +1,8 @@
 """Throughput and peak memory of `lora-sched train` against a bare diffusers + peft loop.
 
 Both train the same LoRA (builtin:tiny-sd or builtin:tiny-sdxl, builtin:shapes, resolution 64, batch
-2, rank 4, AdamW, cosine with warmup, UNet only, latents and text embeddings cached in batches of 8)
+2, rank 4, AdamW, cosine with warmup, UNet only, on the modules sd-scripts' networks.lora wraps,
+latents and text embeddings cached in batches of 8)
 in fresh processes, alternating. For SDXL the bare loop conditions the UNet as a person would by
 hand: StableDiffusionXLPipeline.encode_prompt's embeddings and pooled embeddings, and the size ids
 of a 64 x 64 image. Throughput is taken from per-step wall-clock stamps each process writes
@@ -32,6 +33,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESOLUTION, BATCH, RANK, ALPHA, LR, WARMUP, SEED = 64, 2, 4, 4.0, 1e-3, 0.1, 42
+#: The UNet modules sd-scripts' networks.lora wraps (every Linear / 1x1 conv of the transformer
+#: blocks), written by hand in diffusers' names: both loops train the same LoRA.
+KOHYA_UNET_MODULES = (
+    r".*attentions\.\d+\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn1|attn2)\.(to_q|to_k|to_v|to_out\.0)"
+    r"|transformer_blocks\.\d+\.ff\.net\.(0\.proj|2))"
+)
 
 
 def _bare_conditioning(model, captions: list[str]):
@@ -85,7 +92,7 @@ def bare_loop(steps: int, out_dir: str, name: str = "builtin:tiny-sd") -> None:
         latents = torch.cat([model.vae.encode(pixels[i : i + 8] / 127.5 - 1).latent_dist.mean for i in chunks])
         latents = latents * model.vae.config.scaling_factor
     text, extra = _bare_conditioning(model, [e.caption for e in examples])
-    model.unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    model.unet.add_adapter(LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=KOHYA_UNET_MODULES))
     params = [p for p in model.unet.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR)
     sched = get_scheduler("cosine", opt, num_warmup_steps=math.floor(WARMUP * steps), num_training_steps=steps)

@@ -162,4 +162,4 @@ def _check_live_view(outputs: list, out_dir: Path, values: dict) -> None:
     shown = base64.b64decode(images[1]["data"]["image/png"])
     assert shown == sheet.read_bytes()  # the last contact sheet: 3 rows (e000000, 000002, 000004)
     with Image.open(sheet) as image:
-        assert image.size == (72 + 64 + 4, 3 * (64 + 4))
+        assert image.size == (72 + 96 + 4, 50 + 3 * (64 + 4))  # a prompt-labelled column at least 96 wide

@@ -93,9 +93,9 @@ def test_a_bucketed_run_trains_each_bucket_and_equals_its_preview(tmp_path: Path
     shapes: list[tuple[int, ...]] = []
     real_loss = steps.denoising_loss
 
-    def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest):
+    def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest, **options):
         shapes.append(tuple(data.latents[rows].shape))
-        return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest)
+        return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest, **options)
 
     monkeypatch.setattr(steps, "denoising_loss", recording_loss)
     csv_path = tmp_path / "preview.csv"
@@ -143,9 +143,9 @@ def test_caption_options_and_flips_are_drawn_per_sample_and_keep_the_previewed_l
     seen: list[tuple] = []
     real_loss = steps.denoising_loss
 
-    def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest):
+    def recording_loss(unet, text_encoder, noise_scheduler, data, rows, *rest, **options):
         seen.append((data.input_ids[rows].clone(), data.latents[rows].clone(), data.embeddings[rows].clone()))
-        return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest)
+        return real_loss(unet, text_encoder, noise_scheduler, data, rows, *rest, **options)
 
     monkeypatch.setattr(steps, "denoising_loss", recording_loss)
     assert main(["train", str(config)]) == 0

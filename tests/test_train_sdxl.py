@@ -145,10 +145,10 @@ def test_sdxl_trains_with_caption_options_and_flips(tmp_path, monkeypatch, text_
     seen = []
     real_loss = steps.denoising_loss
 
-    def recording_loss(unet, condition, noise_scheduler, data, rows, *rest):
+    def recording_loss(unet, condition, noise_scheduler, data, rows, *rest, **options):
         hidden, extra = condition(data, rows, torch.device("cpu"))
         seen.append((hidden.detach().clone(), extra["added_cond_kwargs"]["time_ids"].clone()))
-        return real_loss(unet, condition, noise_scheduler, data, rows, *rest)
+        return real_loss(unet, condition, noise_scheduler, data, rows, *rest, **options)
 
     monkeypatch.setattr(steps, "denoising_loss", recording_loss)
     assert main(["train", str(config)]) == 0

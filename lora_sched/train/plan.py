@@ -210,8 +210,11 @@ def env_int(name: str, default: int) -> int:
 
 
 def _optimizer_sets_lr(cfg: Any) -> bool:
-    """Whether the chosen schedule leaves the LR to the optimizer (Adafactor's relative step)."""
-    return cfg.scheduler_type is None and cfg.resolve().spec.optimizer_sets_lr
+    """Whether the chosen schedule leaves the LR to the optimizer (Adafactor's relative step). By its
+    spec, not the resolved curve: an epoch count is checked later, against the data training reads."""
+    from lora_sched.schedules.spec import lookup
+
+    return cfg.scheduler_type is None and lookup(cfg.schedule_name)[0].optimizer_sets_lr
 
 
 def _check_optimizer(name: str, args: dict, group_lrs: dict, train_te: bool, relative_step: bool) -> None:
