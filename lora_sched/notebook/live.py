@@ -82,7 +82,7 @@ def plot_png(rows: LogRows, total: int | None, planned: dict[str, Any] | None = 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.0, 3.0), dpi=90)
+    fig = Figure(figsize=(7.0, 3.3), dpi=90)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     if not rows.effective:  # an LR-free optimizer's plan is a multiplier of d, which the run finds
@@ -100,9 +100,11 @@ def plot_png(rows: LogRows, total: int | None, planned: dict[str, Any] | None = 
     done = len(rows.steps)
     ax.set_title(f"step {done} of {total}" if total else f"step {done}", fontsize=10)
     handles = ax.get_legend_handles_labels()[0] + loss_ax.get_legend_handles_labels()[0]
-    if handles:
-        ax.legend(handles=handles, fontsize=7, loc="upper right")
-    fig.tight_layout()
+    if handles:  # below the axes, in a row: inside them it covers the curves it names
+        fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=min(len(handles), 5), frameon=False)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+    else:
+        fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
