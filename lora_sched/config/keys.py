@@ -75,7 +75,9 @@ class Key:
     """
 
     # A plain class rather than a dataclass: this table loads on every `validate`, whose start-up
-    # time is budgeted, and a dataclass costs more to create than to use.
+    # time is budgeted: importing dataclasses costs 8.9 ms (28.98 -> 37.90 ms for a bare start that
+    # imports typing, re and enum, medians of 31 on the 2-core development machine), a sixth of
+    # validate's 52 ms, and each dataclass about 0.5 ms more to create.
     __slots__ = ("default", "default_doc", "doc", "field", "name", "nullable", "roles", "sd_default", "section")
 
     def __init__(

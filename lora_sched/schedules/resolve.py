@@ -36,8 +36,8 @@ class ScheduleRequest:
 
     arg_keys maps a param name to the config key it came from, so errors name what the user
     wrote (``lr_scheduler_num_cycles`` rather than ``lr_scheduler_args.num_cycles``).
-    A plain class rather than a dataclass: `validate` must start fast, and dataclasses imports
-    inspect.
+    A plain class rather than a dataclass: `validate` must start fast, and importing dataclasses
+    costs 8.9 ms of its 52 ms (lora_sched.config.keys.Key says how that was measured).
     """
 
     __slots__ = (
