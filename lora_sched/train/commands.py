@@ -125,10 +125,13 @@ def cmd_train(args: Namespace) -> int:
 
 
 class _ToStderr(logging.Handler):
-    """Each record on a line of the stderr of the moment (a test's captured stream included)."""
+    """Each record on a line of the stderr of the moment (a test's captured stream included), through
+    tqdm.write: a line printed while the progress bar is drawn would land in the middle of it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr)
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
 
 
 def _show_progress_lines() -> None:
