@@ -87,10 +87,10 @@ def one_cycle_curve(s: Any, rs: Any) -> Any:
     s <= a: anneal from 1 / div_factor to 1 over s / a;
     s > a: anneal from 1 to 1 / (div_factor final_div_factor) over (s - a) / (T - 1 - a), clipped at 1.
     anneal = cos: end + (start - end) 0.5 (1 + cos(pi x)); linear: start + (end - start) x"""
-    prm = rs.params
-    initial = 1.0 / prm["div_factor"]
-    final = initial / prm["final_div_factor"]
-    a = prm["pct_start"] * rs.horizon - 1.0
+    params = rs.params
+    initial = 1.0 / params["div_factor"]
+    final = initial / params["final_div_factor"]
+    a = params["pct_start"] * rs.horizon - 1.0
     b = rs.horizon - 1.0
     top = int(np.searchsorted(s, a, side="right"))  # s[:top] rise (s <= a), s[top:] fall
     x = s  # progress through each phase, in s's place (zero-length phase: its end value)
@@ -106,7 +106,7 @@ def one_cycle_curve(s: Any, rs: Any) -> Any:
     else:
         fall.fill(1.0)
     half = 1.0
-    if prm["anneal_strategy"] == "cos":  # x -> 0.5 (1 + cos(pi x)): from 1 at the phase start to 0 at its end
+    if params["anneal_strategy"] == "cos":  # x -> 0.5 (1 + cos(pi x)): from 1 at the phase start to 0 at its end
         x *= np.pi
         np.cos(x, out=x)
         x += 1.0

@@ -13,10 +13,10 @@ from lora_sched.schedules.fields import Duration, Float, Int
 from lora_sched.schedules.spec import REQUIRED, Check, Param, ScheduleSpec, register
 
 
-def _cycle_factors(prm: Any, n: int) -> Any:
+def _cycle_factors(params: Any, n: int) -> Any:
     """(1 - r) g^k for the cycles k = 0..n: the scale of cycle k's shape (a scalar when g = 1)."""
-    g = prm["restart_decay"]
-    return (1.0 - prm["min_lr_ratio"]) * (g ** np.arange(n + 1, dtype=np.float64) if g != 1.0 else 1.0)
+    g = params["restart_decay"]
+    return (1.0 - params["min_lr_ratio"]) * (g ** np.arange(n + 1, dtype=np.float64) if g != 1.0 else 1.0)
 
 
 @ascending_steps
@@ -24,8 +24,8 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r) g^k 0.5 (1 + cos(pi u)) for p < 1, and r at p >= 1, where
     k = floor(n p) is the cycle index, u = (n p) mod 1 the position in the cycle (after the cycle's
     own warmup of cycle_warmup steps, if any), g = restart_decay, n = num_cycles"""
-    prm = rs.params
-    n, r, cw = prm["num_cycles"], prm["min_lr_ratio"], prm["cycle_warmup"]
+    params = rs.params
+    n, r, cw = params["num_cycles"], params["min_lr_ratio"], params["cycle_warmup"]
     m = s  # computed in s's place
     start = int(np.searchsorted(s, rs.warmup))  # before W, p = 0: the value at W
     if start:
@@ -47,7 +47,7 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
     x *= np.pi
     np.cos(x, out=x)
     x += 1.0
-    factor = _cycle_factors(prm, n)
+    factor = _cycle_factors(params, n)
     if cw > 0:  # the rise offset / cw where offset < cw (there the shape is 1, elsewhere offset / cw >= 1)
         x *= 0.5
         np.minimum(x, offset / cw, out=x)
@@ -119,14 +119,14 @@ def cycle_table(first: int, warmup: int, multiplier: float, top: float) -> tuple
     return starts, lengths
 
 
-def _whole_step_cycles(j: Any, prm: Any, rs: Any) -> tuple[Any, Any, Any]:
+def _whole_step_cycles(j: Any, params: Any, rs: Any) -> tuple[Any, Any, Any]:
     """(k, offset, length) for steps j after the warmup: cycle index, steps into the cycle, its length."""
-    first = _rex_length(prm, rs)
-    if prm["cycle_multiplier"] == 1.0:
+    first = _rex_length(params, rs)
+    if params["cycle_multiplier"] == 1.0:
         k = np.floor(j / first)
         return k, j - k * first, first
     top = float(j.max()) if j.size else 0.0
-    starts, lengths = cycle_table(first, prm["cycle_warmup"], prm["cycle_multiplier"], top)
+    starts, lengths = cycle_table(first, params["cycle_warmup"], params["cycle_multiplier"], top)
     k = np.searchsorted(np.asarray(starts, dtype=np.float64), j, side="right") - 1.0
     index = k.astype(np.intp)
     offset = j - np.take(np.asarray(starts, dtype=np.float64), index)
@@ -135,31 +135,31 @@ def _whole_step_cycles(j: Any, prm: Any, rs: Any) -> tuple[Any, Any, Any]:
     return k + repeats, offset - repeats * length, length
 
 
-def floor_ratio(prm: Any, rs: Any, *, none_at_or_above_base: bool) -> float:
+def floor_ratio(params: Any, rs: Any, *, none_at_or_above_base: bool) -> float:
     """r: min_lr_ratio, or the absolute min_lr over this param group's base LR (every group falls to
     the same LR); with none_at_or_above_base a group whose base LR is at or below min_lr has no floor,
     as LoRA_Easy's REX class sets it."""
-    min_lr = prm.get("min_lr")
+    min_lr = params.get("min_lr")
     if min_lr is None:
-        return float(prm["min_lr_ratio"])
+        return float(params["min_lr_ratio"])
     if rs.base_lr <= 0.0 or (none_at_or_above_base and min_lr >= rs.base_lr):
         return 0.0  # (a group with base LR 0 trains nothing: base x m is 0 whatever m)
     return float(min_lr / rs.base_lr)
 
 
-def _cycles(j: Any, prm: Any, rs: Any) -> tuple[Any, Any, Any, Any]:
+def _cycles(j: Any, params: Any, rs: Any) -> tuple[Any, Any, Any, Any]:
     """(k, start, length) of each cycle that the ascending steps j >= 0 after the warmup reach, as
     float arrays, and how many of the steps fall in each."""
-    first, cw = _rex_length(prm, rs), prm["cycle_warmup"]
+    first, cw = _rex_length(params, rs), params["cycle_warmup"]
     top = float(j[-1])
-    starts, lengths = cycle_table(first, cw, prm["cycle_multiplier"], top)
+    starts, lengths = cycle_table(first, cw, params["cycle_multiplier"], top)
     last = max(lengths[-1], 1)  # past the last listed cycle, its length (at least 1 step) repeats
     extra = int((top - starts[-1]) // last)
     if len(starts) + extra <= j.size:  # a table of every cycle, no larger than the steps
         start = np.concatenate([starts, starts[-1] + last * np.arange(1, extra + 1)]).astype(np.float64)
         length = np.concatenate([lengths[:-1], np.full(extra + 1, last)]).astype(np.float64)
         return np.arange(start.size, dtype=np.float64), start, length, run_lengths(j, start[1:])
-    k, offset, length = _whole_step_cycles(j, prm, rs)  # more cycles than steps: a sampled long run
+    k, offset, length = _whole_step_cycles(j, params, rs)  # more cycles than steps: a sampled long run
     first_steps = np.flatnonzero(np.diff(k, prepend=-1.0))
     runs = np.diff(first_steps, append=j.size)
     return k[first_steps], (j - offset)[first_steps], np.broadcast_to(length, j.shape)[first_steps], runs
@@ -177,15 +177,15 @@ def _rise_steps(j: Any, start: Any, runs: Any, cw: int) -> tuple[Any, Any]:
 def _falling_cycles(s: Any, rs: Any, shape: Any, r: float) -> Any:
     """r + max(g^k - r, 0) x (a linear rise over cycle_warmup steps, else shape(q)) for W <= s < T, r at
     s >= T, and before W the value at W; s ascending (see ascending_steps), `shape` works in place."""
-    prm, w = rs.params, rs.warmup
-    cw, g = prm["cycle_warmup"], prm["restart_decay"]
+    params, w = rs.params, rs.warmup
+    cw, g = params["cycle_warmup"], params["restart_decay"]
     m = s  # computed in s's place
     lo, hi = (int(i) for i in np.searchsorted(s, [w, rs.horizon]))
     if lo:
         m[:lo] = _falling_cycles(np.array([float(w)]), rs, shape, r)[0]
     if hi > lo:
         j = np.subtract(s[lo:hi], w, out=m[lo:hi])  # steps after W (exact)
-        k, start, length, runs = _cycles(j, prm, rs)
+        k, start, length, runs = _cycles(j, params, rs)
         if cw > 0:  # offset / cw in the first cw steps of each cycle
             rise, count = _rise_steps(j, start, runs, cw)
             rising = (j[rise] - np.repeat(start, count)) / cw
@@ -357,8 +357,8 @@ register(
 def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
     """m(s) = r + (1 - r) 0.5 (1 + cos(pi t_cur / t_i)), with cycle lengths t_i = t_0 t_mult^i
     counted from the end of the warmup and t_cur the steps into the current cycle"""
-    prm, w = rs.params, rs.warmup
-    t0, tm, r = prm["t_0"], prm["t_mult"], prm["min_lr_ratio"]
+    params, w = rs.params, rs.warmup
+    t0, tm, r = params["t_0"], params["t_mult"], params["min_lr_ratio"]
     m = s  # computed in s's place
     lo = int(np.searchsorted(s, w))  # before W, t_cur = 0: the value at W
     if lo:
