@@ -95,3 +95,14 @@ def test_a_rate_out_of_range_in_a_dataset_config_is_an_error(tmp_path: Path) -> 
         match=r"d.toml:4: datasets\[0\].subsets\[0\].caption_dropout_rate: expected a number in \[0, 1\], got 1.5",
     ):
         loads_config(f"dataset_config = {str(dataset)!r}\nmax_train_epochs = 1\n")
+
+
+def test_the_key_table_and_the_caption_settings_agree_on_every_default():
+    """One set of defaults: sd-scripts' (an unset prefix or suffix adds nothing, as "" does)."""
+    from lora_sched.config.captions import CAPTION_DEFAULTS
+    from lora_sched.config.keys import KEY_BY_NAME
+
+    for name, default in CAPTION_DEFAULTS.items():
+        key_default = KEY_BY_NAME[name].default
+        assert key_default == default or (key_default is None and default == ""), name
+    assert CAPTION_DEFAULTS["caption_separator"] == "," and CAPTION_DEFAULTS["keep_tokens_separator"] == ""

@@ -23,19 +23,6 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:  # random costs ~1 ms of validate's start-up (measured: 26.3 vs 27.1 ms); only training draws
     import random
 
-#: sd-scripts' defaults (its argparse options and dataset_config subset parameters).
-CAPTION_DEFAULTS = {
-    "shuffle_caption": False,
-    "keep_tokens": 0,
-    "keep_tokens_separator": "",
-    "caption_separator": ",",
-    "caption_prefix": "",
-    "caption_suffix": "",
-    "caption_dropout_rate": 0.0,
-    "caption_dropout_every_n_epochs": 0,
-    "caption_tag_dropout_rate": 0.0,
-    "flip_aug": False,
-}
 #: The types a dataset_config may give each value (a rate may be written as an int: 0 or 1).
 CAPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "shuffle_caption": bool,
@@ -52,6 +39,9 @@ CAPTION_TYPES: dict[str, type | tuple[type, ...]] = {
 
 
 class CaptionSettings(NamedTuple):
+    """The caption options of one subset, at sd-scripts' defaults (its argparse options and
+    dataset_config subset parameters; the key table's defaults are the same, tested)."""
+
     shuffle_caption: bool = False
     keep_tokens: int = 0
     keep_tokens_separator: str = ""
@@ -73,6 +63,10 @@ class CaptionSettings(NamedTuple):
             or self.caption_prefix
             or self.caption_suffix
         )
+
+
+#: sd-scripts' default of each caption option (None in a config: this).
+CAPTION_DEFAULTS: dict[str, object] = dict(CaptionSettings._field_defaults)
 
 
 def caption_settings(values: dict) -> CaptionSettings:
