@@ -412,3 +412,34 @@ def _up_down_product(down: Any, up: Any) -> Any:
     if up.shape[2:] == (3, 3) or down.shape[2:] == (3, 3):
         return torch.nn.functional.conv2d(down.permute(1, 0, 2, 3), up).permute(1, 0, 2, 3)
     return up @ down
+
+
+def denoising_loss(
+    unet: Any,
+    condition: Any,
+    noise_scheduler: Any,
+    data: Any,
+    rows: list[int],
+    gen: Any,
+    noise_steps: int,
+    prediction: str,
+    device: Any,
+    objective: Objective | None = None,
+    sample_weights: Any = None,
+) -> Any:
+    """Denoising loss of one micro-batch (`data`: lora_sched.train.data.CachedData, or a batch drawn
+    from it): the loss between the UNet output and eps (or v) at random t, with the noise, timesteps
+    and weighting of `objective` (None: plain MSE) and `sample_weights` (shape (batch,), sd-scripts'
+    loss_weights; None: all 1). Training steps call it, and a validation with its timestep fixed."""
+    objective = objective or Objective()
+    latents = data.latents[rows].to(device)  # a no-op for the training cache, which is on the device
+    drawn = draw_noised_batch(latents, noise_scheduler, objective, gen, noise_steps)
+    # a trained text encoder runs every step; a frozen one was run once, when the data was cached
+    embeddings, extra = condition(data, rows, device)
+    pred = unet(drawn.noisy, drawn.timesteps, embeddings, **extra).sample
+    if prediction == "epsilon":
+        target = drawn.noise
+    else:
+        target = noise_scheduler.get_velocity(latents, drawn.noise, drawn.timesteps)
+    v_prediction = prediction == "v_prediction"
+    return objective_loss(pred, target, drawn.timesteps, noise_scheduler, objective, v_prediction, sample_weights)

@@ -21,12 +21,12 @@ from typing import Any
 
 from lora_sched.train.build import Run
 from lora_sched.train.csv_log import LOG_NAME, CsvLog
-from lora_sched.train.data import CachedData, sample_weights, step_generator
+from lora_sched.train.data import sample_weights, step_generator
 from lora_sched.train.finish import StepsDone, save_checkpoint, save_lora
 from lora_sched.train.lora import lora_alphas
 from lora_sched.train.lr_log import LrReport
 from lora_sched.train.metadata import run_session
-from lora_sched.train.objective import Objective, draw_noised_batch, lora_pairs, max_norm_regularize, objective_loss
+from lora_sched.train.objective import denoising_loss, lora_pairs, max_norm_regularize
 from lora_sched.train.optim import evaluation_weights
 from lora_sched.train.sampling import draw_samples
 from lora_sched.train.saving import files_due, save_files
@@ -196,36 +196,6 @@ def _micro_batch_loss(run: Run, step: int, micro: int, data: Any, rows: list[int
             objective=run.plan.objective,
             sample_weights=weights,
         )
-
-
-def denoising_loss(
-    unet: Any,
-    condition: Any,
-    noise_scheduler: Any,
-    data: CachedData,
-    rows: list[int],
-    gen: Any,
-    noise_steps: int,
-    prediction: str,
-    device: Any,
-    objective: Objective | None = None,
-    sample_weights: Any = None,
-) -> Any:
-    """Denoising loss of one micro-batch: the loss between the UNet output and eps (or v) at random t,
-    with the noise, timesteps and weighting of `objective` (lora_sched.train.objective; None: plain
-    MSE) and `sample_weights` (shape (batch,), sd-scripts' loss_weights; None: all 1)."""
-    objective = objective or Objective()
-    latents = data.latents[rows]
-    drawn = draw_noised_batch(latents, noise_scheduler, objective, gen, noise_steps)
-    # a trained text encoder runs every step; a frozen one was run once, when the data was cached
-    embeddings, extra = condition(data, rows, device)
-    pred = unet(drawn.noisy, drawn.timesteps, embeddings, **extra).sample
-    if prediction == "epsilon":
-        target = drawn.noise
-    else:
-        target = noise_scheduler.get_velocity(latents, drawn.noise, drawn.timesteps)
-    v_prediction = prediction == "v_prediction"
-    return objective_loss(pred, target, drawn.timesteps, noise_scheduler, objective, v_prediction, sample_weights)
 
 
 def _current_lrs(scheduler: Any, optimizer: Any) -> list[float]:

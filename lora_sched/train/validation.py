@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from lora_sched.train.data import CachedData, Example, cache_data, load_images
-from lora_sched.train.objective import Objective, draw_noised_batch, objective_loss
+from lora_sched.train.objective import Objective, denoising_loss
 
 #: sd-scripts' NUM_VALIDATION_TIMESTEPS (train_network.py): the fixed timesteps each batch is read at.
 NUM_VALIDATION_TIMESTEPS = 4
@@ -184,18 +184,13 @@ def batch_loss(
     import torch
 
     fixed = replace(objective, min_timestep=timestep, max_timestep=timestep)
+    steps = int(noise_scheduler.config.num_train_timesteps)
+    weights = data.loss_weights[rows] if data.loss_weights is not None else None
     with torch.no_grad():
-        latents = data.latents[rows].to(device)
-        drawn = draw_noised_batch(latents, noise_scheduler, fixed, gen, int(noise_scheduler.config.num_train_timesteps))
-        embeddings, extra = condition(data, rows, device)
-        pred = unet(drawn.noisy, drawn.timesteps, embeddings, **extra).sample
-        if prediction == "epsilon":
-            target = drawn.noise
-        else:
-            target = noise_scheduler.get_velocity(latents, drawn.noise, drawn.timesteps)
-        weights = data.loss_weights[rows] if data.loss_weights is not None else None
-        v_prediction = prediction == "v_prediction"
-        return float(objective_loss(pred, target, drawn.timesteps, noise_scheduler, fixed, v_prediction, weights))
+        loss = denoising_loss(
+            unet, condition, noise_scheduler, data, rows, gen, steps, prediction, device, fixed, weights
+        )
+    return float(loss)
 
 
 class Validator:
