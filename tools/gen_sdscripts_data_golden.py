@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import random
-import subprocess
 import sys
 import typing
 from pathlib import Path
@@ -30,7 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from golden_cli import run_golden
+from golden_cli import checkout_commit, checkout_file, run_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "tests" / "data" / "sdscripts_data" / "goldens.json"
@@ -55,20 +54,6 @@ RECORDER_FEED += [(1, i, 0.5 + 0.125 * i) for i in range(3)] + [(1, i, 0.75) for
 TIMESTEPS = [(1000, None, None), (1000, 100, 900), (1000, 0, 999), (500, None, None), (1000, 3, 17)]
 #: (validate_every_n_steps, validate_every_n_epochs) and the global steps / epochs asked about
 TIMING = [(None, None), (2, None), (3, 2), (None, 3), (5, 1)]
-
-
-def read_source(checkout: Path, path: str) -> str:
-    """A file of the checkout's work tree, else of its HEAD (a bare git directory)."""
-    if (checkout / path).is_file():
-        return (checkout / path).read_text(encoding="utf-8")
-    return subprocess.run(
-        ["git", "-C", str(checkout), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def commit_of(checkout: Path) -> str:
-    found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() or "unknown"
 
 
 def _namespace() -> dict[str, Any]:
@@ -166,12 +151,12 @@ def timing(train_network: ast.Module) -> dict[str, Any]:
 
 
 def generate(checkout: Path) -> dict[str, Any]:
-    train_util = ast.parse(read_source(checkout, "library/train_util.py"))
-    train_network = ast.parse(read_source(checkout, "train_network.py"))
+    train_util = ast.parse(checkout_file(checkout, "library/train_util.py"))
+    train_network = ast.parse(checkout_file(checkout, "train_network.py"))
     return {
         "provenance": {
             "repository": "kohya-ss/sd-scripts",
-            "commit": commit_of(checkout),
+            "commit": checkout_commit(checkout),
             "paths": [
                 "library/train_util.py (split_train_val, LossRecorder, DreamBoothDataset.__init__'s reg fill)",
                 "train_network.py (NetworkTrainer.train: validation_timesteps, should_validate_step/epoch)",

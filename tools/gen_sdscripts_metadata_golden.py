@@ -24,13 +24,12 @@ import ast
 import hashlib
 import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from golden_cli import run_golden
+from golden_cli import checkout_commit, checkout_file, run_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "tests" / "data" / "sdscripts_metadata" / "goldens.json"
@@ -87,25 +86,11 @@ TAG_CASES = [
 ]
 
 
-def source_text(checkout: Path, path: str) -> str:
-    """A file of the checkout: from its working tree, else from HEAD of a bare git directory."""
-    if (checkout / path).is_file():
-        return (checkout / path).read_text(encoding="utf-8")
-    return subprocess.run(
-        ["git", "-C", str(checkout), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def commit_of(checkout: Path) -> str:
-    found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() or "unknown"
-
-
 def load_sdscripts(checkout: Path) -> dict[str, Any]:
     """sd-scripts' hash functions and set_tag_frequency, taken out of library/train_util.py."""
     import safetensors.torch
 
-    tree = ast.parse(source_text(checkout, "library/train_util.py"))
+    tree = ast.parse(checkout_file(checkout, "library/train_util.py"))
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in FUNCTIONS]
     base = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BaseDataset")
     method = next(n for n in base.body if isinstance(n, ast.FunctionDef) and n.name == "set_tag_frequency")
@@ -187,7 +172,7 @@ def generate(checkout: Path, folder: Path = OUTPUT.parent) -> dict[str, Any]:
     return {
         "provenance": {
             "repository": "kohya-ss/sd-scripts",
-            "commit": commit_of(checkout),
+            "commit": checkout_commit(checkout),
             "paths": [f"library/train_util.py ({', '.join(FUNCTIONS)}, BaseDataset.set_tag_frequency)"],
             "generator": "tools/gen_sdscripts_metadata_golden.py",
             "values": "tensor values ((i * 7 + start) % 251 - 125) / 64, row-major, cast to dtype",

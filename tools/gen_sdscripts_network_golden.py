@@ -30,11 +30,12 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import subprocess
 import sys
 import types
 from pathlib import Path
 from typing import Any
+
+from golden_cli import checkout_commit, checkout_file
 
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
@@ -78,19 +79,6 @@ FORWARDS = (
     ("conv_rank_dropout", "conv", (2, 8, 6, 6), 3, 1.5, 0.2, 0.4, None, 5),
     ("conv_module_dropout", "conv", (2, 8, 6, 6), 3, 1.0, None, None, 0.5, 6),
 )
-
-
-def read_source(source: Path, path: str) -> tuple[str, str]:
-    """(text, commit) of `path` in a checkout or a bare git directory."""
-    commit = subprocess.run(
-        ["git", "-C", str(source), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    if (source / path).is_file():
-        return (source / path).read_text(encoding="utf-8"), commit
-    text = subprocess.run(
-        ["git", "-C", str(source), "show", f"HEAD:{path}"], check=True, capture_output=True, text=True
-    ).stdout
-    return text, commit
 
 
 class _Rewrite(ast.NodeTransformer):
@@ -171,8 +159,8 @@ def sd_scripts_models(source: Path) -> tuple[Any, Any, str]:
 
     install_einops_stand_in()
     extra = {"logging": logging}
-    sd_text, commit = read_source(source, "library/original_unet.py")
-    sdxl_text, _ = read_source(source, "library/sdxl_original_unet.py")
+    sd_text, commit = checkout_file(source, "library/original_unet.py"), checkout_commit(source)
+    sdxl_text = checkout_file(source, "library/sdxl_original_unet.py")
     sd = load_source(sd_text, "sdscripts_original_unet", SD_CONSTANTS, {}, extra)
     sdxl = load_source(sdxl_text, "sdscripts_sdxl_original_unet", SDXL_CONSTANTS, SDXL_KEYWORDS, extra)
     return sd, sdxl, commit
@@ -186,7 +174,7 @@ def build_case(source: Path, sd: Any, sdxl: Any, model_name: str, dim: int, alph
 
     from lora_sched.train.model import build_builtin
 
-    lora_text, _ = read_source(source, "networks/lora.py")
+    lora_text = checkout_file(source, "networks/lora.py")
     lora = load_source(lora_text, "sdscripts_networks_lora", {}, {}, {"logging": logging})
     lora.SdxlUNet2DConditionModel = sdxl.SdxlUNet2DConditionModel
     ours = build_builtin(model_name)
@@ -214,7 +202,7 @@ def forwards(source: Path) -> dict[str, Any]:
 
     import torch
 
-    lora_text, _ = read_source(source, "networks/lora.py")
+    lora_text = checkout_file(source, "networks/lora.py")
     lora = load_source(lora_text, "sdscripts_networks_lora", {}, {}, {"logging": logging})
     out: dict[str, Any] = {}
     for name, layer, shape, rank, alpha, dropout, rank_dropout, module_dropout, seed in FORWARDS:

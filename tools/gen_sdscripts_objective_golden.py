@@ -32,13 +32,12 @@ import ast
 import json
 import logging
 import math
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional, Tuple  # noqa: UP035  (sd-scripts' annotations name them)
 
-from golden_cli import run_golden
+from golden_cli import checkout_commit, checkout_file, run_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "tests" / "data" / "sdscripts_objective" / "golden.json"
@@ -140,20 +139,6 @@ NORM_SCALES = [0.02, 0.3, 1.5]  #: std of the up / down weights: some modules st
 MAX_NORMS = [0.5, 1.0, 4.0]
 
 
-def source(checkout: Path, path: str) -> str:
-    """A file of the checkout, or of HEAD for a bare git directory."""
-    if (checkout / path).is_file():
-        return (checkout / path).read_text(encoding="utf-8")
-    return subprocess.run(
-        ["git", "-C", str(checkout), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def commit_of(checkout: Path) -> str:
-    found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() or "unknown"
-
-
 def definitions(text: str, names: list[str], inside: str | None = None) -> list[ast.stmt]:
     """The top-level functions `names` of a module (or the methods of its class `inside`)."""
     body = ast.parse(text).body
@@ -221,7 +206,7 @@ def load_functions(checkout: Path) -> dict[str, Any]:
         ("networks/lora.py", ["apply_max_norm_regularization"], "LoRANetwork"),
     ]
     for path, names, inside in parts:
-        module = ast.Module(body=definitions(source(checkout, path), names, inside), type_ignores=[])
+        module = ast.Module(body=definitions(checkout_file(checkout, path), names, inside), type_ignores=[])
         exec(compile(module, path, "exec"), namespace)
     namespace["custom_train_functions"] = SimpleNamespace(
         apply_noise_offset=namespace["apply_noise_offset"], pyramid_noise_like=namespace["pyramid_noise_like"]
@@ -369,7 +354,7 @@ def generate(checkout: Path) -> dict[str, Any]:
     return {
         "provenance": {
             "repository": "kohya-ss/sd-scripts",
-            "commit": commit_of(checkout),
+            "commit": checkout_commit(checkout),
             "paths": [
                 "library/train_util.py",
                 "library/custom_train_functions.py",

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
+
+from golden_cli import checkout_commit, checkout_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,17 +42,6 @@ CAPTIONS = [
 ]
 LENGTHS = (None, 150, 225)  #: max_token_length (None: sd-scripts' default 75)
 SD_CASES = [("v1", skip, length) for skip in (1, 2) for length in LENGTHS] + [("v2", 2, 150), ("v2", 2, 225)]
-
-
-def source(checkout: Path, path: str) -> str:
-    """A file of the checkout: from its work tree, or (a bare git directory) from HEAD."""
-    if (checkout / path).is_file():
-        return (checkout / path).read_text(encoding="utf-8")
-    return git(checkout, "show", f"HEAD:{path}")
-
-
-def git(checkout: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True).stdout
 
 
 def functions(text: str, names: list[str], owner: str | None = None) -> dict[str, Any]:
@@ -100,10 +90,9 @@ def generate(checkout: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
     from lora_sched.train.model import build_tiny_sd, build_tiny_sdxl
 
-    get_input_ids = functions(source(checkout, "library/strategy_base.py"), ["_get_input_ids"], "TokenizeStrategy")
-    util = functions(
-        source(checkout, "library/train_util.py"), ["get_hidden_states", "get_hidden_states_sdxl", "pool_workaround"]
-    )
+    strategy, train_util = (checkout_file(checkout, f"library/{name}.py") for name in ("strategy_base", "train_util"))
+    get_input_ids = functions(strategy, ["_get_input_ids"], "TokenizeStrategy")
+    util = functions(train_util, ["get_hidden_states", "get_hidden_states_sdxl", "pool_workaround"])
     sd, sdxl = build_tiny_sd(), build_tiny_sdxl()
     tokenizers = {"v1": sd.tokenizer, "v2": sdxl.tokenizer_2}  # v2: padding is not EOS, as SD 2.x's tokenizer
 
@@ -140,7 +129,7 @@ def generate(checkout: Path) -> tuple[dict[str, Any], dict[str, str]]:
             out[f"sdxl.pooled.{length or 75}"] = pool
     metadata = {
         "repository": "kohya-ss/sd-scripts",
-        "commit": git(checkout, "rev-parse", "HEAD").strip() or "unknown",
+        "commit": checkout_commit(checkout),
         "paths": "library/strategy_base.py (TokenizeStrategy._get_input_ids); library/train_util.py "
         "(get_hidden_states, get_hidden_states_sdxl, pool_workaround)",
         "generator": "tools/gen_sdscripts_text_golden.py",

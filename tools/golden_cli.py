@@ -1,9 +1,11 @@
-"""The command line shared by the golden-file generators that read a kohya-ss/sd-scripts checkout:
-write the file, or with --check compare it with what the checkout gives."""
+"""What the golden-file generators that read a kohya-ss/sd-scripts checkout share: reading a file
+and the commit of the checkout (a work tree or a bare git directory), and the command line that
+writes the file, or with --check compares it with what the checkout gives."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,3 +28,18 @@ def run_golden(
     args.output.write_text(text, encoding="utf-8")
     print(f"wrote {args.output}")
     return 0
+
+
+def checkout_file(checkout: Path, path: str) -> str:
+    """A file of the checkout: from its work tree, else (a bare git directory) from HEAD."""
+    if (checkout / path).is_file():
+        return (checkout / path).read_text(encoding="utf-8")
+    return subprocess.run(
+        ["git", "-C", str(checkout), "show", f"HEAD:{path}"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def checkout_commit(checkout: Path) -> str:
+    """The commit the checkout is at ("unknown" for a folder outside git)."""
+    found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
