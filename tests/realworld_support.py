@@ -71,3 +71,14 @@ def read_golden(name: str) -> tuple[list[str], dict[str, list[float]] | None, st
         return comments, None, error
     table = {col: [float(r[i]) for r in rows] for i, col in enumerate(columns)}
     return comments, table, error
+
+
+def flat(doc: dict) -> dict:
+    """A kohya TOML document's keys, its sections flattened (as sd-scripts reads them)."""
+    out = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            out.update(value)
+        else:
+            out[key] = value
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from realworld_support import CORPUS, manifest, read_golden, relocate
+from realworld_support import CORPUS, flat, manifest, read_golden, relocate
 
 from lora_sched.cli import main
 
@@ -77,16 +77,6 @@ def assert_same_curve(name: str, got: dict[str, list[float]]) -> None:
     # sd-scripts leaves a group with LR 0 out of the optimizer; an all-zero column says the same
     got = {k: v for k, v in got.items() if k in want or any(v)}
     assert_curves_equal(got, want)
-
-
-def flat(doc: dict) -> dict:
-    out = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            out.update(value)
-        else:
-            out[key] = value
-    return out
 
 
 def test_corpus_is_complete() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 import tomllib
+from realworld_support import flat
 
 from lora_sched.api import load_config
 from lora_sched.config.keys import KEY_BY_NAME
@@ -41,14 +42,7 @@ REPLACED = {
 
 
 def _flat(path: Path) -> dict:
-    doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    flat: dict = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            flat.update(value)
-        else:
-            flat[key] = value
-    return flat
+    return flat(tomllib.loads(path.read_text(encoding="utf-8")))
 
 
 def _pointed_here(path: Path, tmp_path: Path, steps: int = 1000) -> tuple[Path, dict]:
