@@ -283,17 +283,3 @@ def test_written_files_run_exactly_in_musubi(tmp_path: Path, name: str) -> None:
     _same(_trained(run, np.arange(case["steps"])), want)
     back = _read(DATA / case["config"], num_processes=n)
     _same(back.lrs(np.arange(case["steps"])), want)
-
-
-def test_a_class_curve_other_than_its_carried_schedule_is_refused(tmp_path: Path) -> None:
-    """A run whose LRs come from a scheduler class (own_lrs) that its carried schedule does not draw:
-    refused, never written as the carried schedule's curve."""
-    path = tmp_path / "src.toml"
-    path.write_text("learning_rate = 1e-4\nnetwork_train_unet_only = true\nmax_train_steps = 20\n")
-    run = read_run(str(path), trainer="sd-scripts")
-    halved = run._replace(own_lrs=lambda steps: {"unet": np.full(len(steps), 5e-5)})
-    with pytest.raises(ConfigError, match="scheduler class") as err:
-        write_run(halved, "musubi-tuner", RunFacts(steps_per_epoch=20))
-    assert all(p.hint for p in err.value.problems)
-    same = run._replace(own_lrs=lambda steps: {"unet": np.full(len(steps), 1e-4)})
-    write_run(same, "musubi-tuner", RunFacts(steps_per_epoch=20))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lora_sched.errors import ConfigError
-from lora_sched.trainers import MODULES, RunFacts, read_document, read_run, write_run
+from lora_sched.trainers import MODULES, RunFacts, read_document, read_run
 from lora_sched.trainers.onetrainer import COMMIT, TRAINER
 
 DATA = Path(__file__).parent / "data" / "trainers" / "onetrainer"
@@ -282,17 +282,3 @@ def test_custom_class_args_reach_the_class(tmp_path):
     (tmp_path / "c.json").write_text(text)
     run = TRAINER.read(read_document(str(tmp_path / "c.json")), RunFacts(steps_per_epoch=4))
     np.testing.assert_allclose(run.lrs(np.arange(12))["unet"], [1.0] * 4 + [0.5] * 4 + [0.25] * 4, rtol=1e-12)
-
-
-def test_a_class_curve_other_than_its_carried_schedule_is_refused(tmp_path: Path) -> None:
-    """A run whose LRs come from a scheduler class (own_lrs) that its carried schedule does not draw:
-    refused, never written as the carried schedule's curve."""
-    path = tmp_path / "src.toml"
-    path.write_text("learning_rate = 1e-4\nnetwork_train_unet_only = true\nmax_train_steps = 20\n")
-    run = read_run(str(path), trainer="sd-scripts")
-    halved = run._replace(own_lrs=lambda steps: {"unet": np.full(len(steps), 5e-5)})
-    with pytest.raises(ConfigError, match="scheduler class") as err:
-        write_run(halved, "onetrainer", RunFacts(steps_per_epoch=20))
-    assert all(p.hint for p in err.value.problems)
-    same = run._replace(own_lrs=lambda steps: {"unet": np.full(len(steps), 1e-4)})
-    write_run(same, "onetrainer", RunFacts(steps_per_epoch=20))

@@ -186,3 +186,18 @@ def test_the_plain_shortcut_takes_lora_scheds_own_files_only() -> None:
     assert not plain(parse("b.toml", 'network_module = "networks.lora_wan"\nlearning_rate = 1e-4\n'))
     assert not plain(parse("c.toml", "[general_args.args]\nmax_train_steps = 10\n"))  # LoRA_Easy's nesting
     assert not plain(parse("d.toml", "[[datasets]]\nresolution = 512\n"))
+
+
+@pytest.mark.parametrize("trainer", ["musubi-tuner", "onetrainer"])
+def test_a_class_curve_other_than_its_carried_schedule_is_refused(tmp_path: Path, trainer: str) -> None:
+    """A run whose LRs come from a scheduler class (own_lrs) that its carried schedule does not draw:
+    refused, never written as the carried schedule's curve."""
+    path = tmp_path / "src.toml"
+    path.write_text("learning_rate = 1e-4\nnetwork_train_unet_only = true\nmax_train_steps = 20\n")
+    run = read_run(str(path), trainer="sd-scripts")
+    halved = run._replace(own_lrs=lambda steps: {"unet": np.full(len(steps), 5e-5)})
+    with pytest.raises(ConfigError, match="scheduler class") as err:
+        write_run(halved, trainer, RunFacts(steps_per_epoch=20))
+    assert all(p.hint for p in err.value.problems)
+    same = run._replace(own_lrs=lambda steps: {"unet": np.full(len(steps), 1e-4)})
+    write_run(same, trainer, RunFacts(steps_per_epoch=20))
