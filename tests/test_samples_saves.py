@@ -9,18 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
+from train_support import logged_text
 
 from lora_sched.config import load_config
 from lora_sched.config.prompts import SamplePrompt, read_prompt_file
 from lora_sched.config.samplers import SAMPLERS
 from lora_sched.errors import ConfigError
-
-
-def _logged(caplog) -> str:
-    """The log records so far (train's notices are log records; the command line prints them), then clear."""
-    text = caplog.text
-    caplog.clear()
-    return text
 
 
 def _write(path: Path, text: str) -> Path:
@@ -212,7 +206,7 @@ def test_sample_plan_is_none_without_prompts_or_timing(tmp_path, caplog):
     assert sample_plan({"output_name": "lora", "sample_at_first": True}, tmp_path) is None  # no file named
     missing = {"sample_prompts": str(tmp_path / "none.txt"), "output_name": "lora", "sample_at_first": True}
     assert sample_plan(missing, tmp_path) is None
-    assert f"warning: sample_prompts: no prompt file at {tmp_path / 'none.txt'}" in _logged(caplog)
+    assert f"warning: sample_prompts: no prompt file at {tmp_path / 'none.txt'}" in logged_text(caplog)
     plan = sample_plan(_values(tmp_path, "a --d 1\nb", sample_every_n_epochs=3, sample_sampler="euler"), tmp_path)
     assert (plan.every_n_steps, plan.every_n_epochs, plan.sampler, len(plan.prompts)) == (2, 3, "euler", 2)
     assert plan.folder == tmp_path / "sample"

@@ -14,7 +14,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
 
-from train_support import write_train_config  # noqa: E402
+from train_support import logged_text, write_train_config  # noqa: E402
 
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.config.loader import loads_config  # noqa: E402
@@ -24,14 +24,6 @@ from lora_sched.train.lora import add_lora, trainable  # noqa: E402
 from lora_sched.train.model import build_tiny_sd  # noqa: E402
 from lora_sched.train.network import NetworkSettings  # noqa: E402
 from lora_sched.train.optim import optimizer_class  # noqa: E402
-
-
-def _logged(caplog) -> str:
-    """The log records so far (train's notices are log records; the command line prints them), then clear."""
-    text = caplog.text
-    caplog.clear()
-    return text
-
 
 COMPUTE_KEYS = ("gradient_checkpointing", "sdpa", "xformers", "mem_eff_attn", "cache_latents", "cache_latents_to_disk")
 
@@ -128,7 +120,7 @@ def test_bf16_stores_frozen_weights_in_bf16_and_keeps_lora_float32():
 def test_fp16_on_a_cpu_runs_float32_with_a_notice(caplog):
     options = compute.compute_options({"mixed_precision": "fp16"}, on_cpu=True)
     assert options.mixed_precision == "no"
-    assert 'notice: mixed_precision = "fp16": this machine has no GPU' in _logged(caplog)
+    assert 'notice: mixed_precision = "fp16": this machine has no GPU' in logged_text(caplog)
     assert compute.compute_options({"mixed_precision": "fp16"}, on_cpu=False).mixed_precision == "fp16"
     assert compute.compute_options({"mixed_precision": "bf16"}, on_cpu=True).mixed_precision == "bf16"
 
@@ -137,15 +129,15 @@ def test_xformers_without_the_package_or_a_gpu_runs_sdpa_with_a_notice(monkeypat
     found = {"xformers": None}
     monkeypatch.setattr(compute.importlib.util, "find_spec", lambda name: found.get(name, object()))
     assert compute.compute_options({"xformers": True}, on_cpu=False).attention == "sdpa"
-    assert "xformers = true: the xformers package is not installed" in _logged(caplog)
+    assert "xformers = true: the xformers package is not installed" in logged_text(caplog)
     found["xformers"] = object()
     assert compute.compute_options({"xformers": True}, on_cpu=True).attention == "sdpa"
-    assert "xformers needs a GPU" in _logged(caplog)
+    assert "xformers needs a GPU" in logged_text(caplog)
     assert compute.compute_options({"xformers": True}, on_cpu=False).attention == "xformers"
     assert compute.compute_options({"mem_eff_attn": True}, on_cpu=False).attention == "sdpa"
-    assert "mem_eff_attn = true: attention runs on PyTorch's SDPA" in _logged(caplog)
+    assert "mem_eff_attn = true: attention runs on PyTorch's SDPA" in logged_text(caplog)
     assert compute.compute_options({"sdpa": True}, on_cpu=True)[:3] == ("no", False, "sdpa")
-    assert _logged(caplog) == ""
+    assert logged_text(caplog) == ""
 
 
 def test_adamw8bit_without_bitsandbytes_names_the_package(monkeypatch):

@@ -13,21 +13,13 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
 
-from train_support import write_train_config  # noqa: E402
+from train_support import logged_text, write_train_config  # noqa: E402
 
 from lora_sched.cli import main  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.train import compute  # noqa: E402
 
-
 #: One update at a constant LR (no warmup: the first step's LR is not 0), batch 2 of 64 px.
-def _logged(caplog) -> str:
-    """The log records so far (train's notices are log records; the command line prints them), then clear."""
-    text = caplog.text
-    caplog.clear()
-    return text
-
-
 ONE_STEP = {"max_train_steps": 1, "lr_warmup_steps": 0, "lr_scheduler": "constant", "text_encoder_lr": 1e-3}
 
 
@@ -61,7 +53,7 @@ def test_full_fp16_on_a_gpu_is_applied_and_on_a_cpu_is_refused_with_the_bf16_way
     assert text.startswith("full_fp16: a GPU (fp16 has no CPU kernels")
     assert 'use mixed_precision = "bf16" with full_bf16 = true' in text
     both = compute.compute_options({"mixed_precision": "fp16", "full_fp16": True, "full_bf16": True}, on_cpu=False)
-    assert both.full_half and "full_fp16 decides (full_bf16 is ignored)" in _logged(caplog)
+    assert both.full_half and "full_fp16 decides (full_bf16 is ignored)" in logged_text(caplog)
 
 
 def test_the_vae_takes_the_weight_type_unless_no_half_vae():

@@ -32,3 +32,11 @@ def write_train_config(
     flat = {k: v for k, v in flat.items() if v is not None}
     path.write_text(tomli_w.dumps({section: flat} if section else flat), encoding="utf-8")
     return path
+
+
+def logged_text(caplog: Any) -> str:
+    """The log records so far (train's notices are log records; the command line prints them), then
+    clear them, so the next check reads only what comes after."""
+    text = caplog.text
+    caplog.clear()
+    return text
