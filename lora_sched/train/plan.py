@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from lora_sched.errors import ConfigError, problem, raw
 from lora_sched.schedules.fields import resolution_size
+from lora_sched.schedules.spec import lookup
 from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.buckets import check_sizes
 from lora_sched.train.compute import ComputeOptions, compute_options, no_accelerator
@@ -212,8 +213,6 @@ def env_int(name: str, default: int) -> int:
 def _optimizer_sets_lr(cfg: Any) -> bool:
     """Whether the chosen schedule leaves the LR to the optimizer (Adafactor's relative step). By its
     spec, not the resolved curve: an epoch count is checked later, against the data training reads."""
-    from lora_sched.schedules.spec import lookup
-
     return cfg.scheduler_type is None and lookup(cfg.schedule_name)[0].optimizer_sets_lr
 
 

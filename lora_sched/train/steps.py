@@ -52,13 +52,14 @@ def run_steps(run: Run, held: contextlib.ExitStack) -> StepsDone:
     bar = _progress_bar(accelerator, run.start, run_length)
     stop = held.enter_context(StopSignals())
     permutations = _Permutations(run)
+    norm_pairs = _norm_pairs(run)
     loss, stopping, done = float("nan"), False, run.start
     if run.start == 0 and plan.samples and plan.samples.at_first:
         _draw_samples(run, "e000000")  # sd-scripts' name for the images before training
     for step in range(run.start, run_length):
         epoch = step // run.processes.steps_per_epoch
         lrs = report.values(optimizer, _current_lrs(run.training.scheduler, optimizer))
-        loss = train_step(run, step, permutations)
+        loss = train_step(run, step, permutations, norm_pairs)
         validated = validator.after_update(run, step, loss) if validator else {}  # when sd-scripts validates
         if log is not None:
             log.write(step, epoch, lrs, loss, validator.row(validated) if validator else ())
@@ -125,9 +126,17 @@ class _Permutations:
         return self._permutation
 
 
-def train_step(run: Run, step: int, permutations: _Permutations) -> float:
+def _norm_pairs(run: Run) -> list | None:
+    """The (down, up, scale) of every trained LoRA layer, which scale_weight_norms rescales after each
+    update (None without it): found once, the parameters are the same tensors the whole run."""
+    if not run.plan.objective.scale_weight_norms:
+        return None
+    return lora_pairs(run.training.params, lora_alphas(run.built.model, run.plan.train_te))
+
+
+def train_step(run: Run, step: int, permutations: _Permutations, norm_pairs: list | None = None) -> float:
     """One optimizer update over the micro-batches of `step`'s window, then one scheduler step;
-    returns the window's mean loss (over every process)."""
+    returns the window's mean loss (over every process). `norm_pairs`: see `_norm_pairs`."""
     import torch
 
     plan, accelerator, order, training = run.plan, run.processes.accelerator, run.processes.order, run.training
@@ -150,9 +159,8 @@ def train_step(run: Run, step: int, permutations: _Permutations) -> float:
         accelerator.clip_grad_norm_(list(training.params.values()), plan.max_grad_norm)
     training.optimizer.step()
     training.optimizer.zero_grad(set_to_none=True)
-    if plan.objective.scale_weight_norms:  # sd-scripts: after each update, on every process alike
-        pairs = lora_pairs(training.params, lora_alphas(run.built.model, plan.train_te))
-        norms = max_norm_regularize(pairs, plan.objective.scale_weight_norms)
+    if norm_pairs is not None:  # scale_weight_norms, as sd-scripts: after each update, on every process alike
+        norms = max_norm_regularize(norm_pairs, plan.objective.scale_weight_norms)
         _log.debug("scale_weight_norms: %d module(s) scaled, mean norm %g, max norm %g", *norms)
         if plan.tracker:  # sd-scripts' names (train_network.py generate_step_logs)
             accelerator.log(
