@@ -183,13 +183,6 @@ def dataset_samples(values: Mapping[str, Any]) -> int | None:
     return images * repeats
 
 
-def to_toml(values: Mapping[str, Any]) -> str:
-    """Form values -> TOML text, through the config layer's writer (not yet validated)."""
-    from lora_sched.config import dumps_config
-
-    return dumps_config(form_to_flat(values))
-
-
 def translate(values: Mapping[str, Any], source: str = "<form>") -> tuple[LoraConfig, str]:
     """Form values -> (validated config, the TOML text it was read from).
 
