@@ -35,6 +35,7 @@ from lora_sched.analysis import (
     transfer_lr,
 )
 from lora_sched.analysis.bound import bound, suffix_sums
+from lora_sched.analysis.bound import harmonic as bound_harmonic
 from lora_sched.schedules import ScheduleRequest, resolve
 
 REL = 1e-9
@@ -219,6 +220,63 @@ def test_constant_schedule_closed_form(T, D, G, gamma):
     # gamma* = (D / G) / sqrt(T (1 + H_{T-1})), optimal bound = D G sqrt((1 + H_{T-1}) / T)
     assert b.optimal_base_lr == pytest.approx(D / G / math.sqrt(T * (1 + harmonic(T - 1))), rel=REL)
     assert b.optimal_bound == pytest.approx(D * G * math.sqrt((1 + harmonic(T - 1)) / T), rel=REL)
+
+
+@pytest.mark.parametrize(
+    ("head", "value", "count"),
+    [
+        ([], 0.7, 1),
+        ([], 0.7, 2),
+        ([], 0.7, 1500),
+        ([0.0, 0.25, 0.5, 0.75], 1.0, 300),  # a warmup from 0, then the constant
+        ([1.0, 0.5, 0.2], 0.2, 40),  # a decay held after its horizon
+        ([1.0, 0.5], 0.0, 5),  # held at 0: infinite
+        ([0.0, 0.0], 0.0, 5),  # all zero
+        ([0.3, 0.1], 0.4, 0),  # no tail: the plain bound
+    ],
+)
+@pytest.mark.parametrize("G", [1.0, 2.5])
+def test_a_flat_tail_in_closed_form_equals_the_steps_written_out(head, value, count, G):
+    """bound_terms(head, flat_value=c, flat_steps=n) is the bound of head followed by n steps of c."""
+    written = [*head, *[value] * count]
+    terms = bound_terms(np.array(head), D=1.5, G=G, flat_value=value, flat_steps=count)
+    assert_terms(terms, direct_bound(written, D=1.5, G=G), rel=1e-12)
+    per_step_g = np.linspace(0.5, 2.0, len(written))  # per-step G: the tail is written out internally
+    assert_terms(
+        bound_terms(np.array(head), D=1.5, G=per_step_g, flat_value=value, flat_steps=count),
+        direct_bound(written, D=1.5, G=per_step_g),
+        rel=1e-12,
+    )
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 999, 1000, 1001, 5000, 123_457])
+def test_harmonic_numbers_are_exact_on_both_sides_of_the_series_switch(n):
+    assert bound_harmonic(n) == pytest.approx(harmonic(n), rel=2e-16, abs=0)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ScheduleRequest("constant_with_warmup", warmup=37, max_train_steps=5000),
+        ScheduleRequest("constant", max_train_steps=1),
+        ScheduleRequest("cosine", max_train_steps=900, schedule_steps=600, hold_after_horizon=True),
+        ScheduleRequest(
+            "cosine", args={"min_lr_ratio": 0.1}, max_train_steps=900, schedule_steps=600, hold_after_horizon=True
+        ),
+    ],
+    ids=["constant-warmup", "constant-one-step", "cosine-held-at-0", "cosine-held-at-floor"],
+)
+def test_schedule_bound_of_a_flat_tail_equals_the_bound_of_every_step(request_):
+    """Constant curves and runs held after their horizon take the closed-form tail; the result is the
+    bound of the whole array of step sizes."""
+    rs = resolve(request_)
+    b = schedule_bound(rs, 2e-4, D=3.0, G=2.0)
+    every = bound_terms(step_sizes(rs), D=3.0, G=2.0)
+    assert b.steps == rs.run_length
+    if math.isinf(every.t3):
+        assert math.isinf(b.unit_terms.t3) and b.zero_tail == 300
+    else:
+        assert_terms(b.unit_terms, (every.t1, every.t2, every.t3), rel=1e-12)
 
 
 PAPER_T = 4000

@@ -70,14 +70,14 @@ class BoundTerms:
         return 2.0 * math.sqrt(self.t1 * (self.t2 + self.t3))
 
 
-def _as_steps(etas: Any) -> tuple[np.ndarray, float]:
+def _as_steps(etas: Any, allow_empty: bool = False) -> tuple[np.ndarray, float]:
     """The step sizes as a float64 array, and their sum S."""
     eta = np.asarray(etas, dtype=np.float64)
-    if eta.ndim != 1 or eta.size == 0:
+    if eta.ndim != 1 or (eta.size == 0 and not allow_empty):
         raise ValueError(f"step sizes must be a non-empty 1-D array, got shape {eta.shape}")
     eta = np.ascontiguousarray(eta)
     total = float(eta.sum())
-    if not math.isfinite(total) or eta.min() < 0:  # a nan or inf anywhere makes the sum non-finite
+    if not math.isfinite(total) or (eta.size and eta.min() < 0):  # a nan or inf anywhere makes the sum non-finite
         raise ValueError("step sizes must be finite and >= 0")
     return eta, total
 
@@ -114,41 +114,77 @@ def suffix_sums(x: np.ndarray, out: np.ndarray, width: int = 16) -> np.ndarray:
     return out
 
 
-def bound_terms(etas: Any, D: float = 1.0, G: Any = 1.0) -> BoundTerms:
+def bound_terms(etas: Any, D: float = 1.0, G: Any = 1.0, flat_value: float = 0.0, flat_steps: int = 0) -> BoundTerms:
     """t1, t2, t3 of Omega_T for the step sizes eta_1..eta_T (see the module docstring), O(T).
 
-    G is a scalar or an array G_1..G_T.
+    G is a scalar or an array G_1..G_T. `flat_steps` more step sizes, each `flat_value`, follow
+    `etas` (a constant tail: a constant schedule after its warmup, a run held after its horizon).
+    With a scalar G the tail costs O(1): its sums are c n and c^2 n, and its own term-3 sum is
+    c H_{n-1} (each tail step k, r steps from the end, adds c (c^2 r) / (c (r-1) c r) = c / (r-1)).
     """
-    eta, total = _as_steps(etas)
+    if isinstance(flat_steps, bool) or not isinstance(flat_steps, int) or flat_steps < 0:
+        raise ValueError(f"flat_steps must be an int >= 0, got {flat_steps!r}")
+    if flat_steps and np.ndim(G) != 0:  # per-step G: the tail's sums are no longer closed forms
+        etas = np.concatenate([np.asarray(etas, dtype=np.float64).reshape(-1), np.full(flat_steps, flat_value)])
+        flat_steps = 0
+    eta, total = _as_steps(etas, allow_empty=flat_steps > 0)
+    c, n = float(flat_value), flat_steps
+    if n and (not math.isfinite(c) or c < 0):
+        raise ValueError("step sizes must be finite and >= 0")
+    total += c * n
     D = _check_D(D)
     g2, g2_array = _grad_sq(G, eta.size)
     if total == 0.0:
         return BoundTerms(math.inf, 0.0, 0.0)
-    # The two suffix sums dominate; the term-3 products reuse the Q buffer (no extra allocation).
+    w = eta.size
+    # q[:w] holds eta_t^2 G_t^2, then its suffix sums Q_k, then the term-3 ratios (no extra allocation);
+    # after[k] = B_k = sum_{t>=k} eta_t, one entry longer than eta so that after[k + 1] is A_k.
     q = np.multiply(eta, eta)
     if g2_array is not None:
         q *= g2_array
+    tail_sq = c * c * n
     t1 = D * D / (2.0 * total)
-    t2 = g2 * float(q.sum()) / (2.0 * total)
-    if eta.size == 1:
-        return BoundTerms(t1, t2, 0.0)
-    after = suffix_sums(eta, np.empty_like(eta))  # B_k = sum_{t>=k} eta_t
-    suffix_sums(q, q)  # Q_k = sum_{t>=k} eta_t^2 G_t^2, in place
-    ratio = q[:-1]
-    head = eta[:-1]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio /= after[:-1]  # Q_k / B_k
-        ratio /= after[1:]  # ... / A_k
-        # sum_k eta_k Q_k / (A_k B_k); einsum, not np.dot, whose threaded BLAS stalls on a loaded machine
-        t3 = float(np.einsum("i,i->", ratio, head))
-        if math.isnan(t3):
-            # A positive step followed only by zero steps (A_k = 0) makes the bound infinite, even
-            # when Q_k = 0 too (0/0); a zero step (eta_k = 0) contributes 0 whatever follows.
-            if np.any((head > 0) & (after[1:] == 0)):
-                t3 = math.inf
-            else:
-                t3 = float(np.where(head > 0, ratio * head, 0.0).sum())
+    t2 = g2 * (float(q.sum()) + tail_sq) / (2.0 * total)
+    terms = w if n else w - 1  # the last step of the run has no term
+    t3 = c * harmonic(n - 1) if n > 1 and c > 0 else 0.0
+    if terms > 0:
+        after = np.empty(w + 1)
+        after[w] = c * n
+        suffix_sums(eta, after[:w])
+        suffix_sums(q, q)
+        if n:
+            after[:w] += c * n
+            q += tail_sq
+        ratio = q[:terms]
+        head = eta[:terms]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ratio /= after[:terms]  # Q_k / B_k
+            ratio /= after[1 : terms + 1]  # ... / A_k
+            # sum_k eta_k Q_k / (A_k B_k); einsum, not np.dot, whose threaded BLAS stalls on a loaded machine
+            head_sum = float(np.einsum("i,i->", ratio, head))
+            if math.isnan(head_sum):
+                # A positive step followed only by zero steps (A_k = 0) makes the bound infinite, even
+                # when Q_k = 0 too (0/0); a zero step (eta_k = 0) contributes 0 whatever follows.
+                if np.any((head > 0) & (after[1 : terms + 1] == 0)):
+                    head_sum = math.inf
+                else:
+                    head_sum = float(np.where(head > 0, ratio * head, 0.0).sum())
+        t3 += head_sum
     return BoundTerms(t1, t2, 0.5 * g2 * t3)
+
+
+#: Below this n, H_n is summed term by term; above, its asymptotic series is exact to double precision.
+_HARMONIC_SUMMED = 1000
+
+
+def harmonic(n: int) -> float:
+    """H_n = 1 + 1/2 + ... + 1/n (0 for n <= 0)."""
+    if n <= _HARMONIC_SUMMED:
+        return math.fsum(1.0 / j for j in range(1, n + 1))
+    # ln n + gamma + 1/(2n) - 1/(12n^2) + 1/(120n^4) - 1/(252n^6); the next term is below 1e-27 here
+    inv2 = 1.0 / (n * n)
+    series = 1.0 / (2 * n) - inv2 * (1.0 / 12 - inv2 * (1.0 / 120 - inv2 / 252))
+    return math.log(n) + 0.57721566490153286061 + series
 
 
 def bound(etas: Any, D: float = 1.0, G: Any = 1.0) -> float:

@@ -58,22 +58,45 @@ def step_sizes(resolved: ResolvedSchedule, base_lr: float = 1.0) -> np.ndarray:
     return m if base_lr == 1.0 else base_lr * m
 
 
+def flat_from(resolved: ResolvedSchedule) -> int:
+    """The first step from which m(s) is one value to the end of the run (run_length if none known):
+    the end of the warmup for a constant curve, the horizon for a run held beyond it."""
+    start = resolved.run_length
+    if resolved.spec.flat_curve:
+        start = resolved.warmup
+    if resolved.hold_after_horizon:
+        start = min(start, resolved.horizon)
+    return min(start, resolved.run_length)
+
+
 def schedule_bound(
     resolved: ResolvedSchedule, base_lr: float | None = None, D: float = 1.0, G: Any = 1.0
 ) -> ScheduleBound:
-    """Omega_T of the run at `base_lr` (default: the schedule's own base LR) and its optimum, in O(T)."""
+    """Omega_T of the run at `base_lr` (default: the schedule's own base LR) and its optimum, in O(T)
+    (in O(W) for a constant curve after a W-step warmup: its flat tail has closed-form sums)."""
     lr = resolved.base_lr if base_lr is None else float(base_lr)
     if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"base_lr must be finite and >= 0, got {base_lr!r}")
-    m = step_sizes(resolved)
-    unit = bound_terms(m, D, G)
+    flat = flat_from(resolved)
+    if flat < resolved.run_length:
+        head = np.asarray(resolved.multipliers(np.arange(flat)) if flat else np.empty(0), dtype=np.float64)
+        value, count = resolved.multiplier(flat), resolved.run_length - flat
+    else:
+        head, value, count = step_sizes(resolved), 0.0, 0
+    unit = bound_terms(head, D, G, flat_value=value, flat_steps=count)
     at_lr = unit.scaled(lr) if lr > 0 else BoundTerms(math.inf, 0.0, 0.0)
-    tail = 0
-    if m[-1] == 0:  # count the final zero step sizes (only then: a full scan costs as much as the bound)
-        positive = np.flatnonzero(m > 0)
-        tail = int(m.size - 1 - positive[-1]) if positive.size else 0
     g = G if np.ndim(G) == 0 else np.asarray(G)
-    return ScheduleBound(int(m.size), lr, at_lr, unit, float(D), g, tail)
+    return ScheduleBound(resolved.run_length, lr, at_lr, unit, float(D), g, _zero_tail(head, value, count))
+
+
+def _zero_tail(head: np.ndarray, value: float, count: int) -> int:
+    """How many final step sizes are 0 after a positive one (0 if the last is positive or all are 0).
+    Scans only when the last step size is 0: a full scan costs as much as the bound."""
+    last = value if count else (head[-1] if head.size else 0.0)
+    if last > 0:
+        return 0
+    positive = np.flatnonzero(head > 0)
+    return int(head.size - 1 - positive[-1]) + count if positive.size else 0
 
 
 def bound_summary(resolved: ResolvedSchedule, base_lr: float, D: float = 1.0, G: Any = 1.0) -> dict[str, Any]:

@@ -126,6 +126,9 @@ class ScheduleSpec(NamedTuple):
     #: The optimizer computes the LR itself (Adafactor's relative step): training builds it with
     #: relative_step=True and the torch adapter's scheduler only reports the LR it used.
     optimizer_sets_lr: bool = False
+    #: The curve is one value at every step (a constant): the bound sums the steps after the warmup
+    #: in closed form instead of evaluating them one by one.
+    flat_curve: bool = False
 
     @property
     def formula(self) -> str:

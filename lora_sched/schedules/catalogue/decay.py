@@ -35,6 +35,7 @@ register(
         aliases={"fixed_lr": {}},
         gotchas=("sd-scripts refuses a warmup with `constant`: the kohya export writes constant_with_warmup instead.",),
         to_kohya=_constant_to_kohya,
+        flat_curve=True,
     )
 )
 
@@ -46,6 +47,7 @@ register(
         curve=constant_curve,
         reference="diffusers get_constant_schedule_with_warmup",
         to_kohya=_constant_to_kohya,
+        flat_curve=True,
     )
 )
 
