@@ -35,9 +35,9 @@ from lora_sched.schedules.fields import Float
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
-def reciprocal_curve(s: Any, rs: Any) -> Any:
+def reciprocal_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = 1 / (1 + k p)"""
-    return 1.0 / (1.0 + rs.params["k"] * progress(s, rs))
+    return 1.0 / (1.0 + resolved.params["k"] * progress(steps, resolved))
 
 
 register(

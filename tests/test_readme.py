@@ -59,7 +59,7 @@ def test_the_config_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(example, "docs/kohya-users.md", "exec"), scope)
-    assert (scope["lr_unet"] == scope["cfg"].group_lrs()["unet"] * scope["rs"].multipliers()).all()
+    assert (scope["lr_unet"] == scope["cfg"].group_lrs()["unet"] * scope["resolved"].multipliers()).all()
     assert (tmp_path / "my.toml").is_file()
 
 

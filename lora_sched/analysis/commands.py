@@ -89,9 +89,10 @@ def _fmt(x: float) -> str:
 
 
 def _describe(item: Loaded) -> str:
-    rs = item.resolved
-    extra = f", horizon {rs.horizon}" if rs.horizon != rs.run_length else ""
-    return f"{item.path}: {rs.requested_name or rs.name}, {rs.run_length} steps (warmup {rs.warmup}{extra})"
+    resolved = item.resolved
+    extra = f", horizon {resolved.horizon}" if resolved.horizon != resolved.run_length else ""
+    name = resolved.requested_name or resolved.name
+    return f"{item.path}: {name}, {resolved.run_length} steps (warmup {resolved.warmup}{extra})"
 
 
 def _report(item: Loaded, b: ScheduleBound) -> list[str]:

@@ -41,21 +41,21 @@ def needs_data(cfg: LoraConfig, verb: str) -> str | None:
     )
 
 
-def summary(cfg: LoraConfig, rs: ResolvedSchedule | None = None) -> str:
-    """One line about the schedule a config runs: name, steps, warmup, base LRs (rs: resolved for
+def summary(cfg: LoraConfig, resolved: ResolvedSchedule | None = None) -> str:
+    """One line about the schedule a config runs: name, steps, warmup, base LRs (`resolved`: the schedule resolved for
     another run shape than the config's own data and one process)."""
     why = cfg.unknown_run_length()
-    if why is not None and rs is None:
+    if why is not None and resolved is None:
         return f"{cfg.schedule_name}, {cfg.values['max_train_epochs']} epochs: run length unknown here ({why})"
-    rs = cfg.resolve() if rs is None else rs
+    resolved = cfg.resolve() if resolved is None else resolved
     lrs = cfg.group_lrs()
-    name = f"custom {cfg.scheduler_type}" if cfg.scheduler_type else rs.name
-    if rs.requested_name and rs.requested_name != rs.name and not cfg.scheduler_type:
-        name += f" (as {rs.requested_name})"
-    parts = [name, f"{rs.run_length} steps"]
-    if rs.horizon != rs.run_length:
-        parts.append(f"horizon {rs.horizon}")
-    parts.append(f"warmup {rs.warmup}")
+    name = f"custom {cfg.scheduler_type}" if cfg.scheduler_type else resolved.name
+    if resolved.requested_name and resolved.requested_name != resolved.name and not cfg.scheduler_type:
+        name += f" (as {resolved.requested_name})"
+    parts = [name, f"{resolved.run_length} steps"]
+    if resolved.horizon != resolved.run_length:
+        parts.append(f"horizon {resolved.horizon}")
+    parts.append(f"warmup {resolved.warmup}")
     lr = f"LR {lrs['unet']:g}"
     if lrs["text_encoder"] != lrs["unet"]:
         lr = f"LR unet {lrs['unet']:g}, text encoder {lrs['text_encoder']:g}"

@@ -49,7 +49,7 @@ class Curve(NamedTuple):
     at: Callable[[Any], Any]
     #: LR of each param group (`LoraConfig.group_lrs`) at given steps, with m the multipliers there
     lrs: Callable[[Any, Any], dict[str, Any]]
-    rs: Any  #: the resolved schedule the curve was drawn from (resolved once per preview)
+    resolved: Any  #: the resolved schedule the curve was drawn from (resolved once per preview)
 
     @property
     def dense(self) -> bool:
@@ -62,31 +62,33 @@ class Curve(NamedTuple):
             yield steps, (self.m[start : start + steps.size] if self.dense else self.at(steps))
 
 
-def curve(cfg: LoraConfig, bases: dict[str, float] | None = None, rs: Any = None) -> Curve:
+def curve(cfg: LoraConfig, bases: dict[str, float] | None = None, resolved: Any = None) -> Curve:
     """The multiplier over the run (sampled past DENSE_STEPS); custom classes through the torch adapter.
 
     bases: each param group's base LR, in the order to show them (default: the config's groups);
-    rs: the resolved schedule (default: resolved on the config's own data, one process)."""
-    rs = cfg.resolve() if rs is None else rs
-    n = int(rs.run_length)
+    resolved: the resolved schedule (default: resolved on the config's own data, one process)."""
+    resolved = cfg.resolve() if resolved is None else resolved
+    n = int(resolved.run_length)
     bases = cfg.group_lrs() if bases is None else bases
     if cfg.scheduler_type:
         covered = min(n, CUSTOM_STEPS)
-        m, by_group = _custom_lrs(cfg, rs, covered)
+        m, by_group = _custom_lrs(cfg, resolved, covered)
 
         def custom_lrs(steps: Any, _m: Any) -> dict[str, Any]:
             return {group: lrs[np.asarray(steps)] for group, lrs in by_group.items()}
 
         every = np.arange(covered, dtype=np.int64)
-        return Curve(every, m, n, covered, lambda steps: m[np.asarray(steps)], custom_lrs, rs)
-    steps, m = sample(rs)
+        return Curve(every, m, n, covered, lambda steps: m[np.asarray(steps)], custom_lrs, resolved)
+    steps, m = sample(resolved)
 
     def lrs(wanted: Any, m_there: Any) -> dict[str, Any]:
-        return group_lrs_at(rs, bases, wanted, m_there)
+        return group_lrs_at(resolved, bases, wanted, m_there)
 
     if steps.size == n:
-        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)], lrs, rs)
-    return Curve(steps, m, n, n, lambda wanted: rs.multipliers(np.asarray(wanted, dtype=np.float64)), lrs, rs)
+        return Curve(steps, m, n, n, lambda wanted: m[np.asarray(wanted)], lrs, resolved)
+    return Curve(
+        steps, m, n, n, lambda wanted: resolved.multipliers(np.asarray(wanted, dtype=np.float64)), lrs, resolved
+    )
 
 
 def own_curve(run_length: int, group_lrs: Callable[[Any], dict[str, Any]], bases: dict[str, float]) -> Curve:
@@ -106,27 +108,27 @@ def own_curve(run_length: int, group_lrs: Callable[[Any], dict[str, Any]], bases
     return Curve(steps, at(steps), n, n, at, lrs, None)
 
 
-def group_lrs_at(rs: Any, bases: dict[str, float], steps: Any, m: Any) -> dict[str, Any]:
+def group_lrs_at(resolved: Any, bases: dict[str, float], steps: Any, m: Any) -> dict[str, Any]:
     """LR of each group at `steps` (m: the multipliers there): base x m, or under an absolute floor
     (REX's min_lr) each group's own curve (`ResolvedSchedule.group_lrs`)."""
-    if not rs.per_group:
+    if not resolved.per_group:
         return {group: m * base for group, base in bases.items()}
     wanted = np.asarray(steps, dtype=np.float64)
-    return {group: rs.group_lrs(base, wanted) for group, base in bases.items()}
+    return {group: resolved.group_lrs(base, wanted) for group, base in bases.items()}
 
 
-def sample(rs: Any) -> tuple[Any, Any]:
+def sample(resolved: Any) -> tuple[Any, Any]:
     """(steps, m) of a resolved schedule: every step of a run of up to DENSE_STEPS steps, else an even
     sample of DENSE_STEPS steps plus the key steps (warmup ends, quarter points, T - 1, the last)."""
-    n = int(rs.run_length)
+    n = int(resolved.run_length)
     if n <= DENSE_STEPS:
-        return np.arange(n, dtype=np.int64), rs.multipliers()
+        return np.arange(n, dtype=np.int64), resolved.multipliers()
     grid = np.linspace(0, n - 1, DENSE_STEPS).astype(np.int64)  # increasing: n > DENSE_STEPS
-    marks = np.array(sorted(set(_marked_steps(rs, n))), dtype=np.int64)
+    marks = np.array(sorted(set(_marked_steps(resolved, n))), dtype=np.int64)
     at = np.searchsorted(grid, marks)
     new = grid[np.minimum(at, grid.size - 1)] != marks
     steps = np.insert(grid, at[new], marks[new])  # (np.union1d hashes every step: seconds)
-    return steps, rs.multipliers(steps.astype(np.float64))
+    return steps, resolved.multipliers(steps.astype(np.float64))
 
 
 def envelope(x: Any, y: Any, points: int = 2000) -> tuple[Any, Any]:
@@ -143,14 +145,14 @@ def envelope(x: Any, y: Any, points: int = 2000) -> tuple[Any, Any]:
     return np.repeat(np.asarray(x)[edges[:-1]], 2), pairs.reshape(-1)
 
 
-def _custom_lrs(cfg: LoraConfig, rs: Any, steps: int) -> tuple[Any, dict[str, Any]]:
+def _custom_lrs(cfg: LoraConfig, resolved: Any, steps: int) -> tuple[Any, dict[str, Any]]:
     """m (the LR of a group at learning_rate / learning_rate) and each param group's LRs, from one
     pass of the class over a dummy optimizer holding all of them (a class with absolute LR
     arguments, such as OneCycleLR's max_lr, gives each group the LR it really gets)."""
     support = cfg.custom_classes
-    base = float(rs.base_lr)
+    base = float(resolved.base_lr)
     bases = cfg.group_lrs()
-    args = (rs.warmup, rs.warmup_start, rs.warmup_type, cfg.trust_scheduler_code)
+    args = (resolved.warmup, resolved.warmup_start, resolved.warmup_type, cfg.trust_scheduler_code)
     try:
         if support is None:
             raise ImportError("the config was loaded without custom class support")
@@ -209,20 +211,20 @@ def curve_restarts(c: Curve, warmup: int, limit: int = MAX_RESTARTS_SHOWN) -> li
     return found
 
 
-def _marked_steps(rs: Any, n: int) -> list[int]:
-    if rs is None:
+def _marked_steps(resolved: Any, n: int) -> list[int]:
+    if resolved is None:
         return [0, n - 1, *(n * q // 4 for q in (1, 2, 3))]
-    steps = [0, n - 1, rs.horizon - 1, *(rs.horizon * q // 4 for q in (1, 2, 3))]
-    if rs.warmup > 0:
-        steps += [rs.warmup - 1, rs.warmup]
+    steps = [0, n - 1, resolved.horizon - 1, *(resolved.horizon * q // 4 for q in (1, 2, 3))]
+    if resolved.warmup > 0:
+        steps += [resolved.warmup - 1, resolved.warmup]
     return [s for s in steps if 0 <= s < n]
 
 
 def key_steps(cfg: LoraConfig, c: Curve) -> list[tuple[int, str]]:
     """(step, why) for the steps worth printing, sorted and unique."""
-    rs = c.rs
+    resolved = c.resolved
     n = c.covered
-    horizon, warmup = (rs.horizon, rs.warmup) if rs is not None else (c.run_length, 0)
+    horizon, warmup = (resolved.horizon, resolved.warmup) if resolved is not None else (c.run_length, 0)
     marks: dict[int, list[str]] = {}
 
     def mark(step: int, why: str) -> None:
@@ -421,7 +423,7 @@ def lr_figure(
         )
         drawn.append(values)
     _draw_marks(ax, epoch_marks(c.covered, steps_per_epoch), EPOCH_GID, "0.4", ":", above=True)
-    warmup = c.rs.warmup if c.rs is not None else 0
+    warmup = c.resolved.warmup if c.resolved is not None else 0
     found = curve_restarts(c, warmup)
     labelled = [(s, "restart" if len(found) <= MAX_EPOCH_LABELS else "") for s in found]
     _draw_marks(ax, labelled, RESTART_GID, "C3", "--", above=False)

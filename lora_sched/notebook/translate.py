@@ -214,9 +214,9 @@ def preview_sample(cfg: LoraConfig, num_samples: int | None = None) -> tuple[Any
     (memory stays bounded for a run of a billion steps)."""
     from lora_sched.config.preview import group_lrs_at, sample
 
-    rs = cfg.resolve(shape=preview_shape(cfg, num_samples))
-    steps, m = sample(rs)
-    return steps, group_lrs_at(rs, cfg.group_lrs(), steps, m)
+    resolved = cfg.resolve(shape=preview_shape(cfg, num_samples))
+    steps, m = sample(resolved)
+    return steps, group_lrs_at(resolved, cfg.group_lrs(), steps, m)
 
 
 def flat_to_form(flat: Mapping[str, Any]) -> dict[str, Any]:

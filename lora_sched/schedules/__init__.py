@@ -1,8 +1,8 @@
 """Specs and closed forms of every schedule (no torch; NumPy only when a curve is evaluated).
 
 >>> from lora_sched.schedules import ScheduleRequest, resolve
->>> rs = resolve(ScheduleRequest("cosine", warmup=10, max_train_steps=100))
->>> rs.multipliers()          # m(s) for s = 0..99, as a NumPy array
+>>> resolved = resolve(ScheduleRequest("cosine", warmup=10, max_train_steps=100))
+>>> resolved.multipliers()          # m(s) for s = 0..99, as a NumPy array
 """
 
 from lora_sched.schedules.durations import Duration, TimeContext, parse_duration, resolve_duration, steps_per_epoch

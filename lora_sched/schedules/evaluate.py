@@ -20,14 +20,14 @@ from typing import Any
 
 from lora_sched._lazy import np
 
-# `rs` below is a lora_sched.schedules.resolve.ResolvedSchedule, typed Any: resolve imports this
+# `resolved` below is a lora_sched.schedules.resolve.ResolvedSchedule, typed Any: resolve imports this
 # module to evaluate its curves, and this one does not import it back (no import circle).
 
 
-def progress(s: Any, rs: Any, out: Any = None) -> Any:
+def progress(steps: Any, resolved: Any, out: Any = None) -> Any:
     """p = (s - W) / max(1, T - W), clipped to [0, 1] (a new array, or in `out`, which may be s)."""
-    p = np.subtract(s, rs.warmup, out=out)
-    p /= max(1, rs.horizon - rs.warmup)
+    p = np.subtract(steps, resolved.warmup, out=out)
+    p /= max(1, resolved.horizon - resolved.warmup)
     return np.clip(p, 0.0, 1.0, out=p)
 
 
@@ -37,12 +37,12 @@ def ascending_steps(curve: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
     and the values put back in their order (each value is computed as it would be in order)."""
 
     @functools.wraps(curve)
-    def in_order(s: Any, rs: Any) -> Any:
-        if is_ascending(s):
-            return curve(s, rs)
-        order = np.argsort(s, kind="stable")
-        m = np.empty_like(s)
-        m[order] = curve(s[order], rs)
+    def in_order(steps: Any, resolved: Any) -> Any:
+        if is_ascending(steps):
+            return curve(steps, resolved)
+        order = np.argsort(steps, kind="stable")
+        m = np.empty_like(steps)
+        m[order] = curve(steps[order], resolved)
         return m
 
     return in_order
@@ -52,11 +52,11 @@ def ascending_steps(curve: Callable[[Any, Any], Any]) -> Callable[[Any, Any], An
 ORDER_BLOCK = 1 << 16
 
 
-def is_ascending(s: Any) -> bool:
+def is_ascending(steps: Any) -> bool:
     """Whether s[i] <= s[i + 1] throughout, block by block (a fresh array per step costs more than the check)."""
-    below = np.empty(min(ORDER_BLOCK, max(s.size - 1, 0)), dtype=bool)
-    for i in range(0, s.size - 1, ORDER_BLOCK):
-        part = s[i : i + ORDER_BLOCK + 1]
+    below = np.empty(min(ORDER_BLOCK, max(steps.size - 1, 0)), dtype=bool)
+    for i in range(0, steps.size - 1, ORDER_BLOCK):
+        part = steps[i : i + ORDER_BLOCK + 1]
         found = below[: part.size - 1]
         if np.less(part[1:], part[:-1], out=found).any():
             return False
@@ -84,11 +84,11 @@ def per_run(ufunc: Any, x: Any, table: Any, runs: Any) -> Any:
     return x
 
 
-def run_lengths(s: Any, edges: Any) -> Any:
+def run_lengths(steps: Any, edges: Any) -> Any:
     """How many of the ascending steps s fall in each of (-inf, e_0), [e_0, e_1), ..., [e_last, inf)
     (edges ascending): np.repeat(table, run_lengths(s, edges)) is table[number of edges <= s], per step,
     with one binary search per edge instead of one per step."""
-    return np.diff(np.searchsorted(s, edges, side="left"), prepend=0, append=s.size)
+    return np.diff(np.searchsorted(steps, edges, side="left"), prepend=0, append=steps.size)
 
 
 def decay_shape(q: Any, kind: str) -> Any:
@@ -111,44 +111,44 @@ def floor_scale(shape: Any, floor: float) -> Any:
     return shape
 
 
-def multipliers(rs: Any, steps: Any = None) -> Any:
+def multipliers(resolved: Any, steps: Any = None) -> Any:
     """m(s) for `steps` (default 0..run_length-1) as a float64 array."""
     if steps is None:
-        s = np.arange(rs.run_length, dtype=np.float64)
-        clipped = rs.run_length > rs.horizon + 1
+        step_array = np.arange(resolved.run_length, dtype=np.float64)
+        clipped = resolved.run_length > resolved.horizon + 1
     else:
-        s = np.array(steps, dtype=np.float64, ndmin=1)
-        if s.size and (not np.all(np.isfinite(s)) or s.min() < 0):
+        step_array = np.array(steps, dtype=np.float64, ndmin=1)
+        if step_array.size and (not np.all(np.isfinite(step_array)) or step_array.min() < 0):
             raise ValueError("steps must be finite and >= 0")
-        clipped = bool(s.size) and s.max() > rs.horizon
+        clipped = bool(step_array.size) and step_array.max() > resolved.horizon
     if clipped:
-        np.minimum(s, rs.horizon, out=s)
-    warmup = _warmup_steps(s, rs, from_zero=steps is None) if rs.warmup > 0 else None
-    m = np.asarray(rs.spec.curve(s, rs), dtype=np.float64)  # may overwrite s
-    if m.shape != s.shape:  # constant curves may return a scalar
-        m = np.broadcast_to(m, s.shape).copy()
+        np.minimum(step_array, resolved.horizon, out=step_array)
+    warmup = _warmup_steps(step_array, resolved, from_zero=steps is None) if resolved.warmup > 0 else None
+    m = np.asarray(resolved.spec.curve(step_array, resolved), dtype=np.float64)  # may overwrite s
+    if m.shape != step_array.shape:  # constant curves may return a scalar
+        m = np.broadcast_to(m, step_array.shape).copy()
     if warmup is not None:
-        _apply_warmup(m, rs, *warmup)
+        _apply_warmup(m, resolved, *warmup)
     return m
 
 
-def _warmup_steps(s: Any, rs: Any, from_zero: bool) -> tuple[Any, Any] | None:
+def _warmup_steps(steps: Any, resolved: Any, from_zero: bool) -> tuple[Any, Any] | None:
     """Where the warmup steps are and a copy of them (taken before the curve, which may reuse s), or None.
     `from_zero`: s is 0, 1, 2, ... so the warmup is a prefix (a slice, not a boolean mask over every
     step: the mask costs as much as a whole simple curve)."""
     if from_zero:
-        in_warmup: Any = slice(0, min(rs.warmup, s.size))
+        in_warmup: Any = slice(0, min(resolved.warmup, steps.size))
     else:
-        in_warmup = s < rs.warmup
+        in_warmup = steps < resolved.warmup
         if not in_warmup.any():
             return None
-    return in_warmup, s[in_warmup].copy()
+    return in_warmup, steps[in_warmup].copy()
 
 
-def _apply_warmup(m: Any, rs: Any, in_warmup: Any, steps: Any) -> None:
+def _apply_warmup(m: Any, resolved: Any, in_warmup: Any, steps: Any) -> None:
     """Overwrite the warmup steps `steps` (at `in_warmup` in m)."""
-    target = float(np.asarray(rs.spec.curve(np.array([float(rs.warmup)]), rs)).reshape(-1)[0])
-    ramp = steps / rs.warmup
-    if rs.warmup_type == "cosine":
+    target = float(np.asarray(resolved.spec.curve(np.array([float(resolved.warmup)]), resolved)).reshape(-1)[0])
+    ramp = steps / resolved.warmup
+    if resolved.warmup_type == "cosine":
         ramp = 0.5 * (1.0 - np.cos(np.pi * ramp))
-    m[in_warmup] = rs.warmup_start + (target - rs.warmup_start) * ramp
+    m[in_warmup] = resolved.warmup_start + (target - resolved.warmup_start) * ramp

@@ -36,38 +36,38 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def builtin_keys(rs: ResolvedSchedule, n: int) -> dict[str, Any] | None:
-    """kohya keys for a built-in sd-scripts name giving rs's exact curve with n processes, or None:
+def builtin_keys(resolved: ResolvedSchedule, n: int) -> dict[str, Any] | None:
+    """kohya keys for a built-in sd-scripts name giving resolved's exact curve with n processes, or None:
     the schedule's own `to_kohya` hook says (lora_sched.schedules.catalogue._kohya)."""
-    if rs.horizon != rs.run_length:  # sd-scripts draws every curve over max_train_steps
+    if resolved.horizon != resolved.run_length:  # sd-scripts draws every curve over max_train_steps
         return None
-    hook = rs.spec.to_kohya
-    return None if hook is None else hook(rs, n)
+    hook = resolved.spec.to_kohya
+    return None if hook is None else hook(resolved, n)
 
 
-def lora_sched_lr_args(rs: ResolvedSchedule, n: int) -> dict[str, Any]:
-    """LoraSchedLR keyword arguments that rebuild rs exactly (see LoraSchedLR's docstring)."""
-    args: dict[str, Any] = {"schedule": rs.name, "horizon": rs.horizon}
-    if rs.run_length != rs.horizon:
-        args["run_length"] = rs.run_length
-    if rs.warmup:
-        args["warmup"] = rs.warmup
-    if rs.warmup_start != 0.0:
-        args["warmup_start"] = rs.warmup_start
-    if rs.warmup_type != "linear":
-        args["warmup_type"] = rs.warmup_type
-    if rs.hold_after_horizon:
+def lora_sched_lr_args(resolved: ResolvedSchedule, n: int) -> dict[str, Any]:
+    """LoraSchedLR keyword arguments that rebuild resolved exactly (see LoraSchedLR's docstring)."""
+    args: dict[str, Any] = {"schedule": resolved.name, "horizon": resolved.horizon}
+    if resolved.run_length != resolved.horizon:
+        args["run_length"] = resolved.run_length
+    if resolved.warmup:
+        args["warmup"] = resolved.warmup
+    if resolved.warmup_start != 0.0:
+        args["warmup_start"] = resolved.warmup_start
+    if resolved.warmup_type != "linear":
+        args["warmup_type"] = resolved.warmup_type
+    if resolved.hold_after_horizon:
         args["hold_after_horizon"] = True
-    args["base_lr"] = rs.base_lr
+    args["base_lr"] = resolved.base_lr
     if n != 1:
         args["num_processes"] = n
-    for name, value in rs.params.items():
+    for name, value in resolved.params.items():
         if value is not None:
             args[name] = _plain(value)
     return args
 
 
-def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
+def custom_keys(cfg: Any, resolved: ResolvedSchedule, n: int) -> dict[str, Any]:
     """Keys for a config with a custom torch class (lr_scheduler_type)."""
     type_path, args = cfg.scheduler_type, dict(cfg.scheduler_type_args or {})
     if type_path.split(".")[-1] == "ReduceLROnPlateau":
@@ -89,7 +89,12 @@ def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
 
     # a class that raises mid-run (OneCycleLR past total_steps) would stop sd-scripts there: refuse it
     failed = check_run(
-        type_path, args, rs.run_length, rs.warmup, budget=EXPORT_DRY_RUN_STEPS, trust=cfg.trust_scheduler_code
+        type_path,
+        args,
+        resolved.run_length,
+        resolved.warmup,
+        budget=EXPORT_DRY_RUN_STEPS,
+        trust=cfg.trust_scheduler_code,
     )
     errors = [p for p in failed if p.severity == "error"]
     if errors:
@@ -98,9 +103,9 @@ def custom_keys(cfg: Any, rs: ResolvedSchedule, n: int) -> dict[str, Any]:
     call = custom_scheduler_call(
         type_path,
         args,
-        rs.warmup,
-        rs.warmup_start,
-        rs.warmup_type,
+        resolved.warmup,
+        resolved.warmup_start,
+        resolved.warmup_type,
         num_processes=n,
         trust=cfg.trust_scheduler_code,
         bare_when_plain=True,
@@ -148,17 +153,17 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
                 ]
             )
         )
-    rs = cfg.resolve(cfg.training_shape(num_processes=num_processes))
+    resolved = cfg.resolve(cfg.training_shape(num_processes=num_processes))
     if cfg.scheduler_type:
-        keys = custom_keys(cfg, rs, num_processes)
+        keys = custom_keys(cfg, resolved, num_processes)
     else:
-        keys = builtin_keys(rs, num_processes)
+        keys = builtin_keys(resolved, num_processes)
         if keys is None:
             keys = {
                 "lr_scheduler": "constant",
                 "lr_warmup_steps": 0,
                 "lr_scheduler_type": LORA_SCHED_LR,
-                "lr_scheduler_args": lora_sched_lr_args(rs, num_processes),
+                "lr_scheduler_args": lora_sched_lr_args(resolved, num_processes),
             }
     keys.setdefault("lr_scheduler_args", {})
     _check_args_for_kohya(keys["lr_scheduler_args"], cfg)
@@ -173,7 +178,7 @@ def export_values(cfg: Any, num_processes: int = 1) -> dict[str, Any]:
     for key in SCHEDULE_KEYS:  # None: not written, so sd-scripts uses its own default
         values[key] = None
     values.update(keys)
-    values["max_train_steps"] = rs.run_length
+    values["max_train_steps"] = resolved.run_length
     return {key: sd_scripts_value(key, value) for key, value in values.items()}
 
 

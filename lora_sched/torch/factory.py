@@ -153,7 +153,7 @@ def build_custom_scheduler(
 ) -> Any:
     """The scheduler for a config whose ``lr_scheduler_type`` is set (the warmup from `resolved`,
     by default the config's own resolution)."""
-    rs = resolved or cfg.resolve()
+    resolved = resolved or cfg.resolve()
     plateau_every = kwargs.pop("plateau_every", None)
     if plateau_every is None:
         plateau_every = cfg.get("plateau_every") or 10
@@ -163,10 +163,9 @@ def build_custom_scheduler(
         cfg.scheduler_type,
         cfg.scheduler_type_args,
         optimizer,
-        rs.warmup,
-        rs.warmup_start,
-        rs.warmup_type,
+        resolved.warmup,
+        resolved.warmup_start,
+        resolved.warmup_type,
         plateau_every,
         trust,
     )
-

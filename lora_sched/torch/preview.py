@@ -61,16 +61,16 @@ def preview_multipliers(cfg: Any, trust: bool = False) -> Any:
     per-group values.
     """
     trust = trust or bool(getattr(cfg, "trust_scheduler_code", False))
-    rs = cfg.resolve()
-    base = float(rs.base_lr)
+    resolved = cfg.resolve()
+    base = float(resolved.base_lr)
     lrs = preview_lrs(
         cfg.scheduler_type,
         cfg.scheduler_type_args,
         [base],
-        rs.run_length,
-        rs.warmup,
-        rs.warmup_start,
-        rs.warmup_type,
+        resolved.run_length,
+        resolved.warmup,
+        resolved.warmup_start,
+        resolved.warmup_type,
         trust,
     )
     return lrs[:, 0] / base

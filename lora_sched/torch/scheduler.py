@@ -41,7 +41,7 @@ class ScheduleMismatchError(ConfigError):
 class LoraSchedLR(LRScheduler):
     """LR = base LR of each param group x m(s), m the closed form of a catalogue schedule.
 
-    Build it from a `ResolvedSchedule` (``LoraSchedLR(opt, resolved=rs)``), or from flat keyword
+    Build it from a `ResolvedSchedule` (``LoraSchedLR(opt, resolved=resolved)``), or from flat keyword
     arguments the way sd-scripts calls a custom class named in ``lr_scheduler_type``::
 
         LoraSchedLR(opt, schedule="rex", warmup=10, horizon=1000, num_cycles=3, restart_decay=0.9)
@@ -92,10 +92,10 @@ class LoraSchedLR(LRScheduler):
         """m(step) of the resolved schedule, from the cached block (a new block when the step leaves it)."""
         return self._curve_of(self.resolved)(step)
 
-    def _curve_of(self, rs: ResolvedSchedule) -> _Blocks:
-        curve = self._curves.get(rs.base_lr)
+    def _curve_of(self, resolved: ResolvedSchedule) -> _Blocks:
+        curve = self._curves.get(resolved.base_lr)
         if curve is None:
-            curve = self._curves[rs.base_lr] = _Blocks(rs)
+            curve = self._curves[resolved.base_lr] = _Blocks(resolved)
         return curve
 
     def _group_curves(self) -> list[_Blocks]:
@@ -192,10 +192,10 @@ class LoraSchedLR(LRScheduler):
 class _Blocks:
     """m(s) of one resolved schedule, evaluated with NumPy BLOCK steps at a time and cached as floats."""
 
-    __slots__ = ("block", "end", "index", "rs", "start")
+    __slots__ = ("block", "end", "index", "resolved", "start")
 
-    def __init__(self, rs: ResolvedSchedule) -> None:
-        self.rs, self.index, self.block = rs, -1, []
+    def __init__(self, resolved: ResolvedSchedule) -> None:
+        self.resolved, self.index, self.block = resolved, -1, []
         self.start = self.end = 0  # the steps the cached block covers: [start, end)
 
     def __call__(self, step: int) -> float:
@@ -204,7 +204,7 @@ class _Blocks:
             import numpy as np
 
             start = index * BLOCK
-            self.block = self.rs.multipliers(np.arange(start, start + BLOCK, dtype=np.float64)).tolist()
+            self.block = self.resolved.multipliers(np.arange(start, start + BLOCK, dtype=np.float64)).tolist()
             self.index, self.start, self.end = index, start, start + BLOCK
         return self.block[offset]
 

@@ -449,9 +449,9 @@ def read(document: Document, facts: RunFacts) -> TrainerRun:
 # ---- writing -----------------------------------------------------------------------------------
 def schedule_for(run: TrainerRun, lr: float, processes: int) -> tuple[str, dict[str, Any]]:
     """(lr_scheduler, lr_scheduler_params) of ai-toolkit giving run.resolved's curve, or a refusal."""
-    rs = run.resolved
-    p = dict(rs.params)
-    name = "constant_with_warmup" if rs.name == "constant" and rs.warmup else rs.name
+    resolved = run.resolved
+    p = dict(resolved.params)
+    name = "constant_with_warmup" if resolved.name == "constant" and resolved.warmup else resolved.name
     floor = float(p.get("min_lr_ratio") or 0.0)
     if (
         name == "cosine_with_restarts"
@@ -462,19 +462,20 @@ def schedule_for(run: TrainerRun, lr: float, processes: int) -> tuple[str, dict[
         name = "cosine"
     if name == "polynomial" and p.get("power") == 1.0 and lr > 0:
         name, floor = "linear", float(p.get("lr_end") or 0.0) / lr
-    if rs.warmup and name != "constant_with_warmup":
+    if resolved.warmup and name != "constant_with_warmup":
         raise refuse(
             "lr_warmup_steps",
             "ai-toolkit",
-            f"a {rs.warmup}-step warmup before {rs.name}: its only warmup is constant_with_warmup's",
-            f"constant_with_warmup (num_warmup_steps: {rs.warmup}), or "
+            f"a {resolved.warmup}-step warmup before {resolved.name}: its only warmup is constant_with_warmup's",
+            f"constant_with_warmup (num_warmup_steps: {resolved.warmup}), or "
             f"{'linear' if name in ('linear', 'polynomial') else 'cosine'} without warmup",
         )
-    if name == "constant_with_warmup" and (rs.warmup_start != 0.0 or rs.warmup_type != "linear"):
+    if name == "constant_with_warmup" and (resolved.warmup_start != 0.0 or resolved.warmup_type != "linear"):
         raise refuse(
             "warmup_start",
             "ai-toolkit",
-            f"a {rs.warmup_type} warmup from {rs.warmup_start} x lr: constant_with_warmup rises linearly from 0",
+            f"a {resolved.warmup_type} warmup from {resolved.warmup_start} x lr: "
+            "constant_with_warmup rises linearly from 0",
             "constant_with_warmup (from 0)",
         )
     if processes > 1 and name not in ("constant", "constant_with_warmup"):
@@ -488,7 +489,7 @@ def schedule_for(run: TrainerRun, lr: float, processes: int) -> tuple[str, dict[
     if name == "constant":
         return "constant", {}
     if name == "constant_with_warmup":
-        return name, {"num_warmup_steps": rs.warmup * processes}
+        return name, {"num_warmup_steps": resolved.warmup * processes}
     if name == "cosine" and p.get("num_cycles", 1) == 1:
         return "cosine", ({"eta_min": floor * lr} if floor else {})
     if name == "linear" and floor <= 1.0:  # torch LinearLR takes end_factor in [0, 1]
@@ -496,7 +497,7 @@ def schedule_for(run: TrainerRun, lr: float, processes: int) -> tuple[str, dict[
     raise refuse(
         "lr_scheduler",
         "ai-toolkit",
-        f"{rs.name} with {p}: its schedules are constant, "
+        f"{resolved.name} with {p}: its schedules are constant, "
         "constant_with_warmup, linear and cosine over train.steps, and it has no custom-class hook",
         "cosine (or linear) without warmup over the same steps",
     )
@@ -506,8 +507,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     """An ai-toolkit job (YAML) whose SDTrainer runs `run`'s curve exactly, or a refusal."""
     import yaml
 
-    rs = run.resolved
-    if rs is None:
+    resolved = run.resolved
+    if resolved is None:
         raise refuse(
             "lr_scheduler",
             "ai-toolkit",
@@ -522,11 +523,12 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             f"different LRs per group ({dict(run.roles)}): every group gets train.lr",
             f"one LR for all groups, e.g. train.lr: {run.roles.get('unet', lrs[-1])}",
         )
-    if rs.horizon != rs.run_length:
+    if resolved.horizon != resolved.run_length:
         raise refuse(
             "schedule_steps",
             "ai-toolkit",
-            f"a horizon of {rs.horizon} steps in a run of {rs.run_length}: every ai-toolkit schedule spans train.steps",
+            f"a horizon of {resolved.horizon} steps in a run of {resolved.run_length}: "
+            "every ai-toolkit schedule spans train.steps",
             "the schedule over the whole run",
         )
     roles = set(run.roles)
@@ -534,7 +536,7 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
         raise refuse("groups", "ai-toolkit", f"param groups {sorted(roles)}", "unet and text_encoder groups")
     name, params = schedule_for(run, lrs[0], facts.processes)
     values = getattr(run.schedule, "values", {}) or {}
-    train: dict[str, Any] = {"steps": rs.run_length, "lr": lrs[0], "lr_scheduler": name}
+    train: dict[str, Any] = {"steps": resolved.run_length, "lr": lrs[0], "lr_scheduler": name}
     if params:
         train["lr_scheduler_params"] = params
     train["batch_size"] = int(values.get("train_batch_size") or 1)
@@ -548,7 +550,7 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             "process": [{"type": "sd_trainer", "network": {"type": "lora"}, "train": train}],
         },
     }
-    check_written(run, Settings(name, params, rs.run_length, float(lrs[0]), 1, facts.processes))
+    check_written(run, Settings(name, params, resolved.run_length, float(lrs[0]), 1, facts.processes))
     return yaml.safe_dump(job, sort_keys=False)
 
 

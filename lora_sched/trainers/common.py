@@ -66,16 +66,16 @@ def schedule_run(
     keys for it (max_train_steps set), `groups` each param group's base LR in the trainer's order.
     The config's own notices about kohya keys are dropped: the file is not a kohya file."""
     cfg = config_from(values, document, origins)
-    rs = cfg.resolve()
+    resolved = cfg.resolve()
     kept = [p for p in cfg.warnings if p.severity == "warning"]
     return TrainerRun(
         trainer=trainer,
         source=document.source,
         groups=dict(groups),
-        run_length=rs.run_length,
+        run_length=resolved.run_length,
         counting=counting,
         schedule=cfg,
-        resolved=rs,
+        resolved=resolved,
         warnings=(*(warnings or []), *kept),
         summary=summary,
     )

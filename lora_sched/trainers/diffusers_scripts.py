@@ -567,29 +567,37 @@ def _target(run: TrainerRun) -> tuple[str, dict[str, Any]]:
     )
 
 
-def _name(rs: Any, lr0: float) -> tuple[str | None, dict[str, Any]]:
-    """diffusers' name and flags drawing rs exactly (given l0 = learning_rate), or (None, nearest flags)."""
-    p = rs.params
-    plain = rs.warmup_type == "linear" and (rs.warmup == 0 or rs.warmup_start == 0.0) and rs.horizon == rs.run_length
+def _name(resolved: Any, lr0: float) -> tuple[str | None, dict[str, Any]]:
+    """diffusers' name and flags drawing resolved exactly (given l0 = learning_rate), or (None, nearest flags)."""
+    p = resolved.params
+    plain = (
+        resolved.warmup_type == "linear"
+        and (resolved.warmup == 0 or resolved.warmup_start == 0.0)
+        and resolved.horizon == resolved.run_length
+    )
     floor = p.get("min_lr_ratio", 0.0) or 0.0
-    if plain and rs.name in ("constant", "constant_with_warmup"):
-        return ("constant_with_warmup" if rs.warmup else "constant"), {}
-    if plain and rs.name == "linear" and floor == 0.0:
+    if plain and resolved.name in ("constant", "constant_with_warmup"):
+        return ("constant_with_warmup" if resolved.warmup else "constant"), {}
+    if plain and resolved.name == "linear" and floor == 0.0:
         return "linear", {}
-    if plain and rs.name == "cosine" and floor == 0.0 and p["num_cycles"] == 1.0:
+    if plain and resolved.name == "cosine" and floor == 0.0 and p["num_cycles"] == 1.0:
         return "cosine", {}
     if (
         plain
-        and rs.name == "cosine_with_restarts"
+        and resolved.name == "cosine_with_restarts"
         and floor == 0.0
         and p["restart_decay"] == 1.0
         and not p["cycle_warmup"]
     ):
         return "cosine_with_restarts", {"lr_num_cycles": int(p["num_cycles"])}
-    if plain and rs.name == "polynomial" and math.isclose(p["lr_end"] / rs.base_lr, POLY_END / lr0, rel_tol=1e-12):
+    if (
+        plain
+        and resolved.name == "polynomial"
+        and math.isclose(p["lr_end"] / resolved.base_lr, POLY_END / lr0, rel_tol=1e-12)
+    ):
         return "polynomial", {"lr_power": p["power"]}
     nearest = {"linear": "linear", "polynomial": "polynomial", "constant": "constant_with_warmup"}
-    return None, {"lr_scheduler": nearest.get(rs.name, "cosine")}
+    return None, {"lr_scheduler": nearest.get(resolved.name, "cosine")}
 
 
 def write(run: TrainerRun, facts: RunFacts) -> str:
@@ -599,8 +607,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
 
     from lora_sched.trainers.common import refuse
 
-    rs = run.resolved
-    if rs is None or run.own_lrs is not None:
+    resolved = run.resolved
+    if resolved is None or run.own_lrs is not None:
         raise refuse(
             "lr_scheduler",
             "diffusers",
@@ -608,19 +616,20 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
             "preview it with --csv and pick the nearest of " + ", ".join(NAMES),
         )
     script, flags = _target(run)
-    name, extra = _name(rs, flags["learning_rate"] if not script or SCRIPTS[script].lr_kw else ADAMW_LR)
+    name, extra = _name(resolved, flags["learning_rate"] if not script or SCRIPTS[script].lr_kw else ADAMW_LR)
     if name is None:
         raise refuse(
             "lr_scheduler",
             "diffusers",
-            f"{rs.name} {dict(rs.params)} (warmup {rs.warmup} from {rs.warmup_start:g}, horizon {rs.horizon} of "
-            f"{rs.run_length}){' with l0 = AdamW default lr 1e-3 in ' + script if script else ''}",
+            f"{resolved.name} {dict(resolved.params)} (warmup {resolved.warmup} from {resolved.warmup_start:g}, "
+            f"horizon {resolved.horizon} of "
+            f"{resolved.run_length}){' with l0 = AdamW default lr 1e-3 in ' + script if script else ''}",
             f"diffusers' scripts have no custom scheduler hook; nearest: --lr_scheduler={extra['lr_scheduler']}",
         )
     if "lr_num_cycles" in extra or "lr_power" in extra:
         script = script or "train_dreambooth_lora.py"
     script = script or DEFAULT_SCRIPT
-    flags.update(lr_scheduler=name, lr_warmup_steps=rs.warmup, max_train_steps=rs.run_length, **extra)
+    flags.update(lr_scheduler=name, lr_warmup_steps=resolved.warmup, max_train_steps=resolved.run_length, **extra)
     head = "accelerate launch" + (f" --num_processes={facts.processes}" if facts.processes > 1 else "")
     lines = [f"{head} {script}"]
     for flag, value in flags.items():

@@ -361,8 +361,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     """A diffusion-pipe TOML running `run.resolved` with base LRs `run.roles` exactly: epochs (and
     max_steps) for the run length, lr_scheduler / warmup_steps for the curve, [optimizer] lr (and
     SDXL's [model] unet_lr / text_encoder_*_lr for groups with different LRs); else a refusal."""
-    rs = run.resolved
-    if rs is None or run.run_length is None:
+    resolved = run.resolved
+    if resolved is None or run.run_length is None:
         raise refuse(
             "lr_scheduler",
             NAME,
@@ -378,7 +378,7 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     else:
         epochs = total // per_epoch if total is not None else -(-n // per_epoch)
         stop = n if n < epochs * per_epoch else None
-    settings = Settings(kind, rs.warmup, epochs, stop, lrs, False)
+    settings = Settings(kind, resolved.warmup, epochs, stop, lrs, False)
     return HEADER + _toml(settings, samples)
 
 
@@ -420,16 +420,16 @@ def _written_steps_per_epoch(facts: RunFacts) -> tuple[int | None, bool]:
 def choose(run: TrainerRun, lrs: dict[str, float], per_epoch: int | None) -> tuple[str, int | None]:
     """(lr_scheduler, T = epochs x steps per epoch) whose curve equals the run's in every group at
     every step (rel 1e-9), trying the run's nearest family first; else a refusal with the reasons."""
-    rs = run.resolved
-    family = nearest_family(rs.name)
+    resolved = run.resolved
+    family = nearest_family(resolved.name)
     reasons: list[str] = []
     for kind in (family, *(k for k in SCHEDULERS if k != family)):
         found = _candidate_reasons(run, kind, lrs, per_epoch)
         if not found:
-            return kind, (None if kind == "constant" else rs.horizon - rs.warmup)
+            return kind, (None if kind == "constant" else resolved.horizon - resolved.warmup)
         if kind == family:
             reasons = found
-    nearest = f"lr_scheduler = '{family}'" + (f", warmup_steps = {rs.warmup}" if rs.warmup else "")
+    nearest = f"lr_scheduler = '{family}'" + (f", warmup_steps = {resolved.warmup}" if resolved.warmup else "")
     if per_epoch is not None and family != "constant":
         nearest += f", epochs = {max(1, round(run.run_length / per_epoch))} (a decay over the whole run)"
     raise refuse("lr_scheduler", NAME, "; ".join(dict.fromkeys(reasons)), nearest)
@@ -443,16 +443,16 @@ def nearest_family(name: str) -> str:
 
 def _candidate_reasons(run: TrainerRun, kind: str, lrs: dict[str, float], per_epoch: int | None) -> list[str]:
     """Why diffusion-pipe's `kind` (with the run's warmup) cannot draw the run's curve ([] = it can)."""
-    rs, n, w = run.resolved, run.run_length, run.resolved.warmup
+    resolved, n, w = run.resolved, run.run_length, run.resolved.warmup
     reasons = []
-    if w > 0 and (rs.warmup_type != "linear" or not math.isclose(rs.warmup_start, 1.0 / w, rel_tol=1e-12)):
+    if w > 0 and (resolved.warmup_type != "linear" or not math.isclose(resolved.warmup_start, 1.0 / w, rel_tol=1e-12)):
         reasons.append(
-            f"its warmup_steps = {w} rises linearly from LR/{w}; this warmup rises ({rs.warmup_type}) "
-            f"from {rs.warmup_start:g} x LR"
+            f"its warmup_steps = {w} rises linearly from LR/{w}; this warmup rises ({resolved.warmup_type}) "
+            f"from {resolved.warmup_start:g} x LR"
         )
     total = None
     if kind != "constant":
-        total = rs.horizon - w
+        total = resolved.horizon - w
         if n > total:
             reasons.append(
                 f"its {kind} decay lasts the whole run (epochs x steps per epoch) even after a warmup, so "

@@ -498,8 +498,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     is read back through this module's own mapping; the first that gives the same LRs is written."""
     from lora_sched.trainers.common import refuse
 
-    rs = run.resolved
-    if rs is None:
+    resolved = run.resolved
+    if resolved is None:
         raise refuse(
             "lr_scheduler",
             "LoRA_Easy",
@@ -508,8 +508,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
         )
     lrs = _write_groups(run, refuse)
     tried = []
-    for keys in _candidates(rs):
-        text = _text(keys, lrs, rs.run_length)
+    for keys in _candidates(resolved):
+        text = _text(keys, lrs, resolved.run_length)
         why = _differs(text, run)
         if why is None:
             return text
@@ -517,7 +517,7 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     raise refuse(
         "lr_scheduler",
         "LoRA_Easy",
-        f"{rs.name} through its backend ({'; '.join(tried)})",
+        f"{resolved.name} through its backend ({'; '.join(tried)})",
         "write it for sd-scripts (`--to sd-scripts`) and train with sd-scripts directly",
     )
 
@@ -552,17 +552,21 @@ def _write_groups(run: TrainerRun, refuse: Any) -> dict[str, dict[str, Any]]:
     return {"optimizer_args": opt, "network_args": network}
 
 
-def _candidates(rs: Any) -> list[dict[str, Any]]:
-    """sd-scripts keys for rs: its built-in name, LoRA_Easy's class, LoraSchedLR (in that order)."""
+def _candidates(resolved: Any) -> list[dict[str, Any]]:
+    """sd-scripts keys for resolved: its built-in name, LoRA_Easy's class, LoraSchedLR (in that order)."""
     from lora_sched.torch.export import LORA_SCHED_LR, builtin_keys, lora_sched_lr_args
 
     out = []
-    builtin = builtin_keys(rs, 1)
+    builtin = builtin_keys(resolved, 1)
     if builtin is not None:
         out.append(builtin)
-    params = rs.params
-    if rs.name in ("rex", "cosine_warmup_restarts") and {"cycle_steps", "min_lr"} <= set(params) and not rs.warmup:
-        name = "RexAnnealingWarmRestarts" if rs.name == "rex" else "CosineAnnealingWarmRestarts"
+    params = resolved.params
+    if (
+        resolved.name in ("rex", "cosine_warmup_restarts")
+        and {"cycle_steps", "min_lr"} <= set(params)
+        and not resolved.warmup
+    ):
+        name = "RexAnnealingWarmRestarts" if resolved.name == "rex" else "CosineAnnealingWarmRestarts"
         args = {
             "gamma": params["restart_decay"],
             "cycle_multiplier": params["cycle_multiplier"],
@@ -570,10 +574,10 @@ def _candidates(rs: Any) -> list[dict[str, Any]]:
             "min_lr": params["min_lr"],
             "warmup_steps": params["cycle_warmup"],
         }
-        if rs.name == "rex":
+        if resolved.name == "rex":
             args["d"] = params["d"]
         out.append({"lr_scheduler_type": f"LoraEasyCustomOptimizer.{name}.{name}", "lr_scheduler_args": args})
-    out.append({"lr_scheduler_type": LORA_SCHED_LR, "lr_scheduler_args": lora_sched_lr_args(rs, 1)})
+    out.append({"lr_scheduler_type": LORA_SCHED_LR, "lr_scheduler_args": lora_sched_lr_args(resolved, 1)})
     return out
 
 

@@ -698,17 +698,22 @@ def written_groups(run: TrainerRun) -> tuple[float, float | None]:
     return lr, (None if not plus else float(plus) / lr)
 
 
-def rex_keys(rs: Any) -> dict[str, Any] | None:
-    """musubi's own rex where RexLR draws rs exactly: one cycle to a floor ratio below 1 over the whole
+def rex_keys(resolved: Any) -> dict[str, Any] | None:
+    """musubi's own rex where RexLR draws resolved exactly: one cycle to a floor ratio below 1 over the whole
     run, no warmup (RexLR's warmup starts at step 1), rex_alpha = 1 - d, rex_beta = d."""
-    p = rs.params
-    if rs.name != "rex" or rs.warmup or rs.horizon != rs.run_length or p.get("min_lr") is not None:
+    p = resolved.params
+    if (
+        resolved.name != "rex"
+        or resolved.warmup
+        or resolved.horizon != resolved.run_length
+        or p.get("min_lr") is not None
+    ):
         return None
     if (
         p["num_cycles"] != 1
         or p["restart_decay"] != 1.0
         or p["cycle_warmup"]
-        or p["cycle_steps"] not in (None, rs.horizon)
+        or p["cycle_steps"] not in (None, resolved.horizon)
     ):
         return None
     d = float(p["d"])
@@ -729,24 +734,24 @@ def item_list(args: dict[str, Any]) -> list[str]:
     return out
 
 
-def schedule_keys(rs: Any, n: int) -> dict[str, Any]:
-    """musubi's own name where it draws rs exactly (the sd-scripts hooks: musubi's get_lr_scheduler is
+def schedule_keys(resolved: Any, n: int) -> dict[str, Any]:
+    """musubi's own name where it draws resolved exactly (the sd-scripts hooks: musubi's get_lr_scheduler is
     sd-scripts' get_scheduler_fix for them), else LoraSchedLR through lr_scheduler_type."""
     from lora_sched.torch.export import builtin_keys, lora_sched_lr_args
 
-    keys = rex_keys(rs)
+    keys = rex_keys(resolved)
     if keys is not None:
         return keys
-    keys = builtin_keys(rs, n)
+    keys = builtin_keys(resolved, n)
     if keys is not None and keys.get("lr_scheduler") in NAMES:
         keys = dict(keys)
         if keys["lr_scheduler"] == "adafactor":
-            init = ["warmup_init=True"] if rs.params.get("warmup_init") else []
+            init = ["warmup_init=True"] if resolved.params.get("warmup_init") else []
             keys |= {"optimizer_type": "AdaFactor", "optimizer_args": ["relative_step=True", *init]}
         if "lr_scheduler_args" in keys:
             keys["lr_scheduler_args"] = item_list(keys["lr_scheduler_args"]) or None
         return {k: v for k, v in keys.items() if v is not None}
-    args = item_list(lora_sched_lr_args(rs, n))
+    args = item_list(lora_sched_lr_args(resolved, n))
     return {
         "lr_scheduler": "constant",
         "lr_warmup_steps": 0,
@@ -763,8 +768,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
 
     from lora_sched.trainers.common import refuse
 
-    rs = run.resolved
-    if rs is None:
+    resolved = run.resolved
+    if resolved is None:
         raise refuse(
             "lr_scheduler",
             "musubi-tuner",
@@ -777,8 +782,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     if refusal is not None:
         raise refusal
     lr, ratio = written_groups(run)
-    out: dict[str, Any] = {"learning_rate": lr, "max_train_steps": int(rs.run_length)}
-    out |= schedule_keys(rs, facts.processes)
+    out: dict[str, Any] = {"learning_rate": lr, "max_train_steps": int(resolved.run_length)}
+    out |= schedule_keys(resolved, facts.processes)
     if ratio is not None:
         out["network_args"] = [f"loraplus_lr_ratio={ratio!r}"]
     return tomli_w.dumps(out)

@@ -558,24 +558,26 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _builtin(rs: Any, accum: int) -> dict[str, Any] | None:
-    """OneTrainer's own keys drawing rs exactly (see _catalogue, the inverse), or None."""
-    p, warmup = rs.params, rs.warmup
-    frame = rs.horizon == rs.run_length and rs.warmup_start == 0.0 and rs.warmup_type == "linear"
-    if not frame or rs.hold_after_horizon or warmup * accum == 1 or warmup >= rs.run_length:
+def _builtin(resolved: Any, accum: int) -> dict[str, Any] | None:
+    """OneTrainer's own keys drawing resolved exactly (see _catalogue, the inverse), or None."""
+    p, warmup = resolved.params, resolved.warmup
+    frame = (
+        resolved.horizon == resolved.run_length and resolved.warmup_start == 0.0 and resolved.warmup_type == "linear"
+    )
+    if not frame or resolved.hold_after_horizon or warmup * accum == 1 or warmup >= resolved.run_length:
         return None
     keys: dict[str, Any] = {"learning_rate_warmup_steps": warmup * accum, "learning_rate_cycles": 1.0}
     keys["learning_rate_min_factor"] = float(p.get("min_lr_ratio", 0.0) or 0.0)
-    if rs.name in ("constant", "constant_with_warmup"):
+    if resolved.name in ("constant", "constant_with_warmup"):
         name = "CONSTANT"
-    elif rs.name == "linear":
+    elif resolved.name == "linear":
         name = "LINEAR"
-    elif rs.name == "cosine":
+    elif resolved.name == "cosine":
         name = "COSINE" if p["num_cycles"] == 1 else "COSINE_WITH_RESTARTS"
         keys["learning_rate_cycles"] = float(p["num_cycles"]) / 2 if name != "COSINE" else 1.0
-    elif rs.name == "cosine_with_restarts" and p["restart_decay"] == 1 and not p["cycle_warmup"]:
+    elif resolved.name == "cosine_with_restarts" and p["restart_decay"] == 1 and not p["cycle_warmup"]:
         name, keys["learning_rate_cycles"] = "COSINE_WITH_HARD_RESTARTS", float(p["num_cycles"])
-    elif rs.name == "rex" and _plain_rex(p):
+    elif resolved.name == "rex" and _plain_rex(p):
         name = "REX"
     else:
         return None
@@ -588,15 +590,15 @@ def _plain_rex(p: dict[str, Any]) -> bool:
     )
 
 
-def _schedule_keys(rs: Any, accum: int) -> dict[str, Any]:
-    """A built-in name where one draws rs, else CUSTOM lora_sched.torch.LoraSchedLR with the resolved
+def _schedule_keys(resolved: Any, accum: int) -> dict[str, Any]:
+    """A built-in name where one draws resolved, else CUSTOM lora_sched.torch.LoraSchedLR with the resolved
     schedule in scheduler_params (each value Python literal text) and OneTrainer's own warmup off."""
-    keys = _builtin(rs, accum)
+    keys = _builtin(resolved, accum)
     if keys is not None:
         return keys
     from lora_sched.torch.export import lora_sched_lr_args
 
-    params = [{"key": k, "value": repr(_plain(v))} for k, v in lora_sched_lr_args(rs, 1).items()]
+    params = [{"key": k, "value": repr(_plain(v))} for k, v in lora_sched_lr_args(resolved, 1).items()]
     return {
         "learning_rate_scheduler": "CUSTOM",
         "custom_learning_rate_scheduler": LORA_SCHED_LR,
@@ -653,8 +655,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     defaults) running run's curve: its groups' LRs, learning_rate_scaler NONE, its epochs."""
     import json
 
-    rs = run.resolved
-    if rs is None:
+    resolved = run.resolved
+    if resolved is None:
         what = f"{run.trainer}'s curve in {run.source}, which no lora_sched schedule expresses"
         nearest = "preview it with --csv and pick a catalogue schedule"
         raise refuse("learning_rate_scheduler", "OneTrainer", what, nearest)
@@ -665,8 +667,8 @@ def write(run: TrainerRun, facts: RunFacts) -> str:
     accum = int(run.extra.get("gradient_accumulation_steps", 1)) if ours else 1
     batch = int(run.extra.get("batch_size", 1)) if ours else 1
     out: dict[str, Any] = {"__version": VERSION, **_parts(run), "learning_rate_scaler": "NONE"}
-    out.update(_schedule_keys(rs, accum))
-    out.update({"epochs": _epochs(rs.run_length, accum, batch, run, facts), "batch_size": batch})
+    out.update(_schedule_keys(resolved, accum))
+    out.update({"epochs": _epochs(resolved.run_length, accum, batch, run, facts), "batch_size": batch})
     out["gradient_accumulation_steps"] = accum
     return json.dumps(out, indent=4) + "\n"
 

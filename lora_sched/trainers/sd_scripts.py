@@ -76,23 +76,23 @@ def run_of(cfg: Any, facts: RunFacts) -> TrainerRun:
     if counting is None:  # epochs of data not known here
         why = cfg.unknown_run_length()
         return TrainerRun("sd-scripts", cfg.path, groups, None, why, schedule=cfg, warnings=tuple(cfg.warnings))
-    rs = cfg.resolve(shape if isinstance(shape, TrainingShape) else None)
+    resolved = cfg.resolve(shape if isinstance(shape, TrainingShape) else None)
     own = None
-    ours = _lora_sched_lr(cfg, groups, rs) if cfg.scheduler_type else None
+    ours = _lora_sched_lr(cfg, groups, resolved) if cfg.scheduler_type else None
     if ours is not None:  # lora_sched's own class (what an export writes): its closed form, not stepped
-        rs = ours
+        resolved = ours
     elif cfg.scheduler_type:  # another class: stepped through torch (lora_sched.config.preview)
-        own = _custom_lrs(cfg, rs)
+        own = _custom_lrs(cfg, resolved)
     if values["max_train_epochs"] is None:
-        counting = f"max_train_steps = {rs.run_length}"
+        counting = f"max_train_steps = {resolved.run_length}"
     return TrainerRun(
         "sd-scripts",
         cfg.path,
         groups,
-        rs.run_length,
+        resolved.run_length,
         counting,
         schedule=cfg,
-        resolved=rs,
+        resolved=resolved,
         own_lrs=own,
         warnings=tuple(cfg.warnings),
     )
@@ -125,28 +125,28 @@ def _counting(cfg: Any, facts: RunFacts) -> tuple[str | None, Any]:
     return text + ")", shape
 
 
-def _lora_sched_lr(cfg: Any, groups: dict[str, float], rs: Any) -> Any:
+def _lora_sched_lr(cfg: Any, groups: dict[str, float], resolved: Any) -> Any:
     """The schedule `lr_scheduler_type = "lora_sched.torch.LoraSchedLR"` draws, built once on a dummy
     optimizer with the groups' LRs (its arguments are checked there), or None for another class or
     one behind a warmup lora_sched composes in front."""
     from lora_sched.torch.export import LORA_SCHED_LR
 
-    if cfg.scheduler_type != LORA_SCHED_LR or rs.warmup:
+    if cfg.scheduler_type != LORA_SCHED_LR or resolved.warmup:
         return None
     import torch
 
     from lora_sched.torch.scheduler import LoraSchedLR
 
     groups_of_params = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr or 1.0} for lr in groups.values()]
-    resolved = LoraSchedLR(torch.optim.SGD(groups_of_params), **dict(cfg.scheduler_type_args or {})).resolved
-    return resolved if resolved.run_length == rs.run_length else None
+    drawn = LoraSchedLR(torch.optim.SGD(groups_of_params), **dict(cfg.scheduler_type_args or {})).resolved
+    return drawn if drawn.run_length == resolved.run_length else None
 
 
-def _custom_lrs(cfg: Any, rs: Any) -> Any:
+def _custom_lrs(cfg: Any, resolved: Any) -> Any:
     from lora_sched._lazy import np
     from lora_sched.config import preview
 
-    curve = preview.curve(cfg, None, rs)
+    curve = preview.curve(cfg, None, resolved)
 
     def lrs(steps: Any) -> dict[str, Any]:
         steps = np.asarray(steps, dtype=np.int64)

@@ -471,16 +471,16 @@ def _write_groups(run: TrainerRun) -> dict[str, Any]:
 def _write_schedule(run: TrainerRun) -> dict[str, Any]:
     """SimpleTuner's keys for run.resolved: constant, constant_with_warmup, linear or polynomial
     (a linear decay to a floor ratio r is polynomial power 1 with lr_end = r x learning_rate)."""
-    rs = run.resolved
-    if rs.warmup and (rs.warmup_start != 0.0 or rs.warmup_type != "linear"):
-        what = f"a {rs.warmup_type} warmup from {rs.warmup_start!r}"
+    resolved = run.resolved
+    if resolved.warmup and (resolved.warmup_start != 0.0 or resolved.warmup_type != "linear"):
+        what = f"a {resolved.warmup_type} warmup from {resolved.warmup_start!r}"
         raise _refuse(what, "SimpleTuner's warmups rise linearly from 0 (" + _NEAREST + ")")
-    keys: dict[str, Any] = {"lr_warmup_steps": int(rs.warmup)}
-    name, params = rs.name, rs.params
+    keys: dict[str, Any] = {"lr_warmup_steps": int(resolved.warmup)}
+    name, params = resolved.name, resolved.params
     if name in ("constant", "constant_with_warmup"):
-        return {"lr_scheduler": "constant_with_warmup" if rs.warmup else "constant", **keys}
-    if rs.horizon != rs.run_length:
-        raise _refuse(f"{name} over {rs.horizon} steps in a run of {rs.run_length}", _NEAREST)
+        return {"lr_scheduler": "constant_with_warmup" if resolved.warmup else "constant", **keys}
+    if resolved.horizon != resolved.run_length:
+        raise _refuse(f"{name} over {resolved.horizon} steps in a run of {resolved.run_length}", _NEAREST)
     lr = run.roles.get("unet")
     if name == "linear":
         ratio = params.get("min_lr_ratio") or 0.0
@@ -493,7 +493,7 @@ def _write_schedule(run: TrainerRun) -> dict[str, Any]:
         raise _refuse(
             "a cosine decay: SimpleTuner's cosine is a wave of period 2 x lr_warmup_steps with no warmup, each LR "
             "truncated down to a multiple of 1e-9",
-            f"cosine with lr_warmup_steps = {rs.run_length} and lr_end = 0 (no warmup, within 1e-9 absolute), "
+            f"cosine with lr_warmup_steps = {resolved.run_length} and lr_end = 0 (no warmup, within 1e-9 absolute), "
             "or linear with the same warmup",
         )
     if "restart" in name or name in ("rex", "cosine_warmup_restarts"):

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 
-def plain_warmup(rs: Any) -> bool:
-    """Whether rs's warmup is the one sd-scripts draws: linear from 0 (or no warmup at all)."""
-    return rs.warmup_type == "linear" and (rs.warmup == 0 or rs.warmup_start == 0.0)
+def plain_warmup(resolved: Any) -> bool:
+    """Whether resolved's warmup is the one sd-scripts draws: linear from 0 (or no warmup at all)."""
+    return resolved.warmup_type == "linear" and (resolved.warmup == 0 or resolved.warmup_start == 0.0)
 
 
-def with_warmup(rs: Any, n: int, **keys: Any) -> dict[str, Any]:
-    """`keys` after rs's warmup in sd-scripts' steps (`lr_warmup_steps` x n processes)."""
-    return {"lr_warmup_steps": rs.warmup * n, **keys}
+def with_warmup(resolved: Any, n: int, **keys: Any) -> dict[str, Any]:
+    """`keys` after resolved's warmup in sd-scripts' steps (`lr_warmup_steps` x n processes)."""
+    return {"lr_warmup_steps": resolved.warmup * n, **keys}

@@ -12,20 +12,20 @@ from lora_sched.schedules.spec import Param, ScheduleSpec, register
 RELATIVE_STEP_CAP = 1e-2
 
 
-def adafactor_curve(s: Any, rs: Any) -> Any:
+def adafactor_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = rho(s) / lr0, lr0 = learning_rate, so the previewed LR of the base group is rho(s):
     rho(s) = min(1e-2, 1 / sqrt(s + 1)), or with warmup_init min(1e-6 (s + 1), 1 / sqrt(s + 1))
     (Adafactor counts updates from 1). The optimizer multiplies rho by max(1e-3, RMS(param)) per
     tensor when scale_parameter = true; the preview cannot know RMS(param) before training."""
-    t = np.add(s, 1.0, out=s)
-    cap = 1e-6 * t if rs.params["warmup_init"] else RELATIVE_STEP_CAP
+    t = np.add(steps, 1.0, out=steps)
+    cap = 1e-6 * t if resolved.params["warmup_init"] else RELATIVE_STEP_CAP
     rho = np.divide(1.0, np.sqrt(t, out=t), out=t)
     np.minimum(cap, rho, out=rho)
-    rho /= rs.base_lr
+    rho /= resolved.base_lr
     return rho
 
 
-def _adafactor_to_kohya(rs: Any, n: int) -> dict[str, Any]:
+def _adafactor_to_kohya(resolved: Any, n: int) -> dict[str, Any]:
     """Adafactor counts its own updates: the number of processes does not matter."""
     return {"lr_scheduler": "adafactor", "lr_warmup_steps": 0}
 

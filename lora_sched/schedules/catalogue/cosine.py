@@ -12,29 +12,29 @@ from lora_sched.schedules.fields import Choice, Float
 from lora_sched.schedules.spec import REQUIRED, Param, ScheduleSpec, register
 
 
-def cosine_curve(s: Any, rs: Any) -> Any:
+def cosine_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = r + (1 - r) 0.5 (1 + cos(pi n p)), n = num_cycles"""
-    x = progress(s, rs, out=s)
-    x *= np.pi * rs.params["num_cycles"]
+    x = progress(steps, resolved, out=steps)
+    x *= np.pi * resolved.params["num_cycles"]
     np.cos(x, out=x)
     x += 1.0
-    r = rs.params["min_lr_ratio"]
+    r = resolved.params["min_lr_ratio"]
     x *= 0.5 * (1.0 - r)  # one product: (c + 1) (0.5 (1 - r)) == ((c + 1) 0.5) (1 - r) exactly
     if r:
         x += r
     return x
 
 
-def _cosine_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+def _cosine_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
     """sd-scripts' cosine is diffusers' (num_cycles halved, no floor); with a floor, cosine_with_min_lr."""
-    if not plain_warmup(rs):
+    if not plain_warmup(resolved):
         return None
-    p = rs.params
-    if p["min_lr_ratio"] == 0.0 and rs.name == "cosine":
+    p = resolved.params
+    if p["min_lr_ratio"] == 0.0 and resolved.name == "cosine":
         args = {} if p["num_cycles"] == 1.0 else {"num_cycles": p["num_cycles"] / 2}
-        return with_warmup(rs, n, lr_scheduler="cosine", lr_scheduler_args=args)
+        return with_warmup(resolved, n, lr_scheduler="cosine", lr_scheduler_args=args)
     return with_warmup(
-        rs,
+        resolved,
         n,
         lr_scheduler="cosine_with_min_lr",
         lr_scheduler_num_cycles=p["num_cycles"],
@@ -82,18 +82,18 @@ register(
 
 
 @ascending_steps
-def one_cycle_curve(s: Any, rs: Any) -> Any:
+def one_cycle_curve(steps: Any, resolved: Any) -> Any:
     """Two phases (torch OneCycleLR, three_phase = False), with a = pct_start T - 1:
     s <= a: anneal from 1 / div_factor to 1 over s / a;
     s > a: anneal from 1 to 1 / (div_factor final_div_factor) over (s - a) / (T - 1 - a), clipped at 1.
     anneal = cos: end + (start - end) 0.5 (1 + cos(pi x)); linear: start + (end - start) x"""
-    params = rs.params
+    params = resolved.params
     initial = 1.0 / params["div_factor"]
     final = initial / params["final_div_factor"]
-    a = params["pct_start"] * rs.horizon - 1.0
-    b = rs.horizon - 1.0
-    top = int(np.searchsorted(s, a, side="right"))  # s[:top] rise (s <= a), s[top:] fall
-    x = s  # progress through each phase, in s's place (zero-length phase: its end value)
+    a = params["pct_start"] * resolved.horizon - 1.0
+    b = resolved.horizon - 1.0
+    top = int(np.searchsorted(steps, a, side="right"))  # s[:top] rise (s <= a), s[top:] fall
+    x = steps  # progress through each phase, in s's place (zero-length phase: its end value)
     rise, fall = x[:top], x[top:]
     if a > 0:
         rise /= a  # in [0, 1]: 0 <= s <= a

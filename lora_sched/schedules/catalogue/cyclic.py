@@ -20,25 +20,25 @@ def _cycle_factors(params: Any, n: int) -> Any:
 
 
 @ascending_steps
-def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
+def cosine_with_restarts_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = r + (1 - r) g^k 0.5 (1 + cos(pi u)) for p < 1, and r at p >= 1, where
     k = floor(n p) is the cycle index, u = (n p) mod 1 the position in the cycle (after the cycle's
     own warmup of cycle_warmup steps, if any), g = restart_decay, n = num_cycles"""
-    params = rs.params
+    params = resolved.params
     n, r, cw = params["num_cycles"], params["min_lr_ratio"], params["cycle_warmup"]
-    m = s  # computed in s's place
-    start = int(np.searchsorted(s, rs.warmup))  # before W, p = 0: the value at W
+    m = steps  # computed in s's place
+    start = int(np.searchsorted(steps, resolved.warmup))  # before W, p = 0: the value at W
     if start:
-        m[:start] = cosine_with_restarts_curve(np.array([float(rs.warmup)]), rs)[0]
-    x = np.subtract(s[start:], rs.warmup, out=m[start:])
-    x /= max(1, rs.horizon - rs.warmup)  # p, ascending
+        m[:start] = cosine_with_restarts_curve(np.array([float(resolved.warmup)]), resolved)[0]
+    x = np.subtract(steps[start:], resolved.warmup, out=m[start:])
+    x /= max(1, resolved.horizon - resolved.warmup)  # p, ascending
     end = int(np.searchsorted(x, 1.0))
     x[end:] = r  # p >= 1: the floor
     x = x[:end]
     x *= n
     runs = run_lengths(x, np.arange(1, n + 1, dtype=np.float64))  # k = floor(n p) in 0..n
     per_run(np.subtract, x, np.arange(n + 1, dtype=np.float64), runs)  # u = (n p) mod 1, exactly
-    length = (rs.horizon - rs.warmup) / n
+    length = (resolved.horizon - resolved.warmup) / n
     if cw > 0:
         offset = x * length
         np.subtract(offset, cw, out=x)
@@ -59,22 +59,28 @@ def cosine_with_restarts_curve(s: Any, rs: Any) -> Any:
     return m
 
 
-def _check_cycle_warmup(params: dict, rs: Any) -> list[Problem]:
+def _check_cycle_warmup(params: dict, resolved: Any) -> list[Problem]:
     """cycle_warmup must leave each cycle a decay."""
-    length = (rs.horizon - rs.warmup) / params["num_cycles"]
+    length = (resolved.horizon - resolved.warmup) / params["num_cycles"]
     if params["cycle_warmup"] >= length and params["cycle_warmup"] > 0:
         return [problem("cycle_warmup", f"fewer steps than one cycle ({length:g})", params["cycle_warmup"])]
     if length < 1:
-        return [problem("num_cycles", f"at most {rs.horizon - rs.warmup} cycles (one step each)", params["num_cycles"])]
+        return [
+            problem(
+                "num_cycles",
+                f"at most {resolved.horizon - resolved.warmup} cycles (one step each)",
+                params["num_cycles"],
+            )
+        ]
     return []
 
 
-def _restarts_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+def _restarts_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
     """diffusers' hard restarts: no floor, no decay of the peaks, no warmup in each cycle."""
-    p = rs.params
-    if not plain_warmup(rs) or p["min_lr_ratio"] != 0.0 or p["restart_decay"] != 1.0 or p["cycle_warmup"] != 0:
+    p = resolved.params
+    if not plain_warmup(resolved) or p["min_lr_ratio"] != 0.0 or p["restart_decay"] != 1.0 or p["cycle_warmup"] != 0:
         return None
-    return with_warmup(rs, n, lr_scheduler="cosine_with_restarts", lr_scheduler_num_cycles=p["num_cycles"])
+    return with_warmup(resolved, n, lr_scheduler="cosine_with_restarts", lr_scheduler_num_cycles=p["num_cycles"])
 
 
 register(
@@ -99,9 +105,9 @@ register(
 )
 
 
-def _rex_length(params: Any, rs: Any) -> int:
+def _rex_length(params: Any, resolved: Any) -> int:
     """Whole-step cycles: the first lasts cycle_steps, or floor((T - W) / num_cycles) (at least 1)."""
-    return params["cycle_steps"] or max(1, (rs.horizon - rs.warmup) // params["num_cycles"])
+    return params["cycle_steps"] or max(1, (resolved.horizon - resolved.warmup) // params["num_cycles"])
 
 
 def cycle_table(first: int, warmup: int, multiplier: float, top: float) -> tuple[list[int], list[int]]:
@@ -119,9 +125,9 @@ def cycle_table(first: int, warmup: int, multiplier: float, top: float) -> tuple
     return starts, lengths
 
 
-def _whole_step_cycles(j: Any, params: Any, rs: Any) -> tuple[Any, Any, Any]:
+def _whole_step_cycles(j: Any, params: Any, resolved: Any) -> tuple[Any, Any, Any]:
     """(k, offset, length) for steps j after the warmup: cycle index, steps into the cycle, its length."""
-    first = _rex_length(params, rs)
+    first = _rex_length(params, resolved)
     if params["cycle_multiplier"] == 1.0:
         k = np.floor(j / first)
         return k, j - k * first, first
@@ -135,22 +141,22 @@ def _whole_step_cycles(j: Any, params: Any, rs: Any) -> tuple[Any, Any, Any]:
     return k + repeats, offset - repeats * length, length
 
 
-def floor_ratio(params: Any, rs: Any, *, none_at_or_above_base: bool) -> float:
+def floor_ratio(params: Any, resolved: Any, *, none_at_or_above_base: bool) -> float:
     """r: min_lr_ratio, or the absolute min_lr over this param group's base LR (every group falls to
     the same LR); with none_at_or_above_base a group whose base LR is at or below min_lr has no floor,
     as LoRA_Easy's REX class sets it."""
     min_lr = params.get("min_lr")
     if min_lr is None:
         return float(params["min_lr_ratio"])
-    if rs.base_lr <= 0.0 or (none_at_or_above_base and min_lr >= rs.base_lr):
+    if resolved.base_lr <= 0.0 or (none_at_or_above_base and min_lr >= resolved.base_lr):
         return 0.0  # (a group with base LR 0 trains nothing: base x m is 0 whatever m)
-    return float(min_lr / rs.base_lr)
+    return float(min_lr / resolved.base_lr)
 
 
-def _cycles(j: Any, params: Any, rs: Any) -> tuple[Any, Any, Any, Any]:
+def _cycles(j: Any, params: Any, resolved: Any) -> tuple[Any, Any, Any, Any]:
     """(k, start, length) of each cycle that the ascending steps j >= 0 after the warmup reach, as
     float arrays, and how many of the steps fall in each."""
-    first, cw = _rex_length(params, rs), params["cycle_warmup"]
+    first, cw = _rex_length(params, resolved), params["cycle_warmup"]
     top = float(j[-1])
     starts, lengths = cycle_table(first, cw, params["cycle_multiplier"], top)
     last = max(lengths[-1], 1)  # past the last listed cycle, its length (at least 1 step) repeats
@@ -159,7 +165,7 @@ def _cycles(j: Any, params: Any, rs: Any) -> tuple[Any, Any, Any, Any]:
         start = np.concatenate([starts, starts[-1] + last * np.arange(1, extra + 1)]).astype(np.float64)
         length = np.concatenate([lengths[:-1], np.full(extra + 1, last)]).astype(np.float64)
         return np.arange(start.size, dtype=np.float64), start, length, run_lengths(j, start[1:])
-    k, offset, length = _whole_step_cycles(j, params, rs)  # more cycles than steps: a sampled long run
+    k, offset, length = _whole_step_cycles(j, params, resolved)  # more cycles than steps: a sampled long run
     first_steps = np.flatnonzero(np.diff(k, prepend=-1.0))
     runs = np.diff(first_steps, append=j.size)
     return k[first_steps], (j - offset)[first_steps], np.broadcast_to(length, j.shape)[first_steps], runs
@@ -174,18 +180,18 @@ def _rise_steps(j: Any, start: Any, runs: Any, cw: int) -> tuple[Any, Any]:
     return np.repeat(begins - (np.cumsum(count) - count), count) + np.arange(total), count
 
 
-def _falling_cycles(s: Any, rs: Any, shape: Any, r: float) -> Any:
+def _falling_cycles(steps: Any, resolved: Any, shape: Any, r: float) -> Any:
     """r + max(g^k - r, 0) x (a linear rise over cycle_warmup steps, else shape(q)) for W <= s < T, r at
     s >= T, and before W the value at W; s ascending (see ascending_steps), `shape` works in place."""
-    params, w = rs.params, rs.warmup
+    params, w = resolved.params, resolved.warmup
     cw, g = params["cycle_warmup"], params["restart_decay"]
-    m = s  # computed in s's place
-    lo, hi = (int(i) for i in np.searchsorted(s, [w, rs.horizon]))
+    m = steps  # computed in s's place
+    lo, hi = (int(i) for i in np.searchsorted(steps, [w, resolved.horizon]))
     if lo:
-        m[:lo] = _falling_cycles(np.array([float(w)]), rs, shape, r)[0]
+        m[:lo] = _falling_cycles(np.array([float(w)]), resolved, shape, r)[0]
     if hi > lo:
-        j = np.subtract(s[lo:hi], w, out=m[lo:hi])  # steps after W (exact)
-        k, start, length, runs = _cycles(j, params, rs)
+        j = np.subtract(steps[lo:hi], w, out=m[lo:hi])  # steps after W (exact)
+        k, start, length, runs = _cycles(j, params, resolved)
         if cw > 0:  # offset / cw in the first cw steps of each cycle
             rise, count = _rise_steps(j, start, runs, cw)
             rising = (j[rise] - np.repeat(start, count)) / cw
@@ -206,7 +212,7 @@ def _falling_cycles(s: Any, rs: Any, shape: Any, r: float) -> Any:
 
 
 @ascending_steps
-def rex_curve(s: Any, rs: Any) -> Any:
+def rex_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = r + max(g^k - r, 0) (1 - q) / ((1 - d) + d (1 - q)) for W <= s < T, r at s >= T, where
     cycle k lasts L_k steps (L_0 = cycle_steps or floor((T - W) / num_cycles), L_(k+1) =
     round((L_k - cycle_warmup) cycle_multiplier) + cycle_warmup), q = progress through cycle k after its
@@ -214,7 +220,7 @@ def rex_curve(s: Any, rs: Any) -> Any:
     cycle falls to the same floor r, as LoRA_Easy's RexAnnealingWarmRestarts does. r = min_lr_ratio,
     or with an absolute min_lr, min_lr / (the param group's base LR), 0 for a group whose base LR is at
     or below min_lr"""
-    d = rs.params["d"]
+    d = resolved.params["d"]
 
     def shape(q: Any) -> Any:  # in place: q becomes 1 - q, then (1 - q) / ((1 - d) + d (1 - q))
         np.subtract(1.0, q, out=q)
@@ -223,35 +229,35 @@ def rex_curve(s: Any, rs: Any) -> Any:
         q /= den
         return q
 
-    return _falling_cycles(s, rs, shape, floor_ratio(rs.params, rs, none_at_or_above_base=True))
+    return _falling_cycles(steps, resolved, shape, floor_ratio(resolved.params, resolved, none_at_or_above_base=True))
 
 
 def _cycles_check(none_at_or_above_base: bool) -> Check:
     """The check of whole-step cycles, with the schedule's floor rule (see floor_ratio)."""
 
-    def check(params: dict, rs: Any) -> list[Problem]:
+    def check(params: dict, resolved: Any) -> list[Problem]:
         """Cycles LoRA_Easy's classes can step: a first cycle longer than its warmup, one floor (min_lr
         or min_lr_ratio), and no cycle of 0 steps whose peak is above the floor (those classes divide
         by zero there; below the floor they hold it) up to the step after the horizon, which sd-scripts
         computes after its last update. The floor is that of a group at the base LR."""
         if params.get("min_lr") is not None and params["min_lr_ratio"] != 0.0:
             return [problem("min_lr", "min_lr or min_lr_ratio, not both", params["min_lr"])]
-        first = _rex_length(params, rs)
+        first = _rex_length(params, resolved)
         if params["cycle_warmup"] >= first and params["cycle_warmup"] > 0:
             return [problem("cycle_warmup", f"fewer steps than one cycle ({first})", params["cycle_warmup"])]
         if params["cycle_multiplier"] == 1.0:
             return []
-        span = rs.horizon - rs.warmup
+        span = resolved.horizon - resolved.warmup
         starts, lengths = cycle_table(first, params["cycle_warmup"], params["cycle_multiplier"], span)
         k = len(lengths) - 1
-        r = floor_ratio(params, rs, none_at_or_above_base=none_at_or_above_base)
+        r = floor_ratio(params, resolved, none_at_or_above_base=none_at_or_above_base)
         if lengths[-1] == 0 and starts[-1] <= span and params["restart_decay"] ** k > r:
             return [
                 problem(
                     "cycle_multiplier",
                     "a multiplier that keeps every cycle at least 1 step long",
                     params["cycle_multiplier"],
-                    f"cycle {k} (from step {rs.warmup + starts[-1]}) would last 0 steps",
+                    f"cycle {k} (from step {resolved.warmup + starts[-1]}) would last 0 steps",
                 )
             ]
         return []
@@ -316,14 +322,14 @@ register(
 
 
 @ascending_steps
-def cosine_warmup_restarts_curve(s: Any, rs: Any) -> Any:
+def cosine_warmup_restarts_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = r + max(g^k - r, 0) 0.5 (1 + cos(pi q)) for W <= s < T, r at s >= T, with the cycles of
     rex (lengths L_k from cycle_steps or num_cycles and cycle_multiplier, a linear rise from r to the
     peak g^k over the first cycle_warmup steps of each, q the progress after it); r = min_lr_ratio,
     or with an absolute min_lr, min_lr / (the param group's base LR), also above 1 (LoRA_Easy's
     CosineAnnealingWarmRestarts holds min_lr even in a group whose base LR is below it)"""
-    r = floor_ratio(rs.params, rs, none_at_or_above_base=False)
-    return _falling_cycles(s, rs, _half_cosine, r)
+    r = floor_ratio(resolved.params, resolved, none_at_or_above_base=False)
+    return _falling_cycles(steps, resolved, _half_cosine, r)
 
 
 def _half_cosine(q: Any) -> Any:
@@ -354,16 +360,16 @@ register(
 
 
 @ascending_steps
-def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
+def cosine_annealing_warm_restarts_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = r + (1 - r) 0.5 (1 + cos(pi t_cur / t_i)), with cycle lengths t_i = t_0 t_mult^i
     counted from the end of the warmup and t_cur the steps into the current cycle"""
-    params, w = rs.params, rs.warmup
+    params, w = resolved.params, resolved.warmup
     t0, tm, r = params["t_0"], params["t_mult"], params["min_lr_ratio"]
-    m = s  # computed in s's place
-    lo = int(np.searchsorted(s, w))  # before W, t_cur = 0: the value at W
+    m = steps  # computed in s's place
+    lo = int(np.searchsorted(steps, w))  # before W, t_cur = 0: the value at W
     if lo:
-        m[:lo] = cosine_annealing_warm_restarts_curve(np.array([float(w)]), rs)[0]
-    x = np.subtract(s[lo:], w, out=m[lo:])
+        m[:lo] = cosine_annealing_warm_restarts_curve(np.array([float(w)]), resolved)[0]
+    x = np.subtract(steps[lo:], w, out=m[lo:])
     if tm == 1:
         cycles = np.floor(x / t0)
         cycles *= t0
@@ -388,7 +394,7 @@ def cosine_annealing_warm_restarts_curve(s: Any, rs: Any) -> Any:
     return m
 
 
-def _check_t0(params: dict, rs: Any) -> list[Problem]:
+def _check_t0(params: dict, resolved: Any) -> list[Problem]:
     if params["t_0"] < 1:
         return [problem("t_0", "a first cycle of at least 1 step", params["t_0"], "it resolved to 0 steps")]
     return []

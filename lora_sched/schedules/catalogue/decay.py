@@ -13,16 +13,19 @@ from lora_sched.schedules.fields import Duration, Float, Int
 from lora_sched.schedules.spec import Param, ScheduleSpec, register
 
 
-def constant_curve(s: Any, rs: Any) -> Any:
+def constant_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = 1"""
-    return np.ones_like(s)
+    return np.ones_like(steps)
 
 
-def _constant_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+def _constant_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
     """sd-scripts refuses a warmup with `constant`: a warmup is written as constant_with_warmup."""
-    if not plain_warmup(rs):
+    if not plain_warmup(resolved):
         return None
-    return {"lr_scheduler": "constant_with_warmup" if rs.warmup else "constant", "lr_warmup_steps": rs.warmup * n}
+    return {
+        "lr_scheduler": "constant_with_warmup" if resolved.warmup else "constant",
+        "lr_warmup_steps": resolved.warmup * n,
+    }
 
 
 register(
@@ -52,16 +55,16 @@ register(
 )
 
 
-def linear_curve(s: Any, rs: Any) -> Any:
+def linear_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = r + (1 - r)(1 - p)"""
-    left = np.subtract(1.0, progress(s, rs, out=s), out=s)
-    return floor_scale(left, rs.params["min_lr_ratio"])
+    left = np.subtract(1.0, progress(steps, resolved, out=steps), out=steps)
+    return floor_scale(left, resolved.params["min_lr_ratio"])
 
 
-def _linear_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
-    if not plain_warmup(rs) or rs.params["min_lr_ratio"] != 0.0:
+def _linear_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
+    if not plain_warmup(resolved) or resolved.params["min_lr_ratio"] != 0.0:
         return None
-    return with_warmup(rs, n, lr_scheduler="linear")
+    return with_warmup(resolved, n, lr_scheduler="linear")
 
 
 register(
@@ -78,23 +81,23 @@ register(
 )
 
 
-def polynomial_curve(s: Any, rs: Any) -> Any:
+def polynomial_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = ((lr0 - lr_end)(1 - p)^power + lr_end) / lr0, lr0 = learning_rate"""
-    lr0, lr_end = rs.base_lr, rs.params["lr_end"]
-    m = np.subtract(1.0, progress(s, rs, out=s), out=s)
-    m **= rs.params["power"]
+    lr0, lr_end = resolved.base_lr, resolved.params["lr_end"]
+    m = np.subtract(1.0, progress(steps, resolved, out=steps), out=steps)
+    m **= resolved.params["power"]
     m *= lr0 - lr_end
     m += lr_end
     m /= lr0
     return m
 
 
-def _check_polynomial(params: dict, rs: Any) -> list[Problem]:
-    if params["lr_end"] >= rs.base_lr:
+def _check_polynomial(params: dict, resolved: Any) -> list[Problem]:
+    if params["lr_end"] >= resolved.base_lr:
         return [
             problem(
                 "lr_end",
-                f"an absolute LR below learning_rate ({rs.base_lr:g})",
+                f"an absolute LR below learning_rate ({resolved.base_lr:g})",
                 params["lr_end"],
                 "lr_end is an absolute LR, not a ratio",
             )
@@ -102,15 +105,15 @@ def _check_polynomial(params: dict, rs: Any) -> list[Problem]:
     return []
 
 
-def _polynomial_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
-    if not plain_warmup(rs):
+def _polynomial_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
+    if not plain_warmup(resolved):
         return None
     return with_warmup(
-        rs,
+        resolved,
         n,
         lr_scheduler="polynomial",
-        lr_scheduler_power=rs.params["power"],
-        lr_scheduler_args={"lr_end": rs.params["lr_end"]},
+        lr_scheduler_power=resolved.params["power"],
+        lr_scheduler_args={"lr_end": resolved.params["lr_end"]},
     )
 
 
@@ -140,11 +143,11 @@ register(
 )
 
 
-def composer_polynomial_curve(s: Any, rs: Any) -> Any:
+def composer_polynomial_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = alpha_f + (1 - alpha_f)(1 - p)^power"""
-    m = np.subtract(1.0, progress(s, rs, out=s), out=s)
-    m **= rs.params["power"]
-    return floor_scale(m, rs.params["alpha_f"])
+    m = np.subtract(1.0, progress(steps, resolved, out=steps), out=steps)
+    m **= resolved.params["power"]
+    return floor_scale(m, resolved.params["alpha_f"])
 
 
 register(
@@ -166,25 +169,27 @@ register(
 )
 
 
-def inverse_sqrt_curve(s: Any, rs: Any) -> Any:
+def inverse_sqrt_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = 1 / sqrt((s + timescale - W) / timescale)"""
-    timescale = rs.params["timescale"]
-    shifted = np.add(s, timescale - rs.warmup, out=s)
+    timescale = resolved.params["timescale"]
+    shifted = np.add(steps, timescale - resolved.warmup, out=steps)
     shifted /= timescale
     m = np.sqrt(np.maximum(shifted, 1e-300, out=shifted), out=shifted)
     return np.divide(1.0, m, out=m)
 
 
-def _default_timescale(params: dict, rs: Any) -> list[Problem]:
+def _default_timescale(params: dict, resolved: Any) -> list[Problem]:
     if params["timescale"] is None:
-        params["timescale"] = rs.warmup or 10_000
+        params["timescale"] = resolved.warmup or 10_000
     return []
 
 
-def _inverse_sqrt_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
-    if not plain_warmup(rs):
+def _inverse_sqrt_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
+    if not plain_warmup(resolved):
         return None
-    return with_warmup(rs, n, lr_scheduler="inverse_sqrt", lr_scheduler_timescale=rs.params["timescale"] * n)
+    return with_warmup(
+        resolved, n, lr_scheduler="inverse_sqrt", lr_scheduler_timescale=resolved.params["timescale"] * n
+    )
 
 
 register(
@@ -209,49 +214,49 @@ register(
 )
 
 
-def _cooldown(m: Any, s: Any, rs: Any, start_value: Any) -> Any:
+def _cooldown(m: Any, steps: Any, resolved: Any, start_value: Any) -> Any:
     """Replace m on the last `decay` steps by a decay from start_value to the floor r.
 
     q = (s - (T - D)) / D; with D = 0 the decay is a drop to r at s = T (as transformers' WSD does).
     """
-    decay, r = rs.params["decay"], rs.params["min_lr_ratio"]
-    begin = rs.horizon - decay
-    in_decay = s >= begin
+    decay, r = resolved.params["decay"], resolved.params["min_lr_ratio"]
+    begin = resolved.horizon - decay
+    in_decay = steps >= begin
     if in_decay.any():
-        q = (s[in_decay] - begin) / decay if decay > 0 else np.ones(int(in_decay.sum()))
-        m[in_decay] = r + (start_value - r) * decay_shape(q, rs.params["decay_type"])
+        q = (steps[in_decay] - begin) / decay if decay > 0 else np.ones(int(in_decay.sum()))
+        m[in_decay] = r + (start_value - r) * decay_shape(q, resolved.params["decay_type"])
     return m
 
 
-def _check_decay_fits(params: dict, rs: Any) -> list[Problem]:
-    room = rs.horizon - rs.warmup
+def _check_decay_fits(params: dict, resolved: Any) -> list[Problem]:
+    room = resolved.horizon - resolved.warmup
     if params["decay"] > room:
         return [problem("decay", f"at most the {room} steps between warmup and horizon", params["decay"])]
     return []
 
 
-def wsd_curve(s: Any, rs: Any) -> Any:
+def wsd_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = 1 for s < T - D, then r + (1 - r) f(q), q = (s - (T - D)) / D (q = 1 at s = T if D = 0),
     f = 1 - q (linear), 0.5 (1 + cos pi q) (cosine) or 1 - sqrt(q) (1-sqrt)"""
-    return _cooldown(np.ones_like(s), s, rs, 1.0)
+    return _cooldown(np.ones_like(steps), steps, resolved, 1.0)
 
 
 _DECAY = Param("decay", Duration(), "length D of the final decay", default=0.2, kohya_key="lr_decay_steps")
 
 
-def _wsd_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+def _wsd_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
     """transformers' WSD warmup starts at min_lr_ratio and knows linear and cosine warmups."""
-    p = rs.params
-    if rs.warmup and rs.warmup_start != p["min_lr_ratio"]:
+    p = resolved.params
+    if resolved.warmup and resolved.warmup_start != p["min_lr_ratio"]:
         return None
     return with_warmup(
-        rs,
+        resolved,
         n,
         lr_scheduler="warmup_stable_decay",
         lr_decay_steps=p["decay"] * n,
         lr_scheduler_num_cycles=1,  # sd-scripts passes num_cycles / 2 = 0.5: one half-cosine
         lr_scheduler_min_lr_ratio=p["min_lr_ratio"],
-        lr_scheduler_args={"decay_type": p["decay_type"], "warmup_type": rs.warmup_type},
+        lr_scheduler_args={"decay_type": p["decay_type"], "warmup_type": resolved.warmup_type},
     )
 
 
@@ -275,13 +280,13 @@ register(
 )
 
 
-def sqrt_curve(s: Any, rs: Any) -> Any:
+def sqrt_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = 1 / sqrt(s - W + 1), then over the last D steps (if decay > 0) a cooldown
     r + (m(T - D) - r) f(q), q = (s - (T - D)) / D, f linear 1 - q or 1-sqrt"""
-    m = 1.0 / np.sqrt(np.maximum(s - rs.warmup, 0.0) + 1.0)
-    if rs.params["decay"] > 0:
-        start = 1.0 / np.sqrt(rs.horizon - rs.params["decay"] - rs.warmup + 1.0)
-        m = _cooldown(m, s, rs, start)
+    m = 1.0 / np.sqrt(np.maximum(steps - resolved.warmup, 0.0) + 1.0)
+    if resolved.params["decay"] > 0:
+        start = 1.0 / np.sqrt(resolved.horizon - resolved.params["decay"] - resolved.warmup + 1.0)
+        m = _cooldown(m, steps, resolved, start)
     return m
 
 

@@ -48,21 +48,21 @@ def _step_rules_problem(text: str) -> str | None:
     return None
 
 
-def _piecewise_to_kohya(rs: Any, n: int) -> dict[str, Any] | None:
+def _piecewise_to_kohya(resolved: Any, n: int) -> dict[str, Any] | None:
     """diffusers' piecewise_constant, its step bounds x n processes; sd-scripts gives it no warmup."""
-    if rs.warmup:
+    if resolved.warmup:
         return None
-    bounds, values, last = parse_step_rules(rs.params["step_rules"])
+    bounds, values, last = parse_step_rules(resolved.params["step_rules"])
     rules = ",".join(f"{v!r}:{b * n}" for v, b in zip(values, bounds)) + f",{last!r}"
     return {"lr_scheduler": "piecewise_constant", "lr_warmup_steps": 0, "lr_scheduler_args": {"step_rules": rules}}
 
 
-def piecewise_constant_curve(s: Any, rs: Any) -> Any:
+def piecewise_constant_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = value of the first rule (sorted by step) whose step > s, else the last value"""
-    bounds, values, last = parse_step_rules(rs.params["step_rules"])
+    bounds, values, last = parse_step_rules(resolved.params["step_rules"])
     order = np.argsort(bounds, kind="stable")
     table = np.append(np.asarray(values, dtype=np.float64)[order], last)
-    return table[np.searchsorted(np.asarray(bounds, dtype=np.float64)[order], s, side="right")]
+    return table[np.searchsorted(np.asarray(bounds, dtype=np.float64)[order], steps, side="right")]
 
 
 register(
@@ -90,14 +90,14 @@ POWER_CHUNK = 1 << 22
 
 
 @ascending_steps
-def step_curve(s: Any, rs: Any) -> Any:
+def step_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = gamma^floor(s / step_size)"""
-    size, gamma = rs.params["step_size"], rs.params["gamma"]
-    first, last = (int(s[0] // size), int(s[-1] // size)) if s.size else (0, 0)
-    if last - first < s.size:  # one value per plateau, repeated over the steps in it
+    size, gamma = resolved.params["step_size"], resolved.params["gamma"]
+    first, last = (int(steps[0] // size), int(steps[-1] // size)) if steps.size else (0, 0)
+    if last - first < steps.size:  # one value per plateau, repeated over the steps in it
         powers = repeated_powers(gamma, np.arange(first, last + 1))
-        return np.repeat(powers, run_lengths(s, size * np.arange(first + 1, last + 1, dtype=np.float64)))
-    return repeated_powers(gamma, np.floor_divide(s, size).astype(np.intp))  # more plateaus than steps
+        return np.repeat(powers, run_lengths(steps, size * np.arange(first + 1, last + 1, dtype=np.float64)))
+    return repeated_powers(gamma, np.floor_divide(steps, size).astype(np.intp))  # more plateaus than steps
 
 
 def repeated_powers(gamma: float, k: Any) -> Any:
@@ -132,7 +132,7 @@ def repeated_powers(gamma: float, k: Any) -> Any:
 
 
 def _check_positive(name: str):
-    def check(params: dict, rs: Any) -> list:
+    def check(params: dict, resolved: Any) -> list:
         from lora_sched.errors import problem
 
         if params[name] < 1:
@@ -156,11 +156,11 @@ register(
 
 
 @ascending_steps
-def multistep_curve(s: Any, rs: Any) -> Any:
+def multistep_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = gamma^(number of milestones <= s)"""
-    milestones = np.asarray(rs.params["milestones"], dtype=np.float64)
-    powers = rs.params["gamma"] ** np.arange(milestones.size + 1, dtype=np.float64)
-    return np.repeat(powers, run_lengths(s, milestones))
+    milestones = np.asarray(resolved.params["milestones"], dtype=np.float64)
+    powers = resolved.params["gamma"] ** np.arange(milestones.size + 1, dtype=np.float64)
+    return np.repeat(powers, run_lengths(steps, milestones))
 
 
 register(
@@ -183,10 +183,10 @@ register(
 )
 
 
-def exponential_curve(s: Any, rs: Any) -> Any:
+def exponential_curve(steps: Any, resolved: Any) -> Any:
     """m(s) = gamma^(s / decay_period)"""
-    x = np.divide(s, rs.params["decay_period"], out=s)
-    return np.power(rs.params["gamma"], x, out=x)
+    x = np.divide(steps, resolved.params["decay_period"], out=steps)
+    return np.power(resolved.params["gamma"], x, out=x)
 
 
 register(
