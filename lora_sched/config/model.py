@@ -120,22 +120,22 @@ class LoraConfig:
         """The data the run reads: dataset_config, train_data_dir or samples_per_epoch (lora_sched.config.dataset).
 
         Found once per config and data keys: validate and preview resolve several times."""
-        v = self.values
+        values = self.values
         given = "train_data_dir" in self.sections
-        reg = v.get("reg_data_dir") or None  # an empty string is unset, as sd-scripts tests it
+        reg = values.get("reg_data_dir") or None  # an empty string is unset, as sd-scripts tests it
         key = (
-            v["train_data_dir"],
-            v.get("dataset_config"),
-            v.get("samples_per_epoch"),
-            v["train_batch_size"],
+            values["train_data_dir"],
+            values.get("dataset_config"),
+            values.get("samples_per_epoch"),
+            values["train_batch_size"],
             given,
             reg,
-            v["resolution"],
-            tuple(v[k] for k in BUCKET_DEFAULTS),
-            tuple(v.get(k) for k in ("validation_split", "validation_seed", "seed")),
+            values["resolution"],
+            tuple(values[k] for k in BUCKET_DEFAULTS),
+            tuple(values.get(k) for k in ("validation_split", "validation_seed", "seed")),
         )
         if self._data is None or self._data[0] != key:
-            self._data = (key, plan_data(v, set(self.sections), reg_data_dir=reg))
+            self._data = (key, plan_data(values, set(self.sections), reg_data_dir=reg))
         return self._data[1]
 
     def unknown_run_length(self) -> str | None:

@@ -113,33 +113,33 @@ OPTIONAL_TEXT_KEYS = ("unet_lr", "text_encoder_lr")
 
 def form_to_flat(values: Mapping[str, Any]) -> dict[str, Any]:
     """Form values -> flat kohya keys (unvalidated; None = not set)."""
-    v = {**DEFAULTS, **values}
-    spec, _ = lookup(v["lr_scheduler"])
-    flat: dict[str, Any] = dict(v.get("extra") or {})
-    flat.update({key: v[key] for key in TRAINING_DEFAULTS})
+    form_values = {**DEFAULTS, **values}
+    spec, _ = lookup(form_values["lr_scheduler"])
+    flat: dict[str, Any] = dict(form_values.get("extra") or {})
+    flat.update({key: form_values[key] for key in TRAINING_DEFAULTS})
     for key in TEXT_PARSED_KEYS:
-        flat[key] = parse_text(v[key])
-    flat["optimizer_args"] = split_gui_optimizer_args(v["optimizer_args"])
+        flat[key] = parse_text(form_values[key])
+    flat["optimizer_args"] = split_gui_optimizer_args(form_values["optimizer_args"])
     flat["lr_scheduler"] = spec.name
-    flat["learning_rate"] = parse_text(v["learning_rate"])
+    flat["learning_rate"] = parse_text(form_values["learning_rate"])
     for key in OPTIONAL_TEXT_KEYS:
-        flat[key] = parse_text(v[key])
-    if v["warmup_mode"] == "percent":
-        percent = v["warmup_percent"]
+        flat[key] = parse_text(form_values[key])
+    if form_values["warmup_mode"] == "percent":
+        percent = form_values["warmup_percent"]
         ok = isinstance(percent, (int, float)) and not isinstance(percent, bool) and math.isfinite(percent)
         if not ok or not 0 <= percent < 100:
             raise ConfigError(problem("lr_warmup_steps", "a warmup percentage in [0, 100)", percent))
         # round away float noise (7 % must be written 0.07, not 0.07000000000000001)
         flat["lr_warmup_steps"] = round(percent / 100.0, 12)
     else:
-        flat["lr_warmup_steps"] = v["warmup_steps"]
-    if v["length_mode"] == "epochs":
-        flat["max_train_epochs"] = v["max_train_epochs"]
-        flat["samples_per_epoch"] = dataset_samples(v)  # None when the data is here: the config counts it
+        flat["lr_warmup_steps"] = form_values["warmup_steps"]
+    if form_values["length_mode"] == "epochs":
+        flat["max_train_epochs"] = form_values["max_train_epochs"]
+        flat["samples_per_epoch"] = dataset_samples(form_values)  # None when the data is here: the config counts it
     else:
-        flat["max_train_steps"] = v["max_train_steps"]
+        flat["max_train_steps"] = form_values["max_train_steps"]
     table: dict[str, Any] = {}
-    args = v.get("args") or {}
+    args = form_values.get("args") or {}
     for param in spec.params:
         if param.name not in args:
             continue
@@ -161,11 +161,11 @@ def data_here(values: Mapping[str, Any]) -> bool:
     images are checked once, when the config is loaded)."""
     from lora_sched.config.dataset import DataPlan, plan_data
 
-    v = {**DEFAULTS, **values}
+    form_values = {**DEFAULTS, **values}
     data = {
         "train_batch_size": 1,
-        "train_data_dir": str(v["train_data_dir"]),
-        "dataset_config": (v.get("extra") or {}).get("dataset_config"),
+        "train_data_dir": str(form_values["train_data_dir"]),
+        "dataset_config": (form_values.get("extra") or {}).get("dataset_config"),
     }
     return isinstance(plan_data(data, {"train_data_dir"}, check_images=False), DataPlan)
 
@@ -173,10 +173,10 @@ def data_here(values: Mapping[str, Any]) -> bool:
 def dataset_samples(values: Mapping[str, Any]) -> int | None:
     """images x repeats in epochs mode when the data is not on this machine (the `samples_per_epoch` the
     form writes), else None (a run in steps, or data here, which is counted instead)."""
-    v = {**DEFAULTS, **values}
-    if v["length_mode"] != "epochs" or data_here(v):
+    form_values = {**DEFAULTS, **values}
+    if form_values["length_mode"] != "epochs" or data_here(form_values):
         return None
-    images, repeats = v["num_images"], v["num_repeats"]
+    images, repeats = form_values["num_images"], form_values["num_repeats"]
     for key, n in (("num_images", images), ("num_repeats", repeats)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(problem(key, "an int >= 1 (dataset size for epochs)", n))

@@ -132,23 +132,25 @@ class TrainingData(NamedTuple):
 def training_data(cfg: Any) -> TrainingData:
     """The examples of the data the config names (dataset_config, else train_data_dir, default
     builtin:shapes), with the batch size and resolution they are trained at."""
-    v = cfg.values
-    caption_extension = str(v.get("caption_extension") or ".txt")
-    batch, resolution = int(v["train_batch_size"]), v["resolution"]
-    captions = caption_settings(v)
+    values = cfg.values
+    caption_extension = str(values.get("caption_extension") or ".txt")
+    batch, resolution = int(values["train_batch_size"]), values["resolution"]
+    captions = caption_settings(values)
     found = cfg.data()
-    weight = float(v.get("prior_loss_weight", 1.0))
-    if not v.get("dataset_config"):
+    weight = float(values.get("prior_loss_weight", 1.0))
+    if not values.get("dataset_config"):
         if isinstance(found, DataPlan) and found.datasets:  # the folders the preview counted (reg_data_dir too)
             examples = examples_from(found, caption_extension, captions, weight)
             held_out = tuple(validation_examples(found, caption_extension, captions))
             return TrainingData(examples, batch, resolution, held_out)
-        _refuse_unsplit_builtin(v)
-        examples = load_examples(str(v["train_data_dir"]), caption_extension)
+        _refuse_unsplit_builtin(values)
+        examples = load_examples(str(values["train_data_dir"]), caption_extension)
         return TrainingData([replace(ex, captions=captions) for ex in examples], batch, resolution)
     if isinstance(found, NoData) or not found.datasets:
         why = found.why if isinstance(found, NoData) else "it holds no dataset here"
-        raise ConfigError(problem("dataset_config", "a kohya dataset config with images", v["dataset_config"], why))
+        raise ConfigError(
+            problem("dataset_config", "a kohya dataset config with images", values["dataset_config"], why)
+        )
     examples = examples_from(found, caption_extension, prior_loss_weight=weight)
     held_out = tuple(validation_examples(found, caption_extension))
     sizes = {d.batch_size for d in found.datasets}  # one size: it counts "sp" durations, as the preview does

@@ -437,14 +437,14 @@ def lora_metadata(facts: LoraRunFacts, bucket_info: Mapping[str, Any] | None = N
 
 def run_keys(facts: LoraRunFacts, folders: list[DataFolder]) -> dict[str, Any]:
     """The keys sd-scripts writes for every run, in its order."""
-    cfg, resolved, v = facts.cfg, facts.resolved, facts.cfg.values
+    cfg, resolved, values = facts.cfg, facts.resolved, facts.cfg.values
     session = facts.session or run_session(facts)
     train_images, reg_images = train_image_counts(folders)
     keys: dict[str, Any] = {
         "ss_session_id": session.session_id,
         "ss_training_started_at": session.started_at,
-        "ss_output_name": v["output_name"],
-        "ss_learning_rate": float(v["learning_rate"]),
+        "ss_output_name": values["output_name"],
+        "ss_learning_rate": float(values["learning_rate"]),
         "ss_text_encoder_lr": float(facts.group_lrs.get("text_encoder", 0.0)),
         "ss_unet_lr": float(facts.group_lrs["unet"]),
         "ss_num_train_images": train_images if folders else facts.num_samples,
@@ -452,17 +452,17 @@ def run_keys(facts: LoraRunFacts, folders: list[DataFolder]) -> dict[str, Any]:
         "ss_num_reg_images": reg_images,
         "ss_num_batches_per_epoch": facts.batches_per_epoch,
         "ss_num_epochs": math.ceil(resolved.run_length / facts.steps_per_epoch),
-        "ss_gradient_accumulation_steps": int(v["gradient_accumulation_steps"]),
+        "ss_gradient_accumulation_steps": int(values["gradient_accumulation_steps"]),
         "ss_max_train_steps": resolved.run_length,
         "ss_lr_warmup_steps": resolved.warmup,
         "ss_lr_scheduler": resolved.name,
         "ss_network_module": option(cfg, "network_module", "networks.lora"),
-        "ss_network_dim": int(v["network_dim"]),
-        "ss_network_alpha": float(v["network_alpha"]),
+        "ss_network_dim": int(values["network_dim"]),
+        "ss_network_alpha": float(values["network_alpha"]),
         "ss_mixed_precision": option(cfg, "mixed_precision", "no"),
         "ss_v2": facts.model_kind == "sd2",
         "ss_base_model_version": base_model_version(facts.model_kind, facts.v_prediction),
-        "ss_seed": int(v["seed"]),
+        "ss_seed": int(values["seed"]),
         "ss_sd_scripts_commit_hash": UNKNOWN_COMMIT,
         "ss_optimizer": optimizer_text(facts.optimizer_name or facts.optimizer_type, facts.optimizer_args),
         "ss_max_grad_norm": option(cfg, "max_grad_norm", 1.0),
