@@ -24,7 +24,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 torch = pytest.importorskip("torch")
 
-from train_support import write_train_config  # noqa: E402
+from train_support import run_cli, write_train_config  # noqa: E402
 
 from lora_sched.api import load_config  # noqa: E402
 from lora_sched.cli import main  # noqa: E402
@@ -57,13 +57,6 @@ def assert_log_matches_preview(rows: list[dict[str, str]], preview: dict[str, li
         expected = preview[group]
         worst = max(abs(a - b) for a, b in zip(logged, expected))
         assert worst <= 1e-12 * max(expected), (group, worst)
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "lora_sched", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
-    )
 
 
 def unet_and_text_outputs(pipe) -> tuple:
@@ -376,15 +369,24 @@ def test_reduce_on_plateau_is_fed_the_mean_loss_every_plateau_every_updates(tmp_
     assert min(expected) < 1e-2  # the loss of a 12-step run is noisy: some pair does not improve
 
 
-def test_bf16_after_a_full_precision_run_in_the_same_process(tmp_path):
-    """A notebook trains twice with different mixed_precision: accelerate's singleton must not refuse."""
+def test_bf16_after_a_full_precision_run_in_one_process_is_refused_and_runs_in_its_own(tmp_path, capsys):
+    """accelerate keeps one mixed precision per process: a second run in the same Python process with
+    another is refused at its key, before its folder exists, and runs as a process of its own."""
     out = tmp_path / "run"
     config = write_config(tmp_path / "c.toml", out, mixed_precision="bf16", max_train_steps=3, lr_warmup_steps=1)
     assert (
         main(["train", str(write_config(tmp_path / "a.toml", tmp_path / "a", max_train_steps=2, lr_warmup_steps=0))])
         == 0
     )
-    assert main(["train", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(config)]) == 1  # a config error
+    err = capsys.readouterr().err
+    expected = 'expected "no", as the run before it in this Python process, got "bf16"'
+    assert f"c.toml:14: training_arguments.mixed_precision: {expected}" in err, err
+    assert "run this config as its own process" in err and "Traceback" not in err
+    assert not out.exists()
+    proc = run_cli("train", str(config))
+    assert proc.returncode == 0, proc.stderr
     rows = read_log(out)
     assert_log_matches_preview(rows, preview_lrs(config), ["unet", "text_encoder"])
     assert all(math.isfinite(float(r["loss"])) for r in rows)

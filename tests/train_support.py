@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: A short, cheap run on the built-in model and data; each test module overrides what it needs.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -40,3 +45,12 @@ def logged_text(caplog: Any) -> str:
     text = caplog.text
     caplog.clear()
     return text
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`lora-sched ARGS...` in a process of its own (a run with another mixed precision than this test
+    process's earlier runs must be one: accelerate keeps the mixed precision for a process's life)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "lora_sched", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
+    )

@@ -8,8 +8,8 @@ import logging
 import random
 from typing import Any, NamedTuple
 
+from lora_sched.errors import ConfigError, problem
 from lora_sched.schedules import ResolvedSchedule, TrainingShape
-from lora_sched.train.accelerate_reset import forget_previous_run
 from lora_sched.train.augment import Augmenter, make_augmenter
 from lora_sched.train.buckets import bucket_metadata, check_fitted
 from lora_sched.train.compute import apply_compute, cast_vae, no_accelerator, prepare_accelerator, set_attention
@@ -69,18 +69,37 @@ class Run(NamedTuple):
     start: int  #: 0, or the step of the checkpoint resumed
 
 
+#: The mixed precision of this process's first run (None before it): accelerate keeps it in a
+#: process-wide singleton that refuses a change and has no public way to clear it.
+_process_precision: str | None = None
+
+
+def _check_precision(cfg: Any, mixed_precision: str) -> None:
+    """Refuse a run whose mixed precision differs from an earlier run's in this process, before anything
+    is written (each `lora-sched train` and each notebook run is a process of its own)."""
+    if _process_precision is not None and mixed_precision != _process_precision:
+        expected = f'"{_process_precision}", as the run before it in this Python process'
+        hint = (
+            "accelerate fixes the mixed precision for the life of a process: run this config as its own "
+            "process (`lora-sched train CONFIG`, or the notebook's train_live), or restart the kernel"
+        )
+        raise ConfigError(cfg.locate([problem("mixed_precision", expected, mixed_precision, hint)]))
+
+
 def start_processes(cfg: Any, plan: RunPlan, examples: list[Example]) -> Processes:
     """The accelerator and the data order; an epoch-based run whose epoch differs from the preview's
     is refused here, before the output folder is touched."""
     from accelerate import Accelerator
 
-    forget_previous_run()
+    global _process_precision
+    _check_precision(cfg, plan.compute.mixed_precision)
     accelerator = Accelerator(
         cpu=no_accelerator(),  # else accelerate ignores torchrun's processes on a CPU-only machine
         mixed_precision=plan.compute.mixed_precision,
         log_with=plan.tracker,
         project_dir=str(plan.log_dir) if plan.tracker else None,
     )
+    _process_precision = plan.compute.mixed_precision
     prepare_accelerator(accelerator, plan.compute)  # full_fp16: the scaler unscales fp16 gradients
     procs = accelerator.num_processes
     order = sharded_order(examples, plan.batch_size, plan.seed, accelerator.process_index, procs)
