@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from lora_sched.config import load_config, loads_config
-from lora_sched.config.loader import MAX_CONFIG_BYTES, MAX_KEY_PARTS, MAX_KEYS
+from lora_sched.config.loader import MAX_KEYS
+from lora_sched.config.toml_file import MAX_CONFIG_BYTES, MAX_KEY_PARTS
 from lora_sched.errors import ConfigError
 from lora_sched.schedules.durations import MAX_LIST_ITEMS
 

@@ -119,7 +119,7 @@ def _txt_entries(text: str) -> list[tuple[int, Any]]:
 def _toml_entries(text: str, path: Path, warnings: list[Problem]) -> list[tuple[int | None, Any]]:
     """(line of its [[prompt.subset]], the subset over the shared [prompt] values) for each entry; the
     shared values are checked once, at the [prompt] line."""
-    from lora_sched.config.loader import tomllib
+    from lora_sched.config.toml_file import tomllib
 
     try:
         doc = tomllib.loads(text)

@@ -129,7 +129,7 @@ def parse(source: str, text: str, kind: str | None = None) -> Document:
 
 # ---- TOML -----------------------------------------------------------------------------------
 def parse_toml(source: str, text: str) -> Document:
-    from lora_sched.config.loader import parse_toml as read_toml  # the TOML loader's reading and errors
+    from lora_sched.config.toml_file import parse_toml as read_toml  # the TOML loader's reading and errors
 
     data = read_toml(text, source)
     _check_nodes(data, source)
