@@ -168,3 +168,18 @@ def test_no_import_circle_between_modules():
                 if nxt not in seen:
                     seen.add(nxt)
                     todo.append((nxt, (*path, nxt)))
+
+
+#: The longest function a reader should meet: past it, a function does more than one thing.
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these by what they do:\n" + "\n".join(long)

@@ -84,6 +84,24 @@ class SchedulerForm:
         self.plot = w.Output(layout=w.Layout(min_height="300px"))
         self.bound_html = w.HTML()
         self.error_html = w.HTML()
+        self._build_file_controls(path)
+        self.widget = self._layout()
+
+        self.scheduler.observe(self._on_schedule_change, names="value")
+        for field in self.fields.values():
+            field.observe(self._refresh, names="value")
+        self.path.observe(self._refresh, names="value")
+        self._show_params(self.scheduler.value)
+        self._suspended = False
+        if values is not None:
+            self.set_values(values)
+        else:
+            self._refresh()
+
+    # ----------------------------------------------------------------------------------- build
+    def _build_file_controls(self, path: str) -> None:
+        """The file's path, the trainer to write for, Save and Load, and the status line."""
+        w = self._w
         self.path = w.Text(value=path, description="TOML file", style=_DESC, layout=w.Layout(width="520px"))
         # the trainer the Save button writes for: sd-scripts' TOML (with lora_sched's own keys), or any
         # other trainer's file running the same curve (lora_sched.trainers)
@@ -101,20 +119,7 @@ class SchedulerForm:
         self.status = w.HTML()
         self.save_button.on_click(self._on_save)
         self.load_button.on_click(self._on_load)
-        self.widget = self._layout()
 
-        self.scheduler.observe(self._on_schedule_change, names="value")
-        for field in self.fields.values():
-            field.observe(self._refresh, names="value")
-        self.path.observe(self._refresh, names="value")
-        self._show_params(self.scheduler.value)
-        self._suspended = False
-        if values is not None:
-            self.set_values(values)
-        else:
-            self._refresh()
-
-    # ----------------------------------------------------------------------------------- build
     def _build_fields(self) -> dict[str, Any]:
         w, d = self._w, tr.DEFAULTS
 
