@@ -67,6 +67,25 @@ def _build(project: Path, site: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_every_table_row_is_under_a_header() -> None:
+    """A run of `|` lines is a table only after a blank line, with a header and its `| --- |` line;
+    rows glued to a paragraph render as one line of pipes."""
+    import re
+
+    orphans = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)  # code is not a table
+        lines = text.split("\n")
+        for at, line in enumerate(lines):
+            starts_run = line.startswith("|") and (at == 0 or not lines[at - 1].startswith("|"))
+            if starts_run:
+                after_blank = at == 0 or not lines[at - 1].strip()
+                has_header = at + 1 < len(lines) and re.match(r"\|\s*:?-", lines[at + 1])
+                if not (after_blank and has_header):
+                    orphans.append(f"{page.name}:{at + 1}: {line[:80]}")
+    assert not orphans, orphans
+
+
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     done = _build(ROOT, tmp_path / "site")
     assert done.returncode == 0, done.stderr[-4000:]

@@ -49,7 +49,7 @@ def table() -> str:
 def render(page: str) -> str:
     head, rest = page.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
+    return f"{head}{BEGIN}\n\n{table()}\n\n{END}{tail}"  # blank lines: a table in any Markdown
 
 
 def main() -> int:
