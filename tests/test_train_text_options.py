@@ -150,17 +150,16 @@ def test_cached_and_trained_text_encoders_apply_both_options(tiny):
 
 
 def test_sd_samples_encode_both_prompts_with_clip_skip_and_sdxl_samples_ignore_it(tiny):
+    """An unweighted SD prompt within 75 tokens is encoded as training encodes a caption (sd-scripts'
+    pipeline pads it the same way), the negative prompt too ("" when none); SDXL gets the text."""
     sd, sdxl = tiny
-    prompt = SimpleNamespace(prompt="a red circle", negative_prompt=None)
-    plan = SamplePlan(prompts=(), folder=Path("."), output_name="x", clip_skip=2)
-    with torch.no_grad():
-        args = _prompts(plan, sd, prompt)
-        assert torch.equal(
-            args["prompt_embeds"], encode_sd_text(sd.text_encoder, tokenize(sd.tokenizer, ["a red circle"]), 2)
-        )
-        assert torch.equal(
-            args["negative_prompt_embeds"], encode_sd_text(sd.text_encoder, tokenize(sd.tokenizer, [""]), 2)
-        )
-    plain = {"prompt": "a red circle", "negative_prompt": None}
-    assert _prompts(plan, sdxl, prompt) == plain
-    assert _prompts(SamplePlan((), Path("."), "x", clip_skip=1), sd, prompt) == plain  # 1: the last layer
+    prompt = SimpleNamespace(prompt="a red circle", negative_prompt=None, scale=7.5)
+    for clip_skip, layer in ((2, 2), (1, None), (None, None)):
+        plan = SamplePlan(prompts=(), folder=Path("."), output_name="x", clip_skip=clip_skip)
+        with torch.no_grad():
+            args = _prompts(plan, sd, prompt)
+            expected = encode_sd_text(sd.text_encoder, tokenize(sd.tokenizer, ["a red circle"]), layer)
+            assert torch.equal(args["prompt_embeds"], expected)
+            expected = encode_sd_text(sd.text_encoder, tokenize(sd.tokenizer, [""]), layer)
+            assert torch.equal(args["negative_prompt_embeds"], expected)
+    assert _prompts(plan, sdxl, prompt) == {"prompt": "a red circle", "negative_prompt": None}

@@ -11,6 +11,10 @@ Three forms, chosen by the file's extension as sd-scripts chooses:
 Tables use sd-scripts' field names (prompt, negative_prompt, width, height, sample_steps, scale,
 seed, sample_sampler). Defaults are sd-scripts': 512 x 512, 30 steps, scale 7.5, no fixed seed.
 Sizes are rounded down to a multiple of 8 (at least 64) and steps kept within 1..1000, as there.
+
+A prompt (and a negative prompt) may weight its words as sd-scripts' sampling pipeline reads them
+(`prompt_weights`): ``(text)`` x 1.1, ``[text]`` / 1.1, ``(text:1.3)`` x 1.3; brackets nest and
+multiply, one left open runs to the end, and ``\\(`` ``\\)`` ``\\[`` ``\\]`` ``\\\\`` are the characters.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLERS
-from lora_sched.errors import ConfigError, Problem, problem, raw
+from lora_sched.errors import ConfigError, FieldError, Problem, problem, raw
 
 #: Longest prompt file read (a prompt list is a few KiB; anything larger is a wrong path).
 MAX_BYTES = 1 << 20
@@ -49,6 +53,64 @@ _FIELD_TYPES = {
     "scale": float,
     "sample_sampler": str,
 }
+
+
+#: One piece of a weighted prompt, in the order tried: an escaped bracket or backslash, a lone
+#: backslash, an opening bracket, a weight closing a round bracket, a closing bracket, plain text, a
+#: colon that starts no weight.
+_WEIGHT_PIECE = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:([+-]?[.\d]+)\)|\)|]|[^\\()\[\]:]+|:")
+#: What a round bracket without a weight multiplies by (a square bracket divides by it).
+BRACKET_WEIGHT = 1.1
+
+
+def prompt_weights(text: str) -> list[tuple[str, float]]:
+    """The prompt's text cut where its weight changes: [(text, weight), ...], never empty.
+
+    As sd-scripts' sampling pipeline parses it: an opening bracket marks where the pieces it will
+    weight begin; its closing bracket multiplies every piece since then (a weight such as ``:1.3)``
+    closes the innermost round bracket); brackets still open at the end multiply what follows them;
+    a closing bracket with none open is text. Neighbouring pieces of equal weight are joined. A
+    weight that is not a number (``(a:1.2.3)``) raises FieldError (a ValueError): sd-scripts stops there."""
+    pieces: list[list] = []  # [text, weight], weights multiplied in place as brackets close
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def scale_from(start: int, factor: float) -> None:
+        for piece in pieces[start:]:
+            piece[1] *= factor
+
+    for match in _WEIGHT_PIECE.finditer(text):
+        piece, weight = match.group(0), match.group(1)
+        if piece.startswith("\\"):
+            pieces.append([piece[1:], 1.0])
+        elif piece == "(":
+            round_open.append(len(pieces))
+        elif piece == "[":
+            square_open.append(len(pieces))
+        elif weight is not None and round_open:
+            try:
+                factor = float(weight)
+            except ValueError:
+                hint = "sd-scripts stops at this prompt; write a number, or \\( \\) for the brackets themselves"
+                raise FieldError("a weight such as (text:1.2)", raw(f":{weight})"), hint) from None
+            scale_from(round_open.pop(), factor)
+        elif piece == ")" and round_open:
+            scale_from(round_open.pop(), BRACKET_WEIGHT)
+        elif piece == "]" and square_open:
+            scale_from(square_open.pop(), 1 / BRACKET_WEIGHT)
+        else:
+            pieces.append([piece, 1.0])
+    for start in round_open:
+        scale_from(start, BRACKET_WEIGHT)
+    for start in square_open:
+        scale_from(start, 1 / BRACKET_WEIGHT)
+    joined: list[list] = []
+    for piece in pieces or [["", 1.0]]:
+        if joined and joined[-1][1] == piece[1]:
+            joined[-1][0] += piece[0]
+        else:
+            joined.append(piece)
+    return [(str(piece_text), float(weight)) for piece_text, weight in joined]
 
 
 @dataclass(frozen=True)
@@ -168,6 +230,11 @@ def _prompt_from(entry: Any, index: int, path: Path, line: int | None, warnings:
         found = problem(f"prompt {index}: sampler", "one of " + ", ".join(SAMPLERS), sampler, "drawn with ddim")
         warnings.append(_located(found._replace(severity="warning"), path, line))
         fields["sample_sampler"] = DEFAULT_SAMPLER
+    for key in ("prompt", "negative_prompt"):
+        try:
+            prompt_weights(fields.get(key) or "")
+        except FieldError as exc:  # sd-scripts stops the run when it draws this prompt
+            raise ConfigError(_located(exc.problem_at(f"prompt {index}: {key}"), path, line)) from None
     return _build(fields, index, line)
 
 

@@ -231,21 +231,18 @@ def _draw_one(plan: SamplePlan, pipe: Any, model: Any, prompt: SamplePrompt, poi
 
 
 def _prompts(plan: SamplePlan, model: Any, prompt: SamplePrompt) -> dict[str, Any]:
-    """The pipeline's prompt arguments. With clip_skip (SD 1.x / 2.x) the prompt and negative prompt
-    are encoded as training encodes captions (lora_sched.train.text_encoding), as sd-scripts' sampling
-    pipeline does for both; diffusers' own clip_skip skips the negative prompt and reads a module path
-    transformers 5 removed. SDXL samples ignore clip_skip, as sd-scripts' SDXL pipeline does."""
-    if plan.clip_skip is None or plan.clip_skip < 2 or model.is_sdxl:
+    """The pipeline's prompt arguments. SD 1.x / 2.x prompts are encoded as sd-scripts' sampling
+    pipeline encodes them (lora_sched.train.prompt_encoding): bracket weights, up to 225 tokens, and
+    clip_skip for the prompt and the negative prompt alike. SDXL prompts go to diffusers' pipeline as
+    text (SDXL samples ignore clip_skip, as sd-scripts' SDXL pipeline does)."""
+    if model.is_sdxl:
         return {"prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt}
-    from lora_sched.train.data import tokenize
-    from lora_sched.train.text_encoding import encode_sd_text
+    from lora_sched.train.prompt_encoding import weighted_sd_prompts
 
-    device = next(model.text_encoder.parameters()).device
-    embeds = [
-        encode_sd_text(model.text_encoder, tokenize(model.tokenizer, [text or ""]).to(device), plan.clip_skip)
-        for text in (prompt.prompt, prompt.negative_prompt)
-    ]
-    return {"prompt_embeds": embeds[0], "negative_prompt_embeds": embeds[1]}
+    guided = prompt.scale > 1.0  # diffusers draws against the negative prompt only then
+    return weighted_sd_prompts(
+        model.tokenizer, model.text_encoder, prompt.prompt, prompt.negative_prompt, guided, plan.clip_skip
+    )
 
 
 def image_name(output_name: str, point: str, index: int, seed: int | None, now: float | None = None) -> str:
