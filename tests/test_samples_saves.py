@@ -278,3 +278,19 @@ def test_sample_and_save_keys_are_honoured_keys(tmp_path):
     bad = _write(tmp_path / "bad.toml", 'sample_sampler = "euler_ancestral"\n')
     with pytest.raises(ConfigError, match='sample_sampler: expected one of "ddim"'):
         load_config(bad)
+
+
+def test_validate_reads_the_prompt_file_of_a_run_that_samples(tmp_path, monkeypatch):
+    """Its errors and warnings at their lines, before any training; a run that never samples never reads it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.txt").write_text("a (red:1.2) circle --x 3\na (red:1.2.3) circle\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path / "c.toml", 'sample_prompts = "p.txt"\nsample_every_n_steps = 2\n'))
+    text = str(exc.value)
+    assert "p.txt:2: prompt 1: prompt: expected a weight such as (text:1.2), got :1.2.3)" in text, text
+    (tmp_path / "p.txt").write_text("a (red:1.2) circle --x 3\n", encoding="utf-8")
+    cfg = load_config(_write(tmp_path / "c.toml", 'sample_prompts = "p.txt"\nsample_at_first = true\n'))
+    assert [(w.file, w.line, w.key) for w in cfg.warnings] == [("p.txt", 1, "sample_prompts")]
+    (tmp_path / "p.txt").write_text("a (red:1.2.3) circle\n", encoding="utf-8")
+    for off in ("", "sample_every_n_steps = 0\n"):  # nothing says when, or 0 (off, as sd-scripts reads it)
+        assert load_config(_write(tmp_path / "c.toml", f'sample_prompts = "p.txt"\n{off}')).warnings == []

@@ -152,6 +152,7 @@ class _Loader:
         config = self.first_config(values)
         if not bad_inputs & _DATA_INPUTS:
             self.data_problems(config, values)
+        self.sample_prompt_problems(values)
         choice, values = self.choose_schedule(values)
         if choice.spec is None:
             bad_inputs.add("lr_scheduler")
@@ -552,6 +553,22 @@ class _Loader:
                     severity="notice",
                 )
             )
+
+    def sample_prompt_problems(self, values: dict[str, Any]) -> None:
+        """What reading the sample prompt file finds, at its lines: train reads it before step 0 (a
+        file that is not there is train's warning: it may be written before the run)."""
+        every = (values.get("sample_every_n_steps"), values.get("sample_every_n_epochs"))
+        timed = values.get("sample_at_first") or any(isinstance(n, int) and n > 0 for n in every)  # <= 0: off
+        source = values.get("sample_prompts")
+        path = os.path.expanduser(str(source)) if source and timed else None
+        if path is None or not os.path.isfile(path):
+            return
+        from lora_sched.config.prompts import read_prompt_file  # only for a run that samples
+
+        try:
+            self.problems.extend(read_prompt_file(path).warnings)
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
 
     def check_optimizer_pairing(self, values: dict[str, Any], schedule: str, args: dict[str, Any]) -> None:
         """`adafactor` <-> Adafactor(relative_step=True): see lora_sched.config.adafactor."""

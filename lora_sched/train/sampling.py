@@ -90,9 +90,7 @@ def sample_plan(values: Any, output_dir: Path) -> SamplePlan | None:
     if not path.is_file():
         log.warning(f"warning: sample_prompts: no prompt file at {path}: no sample images")
         return None
-    found = read_prompt_file(path)
-    for warning in found.warnings:
-        log.warning(warning)
+    found = read_prompt_file(path)  # its warnings are the config's (lora_sched.config.loader reads it too)
     sampler = str(values.get("sample_sampler") or DEFAULT_SAMPLER)
     for prompt in found.prompts:
         _check_sampler_needs(prompt.sampler or sampler, prompt, path)
