@@ -110,3 +110,17 @@ def test_a_weight_that_is_no_number_is_refused_at_its_line(tmp_path, line, key, 
 
 def test_weights_that_are_numbers_and_stray_colons_load():
     assert prompt_weights("(a:1)(b:-0.5) c: d") == [("a", 1.0), ("b", -0.5), (" c: d", 1.0)]
+
+
+def test_a_zero_mean_never_divides():
+    """sd-scripts rescales by mean / weighted mean: 0 / 0 (an untrained encoder's zero-mean states)
+    would draw a NaN image; here an unweighted prompt is left as it is and a zero weighted mean unscaled."""
+    torch = pytest.importorskip("torch")
+    from lora_sched.train.prompt_encoding import _reweighted
+
+    states = torch.tensor([[[1.0, -1.0], [2.0, -2.0]]])  # mean 0
+    assert torch.equal(_reweighted(states.clone(), torch.ones(1, 2)), states)
+    weighted = _reweighted(states.clone(), torch.tensor([[1.0, 1.5]]))
+    assert torch.equal(weighted, states * torch.tensor([[[1.0], [1.5]]]))
+    usual = _reweighted(states + 1.0, torch.tensor([[1.0, 2.0]]))  # mean 1: rescaled to keep it
+    assert usual.mean().item() == pytest.approx(1.0)

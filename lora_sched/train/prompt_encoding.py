@@ -111,9 +111,19 @@ def _encode_windows(
 
 
 def _reweighted(states: Any, weights: Any) -> Any:
-    """states x each token's weight, rescaled to the unweighted mean (in place, as sd-scripts does)."""
+    """states x each token's weight, rescaled to the unweighted mean (in place, as sd-scripts does).
+
+    Two departures, both where sd-scripts' formula divides by zero: a prompt without weights is left
+    as it is (its formula multiplies by 1 and by mean / mean, which is 1 unless the mean is 0), and a
+    weighted mean of 0 keeps the weighted states unscaled. A mean of exactly 0 is what an encoder
+    whose final layer norm has no bias gives (an untrained model's); sd-scripts then draws NaN."""
+    import torch
+
+    if bool((weights == 1.0).all()):
+        return states
     before = states.float().mean(dim=(-2, -1)).to(states.dtype)
     states *= weights.unsqueeze(-1)
     after = states.float().mean(dim=(-2, -1)).to(states.dtype)
-    states *= (before / after).unsqueeze(-1).unsqueeze(-1)
+    scale = torch.where(after == 0, torch.ones_like(after), before / after)
+    states *= scale.unsqueeze(-1).unsqueeze(-1)
     return states
