@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from lora_sched.cli import main
+from lora_sched.config.toml_file import MAX_CONFIG_BYTES
 from lora_sched.errors import ConfigError
 from lora_sched.trainers import read_run, recognise
-from lora_sched.trainers.documents import MAX_CONFIG_BYTES, parse, parse_args, parse_json, parse_yaml
+from lora_sched.trainers.documents import parse, parse_args, parse_json, parse_yaml
 
 JSON_TEXT = """{
   "learning_rate": 1e-4,

@@ -63,8 +63,8 @@ def available(kind: str | None = None) -> list[Trainer]:
 
 def read_document(path: str, kind: str | None = None) -> Any:
     """The parsed file at `path` (size and type checked as for any config)."""
-    from lora_sched.config.toml_file import read_config_bytes
-    from lora_sched.trainers.documents import decode, parse
+    from lora_sched.config.toml_file import decode, read_config_bytes
+    from lora_sched.trainers.documents import parse
 
     return parse(path, decode(read_config_bytes(path), path), kind)
 

@@ -1,10 +1,10 @@
 """A trainer's file, parsed safely and with positions: TOML, JSON, YAML or command-line flags.
 
-Every reader keeps the guarantees of the TOML loader: at most MAX_CONFIG_BYTES, UTF-8, nesting and
-node counts bounded (a YAML alias bomb or a JSON array nested a million deep is refused, never
-expanded), no object construction (YAML's safe schema only), and every error a ConfigError with
-the file and line. Each parser is imported only for a file of its kind: reading a TOML file loads
-neither `json` nor `yaml`.
+Every reader keeps the guarantees of the TOML loader (the file's size and its UTF-8 are checked
+by lora_sched.config.toml_file, as for any config): nesting and node counts bounded (a YAML alias
+bomb or a JSON array nested a million deep is refused, never expanded), no object construction
+(YAML's safe schema only), and every error a ConfigError with the file and line. Each parser is
+imported only for a file of its kind: reading a TOML file loads neither `json` nor `yaml`.
 
 `Document.line_of(path)` gives the 1-based line of a key path (``("optimizer", "lr")``, list
 items by index), or of its nearest parent that has one.
@@ -14,19 +14,12 @@ from __future__ import annotations
 
 import bisect
 import re
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from lora_sched.errors import ConfigError, Problem
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
-
-#: The same caps as the TOML loader's (lora_sched.config.loader).
-MAX_CONFIG_BYTES = 1 << 20
+# Caps on what a parsed document may hold.
 #: Most values (every scalar, list and table, aliases counted each time they are used).
 MAX_NODES = 20_000
 #: Deepest nesting of lists and tables.
@@ -77,24 +70,6 @@ def key_text(path: tuple) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
-
-
-def _too_big(source: str, size: int) -> ConfigError:
-    return ConfigError(Problem("", f"a config of at most {MAX_CONFIG_BYTES:,} bytes", f"{size:,} bytes", file=source))
-
-
-def decode(data: bytes, source: str) -> str:
-    if len(data) > MAX_CONFIG_BYTES:
-        raise _too_big(source, len(data))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        found = f"byte 0x{data[exc.start]:02x} at offset {exc.start} (a binary file, or not UTF-8)"
-        raise ConfigError(
-            Problem("", "a UTF-8 text file", found, "save the file as UTF-8", file=source, line=line)
-        ) from None
-    return text[1:] if text.startswith("\ufeff") else text
 
 
 def suffix_kind(source: str) -> str | None:
