@@ -20,7 +20,6 @@ encoder is offered through ``.text_model.final_layer_norm``, the path sd-scripts
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import logging
@@ -31,7 +30,7 @@ from types import SimpleNamespace
 from typing import Any, Optional, Union
 
 from gen_sdscripts_text_golden import LegacyPaths
-from golden_cli import checkout_commit, checkout_file
+from golden_cli import checkout_commit, checkout_file, run_tensor_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -139,29 +138,7 @@ def generate(checkout: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from safetensors.torch import load_file, save
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkout", type=Path, help="a kohya-ss/sd-scripts checkout or bare git directory")
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
-    args = parser.parse_args(argv)
-    tensors, metadata = generate(args.checkout)
-    if args.check:
-        import torch
-        from safetensors import safe_open
-
-        stored = load_file(str(args.output))
-        with safe_open(str(args.output), "pt") as fh:
-            stored_meta = fh.metadata()
-        same = stored.keys() == tensors.keys() and all(torch.equal(stored[k], tensors[k]) for k in tensors)
-        same = same and stored_meta == metadata
-        print("up to date" if same else f"{args.output} differs from what the checkout gives")
-        return 0 if same else 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(save(tensors, metadata=metadata))  # (save_file would make it private: mode 600)
-    print(f"wrote {args.output}")
-    return 0
+    return run_tensor_golden(__doc__, OUTPUT, generate, argv)
 
 
 if __name__ == "__main__":

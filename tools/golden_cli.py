@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 
+def _arguments(doc: str | None, output: Path, argv: list[str] | None) -> argparse.Namespace:
+    """CHECKOUT [--output PATH] [--check], as every generator takes them."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkout", type=Path, help="a kohya-ss/sd-scripts checkout or bare git directory")
+    parser.add_argument("--output", type=Path, default=output)
+    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
+    return parser.parse_args(argv)
+
+
 def run_golden(
     doc: str | None, output: Path, generate: Callable[[Path], Any], dumps: Callable[[Any], str], argv: list[str] | None
 ) -> int:
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkout", type=Path, help="a kohya-ss/sd-scripts checkout")
-    parser.add_argument("--output", type=Path, default=output)
-    parser.add_argument("--check", action="store_true", help="compare with the committed file instead of writing")
-    args = parser.parse_args(argv)
+    args = _arguments(doc, output, argv)
     text = dumps(generate(args.checkout))
     if args.check:
         same = args.output.read_text(encoding="utf-8") == text
@@ -26,6 +31,35 @@ def run_golden(
         return 0 if same else 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def run_tensor_golden(
+    doc: str | None,
+    output: Path,
+    generate: Callable[[Path], tuple[dict[str, Any], dict[str, str]]],
+    argv: list[str] | None,
+) -> int:
+    """run_golden for a safetensors golden: `generate` gives (tensors, metadata); --check compares
+    both bit for bit with the committed file."""
+    from safetensors.torch import load_file, save
+
+    args = _arguments(doc, output, argv)
+    tensors, metadata = generate(args.checkout)
+    if args.check:
+        import torch
+        from safetensors import safe_open
+
+        stored = load_file(str(args.output))
+        with safe_open(str(args.output), "pt") as fh:
+            stored_meta = fh.metadata()
+        same = stored.keys() == tensors.keys() and all(torch.equal(stored[k], tensors[k]) for k in tensors)
+        same = same and stored_meta == metadata
+        print("up to date" if same else f"{args.output} differs from what the checkout gives")
+        return 0 if same else 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(save(tensors, metadata=metadata))  # (save_file would make it private: mode 600)
     print(f"wrote {args.output}")
     return 0
 
