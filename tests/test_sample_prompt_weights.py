@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_support import read_golden
 
 from lora_sched.config.prompts import prompt_weights, read_prompt_file
 from lora_sched.errors import ConfigError
@@ -23,10 +24,7 @@ from gen_sdscripts_prompt_golden import CASES, PROMPTS  # noqa: E402
 
 @pytest.fixture(scope="module")
 def golden():
-    from safetensors import safe_open
-
-    with safe_open(str(GOLDEN), "pt") as fh:
-        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()  # noqa: SIM118 (not a mapping)
+    return read_golden(GOLDEN)
 
 
 @pytest.fixture(scope="module")

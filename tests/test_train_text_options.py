@@ -17,6 +17,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
 
+from train_support import read_golden  # noqa: E402
+
 from lora_sched.config.loader import loads_config  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.train.conditioning import TextConditioning, model_text_options  # noqa: E402
@@ -33,10 +35,7 @@ from gen_sdscripts_text_golden import CAPTIONS, SD_CASES  # noqa: E402
 
 @pytest.fixture(scope="module")
 def golden():
-    from safetensors import safe_open
-
-    with safe_open(str(GOLDEN), "pt") as fh:
-        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()  # noqa: SIM118 (not a mapping)
+    return read_golden(GOLDEN)
 
 
 @pytest.fixture(scope="module")
