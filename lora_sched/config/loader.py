@@ -26,6 +26,7 @@ from lora_sched.config.learning_keys import TRAIN_READS, learning_key
 from lora_sched.config.lora_easy import lora_easy_class, map_class
 from lora_sched.config.model import LoraConfig
 from lora_sched.config.places import DocLines, Locations, Place, bare_or_quoted, quoted, split_key
+from lora_sched.config.samplers import samples_drawn
 from lora_sched.config.toml_file import MAX_CONFIG_BYTES, decode, parse_toml, read_config_bytes, too_big
 from lora_sched.errors import ConfigError, FieldError, Problem, finite_number, near_miss, problem, raw
 from lora_sched.schedules.resolve import ScheduleRequest, check_form
@@ -557,11 +558,10 @@ class _Loader:
     def sample_prompt_problems(self, values: dict[str, Any]) -> None:
         """What reading the sample prompt file finds, at its lines: train reads it before step 0 (a
         file that is not there is train's warning: it may be written before the run)."""
-        every = (values.get("sample_every_n_steps"), values.get("sample_every_n_epochs"))
-        timed = values.get("sample_at_first") or any(isinstance(n, int) and n > 0 for n in every)  # <= 0: off
-        source = values.get("sample_prompts")
-        path = os.path.expanduser(str(source)) if source and timed else None
-        if path is None or not os.path.isfile(path):
+        if not samples_drawn(values):
+            return
+        path = os.path.expanduser(str(values["sample_prompts"]))
+        if not os.path.isfile(path):
             return
         from lora_sched.config.prompts import read_prompt_file  # only for a run that samples
 

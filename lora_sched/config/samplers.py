@@ -1,9 +1,9 @@
-"""sd-scripts' sample_sampler names and where sample images go (no imports at load: the key table,
-loaded on every `validate`, reads the names)."""
+"""sd-scripts' sample_sampler names, when a run samples and where sample images go (no imports at
+load: the key table, loaded on every `validate`, reads the names)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -38,3 +38,19 @@ def contact_sheet_path(output_dir: str | PathLike[str], output_name: str) -> Pat
     from pathlib import Path
 
     return Path(output_dir) / SAMPLE_DIR / f"{output_name}_contact_sheet.png"
+
+
+def sample_interval(value: Any) -> int | None:
+    """sample_every_n_steps / _epochs as sd-scripts reads them: 0 or less (or unset) is off (None)."""
+    return int(value) if value is not None and int(value) > 0 else None
+
+
+def samples_drawn(values: Any) -> bool:
+    """Whether a run with these config values reads its sample prompt file: one is named, and
+    sample_at_first or an interval says when to draw."""
+    when = (
+        values.get("sample_at_first"),
+        sample_interval(values.get("sample_every_n_steps")),
+        sample_interval(values.get("sample_every_n_epochs")),
+    )
+    return bool(values.get("sample_prompts")) and any(when)

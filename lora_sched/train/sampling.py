@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from lora_sched.config.prompts import SamplePrompt, read_prompt_file
-from lora_sched.config.samplers import DEFAULT_SAMPLER, SAMPLE_DIR, SAMPLERS, contact_sheet_path
+from lora_sched.config.samplers import (
+    DEFAULT_SAMPLER,
+    SAMPLE_DIR,
+    SAMPLERS,
+    contact_sheet_path,
+    sample_interval,
+    samples_drawn,
+)
 from lora_sched.errors import ConfigError, problem
 from lora_sched.train.signals import stop_requested
 
@@ -80,13 +87,12 @@ class SamplePlan:
 def sample_plan(values: Any, output_dir: Path) -> SamplePlan | None:
     """The run's sampling, or None when it draws nothing. A prompt file that does not exist is a
     warning (sd-scripts trains on without samples); one that cannot be read is a ConfigError."""
-    source = values.get("sample_prompts")
-    every_steps = _positive(values.get("sample_every_n_steps"))
-    every_epochs = _positive(values.get("sample_every_n_epochs"))
-    at_first = bool(values.get("sample_at_first"))
-    if not source or not (every_steps or every_epochs or at_first):
+    if not samples_drawn(values):
         return None
-    path = Path(os.path.expanduser(str(source)))
+    every_steps = sample_interval(values.get("sample_every_n_steps"))
+    every_epochs = sample_interval(values.get("sample_every_n_epochs"))
+    at_first = bool(values.get("sample_at_first"))
+    path = Path(os.path.expanduser(str(values["sample_prompts"])))
     if not path.is_file():
         log.warning(f"warning: sample_prompts: no prompt file at {path}: no sample images")
         return None
@@ -101,11 +107,6 @@ def sample_plan(values: Any, output_dir: Path) -> SamplePlan | None:
         tuple(found.prompts), output_dir / SAMPLE_DIR, str(values["output_name"]), sampler, every_steps,
         every_epochs, at_first, int(values["clip_skip"]) if values.get("clip_skip") else None,
     )  # fmt: skip
-
-
-def _positive(value: Any) -> int | None:
-    """sd-scripts turns an interval of 0 or less off."""
-    return int(value) if value is not None and int(value) > 0 else None
 
 
 #: Fewest inference steps a sampler runs (diffusers' PNDM fails below its 4 Runge-Kutta steps).
