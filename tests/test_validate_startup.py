@@ -1,4 +1,4 @@
-"""`lora-sched validate` must start within 2x a bare Python (bench/bench_validate.py measures it).
+"""`lora-sched validate` starts fast (bench/bench_validate.py measures it against a bare Python).
 
 Tests never time anything; they pin what keeps it fast: the modules a clean validate never loads.
 """
