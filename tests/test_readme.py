@@ -64,12 +64,18 @@ def test_the_config_python_example_runs(tmp_path, monkeypatch):
 
 
 def test_the_front_page_is_short_and_leads_to_the_docs():
-    """A reader sees what it is, the two commands, the kohya quick path and where to read on: the
+    """A reader sees what it is, the two commands, the kohya quick path, how fast and where to read on: the
     long material lives on the docs pages, each of which the README links to."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 120
     headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings == ["# lora_sched", "## Install and train", "## Kohya users start here", "## The documentation"]
+    assert headings == [
+        "# lora_sched",
+        "## Install and train",
+        "## Kohya users start here",
+        "## How fast",  # the budgets, as ratios measured by bench/
+        "## The documentation",
+    ]
     assert "The second line is for contributors" in text
     linked = set(re.findall(r"\]\(docs/([^)#]+)", text))
     assert linked == {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}

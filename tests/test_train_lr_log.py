@@ -125,3 +125,30 @@ def test_a_folder_where_the_plot_goes_is_refused_before_training(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{out / PLOT_NAME} is not a file; move it away or choose another output_dir" in err
     assert sorted(p.name for p in out.iterdir()) == [PLOT_NAME]  # nothing written
+
+
+def test_the_plot_is_drawn_once_the_run_has_let_go_of_its_model(tmp_path, monkeypatch):
+    """matplotlib loads after the run's model, optimizer and caches are freed, so it reuses their
+    memory instead of raising the run's peak (bench/bench_train.py measures the peak)."""
+    import weakref
+
+    from lora_sched.train import loop
+
+    build_model, write = loop.build_model, loop.write_plot
+    unets, alive_at_plot = [], []
+
+    def build_and_watch(*args, **kwargs):
+        built = build_model(*args, **kwargs)
+        unets.append(weakref.ref(built.model.unet))
+        return built
+
+    def write_and_check(log, png):
+        alive_at_plot.append(unets[0]() is not None)
+        return write(log, png)
+
+    monkeypatch.setattr(loop, "build_model", build_and_watch)
+    monkeypatch.setattr(loop, "write_plot", write_and_check)
+    out = tmp_path / "out"
+    assert main(["train", str(write_train_config(tmp_path / "c.toml", out, {"max_train_steps": 4}, section=None))]) == 0
+    assert alive_at_plot == [False]
+    assert (out / PLOT_NAME).read_bytes().startswith(PNG_MAGIC)

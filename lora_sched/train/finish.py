@@ -9,9 +9,7 @@ from typing import Any, NamedTuple
 
 from lora_sched.train import checkpoint as ckpt
 from lora_sched.train.build import Run
-from lora_sched.train.csv_log import LOG_NAME
 from lora_sched.train.lora import lora_alphas, lora_tensors, save_safetensors_atomic, to_kohya
-from lora_sched.train.lr_log import PLOT_NAME, write_plot
 from lora_sched.train.metadata import lora_hashes, lora_metadata, run_facts
 from lora_sched.train.optim import set_optimizer_mode
 from lora_sched.train.signals import TrainingInterrupted
@@ -50,7 +48,6 @@ def finish(run: Run, steps: StepsDone) -> TrainResult:
     written = run.start < run_length or not plan.out_file.exists()
     if main and written:
         save_lora(run, final_step, plan.out_file)
-        write_plot(plan.output_dir / LOG_NAME, plan.output_dir / PLOT_NAME)
     accelerator.wait_for_everyone()
     if plan.tracker:
         accelerator.end_training()

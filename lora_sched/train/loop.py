@@ -6,19 +6,24 @@ lora_sched.train.plan checks the config and decides everything it can before any
 written; run_folder locks the output folder and reads the checkpoint to resume; build makes the
 processes, the model with its LoRA layers and data cache, and what trains it; steps runs the
 optimizer updates (see its docstring: accumulation, determinism on resume); finish writes the final
-checkpoint and the LoRA file.
+checkpoint and the LoRA file; then train draws the run's plot, once the rest is released.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
+from pathlib import Path
 from typing import Any
 
 from lora_sched.errors import ConfigError
 from lora_sched.train.build import Run, build_model, build_training, start_processes
+from lora_sched.train.csv_log import LOG_NAME
 from lora_sched.train.data import load_images
 from lora_sched.train.finish import TrainResult, finish
+from lora_sched.train.lr_log import PLOT_NAME, write_plot
 from lora_sched.train.plan import check_epoch_length, parse_resolution, plan_run
 from lora_sched.train.run_folder import open_run_folder, resume_training, set_aside_checkpoints
 from lora_sched.train.signals import TrainingInterrupted
@@ -49,10 +54,25 @@ def train(
     """
     try:
         with contextlib.ExitStack() as held:  # the output folder's lock, the signal handlers
-            return _train(cfg, resume, trust_scheduler_code, allow_schedule_change, train_without, held)
+            result = _train(cfg, resume, trust_scheduler_code, allow_schedule_change, train_without, held)
+            if result.is_main_process and result.written:
+                _draw_plot(result.output.parent)
+            return result
     except ConfigError as exc:
         locate = getattr(cfg, "locate", None)
         raise ConfigError(locate(exc.problems) if locate else exc.problems) from None
+
+
+def _draw_plot(output_dir: Path) -> None:
+    """train_plot.png from the run's log, drawn once _train has returned: the run's model, optimizer
+    and caches are gone by then, and their freed heap is handed back to the OS first (glibc's
+    malloc_trim; nothing elsewhere), so matplotlib's 20 MiB of modules reuse that memory instead of
+    raising the run's peak (bench/bench_train.py, tiny SD: peak 1.046x a bare loop before, see
+    docs/benchmarks.md for after)."""
+    gc.collect()  # accelerate and torch modules hold reference cycles: free them before the trim
+    with contextlib.suppress(AttributeError, OSError, TypeError):  # not glibc: the allocator keeps what it keeps
+        ctypes.CDLL(None).malloc_trim(0)
+    write_plot(output_dir / LOG_NAME, output_dir / PLOT_NAME)
 
 
 def _train(
