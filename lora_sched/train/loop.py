@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -65,11 +64,11 @@ def train(
 
 def _draw_plot(output_dir: Path) -> None:
     """train_plot.png from the run's log, drawn once _train has returned: the run's model, optimizer
-    and caches are gone by then, and their freed heap is handed back to the OS first (glibc's
+    and caches are gone by then (no gc.collect: reference counting frees them, and a full collection
+    costs a quarter second), and their freed heap is handed back to the OS first (glibc's
     malloc_trim; nothing elsewhere), so matplotlib's 20 MiB of modules reuse that memory instead of
     raising the run's peak (bench/bench_train.py, tiny SD: peak 1.046x a bare loop before, see
     docs/benchmarks.md for after)."""
-    gc.collect()  # accelerate and torch modules hold reference cycles: free them before the trim
     with contextlib.suppress(AttributeError, OSError, TypeError):  # not glibc: the allocator keeps what it keeps
         ctypes.CDLL(None).malloc_trim(0)
     write_plot(output_dir / LOG_NAME, output_dir / PLOT_NAME)
