@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_support import read_golden
 
 from lora_sched.config.prompts import prompt_weights, read_prompt_file
 from lora_sched.errors import ConfigError
@@ -20,11 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "sdscripts_prompts" / "golden.safetensors"
 sys.path.insert(0, str(ROOT / "tools"))
 from gen_sdscripts_prompt_golden import CASES, PROMPTS  # noqa: E402
+from golden_cli import read_tensor_golden  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return read_golden(GOLDEN)
+    return read_tensor_golden(GOLDEN)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 torch = pytest.importorskip("torch")
 
-from train_support import read_golden  # noqa: E402
-
 from lora_sched.config.loader import loads_config  # noqa: E402
 from lora_sched.errors import ConfigError  # noqa: E402
 from lora_sched.train.conditioning import TextConditioning, model_text_options  # noqa: E402
@@ -31,11 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "data" / "sdscripts_text" / "golden.safetensors"
 sys.path.insert(0, str(ROOT / "tools"))
 from gen_sdscripts_text_golden import CAPTIONS, SD_CASES  # noqa: E402
+from golden_cli import read_tensor_golden  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return read_golden(GOLDEN)
+    return read_tensor_golden(GOLDEN)
 
 
 @pytest.fixture(scope="module")

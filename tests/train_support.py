@@ -54,11 +54,3 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "lora_sched", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd
     )
-
-
-def read_golden(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """A safetensors golden's tensors and its metadata (where and from which commit it came)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as fh:
-        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()  # noqa: SIM118 (not a mapping)

@@ -35,6 +35,14 @@ def run_golden(
     return 0
 
 
+def read_tensor_golden(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """A safetensors golden's tensors and its metadata (where and from which commit it came)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()  # noqa: SIM118 (not a mapping)
+
+
 def run_tensor_golden(
     doc: str | None,
     output: Path,
@@ -43,17 +51,14 @@ def run_tensor_golden(
 ) -> int:
     """run_golden for a safetensors golden: `generate` gives (tensors, metadata); --check compares
     both bit for bit with the committed file."""
-    from safetensors.torch import load_file, save
+    from safetensors.torch import save
 
     args = _arguments(doc, output, argv)
     tensors, metadata = generate(args.checkout)
     if args.check:
         import torch
-        from safetensors import safe_open
 
-        stored = load_file(str(args.output))
-        with safe_open(str(args.output), "pt") as fh:
-            stored_meta = fh.metadata()
+        stored, stored_meta = read_tensor_golden(args.output)
         same = stored.keys() == tensors.keys() and all(torch.equal(stored[k], tensors[k]) for k in tensors)
         same = same and stored_meta == metadata
         print("up to date" if same else f"{args.output} differs from what the checkout gives")
